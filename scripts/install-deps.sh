@@ -1,0 +1,62 @@
+#!/bin/sh
+# install-deps.sh PROFILE... -- installs the Debian 12 packages axon needs,
+# only those missing.  Shared by scripts/run.sh, scripts/test.sh, CI and
+# docker/Dockerfile, so one list is proved everywhere.
+#
+#   build    compiler, meson and the -dev libraries
+#   runtime  the shared libraries the axon binary needs (the container's runtime stage)
+#   test     what the test suite drives: cmocka, Python libs, matrix-nio, curl, openssl, nginx
+#   bench    load generators and the nginx baseline
+set -eu
+
+pkgs=""
+for profile in "$@"; do
+    case "$profile" in
+    build)
+        pkgs="$pkgs gcc libc6-dev pkg-config meson ninja-build libh2o-evloop-dev liblmdb-dev libsodium-dev
+              libssl-dev libjansson-dev libinih-dev"
+        ;;
+    runtime)
+        pkgs="$pkgs libh2o-evloop0.13 liblmdb0 libsodium23 libssl3 libjansson4 libinih1 ca-certificates curl"
+        ;;
+    test)
+        pkgs="$pkgs libcmocka-dev python3 python3-yaml python3-jsonschema python3-signedjson python3-nacl
+              python3-matrix-nio curl openssl nginx lmdb-utils"
+        ;;
+    bench)
+        pkgs="$pkgs apache2-utils wrk nginx nghttp2-client gnuplot-nox procps"
+        ;;
+    *)
+        echo "install-deps.sh: unknown profile '$profile' (build, runtime, test, bench)" >&2
+        exit 2
+        ;;
+    esac
+done
+
+missing=""
+for p in $pkgs; do
+    # any nginx flavour will do (nginx-light, nginx-core, ...)
+    if [ "$p" = nginx ] && [ -x /usr/sbin/nginx ]; then
+        continue
+    fi
+    case " $missing " in *" $p "*) continue ;; esac
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
+        missing="$missing $p"
+    fi
+done
+[ -z "$missing" ] && exit 0
+
+echo "installing:$missing" >&2
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then
+        SUDO=sudo
+    else
+        echo "install-deps.sh: need root (or sudo) to install:$missing" >&2
+        exit 1
+    fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null

@@ -1,0 +1,92 @@
+/*
+ * http_internal.h -- h2o-facing structs shared by server/http.c and
+ * server/metrics.c.  Handlers never need these: they see ax_req_t only.
+ */
+#ifndef AX_HTTP_INTERNAL_H
+#define AX_HTTP_INTERNAL_H
+
+#include "server/server.h"
+
+#include <h2o.h>
+#include <openssl/ssl.h>
+
+/* A completion port backed by h2o's multithread queue (one per thread). */
+typedef struct st_ax_hport_t {
+    ax_port_t super;
+    h2o_multithread_receiver_t receiver;
+    h2o_multithread_message_t msg;
+    pthread_mutex_t mutex;
+    ax_task_t *head, **tail;
+    bool msg_pending;
+} ax_hport_t;
+
+/* One configured listen address: a SO_REUSEPORT socket per thread. */
+typedef struct st_ax_listener_spec_t {
+    int *fds;
+    bool tls;
+    char name[64];
+} ax_listener_spec_t;
+
+typedef struct st_ax_listener_t {
+    int fd;
+    bool tls;
+    h2o_socket_t *sock;
+    ax_thread_t *thread;
+} ax_listener_t;
+
+typedef struct st_ax_conn_t {
+    int fd;
+    ax_thread_t *thread;
+    struct st_ax_conn_t *next, **pprev;
+} ax_conn_t;
+
+struct st_ax_http_t {
+    h2o_globalconf_t globalconf;
+    SSL_CTX *ssl_ctx;
+    ax_listener_spec_t *listeners;
+    size_t nlisteners;
+    bool fds_taken; /* the threads own (and close) the listener sockets */
+};
+
+typedef struct st_ax_handler_glue_t {
+    h2o_handler_t super;
+    ax_server_t *srv;
+} ax_handler_glue_t;
+
+typedef struct st_ax_errjson_ostream_t {
+    h2o_ostream_t super;
+    h2o_iovec_t body;
+} ax_errjson_ostream_t;
+
+struct st_ax_thread_t {
+    ax_server_t *srv;
+    unsigned index;
+    pthread_t tid;
+    h2o_evloop_t *loop;
+    h2o_context_t ctx;
+    h2o_accept_ctx_t accept_plain, accept_tls;
+    ax_listener_t *listeners;
+    size_t nlisteners;
+    ax_hport_t port;
+    h2o_multithread_receiver_t control;
+    h2o_multithread_message_t control_msg;
+
+    ax_conn_t *conns;
+    size_t nconns;
+    int64_t inflight;
+    int64_t tasks_outstanding; /* writer jobs and worker tasks not yet come back */
+
+    bool shutting_down, conns_closed, exit_loop, clean;
+    uint64_t shutdown_deadline_ms;
+    h2o_timeout_entry_t shutdown_entry;
+
+    ax_route_metrics_t *metrics; /* ax_routes_count + 1 slots */
+    ax_buf_t scratch;            /* reply serialization */
+
+    char logbuf[16384];
+    size_t loglen;
+    h2o_timeout_t log_flush_timeout;
+    h2o_timeout_entry_t log_flush_entry;
+};
+
+#endif

@@ -1,0 +1,176 @@
+/*
+ * main.c -- the axon command: `axon [serve] [-c FILE]`, `axon
+ * generate-config`, `--version`, `--help`.
+ *
+ * Start-up order matters: the config is validated and every listener bound
+ * before anything is written to the data dir, so a bad config or a taken
+ * port fails with one line and exit status 2 and leaves no trace.
+ */
+#include "server/handlers.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+extern char **environ;
+
+static void usage(FILE *fp)
+{
+    fprintf(fp, "usage: axon [serve] [-c FILE]     run the homeserver (default)\n"
+                "       axon generate-config      print a commented configuration\n"
+                "       axon --version | --help\n"
+                "\n"
+                "Without -c (or AXON_CONFIG) axon runs on an embedded default: server name\n"
+                "localhost:8008, data in ./axon-data, listening on 127.0.0.1:8008.\n"
+                "Every config key can be overridden by AXON_<KEY> in the environment.\n");
+}
+
+/* Creates 'path' (mode 0700) if missing. */
+static int ensure_dir(const char *path, char *err, size_t errlen)
+{
+    if (mkdir(path, 0700) == 0 || errno == EEXIST)
+        return 0;
+    snprintf(err, errlen, "data_dir: cannot create '%s': %s", path, strerror(errno));
+    return AX_EIO;
+}
+
+/* Loads the config for commands that take -c; exits 2 with a message on failure. */
+static ax_config_t *load_config(const char *path)
+{
+    if (path == NULL)
+        path = getenv("AXON_CONFIG");
+    if (path != NULL && *path == '\0')
+        path = NULL;
+    char err[512];
+    ax_config_t *cfg;
+    if (ax_config_load(path, environ, &cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "axon: %s\n", err);
+        exit(2);
+    }
+    return cfg;
+}
+
+/* Opens the data dir's database and signing key for 'srv'; exits 2 on failure. */
+static void open_data(ax_server_t *srv)
+{
+    const ax_config_t *cfg = srv->cfg;
+    char err[512];
+    char *dbdir = ax_asprintf("%s/db", cfg->data_dir);
+    char *keypath = ax_asprintf("%s/signing.key", cfg->data_dir);
+    ax_db_options_t dbo = {.path = dbdir, .map_size = cfg->map_size, .sync = cfg->sync};
+    if (ensure_dir(cfg->data_dir, err, sizeof(err)) != 0 || ensure_dir(dbdir, err, sizeof(err)) != 0 ||
+        ax_db_open(&dbo, &srv->db, err, sizeof(err)) != 0 ||
+        ax_signing_key_load_or_create(keypath, &srv->signing_key, err, sizeof(err)) != 0) {
+        fprintf(stderr, "axon: %s\n", err);
+        exit(2);
+    }
+    free(dbdir);
+    free(keypath);
+}
+
+static int serve(const char *config_path)
+{
+    ax_config_t *cfg = load_config(config_path);
+    ax_log_setup((ax_log_level_t)cfg->log_level, (ax_log_format_t)cfg->log_format);
+
+    ax_server_t srv;
+    memset(&srv, 0, sizeof(srv));
+    srv.cfg = cfg;
+    srv.nthreads = cfg->threads;
+    srv.started_at_ms = ax_now_ms();
+    pthread_mutex_init(&srv.key_mutex, NULL);
+
+    char err[512];
+    if (ax_http_bind(&srv, err, sizeof(err)) != 0) {
+        fprintf(stderr, "axon: %s\n", err);
+        ax_http_dispose(&srv);
+        ax_config_free(cfg);
+        return 2;
+    }
+    open_data(&srv);
+
+    if (cfg->allow_registration)
+        ax_log(AX_LOG_INFO, "registration is open%s",
+               ax_streq(cfg->source, "embedded default") ? " (embedded default config, loopback only)" : "");
+    if (!cfg->sync)
+        ax_log(AX_LOG_WARN, "sync = false: acknowledged writes can be lost on a crash");
+
+    srv.writer = ax_writer_new(srv.db);
+    if (ax_writer_start(srv.writer) != 0) {
+        fprintf(stderr, "axon: cannot start the database writer\n");
+        return 2;
+    }
+    srv.workers = ax_workers_new(cfg->worker_threads);
+    srv.router = ax_router_new(ax_routes, ax_routes_count);
+    srv.limits.login = ax_ratelimit_new(0.5, 5);
+    srv.limits.register_ = ax_ratelimit_new(0.2, 5);
+    ax_cs_versions_prepare(&srv);
+
+    ax_http_run(&srv);
+
+    /* threads are joined: finish queued writes, then free everything */
+    ax_writer_stop(srv.writer);
+    ax_workers_free(srv.workers);
+    ax_http_dispose(&srv);
+    ax_writer_free(srv.writer);
+    ax_db_close(srv.db);
+    ax_router_free(srv.router);
+    ax_ratelimit_free(srv.limits.login);
+    ax_ratelimit_free(srv.limits.register_);
+    ax_signing_key_dispose(&srv.signing_key);
+    free(srv.versions_body);
+    free(srv.key_body);
+    pthread_mutex_destroy(&srv.key_mutex);
+    ax_log(AX_LOG_INFO, "stopped");
+    ax_config_free(cfg);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    signal(SIGPIPE, SIG_IGN);
+    if (sodium_init() < 0) {
+        fprintf(stderr, "axon: libsodium failed to initialise\n");
+        return 1;
+    }
+    int i = 1;
+    const char *cmd = "serve";
+    if (i < argc && argv[i][0] != '-')
+        cmd = argv[i++];
+
+    if (strcmp(cmd, "serve") == 0) {
+        const char *config = NULL;
+        for (; i < argc; ++i) {
+            if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc) {
+                config = argv[++i];
+            } else if (strncmp(argv[i], "--config=", 9) == 0) {
+                config = argv[i] + 9;
+            } else if (strcmp(argv[i], "--version") == 0 || strcmp(argv[i], "-V") == 0) {
+                printf("axon %s\n", AX_VERSION);
+                return 0;
+            } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+                usage(stdout);
+                return 0;
+            } else {
+                fprintf(stderr, "axon: unknown option '%s'\n", argv[i]);
+                usage(stderr);
+                return 2;
+            }
+        }
+        return serve(config);
+    }
+    if (strcmp(cmd, "generate-config") == 0) {
+        if (i != argc) {
+            usage(stderr);
+            return 2;
+        }
+        ax_config_write_sample(stdout);
+        return 0;
+    }
+    fprintf(stderr, "axon: unknown command '%s'\n", cmd);
+    usage(stderr);
+    return 2;
+}

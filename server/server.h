@@ -1,0 +1,324 @@
+/*
+ * server.h -- the HTTP front on h2o: the server and thread objects, the
+ * request handle every handler receives, reply helpers, the route table
+ * types and the Matrix error table.  One banner per source file.
+ *
+ * A handler is `int handler(ax_req_t *r)`: it replies now or later with
+ * exactly one ax_reply_*() call and returns 0 (STYLE B3).  Helpers that can
+ * reject a request end in _or_reply: they send the error themselves and
+ * return -1, so the handler just returns 0.
+ */
+#ifndef AX_SERVER_H
+#define AX_SERVER_H
+
+#include "common/common.h"
+#include "common/workers.h"
+#include "config/config.h"
+#include "core/core.h"
+#include "storage/storage.h"
+
+#include <netinet/in.h>
+#include <pthread.h>
+
+typedef struct st_ax_server_t ax_server_t;
+typedef struct st_ax_thread_t ax_thread_t;
+typedef struct st_ax_req_t ax_req_t;
+
+#ifndef AX_VERSION
+#define AX_VERSION "0.0.0-dev" /* meson passes the project version */
+#endif
+
+/* ---- errors.c -- the Matrix error table ---------------------------------------- */
+
+#define AX_ERRCODES(X)                                                                                                 \
+    X(FORBIDDEN, 403)                                                                                                  \
+    X(UNKNOWN_TOKEN, 401)                                                                                              \
+    X(MISSING_TOKEN, 401)                                                                                              \
+    X(USER_LOCKED, 401)                                                                                                \
+    X(USER_SUSPENDED, 403)                                                                                             \
+    X(BAD_JSON, 400)                                                                                                   \
+    X(NOT_JSON, 400)                                                                                                   \
+    X(NOT_FOUND, 404)                                                                                                  \
+    X(LIMIT_EXCEEDED, 429)                                                                                             \
+    X(UNRECOGNIZED, 404)                                                                                               \
+    X(UNKNOWN, 500)                                                                                                    \
+    X(UNAUTHORIZED, 401)                                                                                               \
+    X(USER_DEACTIVATED, 403)                                                                                           \
+    X(USER_IN_USE, 400)                                                                                                \
+    X(INVALID_USERNAME, 400)                                                                                           \
+    X(ROOM_IN_USE, 400)                                                                                                \
+    X(INVALID_ROOM_STATE, 400)                                                                                         \
+    X(THREEPID_IN_USE, 400)                                                                                            \
+    X(THREEPID_NOT_FOUND, 400)                                                                                         \
+    X(THREEPID_DENIED, 403)                                                                                            \
+    X(UNSUPPORTED_ROOM_VERSION, 400)                                                                                   \
+    X(INCOMPATIBLE_ROOM_VERSION, 400)                                                                                  \
+    X(BAD_STATE, 400)                                                                                                  \
+    X(GUEST_ACCESS_FORBIDDEN, 403)                                                                                     \
+    X(MISSING_PARAM, 400)                                                                                              \
+    X(INVALID_PARAM, 400)                                                                                              \
+    X(TOO_LARGE, 413)                                                                                                  \
+    X(EXCLUSIVE, 400)                                                                                                  \
+    X(RESOURCE_LIMIT_EXCEEDED, 403)                                                                                    \
+    X(BAD_ALIAS, 400)                                                                                                  \
+    X(INVALID_SIGNATURE, 400)                                                                                          \
+    X(WRONG_ROOM_KEYS_VERSION, 403)                                                                                    \
+    X(NOT_YET_UPLOADED, 504)                                                                                           \
+    X(CANNOT_OVERWRITE_MEDIA, 409)                                                                                     \
+    X(UNSUPPORTED, 400)                                                                                                \
+    X(SERVER_NOT_TRUSTED, 400)                                                                                         \
+    X(UNABLE_TO_AUTHORISE_JOIN, 400)                                                                                   \
+    X(UNABLE_TO_GRANT_JOIN, 502)                                                                                       \
+    X(WEAK_PASSWORD, 400)
+
+typedef enum {
+#define X(name, status) AX_M_##name,
+    AX_ERRCODES(X)
+#undef X
+        AX_M__COUNT
+} ax_errcode_t;
+
+/** "M_FORBIDDEN" for AX_M_FORBIDDEN. */
+const char *ax_errcode_name(ax_errcode_t code);
+/** The spec's usual HTTP status for 'code'. */
+int ax_errcode_status(ax_errcode_t code);
+/** Maps an internal AX_E* code to the Matrix error a client should see. */
+ax_errcode_t ax_errcode_from_ax(int ax_code);
+
+/* ---- routes.c / router.c -- the one route table ------------------------------------ */
+
+typedef int (*ax_handler_t)(ax_req_t *r);
+
+enum {
+    AX_ROUTE_AUTH = 1 << 0,          /* access token required: 401 without one */
+    AX_ROUTE_AUTH_OPTIONAL = 1 << 1, /* token used when present (and checked) */
+    AX_ROUTE_UPLOAD = 1 << 2,        /* body limit is max_upload_size, not max_request_size */
+    AX_ROUTE_NO_R0 = 1 << 3,         /* a v3 path that has no r0 alias */
+    AX_ROUTE_NO_LOG = 1 << 4,        /* no access-log line (health checks, metrics scrapes) */
+};
+
+#define AX_ROUTE_MAX_PARAMS 6
+
+typedef struct st_ax_route_t {
+    const char *method; /* "GET", "PUT", ...; GET routes also answer HEAD */
+    const char *path;   /* template: literal segments and {name} parameters */
+    ax_handler_t handler;
+    unsigned flags;
+} ax_route_t;
+
+/** The route table (routes.c), 'ax_routes_count' rows. */
+extern const ax_route_t ax_routes[];
+extern const size_t ax_routes_count;
+
+typedef struct st_ax_router_t ax_router_t;
+
+/** Builds the segment trie for 'routes'.  Aborts on a malformed template (a programming error). */
+ax_router_t *ax_router_new(const ax_route_t *routes, size_t n);
+void ax_router_free(ax_router_t *rt);
+
+typedef enum { AX_MATCH_OK, AX_MATCH_NO_PATH, AX_MATCH_NO_METHOD } ax_match_t;
+
+/**
+ * Matches 'method' and the raw 'path' (no query string).  On AX_MATCH_OK
+ * stores the route index in '*index' and up to AX_ROUTE_MAX_PARAMS raw
+ * (still percent-encoded) parameter slices in 'params'.  On
+ * AX_MATCH_NO_METHOD, writes the allowed methods ("GET, PUT") to 'allow'.
+ */
+ax_match_t ax_router_match(const ax_router_t *rt, const char *method, size_t mlen, const char *path, size_t plen,
+                           size_t *index, const char **param_ptr, size_t *param_len, size_t *nparams, char *allow,
+                           size_t allow_cap);
+
+/* ---- http.c -- requests and replies ------------------------------------------------ */
+
+/** Who sent an authenticated request (strings live in the request pool). */
+typedef struct st_ax_auth_t {
+    const char *user_id;
+    const char *device_id;
+    bool is_admin;
+} ax_auth_t;
+
+struct st_ax_req_t {
+    struct st_h2o_req_t *req; /* NULL once h2o freed the request (the client went away) */
+    ax_thread_t *thread;
+    ax_server_t *srv;
+    size_t route_index;
+    const ax_route_t *route;
+    const char *params[AX_ROUTE_MAX_PARAMS]; /* percent-decoded, NUL-terminated, in the pool */
+    size_t nparams;
+    ax_auth_t auth; /* user_id NULL when not authenticated */
+    uint64_t start_ns;
+    bool replied;
+    ax_task_t *pending; /* the asynchronous step in progress, if any */
+    const char *client_ip;
+    /* JSON values held for the request's lifetime (ax_req_hold_json) */
+    json_t *_held[4];
+    size_t nheld;
+    json_t *_held_more;
+};
+
+/** Allocates 'sz' bytes from the request pool (freed with the request). */
+void *ax_palloc(ax_req_t *r, size_t sz);
+/** Copies 's' (or its first 'n' bytes) into the request pool. */
+char *ax_pstrdup(ax_req_t *r, const char *s);
+char *ax_pstrndup(ax_req_t *r, const char *s, size_t n);
+/** A printf into the request pool. */
+char *ax_psprintf(ax_req_t *r, const char *fmt, ...) AX_PRINTF(2, 3);
+
+/** Ties 'j' (stolen) to the request: it is decref'd when the request is freed. Returns 'j'. */
+json_t *ax_req_hold_json(ax_req_t *r, json_t *j);
+
+/**
+ * Parses the body as a JSON object.  An empty body counts as {}.  On
+ * success stores a borrowed object (held by the request) in '*out' and
+ * returns 0; otherwise replies 400 M_NOT_JSON and returns -1.
+ */
+int ax_req_json_body_or_reply(ax_req_t *r, json_t **out);
+
+/**
+ * Returns the percent-decoded value of query parameter 'name' (in the
+ * pool), or NULL when absent.  A present but undecodable value reads as "".
+ */
+const char *ax_req_query(ax_req_t *r, const char *name);
+
+/** The value of request header 'name' (lower-case) copied into the pool, or NULL. */
+const char *ax_req_header(ax_req_t *r, const char *name);
+
+/** The client's address as text, honouring X-Forwarded-For from trusted proxies (in the pool). */
+const char *ax_req_client_ip(ax_req_t *r);
+
+/** The raw request body (borrowed from h2o; empty when none). */
+void ax_req_body(ax_req_t *r, const char **base, size_t *len);
+
+/**
+ * Replies 'status' with JSON 'body' (stolen, even on failure).  Returns 0 so
+ * handlers can `return ax_reply_json_new(r, 200, body);`.
+ */
+int ax_reply_json_new(ax_req_t *r, int status, json_t *body);
+
+/** Replies 'status' with bytes already serialized ('body' is copied if not in the pool). */
+int ax_reply_raw(ax_req_t *r, int status, const char *content_type, const char *body, size_t len);
+
+/** Replies with the Matrix error 'code' and its usual status. */
+int ax_reply_error(ax_req_t *r, ax_errcode_t code, const char *message);
+
+/** Replies with the Matrix error 'code' and an explicit HTTP 'status'. */
+int ax_reply_error_status(ax_req_t *r, int status, ax_errcode_t code, const char *message);
+
+/** Replies 429 M_LIMIT_EXCEEDED with retry_after_ms (and a Retry-After header). */
+int ax_reply_limit_exceeded(ax_req_t *r, uint64_t retry_after_ms);
+
+/** Adds a response header (name lower-case); call before replying. */
+void ax_reply_header(ax_req_t *r, const char *name, const char *value);
+
+/**
+ * A continuation: runs on the request's thread when its task completes.
+ * 'r' is NULL if the request went away meanwhile.  It always runs exactly
+ * once and owns (frees) the task.
+ */
+typedef void (*ax_req_cont_t)(ax_req_t *r, ax_task_t *task);
+
+/** Submits 'job' to the writer; 'cont' continues the request after the commit. */
+void ax_req_submit_write(ax_req_t *r, ax_wjob_t *job, ax_req_cont_t cont);
+
+/** Runs 'work' on the worker pool; 'cont' continues the request afterwards. */
+void ax_req_submit_work(ax_req_t *r, ax_work_t *work, ax_req_cont_t cont);
+
+/* ---- auth.c -- access tokens --------------------------------------------------------- */
+
+/**
+ * Authenticates the request from "Authorization: Bearer" (or the
+ * deprecated access_token query parameter).  On success fills r->auth and
+ * returns 0.  Otherwise replies 401 M_MISSING_TOKEN / M_UNKNOWN_TOKEN and
+ * returns -1.  With 'optional', a missing token is not an error.
+ */
+int ax_req_auth_or_reply(ax_req_t *r, bool optional);
+
+/* ---- ratelimit.c -- token buckets per key ------------------------------------------- */
+
+typedef struct st_ax_ratelimit_t ax_ratelimit_t;
+
+/** A limiter allowing 'burst' actions at once, refilled at 'per_second'. */
+ax_ratelimit_t *ax_ratelimit_new(double per_second, double burst);
+void ax_ratelimit_free(ax_ratelimit_t *rl);
+/**
+ * Takes one action for 'key' (e.g. a client IP).  Returns 0 when allowed,
+ * else the milliseconds until it would be.  Thread-safe.
+ */
+uint64_t ax_ratelimit_take(ax_ratelimit_t *rl, const char *key, uint64_t now_ms);
+
+/**
+ * Applies limiter 'rl' to the request's client address.  Returns 0 when
+ * allowed; otherwise replies 429 M_LIMIT_EXCEEDED and returns -1.
+ */
+int ax_req_ratelimit_or_reply(ax_req_t *r, ax_ratelimit_t *rl);
+
+/* ---- metrics.c -- Prometheus counters ------------------------------------------------ */
+
+#define AX_LATENCY_BUCKETS 14
+extern const double ax_latency_bounds[AX_LATENCY_BUCKETS];
+#define AX_STATUS_SLOTS 20
+
+/** Per-thread request counters, written by their thread only (relaxed atomics for the scraper). */
+typedef struct st_ax_route_metrics_t {
+    _Atomic uint64_t status[AX_STATUS_SLOTS];
+    _Atomic uint64_t latency[AX_LATENCY_BUCKETS]; /* non-cumulative */
+    _Atomic uint64_t latency_ns_sum;
+} ax_route_metrics_t;
+
+/** Records one finished request on the calling thread. */
+void ax_metrics_record(ax_thread_t *t, size_t route_index, int status, uint64_t latency_ns);
+
+/* ---- server object ------------------------------------------------------------------- */
+
+typedef struct st_ax_http_t ax_http_t;
+
+struct st_ax_server_t {
+    const ax_config_t *cfg;
+    ax_http_t *http;
+    ax_db_t *db;
+    ax_writer_t *writer;
+    ax_workers_t *workers;
+    ax_signing_key_t signing_key;
+    ax_router_t *router;
+    ax_thread_t **threads;
+    unsigned nthreads;
+    _Atomic int64_t inflight;    /* requests being processed, all threads */
+    _Atomic int64_t connections; /* open client connections, all threads */
+    uint64_t started_at_ms;
+    struct {
+        ax_ratelimit_t *login;
+        ax_ratelimit_t *register_;
+    } limits;
+    /* prebuilt bodies of constant endpoints */
+    char *versions_body;
+    size_t versions_len;
+    /* /_matrix/key/v2/server, re-signed when it gets old */
+    pthread_mutex_t key_mutex;
+    char *key_body;
+    size_t key_len;
+    uint64_t key_valid_until;
+};
+
+/** Route slot used for requests that matched no route (metrics). */
+#define AX_ROUTE_UNMATCHED (ax_routes_count)
+
+/** The metrics of thread 't' for 'route_index' (0 .. ax_routes_count). */
+ax_route_metrics_t *ax_thread_metrics(ax_thread_t *t, size_t route_index);
+
+/**
+ * Starts the HTTP threads on listeners bound by ax_http_bind() and runs
+ * until SIGTERM/SIGINT, then shuts down gracefully.  Returns 0.
+ */
+int ax_http_run(ax_server_t *srv);
+
+/** Binds every listener of srv->cfg (checking the ports are free) and loads TLS.  Returns 0, or AX_EINVAL with 'err'.
+ */
+int ax_http_bind(ax_server_t *srv, char *err, size_t errlen);
+
+/** Frees what ax_http_bind / ax_http_run allocated. */
+void ax_http_dispose(ax_server_t *srv);
+
+/** Returns the server's process RSS in bytes (0 if unknown). */
+uint64_t ax_process_rss(void);
+
+#endif

@@ -1,0 +1,187 @@
+/*
+ * storage.h -- the only door to the database.  LMDB lives behind it: no
+ * MDB_* type or constant appears outside storage/ (STYLE B1).
+ *
+ * Model (DESIGN.md "Threads"): reads run on any thread in short read
+ * transactions; all writes run on the single writer thread, which applies
+ * every queued job in one transaction and commits once (group commit), then
+ * posts each job back to the port it came from.  A job's completion means
+ * its writes are durable (fsync'd unless sync = false).
+ *
+ * One banner per source file, as in Redis's server.h.
+ */
+#ifndef AX_STORAGE_H
+#define AX_STORAGE_H
+
+#include "common/common.h"
+
+typedef struct st_ax_db_t ax_db_t;
+typedef struct st_ax_txn_t ax_txn_t;
+typedef struct st_ax_writer_t ax_writer_t;
+
+/* ---- db.c -- environment, read transactions, schema version ------------------ */
+
+typedef struct st_ax_db_options_t {
+    const char *path;  /* directory holding data.mdb; created by the caller */
+    uint64_t map_size; /* bytes */
+    bool sync;         /* fsync on commit */
+    bool read_only;
+} ax_db_options_t;
+
+/**
+ * Opens (creating if needed) the environment at opts->path, opens every
+ * database of schema.h and brings the schema to AX_SCHEMA_VERSION, running
+ * migrations.  Returns 0 and the handle in '*out', or AX_EIO / AX_EINVAL
+ * (e.g. a database written by a newer axon) with a message in 'err'.
+ */
+int ax_db_open(const ax_db_options_t *opts, ax_db_t **out, char *err, size_t errlen);
+
+/**
+ * Closes the environment.  Every thread must have ended its transactions,
+ * and the writer must be stopped.  NULL is allowed.
+ */
+void ax_db_close(ax_db_t *db);
+
+/**
+ * Begins a read transaction, reusing one cached on the calling thread when
+ * it can (cheap: no allocation).  Keep it short and never hold it across
+ * asynchronous work.  Returns 0 or AX_EIO.
+ */
+int ax_db_read_begin(ax_db_t *db, ax_txn_t **out);
+
+/** Ends a read transaction from ax_db_read_begin; NULL is allowed. */
+void ax_db_read_end(ax_txn_t *txn);
+
+/** Returns 0 when the database answers a read (the /health check), else AX_EIO. */
+int ax_db_ping(ax_db_t *db);
+
+typedef struct st_ax_db_stats_t {
+    uint64_t map_size;   /* bytes reserved */
+    uint64_t used_bytes; /* pages in use x page size */
+    uint64_t last_txn_id;
+    unsigned readers_used;
+    unsigned readers_max;
+} ax_db_stats_t;
+
+int ax_db_stats(ax_db_t *db, ax_db_stats_t *out);
+
+/** The directory this database lives in (borrowed). */
+const char *ax_db_path(const ax_db_t *db);
+
+/* ---- meta.c -- small named values --------------------------------------------- */
+
+/** Reads meta value 'name' as a u64.  Returns 0, AX_ENOTFOUND or AX_EIO. */
+int ax_db_meta_get_u64(ax_txn_t *txn, const char *name, uint64_t *out);
+/** Writes meta value 'name' (write transactions only).  Returns 0, AX_EMAPFULL or AX_EIO. */
+int ax_db_meta_put_u64(ax_txn_t *txn, const char *name, uint64_t value);
+
+/* ---- sessions.c -- access tokens ------------------------------------------------ */
+
+/** A session found by its token hash.  Strings are borrowed from the txn: copy them before it ends. */
+typedef struct st_ax_session_t {
+    const char *user_id;
+    const char *device_id;
+    uint64_t expires_ms; /* 0: does not expire */
+} ax_session_t;
+
+#define AX_TOKEN_HASH_BYTES 32
+
+/** Looks up the session of token hash 'hash'.  Returns 0, AX_ENOTFOUND or AX_EIO. */
+int ax_db_session_get(ax_txn_t *txn, const uint8_t hash[AX_TOKEN_HASH_BYTES], ax_session_t *out);
+
+/** Stores a session (write txn).  Returns 0, AX_EMAPFULL or AX_EIO. */
+int ax_db_session_put(ax_txn_t *txn, const uint8_t hash[AX_TOKEN_HASH_BYTES], const char *user_id,
+                      const char *device_id, uint64_t expires_ms);
+
+/** Deletes a session (write txn).  Returns 0, AX_ENOTFOUND or AX_EIO. */
+int ax_db_session_del(ax_txn_t *txn, const uint8_t hash[AX_TOKEN_HASH_BYTES]);
+
+/* ---- writer.c -- the single writer with group commit ------------------------------ */
+
+typedef struct st_ax_wjob_t ax_wjob_t;
+
+/**
+ * A write job.  Embed it first in your own struct, set 'apply', 'super.done'
+ * and 'super.port', and submit it.  The job (and anything 'apply' reads)
+ * must be heap memory owned by the submitter until 'done' runs: never a
+ * request pool, which can be freed while the writer works.
+ */
+struct st_ax_wjob_t {
+    ax_task_t super;
+    /**
+     * Runs on the writer thread inside the batch transaction.  Returns 0, or
+     * an AX_E* code: the job then fails alone, its writes are undone and the
+     * rest of the batch still commits.  Must have no effect outside 'txn',
+     * because it is re-run if another job of the batch fails after writing.
+     */
+    int (*apply)(ax_wjob_t *job, ax_txn_t *txn);
+};
+
+/** Creates a writer for 'db' (not started). */
+ax_writer_t *ax_writer_new(ax_db_t *db);
+
+/** Starts the writer thread.  Returns 0 or AX_ERR. */
+int ax_writer_start(ax_writer_t *w);
+
+/**
+ * Queues 'job'.  Thread-safe.  After ax_writer_stop() the job completes
+ * at once with AX_ESHUTDOWN.  Its 'done' always runs exactly once.
+ */
+void ax_writer_submit(ax_writer_t *w, ax_wjob_t *job);
+
+/**
+ * Submits 'job' and blocks until it is durable; returns its result.  For
+ * threads without an event loop (start-up, admin commands, tests).
+ */
+int ax_writer_run(ax_writer_t *w, ax_wjob_t *job);
+
+/** Commits what is queued, then stops and joins the writer thread. */
+void ax_writer_stop(ax_writer_t *w);
+
+/** Frees a stopped writer; NULL is allowed. */
+void ax_writer_free(ax_writer_t *w);
+
+/** What one commit made visible, passed to the commit hook. */
+typedef struct st_ax_commit_info_t {
+    uint64_t stream_pos; /* highest stream position committed so far */
+    size_t jobs;         /* jobs in the batch (failed ones included) */
+} ax_commit_info_t;
+
+/**
+ * Sets the function called on the writer thread after each durable commit
+ * (before completions are posted), e.g. to wake /sync long-polls.  Set it
+ * before ax_writer_start().
+ */
+void ax_writer_set_commit_hook(ax_writer_t *w, void (*hook)(void *arg, const ax_commit_info_t *info), void *arg);
+
+/**
+ * Inside 'apply': hands out the next stream position (DESIGN.md "Streams").
+ * Positions are unique and increase in commit order.
+ */
+uint64_t ax_txn_next_stream_pos(ax_txn_t *txn);
+
+/** The last committed stream position (any thread). */
+uint64_t ax_writer_stream_pos(ax_writer_t *w);
+
+#define AX_WRITER_BATCH_BUCKETS  12 /* 1 2 4 ... 1024 +Inf */
+#define AX_WRITER_COMMIT_BUCKETS 12
+
+typedef struct st_ax_writer_stats_t {
+    uint64_t batches;
+    uint64_t jobs;
+    uint64_t failed_jobs;
+    uint64_t replays;       /* batches re-run because a job failed after writing */
+    uint64_t commit_errors; /* commits that failed as a whole */
+    uint64_t queue_depth;
+    uint64_t batch_size_buckets[AX_WRITER_BATCH_BUCKETS]; /* cumulative counts le 2^i */
+    uint64_t commit_buckets[AX_WRITER_COMMIT_BUCKETS];    /* cumulative counts le bound */
+    double commit_seconds_sum;
+} ax_writer_stats_t;
+
+/** Upper bounds (seconds) of the commit latency buckets; the last is +Inf. */
+extern const double ax_writer_commit_bounds[AX_WRITER_COMMIT_BUCKETS];
+
+/** Copies the writer's counters (any thread). */
+void ax_writer_stats(ax_writer_t *w, ax_writer_stats_t *out);
+
+#endif

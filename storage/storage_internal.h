@@ -1,0 +1,77 @@
+/*
+ * storage_internal.h -- shared by the files of storage/ only: the handle
+ * structs and the thin key/value helpers every storage/<area>.c uses.  The
+ * helpers translate LMDB codes into AX_E* codes and mark write transactions
+ * dirty, which the writer needs to know whether a failed job wrote.
+ */
+#ifndef AX_STORAGE_INTERNAL_H
+#define AX_STORAGE_INTERNAL_H
+
+#include "storage/schema.h"
+#include "storage/storage.h"
+
+#include <lmdb.h>
+#include <pthread.h>
+
+enum {
+#define X(name, flags) AX_DBI_##name,
+    AX_SCHEMA_DBS(X)
+#undef X
+        AX_DBI_COUNT
+};
+
+#define AX_DB_DUPSORT MDB_DUPSORT
+
+/* A thread's cached read transaction, listed so ax_db_close can free it. */
+typedef struct st_ax_rtxn_node_t {
+    struct st_ax_txn_t *txn;
+    struct st_ax_rtxn_node_t *next;
+} ax_rtxn_node_t;
+
+struct st_ax_db_t {
+    MDB_env *env;
+    MDB_dbi dbi[AX_DBI_COUNT];
+    char *path;
+    uint64_t id; /* process-unique, so thread caches can tell databases apart */
+    bool read_only;
+    pthread_mutex_t rtxn_mutex;
+    ax_rtxn_node_t *rtxns;
+};
+
+struct st_ax_txn_t {
+    MDB_txn *txn;
+    ax_db_t *db;
+    bool write;
+    bool dirty;    /* a put or delete happened since the writer last cleared it */
+    bool in_use;   /* cached read txn currently handed out */
+    uint64_t *pos; /* write txns: the writer's next stream position */
+};
+
+/** Maps an LMDB return code to an AX_E* code (logging MDB_MAP_FULL once, where it happens). */
+int ax_db_err(ax_db_t *db, int mdb_rc);
+
+/** Gets 'key' from database 'dbi'.  The value is borrowed until the txn ends or writes. */
+int ax_kv_get(ax_txn_t *txn, int dbi, const void *key, size_t klen, const void **val, size_t *vlen);
+/** Puts 'key' -> 'val'.  'flags' are LMDB put flags (0, MDB_NOOVERWRITE, ...).  AX_EEXIST on NOOVERWRITE hit. */
+int ax_kv_put(ax_txn_t *txn, int dbi, const void *key, size_t klen, const void *val, size_t vlen, unsigned flags);
+/** Deletes 'key' (all its values, or only 'val' when given for DUPSORT).  AX_ENOTFOUND if absent. */
+int ax_kv_del(ax_txn_t *txn, int dbi, const void *key, size_t klen, const void *val, size_t vlen);
+
+static inline void ax_be64_put(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; --i, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+static inline uint64_t ax_be64_get(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; ++i)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+/** Runs 'fn' in one write transaction outside the writer (open-time migrations only). */
+int ax_db_write_direct(ax_db_t *db, int (*fn)(ax_txn_t *txn, void *arg), void *arg);
+
+#endif
