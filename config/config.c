@@ -17,7 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-typedef enum { T_STRING, T_PATH, T_BOOL, T_UINT, T_SIZE, T_LISTEN, T_STRLIST, T_ENUM } key_type_t;
+typedef enum { T_STRING, T_PATH, T_BOOL, T_UINT, T_DOUBLE, T_SIZE, T_LISTEN, T_STRLIST, T_ENUM } key_type_t;
 
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 static const char *const log_formats[] = {"text", "json", NULL};
@@ -89,6 +89,16 @@ static const cfg_key_t keys[] = {
      "Allow outbound requests (federation, push gateways) to loopback and private addresses."},
     {NULL, "default_room_version", T_STRING, OFF(default_room_version), "12", 0, 0, NULL,
      "Room version for new rooms: 10, 11 or 12."},
+    {NULL, "access_token_lifetime", T_UINT, OFF(access_token_lifetime), "3600", 60, 31536000, NULL,
+     "Seconds an access token lives when the client asked for a refresh token (others never expire)."},
+    {"ratelimit", "login_per_second", T_DOUBLE, OFF(rl_login_per_second), "0.5", 0, 1000000, NULL,
+     "Login attempts per second allowed from one client address (sustained)."},
+    {"ratelimit", "login_burst", T_UINT, OFF(rl_login_burst), "10", 1, 1000000, NULL,
+     "Login attempts one client address may make at once."},
+    {"ratelimit", "register_per_second", T_DOUBLE, OFF(rl_register_per_second), "0.2", 0, 1000000, NULL,
+     "Registration requests per second allowed from one client address (sustained)."},
+    {"ratelimit", "register_burst", T_UINT, OFF(rl_register_burst), "10", 1, 1000000, NULL,
+     "Registration requests one client address may make at once."},
 };
 
 #define NKEYS AX_ARRAY_SIZE(keys)
@@ -258,6 +268,18 @@ static int set_value(ax_config_t *cfg, const cfg_key_t *k, const char *raw, char
             rc = AX_EINVAL;
         } else {
             *(unsigned *)field = (unsigned)n;
+        }
+        break;
+    }
+    case T_DOUBLE: {
+        char *end = NULL;
+        double d = strtod(v, &end);
+        if (v[0] == '\0' || end == NULL || *end != '\0' || !(d >= (double)k->min && d <= (double)k->max)) {
+            snprintf(err, errlen, "%s: expected a number from %llu to %llu, got '%s'", name, (unsigned long long)k->min,
+                     (unsigned long long)k->max, v);
+            rc = AX_EINVAL;
+        } else {
+            *(double *)field = d;
         }
         break;
     }

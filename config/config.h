@@ -64,6 +64,13 @@ typedef struct st_ax_config_t {
     bool outbound_allow_private;
 
     char *default_room_version;
+
+    /* [ratelimit]: token buckets per client address */
+    double rl_login_per_second;
+    unsigned rl_login_burst;
+    double rl_register_per_second;
+    unsigned rl_register_burst;
+    unsigned access_token_lifetime; /* seconds, for clients that ask for refresh tokens */
 } ax_config_t;
 
 /**

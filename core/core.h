@@ -60,6 +60,55 @@ int ax_cjson_check_strict(const json_t *v);
 /** Fills out[0..n) with random characters from [A-Za-z0-9] and NUL-terminates out[n]. */
 void ax_random_alnum(char *out, size_t n);
 
+/** Length of a token from ax_token_generate, without the NUL. */
+#define AX_TOKEN_LEN (4 + AX_B64_LEN(32))
+
+/**
+ * Makes a new secret token: 'prefix' (4 characters, e.g. "axo_") followed
+ * by 256 random bits in URL-safe base64, into 'out' (AX_TOKEN_LEN + 1
+ * bytes), and its SHA-256 into 'hash' (what the database keeps).
+ */
+void ax_token_generate(const char *prefix, char *out, uint8_t hash[32]);
+
+/** SHA-256 of a token presented by a client. */
+void ax_token_hash(const char *token, uint8_t hash[32]);
+
+/* ---- ids.c -- identifier grammar (spec appendices, "Identifier Grammar") ------------- */
+
+/** True when 'localpart' is a valid user localpart for new users: [a-z0-9._=/+-]+. */
+bool ax_localpart_valid(const char *localpart);
+
+/**
+ * True when 'user_id' is "@localpart:server_name" within 255 bytes.  With
+ * 'historical', localparts may use any printable ASCII except ':' (users
+ * registered before the grammar was tightened still exist on other servers).
+ */
+bool ax_user_id_valid(const char *user_id, bool historical);
+
+/** True when 'name' is a valid server name: host [":" port]. */
+bool ax_server_name_valid(const char *name);
+
+/**
+ * Returns the server name part of a "@user:server", "!room:server",
+ * "#alias:server" or v1 "$event:server" identifier (pointer into 'id'), or
+ * NULL when there is none.
+ */
+const char *ax_id_server(const char *id);
+
+/* ---- password.c -- argon2id password hashes (blocking: worker pool only) ------------ */
+
+#define AX_PASSWORD_HASH_MAX 128
+
+/** Hashes 'password' into 'out' (AX_PASSWORD_HASH_MAX bytes).  Returns 0 or AX_ERR (out of memory). */
+int ax_password_hash(const char *password, char *out);
+
+/**
+ * Checks 'password' against 'hash'.  When 'hash' is NULL (no such user, or
+ * no password) it verifies against a fixed dummy hash so the answer takes
+ * the same time, then reports a mismatch.  Returns 0 on a match, AX_EFORBIDDEN otherwise.
+ */
+int ax_password_verify(const char *hash, const char *password);
+
 /* ---- room_versions.c -- per-version rules ----------------------------------- */
 
 typedef enum {
@@ -94,6 +143,9 @@ const ax_room_version_t *ax_room_version_get(const char *id);
 
 /** Versions axon can take part in, NULL-terminated, oldest first. */
 extern const char *const ax_room_versions_supported[];
+
+/** Versions axon creates rooms in (createRoom, upgrades), NULL-terminated. */
+extern const char *const ax_room_versions_creatable[];
 
 /* ---- redaction.c -- the redaction algorithm ------------------------------------- */
 

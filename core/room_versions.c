@@ -30,6 +30,8 @@ static const ax_room_version_t versions[] = {
 
 const char *const ax_room_versions_supported[] = {"1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", NULL};
 
+const char *const ax_room_versions_creatable[] = {"10", "11", "12", NULL};
+
 const ax_room_version_t *ax_room_version_get(const char *id)
 {
     if (id == NULL)

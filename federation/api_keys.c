@@ -38,7 +38,7 @@ int ax_fed_keys_server(ax_req_t *r)
     size_t len = srv->key_len;
     pthread_mutex_unlock(&srv->key_mutex);
     if (body == NULL)
-        return ax_reply_error(r, AX_M_UNKNOWN, "Cannot sign the key document");
+        return ax_reply_error(r, AX_M_INTERNAL, "Cannot sign the key document");
     return ax_reply_raw(r, 200, "application/json", body, len);
 }
 

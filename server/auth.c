@@ -36,11 +36,11 @@ int ax_req_auth_or_reply(ax_req_t *r, bool optional)
         return -1;
     }
     uint8_t hash[AX_TOKEN_HASH_BYTES];
-    crypto_hash_sha256(hash, (const uint8_t *)token, strlen(token));
+    ax_token_hash(token, hash);
 
     ax_txn_t *txn;
     if (ax_db_read_begin(r->srv->db, &txn) != 0) {
-        ax_reply_error(r, AX_M_UNKNOWN, "Database unavailable");
+        ax_reply_error(r, AX_M_INTERNAL, "Database unavailable");
         return -1;
     }
     ax_session_t s;
@@ -57,7 +57,7 @@ int ax_req_auth_or_reply(ax_req_t *r, bool optional)
         return -1;
     }
     if (rc != 0) {
-        ax_reply_error(r, AX_M_UNKNOWN, "Database error");
+        ax_reply_error(r, AX_M_INTERNAL, "Database error");
         return -1;
     }
     if (s.expires_ms != 0 && ax_now_ms() >= s.expires_ms) {

@@ -9,7 +9,7 @@ static const struct {
     const char *name;
     int status;
 } table[] = {
-#define X(name, status) {"M_" #name, status},
+#define X(name, code, status) {code, status},
     AX_ERRCODES(X)
 #undef X
 };
@@ -36,6 +36,6 @@ ax_errcode_t ax_errcode_from_ax(int ax_code)
     case AX_ETOOBIG:
         return AX_M_TOO_LARGE;
     default:
-        return AX_M_UNKNOWN;
+        return AX_M_INTERNAL;
     }
 }

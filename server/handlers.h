@@ -19,6 +19,42 @@ int ax_cs_wellknown_server(ax_req_t *r);
 /** Builds the constant /versions body at start-up. */
 void ax_cs_versions_prepare(ax_server_t *srv);
 
+/* server/cs/register.c -- registration */
+int ax_cs_register(ax_req_t *r);
+int ax_cs_register_available(ax_req_t *r);
+int ax_cs_register_token_validity(ax_req_t *r);
+int ax_cs_register_shared_nonce(ax_req_t *r);
+int ax_cs_register_shared(ax_req_t *r);
+
+/* server/cs/login.c -- login, refresh, logout */
+int ax_cs_login_flows(ax_req_t *r);
+int ax_cs_login(ax_req_t *r);
+int ax_cs_login_get_token(ax_req_t *r);
+int ax_cs_refresh(ax_req_t *r);
+int ax_cs_logout(ax_req_t *r);
+int ax_cs_logout_all(ax_req_t *r);
+
+/* server/cs/account.c -- whoami, password, deactivation, capabilities */
+int ax_cs_whoami(ax_req_t *r);
+int ax_cs_account_password(ax_req_t *r);
+int ax_cs_account_deactivate(ax_req_t *r);
+int ax_cs_capabilities(ax_req_t *r);
+/** Writer side of deactivation ('data' is an ax_cs_deactivate_t, see cs.h), shared with axon admin. */
+int ax_cs_deactivate_apply(ax_txn_t *txn, void *data);
+
+/* server/cs/devices.c -- device management */
+int ax_cs_devices_list(ax_req_t *r);
+int ax_cs_devices_get(ax_req_t *r);
+int ax_cs_devices_put(ax_req_t *r);
+int ax_cs_devices_delete(ax_req_t *r);
+int ax_cs_devices_delete_many(ax_req_t *r);
+
+/* server/cs/profile.c -- profiles */
+int ax_cs_profile_get(ax_req_t *r);
+int ax_cs_profile_get_field(ax_req_t *r);
+int ax_cs_profile_put_field(ax_req_t *r);
+int ax_cs_profile_delete_field(ax_req_t *r);
+
 /* federation/api_keys.c -- server keys and version */
 int ax_fed_keys_server(ax_req_t *r);
 int ax_fed_version(ax_req_t *r);

@@ -41,6 +41,11 @@ void *ax_palloc(ax_req_t *r, size_t sz)
     return h2o_mem_alloc_pool(&r->req->pool, sz);
 }
 
+void *ax_palloc_dispose(ax_req_t *r, size_t sz, void (*dispose)(void *))
+{
+    return h2o_mem_alloc_shared(&r->req->pool, sz, dispose);
+}
+
 char *ax_pstrndup(ax_req_t *r, const char *s, size_t n)
 {
     char *p = h2o_mem_alloc_pool(&r->req->pool, n + 1);
@@ -178,6 +183,62 @@ void ax_req_submit_work(ax_req_t *r, ax_work_t *work, ax_req_cont_t cont)
 {
     bind_task(r, &work->super, cont);
     ax_workers_submit(r->srv->workers, work);
+}
+
+typedef struct st_simple_job_t {
+    union {
+        ax_wjob_t w;
+        ax_work_t k;
+    } u;
+    ax_apply_fn apply;
+    int (*run)(void *data);
+    ax_done_fn done;
+    void *data;
+    void (*free_data)(void *);
+} simple_job_t;
+
+static int simple_apply(ax_wjob_t *job, ax_txn_t *txn)
+{
+    simple_job_t *j = (simple_job_t *)job;
+    return j->apply(txn, j->data);
+}
+
+static void simple_run(ax_work_t *work)
+{
+    simple_job_t *j = (simple_job_t *)work;
+    work->super.result = j->run(j->data);
+}
+
+static void simple_cont(ax_req_t *r, ax_task_t *task)
+{
+    simple_job_t *j = (simple_job_t *)task;
+    if (r != NULL)
+        j->done(r, task->result, j->data);
+    if (j->free_data != NULL)
+        j->free_data(j->data);
+    free(j);
+}
+
+void ax_req_write(ax_req_t *r, ax_apply_fn apply, ax_done_fn done, void *data, void (*free_data)(void *))
+{
+    simple_job_t *j = ax_calloc(1, sizeof(*j));
+    j->u.w.apply = simple_apply;
+    j->apply = apply;
+    j->done = done;
+    j->data = data;
+    j->free_data = free_data;
+    ax_req_submit_write(r, &j->u.w, simple_cont);
+}
+
+void ax_req_work(ax_req_t *r, int (*run)(void *data), ax_done_fn done, void *data, void (*free_data)(void *))
+{
+    simple_job_t *j = ax_calloc(1, sizeof(*j));
+    j->u.k.run = simple_run;
+    j->run = run;
+    j->done = done;
+    j->data = data;
+    j->free_data = free_data;
+    ax_req_submit_work(r, &j->u.k, simple_cont);
 }
 
 /* ---- Replies ---- */
@@ -417,6 +478,89 @@ int ax_req_json_body_or_reply(ax_req_t *r, json_t **out)
     return 0;
 }
 
+static json_t *field(json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    return json_is_null(v) ? NULL : v;
+}
+
+static int field_wrong(ax_req_t *r, const char *key, const char *type)
+{
+    char msg[160];
+    snprintf(msg, sizeof(msg), "'%.64s' must be %s", key, type);
+    ax_reply_error(r, AX_M_BAD_JSON, msg);
+    return -1;
+}
+
+static int field_missing(ax_req_t *r, const char *key)
+{
+    char msg[160];
+    snprintf(msg, sizeof(msg), "Missing '%.64s'", key);
+    ax_reply_error(r, AX_M_MISSING_PARAM, msg);
+    return -1;
+}
+
+int ax_field_string_or_reply(ax_req_t *r, json_t *obj, const char *key, bool required, const char **out)
+{
+    json_t *v = field(obj, key);
+    *out = NULL;
+    if (v == NULL)
+        return required ? field_missing(r, key) : 0;
+    if (!json_is_string(v))
+        return field_wrong(r, key, "a string");
+    if (strlen(json_string_value(v)) != json_string_length(v))
+        return field_wrong(r, key, "a string without NUL characters");
+    *out = json_string_value(v);
+    return 0;
+}
+
+int ax_field_bool_or_reply(ax_req_t *r, json_t *obj, const char *key, bool dflt, bool *out)
+{
+    json_t *v = field(obj, key);
+    *out = dflt;
+    if (v == NULL)
+        return 0;
+    if (!json_is_boolean(v))
+        return field_wrong(r, key, "a boolean");
+    *out = json_is_true(v);
+    return 0;
+}
+
+int ax_field_object_or_reply(ax_req_t *r, json_t *obj, const char *key, bool required, json_t **out)
+{
+    json_t *v = field(obj, key);
+    *out = NULL;
+    if (v == NULL)
+        return required ? field_missing(r, key) : 0;
+    if (!json_is_object(v))
+        return field_wrong(r, key, "an object");
+    *out = v;
+    return 0;
+}
+
+int ax_field_array_or_reply(ax_req_t *r, json_t *obj, const char *key, bool required, json_t **out)
+{
+    json_t *v = field(obj, key);
+    *out = NULL;
+    if (v == NULL)
+        return required ? field_missing(r, key) : 0;
+    if (!json_is_array(v))
+        return field_wrong(r, key, "an array");
+    *out = v;
+    return 0;
+}
+
+int ax_field_int_or_reply(ax_req_t *r, json_t *obj, const char *key, bool required, json_int_t *out)
+{
+    json_t *v = field(obj, key);
+    if (v == NULL)
+        return required ? field_missing(r, key) : 0;
+    if (!json_is_integer(v))
+        return field_wrong(r, key, "an integer");
+    *out = json_integer_value(v);
+    return 0;
+}
+
 static int hexval(char c)
 {
     if (c >= '0' && c <= '9')
@@ -484,6 +628,17 @@ const char *ax_req_header(ax_req_t *r, const char *name)
         return NULL;
     h2o_header_t *h = &req->headers.entries[i];
     return ax_pstrndup(r, h->value.base, h->value.len);
+}
+
+const char *ax_req_method(ax_req_t *r)
+{
+    return ax_pstrndup(r, r->req->method.base, r->req->method.len);
+}
+
+const char *ax_req_path(ax_req_t *r)
+{
+    h2o_req_t *req = r->req;
+    return ax_pstrndup(r, req->path.base, req->query_at != SIZE_MAX ? req->query_at : req->path.len);
 }
 
 static bool sockaddr_to_text(const struct sockaddr *sa, char *out, size_t cap)

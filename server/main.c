@@ -1,11 +1,12 @@
 /*
  * main.c -- the axon command: `axon [serve] [-c FILE]`, `axon
- * generate-config`, `--version`, `--help`.
+ * generate-config`, `axon admin ...`, `--version`, `--help`.
  *
  * Start-up order matters: the config is validated and every listener bound
  * before anything is written to the data dir, so a bad config or a taken
  * port fails with one line and exit status 2 and leaves no trace.
  */
+#include "server/admin.h"
 #include "server/handlers.h"
 
 #include <errno.h>
@@ -21,6 +22,7 @@ static void usage(FILE *fp)
 {
     fprintf(fp, "usage: axon [serve] [-c FILE]     run the homeserver (default)\n"
                 "       axon generate-config      print a commented configuration\n"
+                "       axon admin COMMAND ...    manage accounts and tokens (axon admin --help)\n"
                 "       axon --version | --help\n"
                 "\n"
                 "Without -c (or AXON_CONFIG) axon runs on an embedded default: server name\n"
@@ -82,6 +84,7 @@ static int serve(const char *config_path)
     srv.nthreads = cfg->threads;
     srv.started_at_ms = ax_now_ms();
     pthread_mutex_init(&srv.key_mutex, NULL);
+    pthread_mutex_init(&srv.nonce_mutex, NULL);
 
     char err[512];
     if (ax_http_bind(&srv, err, sizeof(err)) != 0) {
@@ -105,8 +108,8 @@ static int serve(const char *config_path)
     }
     srv.workers = ax_workers_new(cfg->worker_threads);
     srv.router = ax_router_new(ax_routes, ax_routes_count);
-    srv.limits.login = ax_ratelimit_new(0.5, 5);
-    srv.limits.register_ = ax_ratelimit_new(0.2, 5);
+    srv.limits.login = ax_ratelimit_new(cfg->rl_login_per_second, cfg->rl_login_burst);
+    srv.limits.register_ = ax_ratelimit_new(cfg->rl_register_per_second, cfg->rl_register_burst);
     ax_cs_versions_prepare(&srv);
 
     ax_http_run(&srv);
@@ -124,6 +127,7 @@ static int serve(const char *config_path)
     free(srv.versions_body);
     free(srv.key_body);
     pthread_mutex_destroy(&srv.key_mutex);
+    pthread_mutex_destroy(&srv.nonce_mutex);
     ax_log(AX_LOG_INFO, "stopped");
     ax_config_free(cfg);
     return 0;
@@ -162,6 +166,8 @@ int main(int argc, char **argv)
         }
         return serve(config);
     }
+    if (strcmp(cmd, "admin") == 0)
+        return ax_admin_main(argc - i, argv + i);
     if (strcmp(cmd, "generate-config") == 0) {
         if (i != argc) {
             usage(stderr);

@@ -20,6 +20,41 @@ const ax_route_t ax_routes[] = {
     {"GET",  "/.well-known/matrix/client",             ax_cs_wellknown_client,  0},
     {"GET",  "/.well-known/matrix/server",             ax_cs_wellknown_server,  0},
 
+    /* registration (server/cs/register.c) */
+    {"POST",   CS "/register",                         ax_cs_register,                0},
+    {"GET",    CS "/register/available",               ax_cs_register_available,      0},
+    {"GET",    "/_matrix/client/v1/register/m.login.registration_token/validity",
+                                                       ax_cs_register_token_validity, 0},
+    {"GET",    "/_synapse/admin/v1/register",          ax_cs_register_shared_nonce,   0},
+    {"POST",   "/_synapse/admin/v1/register",          ax_cs_register_shared,         0},
+
+    /* login and sessions (server/cs/login.c) */
+    {"GET",    CS "/login",                            ax_cs_login_flows,             0},
+    {"POST",   CS "/login",                            ax_cs_login,                   0},
+    {"POST",   "/_matrix/client/v1/login/get_token",   ax_cs_login_get_token,         AX_ROUTE_AUTH},
+    {"POST",   CS "/refresh",                          ax_cs_refresh,                 0},
+    {"POST",   CS "/logout",                           ax_cs_logout,                  AX_ROUTE_AUTH},
+    {"POST",   CS "/logout/all",                       ax_cs_logout_all,              AX_ROUTE_AUTH},
+
+    /* account (server/cs/account.c) */
+    {"GET",    CS "/account/whoami",                   ax_cs_whoami,                  AX_ROUTE_AUTH},
+    {"POST",   CS "/account/password",                 ax_cs_account_password,        AX_ROUTE_AUTH},
+    {"POST",   CS "/account/deactivate",               ax_cs_account_deactivate,      AX_ROUTE_AUTH},
+    {"GET",    CS "/capabilities",                     ax_cs_capabilities,            AX_ROUTE_AUTH},
+
+    /* devices (server/cs/devices.c) */
+    {"GET",    CS "/devices",                          ax_cs_devices_list,            AX_ROUTE_AUTH},
+    {"GET",    CS "/devices/{deviceId}",               ax_cs_devices_get,             AX_ROUTE_AUTH},
+    {"PUT",    CS "/devices/{deviceId}",               ax_cs_devices_put,             AX_ROUTE_AUTH},
+    {"DELETE", CS "/devices/{deviceId}",               ax_cs_devices_delete,          AX_ROUTE_AUTH},
+    {"POST",   CS "/delete_devices",                   ax_cs_devices_delete_many,     AX_ROUTE_AUTH},
+
+    /* profiles (server/cs/profile.c) */
+    {"GET",    CS "/profile/{userId}",                 ax_cs_profile_get,             0},
+    {"GET",    CS "/profile/{userId}/{keyName}",       ax_cs_profile_get_field,       0},
+    {"PUT",    CS "/profile/{userId}/{keyName}",       ax_cs_profile_put_field,       AX_ROUTE_AUTH},
+    {"DELETE", CS "/profile/{userId}/{keyName}",       ax_cs_profile_delete_field,    AX_ROUTE_AUTH},
+
     /* federation: keys and version */
     {"GET",  "/_matrix/key/v2/server",                 ax_fed_keys_server,      0},
     {"GET",  FED "/v1/version",                        ax_fed_version,          0},

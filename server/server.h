@@ -30,49 +30,54 @@ typedef struct st_ax_req_t ax_req_t;
 
 /* ---- errors.c -- the Matrix error table ---------------------------------------- */
 
+/* X(enum suffix, errcode string, usual HTTP status) */
 #define AX_ERRCODES(X)                                                                                                 \
-    X(FORBIDDEN, 403)                                                                                                  \
-    X(UNKNOWN_TOKEN, 401)                                                                                              \
-    X(MISSING_TOKEN, 401)                                                                                              \
-    X(USER_LOCKED, 401)                                                                                                \
-    X(USER_SUSPENDED, 403)                                                                                             \
-    X(BAD_JSON, 400)                                                                                                   \
-    X(NOT_JSON, 400)                                                                                                   \
-    X(NOT_FOUND, 404)                                                                                                  \
-    X(LIMIT_EXCEEDED, 429)                                                                                             \
-    X(UNRECOGNIZED, 404)                                                                                               \
-    X(UNKNOWN, 500)                                                                                                    \
-    X(UNAUTHORIZED, 401)                                                                                               \
-    X(USER_DEACTIVATED, 403)                                                                                           \
-    X(USER_IN_USE, 400)                                                                                                \
-    X(INVALID_USERNAME, 400)                                                                                           \
-    X(ROOM_IN_USE, 400)                                                                                                \
-    X(INVALID_ROOM_STATE, 400)                                                                                         \
-    X(THREEPID_IN_USE, 400)                                                                                            \
-    X(THREEPID_NOT_FOUND, 400)                                                                                         \
-    X(THREEPID_DENIED, 403)                                                                                            \
-    X(UNSUPPORTED_ROOM_VERSION, 400)                                                                                   \
-    X(INCOMPATIBLE_ROOM_VERSION, 400)                                                                                  \
-    X(BAD_STATE, 400)                                                                                                  \
-    X(GUEST_ACCESS_FORBIDDEN, 403)                                                                                     \
-    X(MISSING_PARAM, 400)                                                                                              \
-    X(INVALID_PARAM, 400)                                                                                              \
-    X(TOO_LARGE, 413)                                                                                                  \
-    X(EXCLUSIVE, 400)                                                                                                  \
-    X(RESOURCE_LIMIT_EXCEEDED, 403)                                                                                    \
-    X(BAD_ALIAS, 400)                                                                                                  \
-    X(INVALID_SIGNATURE, 400)                                                                                          \
-    X(WRONG_ROOM_KEYS_VERSION, 403)                                                                                    \
-    X(NOT_YET_UPLOADED, 504)                                                                                           \
-    X(CANNOT_OVERWRITE_MEDIA, 409)                                                                                     \
-    X(UNSUPPORTED, 400)                                                                                                \
-    X(SERVER_NOT_TRUSTED, 400)                                                                                         \
-    X(UNABLE_TO_AUTHORISE_JOIN, 400)                                                                                   \
-    X(UNABLE_TO_GRANT_JOIN, 502)                                                                                       \
-    X(WEAK_PASSWORD, 400)
+    X(FORBIDDEN, "M_FORBIDDEN", 403)                                                                                   \
+    X(UNKNOWN_TOKEN, "M_UNKNOWN_TOKEN", 401)                                                                           \
+    X(MISSING_TOKEN, "M_MISSING_TOKEN", 401)                                                                           \
+    X(USER_LOCKED, "M_USER_LOCKED", 401)                                                                               \
+    X(USER_SUSPENDED, "M_USER_SUSPENDED", 403)                                                                         \
+    X(BAD_JSON, "M_BAD_JSON", 400)                                                                                     \
+    X(NOT_JSON, "M_NOT_JSON", 400)                                                                                     \
+    X(NOT_FOUND, "M_NOT_FOUND", 404)                                                                                   \
+    X(LIMIT_EXCEEDED, "M_LIMIT_EXCEEDED", 429)                                                                         \
+    X(UNRECOGNIZED, "M_UNRECOGNIZED", 404)                                                                             \
+    X(UNKNOWN, "M_UNKNOWN", 400)                                                                                       \
+    X(INTERNAL, "M_UNKNOWN", 500) /* our own failure: M_UNKNOWN with 500 */                                            \
+    X(UNAUTHORIZED, "M_UNAUTHORIZED", 401)                                                                             \
+    X(USER_DEACTIVATED, "M_USER_DEACTIVATED", 403)                                                                     \
+    X(USER_IN_USE, "M_USER_IN_USE", 400)                                                                               \
+    X(INVALID_USERNAME, "M_INVALID_USERNAME", 400)                                                                     \
+    X(ROOM_IN_USE, "M_ROOM_IN_USE", 400)                                                                               \
+    X(INVALID_ROOM_STATE, "M_INVALID_ROOM_STATE", 400)                                                                 \
+    X(THREEPID_IN_USE, "M_THREEPID_IN_USE", 400)                                                                       \
+    X(THREEPID_NOT_FOUND, "M_THREEPID_NOT_FOUND", 400)                                                                 \
+    X(THREEPID_DENIED, "M_THREEPID_DENIED", 403)                                                                       \
+    X(UNSUPPORTED_ROOM_VERSION, "M_UNSUPPORTED_ROOM_VERSION", 400)                                                     \
+    X(INCOMPATIBLE_ROOM_VERSION, "M_INCOMPATIBLE_ROOM_VERSION", 400)                                                   \
+    X(BAD_STATE, "M_BAD_STATE", 400)                                                                                   \
+    X(GUEST_ACCESS_FORBIDDEN, "M_GUEST_ACCESS_FORBIDDEN", 403)                                                         \
+    X(MISSING_PARAM, "M_MISSING_PARAM", 400)                                                                           \
+    X(INVALID_PARAM, "M_INVALID_PARAM", 400)                                                                           \
+    X(TOO_LARGE, "M_TOO_LARGE", 413)                                                                                   \
+    X(EXCLUSIVE, "M_EXCLUSIVE", 400)                                                                                   \
+    X(RESOURCE_LIMIT_EXCEEDED, "M_RESOURCE_LIMIT_EXCEEDED", 403)                                                       \
+    X(BAD_ALIAS, "M_BAD_ALIAS", 400)                                                                                   \
+    X(INVALID_SIGNATURE, "M_INVALID_SIGNATURE", 400)                                                                   \
+    X(WRONG_ROOM_KEYS_VERSION, "M_WRONG_ROOM_KEYS_VERSION", 403)                                                       \
+    X(NOT_YET_UPLOADED, "M_NOT_YET_UPLOADED", 504)                                                                     \
+    X(CANNOT_OVERWRITE_MEDIA, "M_CANNOT_OVERWRITE_MEDIA", 409)                                                         \
+    X(UNSUPPORTED, "M_UNSUPPORTED", 400)                                                                               \
+    X(SERVER_NOT_TRUSTED, "M_SERVER_NOT_TRUSTED", 400)                                                                 \
+    X(UNABLE_TO_AUTHORISE_JOIN, "M_UNABLE_TO_AUTHORISE_JOIN", 400)                                                     \
+    X(UNABLE_TO_GRANT_JOIN, "M_UNABLE_TO_GRANT_JOIN", 502)                                                             \
+    X(WEAK_PASSWORD, "M_WEAK_PASSWORD", 400)                                                                           \
+    X(PROFILE_TOO_LARGE, "M_PROFILE_TOO_LARGE", 400)                                                                   \
+    X(KEY_TOO_LARGE, "M_KEY_TOO_LARGE", 400)                                                                           \
+    X(APPSERVICE_LOGIN_UNSUPPORTED, "M_APPSERVICE_LOGIN_UNSUPPORTED", 400)
 
 typedef enum {
-#define X(name, status) AX_M_##name,
+#define X(name, code, status) AX_M_##name,
     AX_ERRCODES(X)
 #undef X
         AX_M__COUNT
@@ -158,6 +163,8 @@ struct st_ax_req_t {
 
 /** Allocates 'sz' bytes from the request pool (freed with the request). */
 void *ax_palloc(ax_req_t *r, size_t sz);
+/** Allocates 'sz' bytes freed with the request, after 'dispose' (may be NULL) runs on them. */
+void *ax_palloc_dispose(ax_req_t *r, size_t sz, void (*dispose)(void *));
 /** Copies 's' (or its first 'n' bytes) into the request pool. */
 char *ax_pstrdup(ax_req_t *r, const char *s);
 char *ax_pstrndup(ax_req_t *r, const char *s, size_t n);
@@ -180,8 +187,21 @@ int ax_req_json_body_or_reply(ax_req_t *r, json_t **out);
  */
 const char *ax_req_query(ax_req_t *r, const char *name);
 
+/* Typed fields of a JSON object (borrowed values).  A JSON null counts as
+ * absent.  A wrong type replies 400 M_BAD_JSON, a missing required field
+ * 400 M_MISSING_PARAM; both return -1. */
+int ax_field_string_or_reply(ax_req_t *r, json_t *obj, const char *key, bool required, const char **out);
+int ax_field_bool_or_reply(ax_req_t *r, json_t *obj, const char *key, bool dflt, bool *out);
+int ax_field_object_or_reply(ax_req_t *r, json_t *obj, const char *key, bool required, json_t **out);
+int ax_field_array_or_reply(ax_req_t *r, json_t *obj, const char *key, bool required, json_t **out);
+int ax_field_int_or_reply(ax_req_t *r, json_t *obj, const char *key, bool required, json_int_t *out);
+
 /** The value of request header 'name' (lower-case) copied into the pool, or NULL. */
 const char *ax_req_header(ax_req_t *r, const char *name);
+
+/** The request method ("GET") and raw path without the query string, in the pool. */
+const char *ax_req_method(ax_req_t *r);
+const char *ax_req_path(ax_req_t *r);
 
 /** The client's address as text, honouring X-Forwarded-For from trusted proxies (in the pool). */
 const char *ax_req_client_ip(ax_req_t *r);
@@ -222,6 +242,19 @@ void ax_req_submit_write(ax_req_t *r, ax_wjob_t *job, ax_req_cont_t cont);
 
 /** Runs 'work' on the worker pool; 'cont' continues the request afterwards. */
 void ax_req_submit_work(ax_req_t *r, ax_work_t *work, ax_req_cont_t cont);
+
+/**
+ * The common case of the two above without a job struct of your own: runs
+ * 'apply(txn, data)' on the writer (or 'run(data)' on a worker), then
+ * 'done(r, result, data)' on the request's thread, then 'free_data(data)'
+ * (may be NULL).  'data' must be heap memory (never the request pool): the
+ * request can go away while the writer or worker uses it; 'done' is then
+ * skipped but 'free_data' still runs.
+ */
+typedef int (*ax_apply_fn)(ax_txn_t *txn, void *data);
+typedef void (*ax_done_fn)(ax_req_t *r, int result, void *data);
+void ax_req_write(ax_req_t *r, ax_apply_fn apply, ax_done_fn done, void *data, void (*free_data)(void *));
+void ax_req_work(ax_req_t *r, int (*run)(void *data), ax_done_fn done, void *data, void (*free_data)(void *));
 
 /* ---- auth.c -- access tokens --------------------------------------------------------- */
 
@@ -289,6 +322,13 @@ struct st_ax_server_t {
         ax_ratelimit_t *login;
         ax_ratelimit_t *register_;
     } limits;
+    /* nonces of the shared-secret registration endpoint (server/cs/register.c) */
+    pthread_mutex_t nonce_mutex;
+    struct ax_nonce_t {
+        char value[33];
+        uint64_t expires_ms;
+    } nonces[64];
+    _Atomic uint64_t uia_swept_at_ms; /* last time stale UIA sessions were removed */
     /* prebuilt bodies of constant endpoints */
     char *versions_body;
     size_t versions_len;

@@ -308,3 +308,94 @@ int ax_db_stats(ax_db_t *db, ax_db_stats_t *out)
     out->readers_max = info.me_maxreaders;
     return 0;
 }
+
+/* ---- JSON values and range scans ---- */
+
+int ax_kv_get_json(ax_txn_t *txn, int dbi, const void *key, size_t klen, json_t **out)
+{
+    const void *v;
+    size_t vlen;
+    int rc = ax_kv_get(txn, dbi, key, klen, &v, &vlen);
+    if (rc != 0)
+        return rc;
+    json_t *j = json_loadb(v, vlen, 0, NULL);
+    if (j == NULL) {
+        ax_log(AX_LOG_ERROR, "database: a stored record is not JSON (table %d)", dbi);
+        return AX_EIO;
+    }
+    *out = j;
+    return 0;
+}
+
+static int dump_cb(const char *buf, size_t size, void *data)
+{
+    ax_buf_append(data, buf, size);
+    return 0;
+}
+
+int ax_kv_put_json(ax_txn_t *txn, int dbi, const void *key, size_t klen, const json_t *val)
+{
+    ax_buf_t b = AX_BUF_INIT;
+    if (json_dump_callback(val, dump_cb, &b, JSON_COMPACT) != 0) {
+        ax_buf_dispose(&b);
+        return AX_EINVAL;
+    }
+    int rc = ax_kv_put(txn, dbi, key, klen, b.base, b.len, 0);
+    ax_buf_dispose(&b);
+    return rc;
+}
+
+int ax_kv_scan(ax_txn_t *txn, int dbi, const void *prefix, size_t plen, const void *from, size_t flen,
+               int (*cb)(void *arg, const void *key, size_t klen, const void *val, size_t vlen), void *arg)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn->txn, txn->db->dbi[dbi], &cur);
+    if (rc != 0)
+        return ax_db_err(txn->db, rc);
+    MDB_val k, v;
+    if (from != NULL) {
+        k.mv_data = (void *)from, k.mv_size = flen;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    } else if (plen != 0) {
+        k.mv_data = (void *)prefix, k.mv_size = plen;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    } else {
+        rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    }
+    int out = 0;
+    while (rc == 0) {
+        if (plen != 0 && (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0))
+            break;
+        if ((out = cb(arg, k.mv_data, k.mv_size, v.mv_data, v.mv_size)) != 0)
+            break;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    if (out != 0)
+        return out;
+    return rc == MDB_NOTFOUND || rc == 0 ? 0 : ax_db_err(txn->db, rc);
+}
+
+int ax_kv_del_prefix(ax_txn_t *txn, int dbi, const void *prefix, size_t plen, size_t *n)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn->txn, txn->db->dbi[dbi], &cur);
+    if (rc != 0)
+        return ax_db_err(txn->db, rc);
+    MDB_val k = {plen, (void *)prefix}, v;
+    size_t count = 0;
+    txn->dirty = true;
+    rc = mdb_cursor_get(cur, &k, &v, plen != 0 ? MDB_SET_RANGE : MDB_FIRST);
+    while (rc == 0 && (plen == 0 || (k.mv_size >= plen && memcmp(k.mv_data, prefix, plen) == 0))) {
+        if ((rc = mdb_cursor_del(cur, 0)) != 0)
+            break;
+        ++count;
+        /* re-seek rather than rely on where a delete leaves the cursor */
+        k.mv_data = (void *)prefix, k.mv_size = plen;
+        rc = mdb_cursor_get(cur, &k, &v, plen != 0 ? MDB_SET_RANGE : MDB_FIRST);
+    }
+    mdb_cursor_close(cur);
+    if (n != NULL)
+        *n = count;
+    return rc == MDB_NOTFOUND || rc == 0 ? 0 : ax_db_err(txn->db, rc);
+}

@@ -15,6 +15,8 @@
 
 #include "common/common.h"
 
+#include <jansson.h>
+
 typedef struct st_ax_db_t ax_db_t;
 typedef struct st_ax_txn_t ax_txn_t;
 typedef struct st_ax_writer_t ax_writer_t;
@@ -95,6 +97,70 @@ int ax_db_session_put(ax_txn_t *txn, const uint8_t hash[AX_TOKEN_HASH_BYTES], co
 
 /** Deletes a session (write txn).  Returns 0, AX_ENOTFOUND or AX_EIO. */
 int ax_db_session_del(ax_txn_t *txn, const uint8_t hash[AX_TOKEN_HASH_BYTES]);
+
+/* ---- accounts.c -- accounts, profiles, devices ----------------------------------
+ * Records are JSON objects (layouts in schema.h).  Getters return a new
+ * reference in '*out' (the caller decrefs) or AX_ENOTFOUND; putters borrow
+ * the value.  Putters and deleters need the writer's transaction. */
+
+int ax_db_account_get(ax_txn_t *txn, const char *user_id, json_t **out);
+int ax_db_account_put(ax_txn_t *txn, const char *user_id, const json_t *account);
+/**
+ * Calls 'cb' for each account in user ID order, starting at 'from' (NULL:
+ * the first), until it returns nonzero (which is returned).  'user_id' and
+ * 'account' are borrowed for the call only.
+ */
+int ax_db_account_foreach(ax_txn_t *txn, const char *from, int (*cb)(void *arg, const char *user_id, json_t *account),
+                          void *arg);
+
+int ax_db_profile_get(ax_txn_t *txn, const char *user_id, json_t **out);
+int ax_db_profile_put(ax_txn_t *txn, const char *user_id, const json_t *profile);
+
+int ax_db_device_get(ax_txn_t *txn, const char *user_id, const char *device_id, json_t **out);
+int ax_db_device_put(ax_txn_t *txn, const char *user_id, const char *device_id, const json_t *device);
+/** Calls 'cb' for each device of 'user_id' (an index range, not a scan), in device ID order. */
+int ax_db_device_foreach(ax_txn_t *txn, const char *user_id,
+                         int (*cb)(void *arg, const char *device_id, json_t *device), void *arg);
+
+/**
+ * Logs 'user_id' in on 'device_id': creates the device (with 'display_name'
+ * when new) or keeps it, revokes the tokens the device had, and stores the
+ * new access token hash (expiring at 'expires_ms', 0 = never) and, if not
+ * NULL, the refresh token hash (replacing 'prev_refresh' if not NULL).
+ * Records 'ip' (may be NULL) and now as the device's last activity.
+ * Returns 0 or an AX_E* code.
+ */
+int ax_db_device_login(ax_txn_t *txn, const char *user_id, const char *device_id, const char *display_name,
+                       const char *ip, const uint8_t access_hash[AX_TOKEN_HASH_BYTES], uint64_t expires_ms,
+                       const uint8_t *refresh_hash, const uint8_t *prev_refresh);
+
+/** Revokes the device's tokens and, when 'delete_device', the device itself.  AX_ENOTFOUND if unknown. */
+int ax_db_device_logout(ax_txn_t *txn, const char *user_id, const char *device_id, bool delete_device);
+
+/* ---- tokens.c -- refresh tokens, login tokens, UIA sessions, registration tokens ------ */
+
+int ax_db_refresh_get(ax_txn_t *txn, const uint8_t hash[AX_TOKEN_HASH_BYTES], json_t **out);
+int ax_db_refresh_del(ax_txn_t *txn, const uint8_t hash[AX_TOKEN_HASH_BYTES]);
+
+/** Stores an m.login.token for 'user_id'. */
+int ax_db_logintoken_put(ax_txn_t *txn, const uint8_t hash[AX_TOKEN_HASH_BYTES], const char *user_id,
+                         uint64_t expires_ms);
+/** Finds and deletes (tokens are single-use) a login token; copies its user into 'user_id' (cap bytes). */
+int ax_db_logintoken_take(ax_txn_t *txn, const uint8_t hash[AX_TOKEN_HASH_BYTES], char *user_id, size_t cap,
+                          uint64_t *expires_ms);
+
+int ax_db_uia_get(ax_txn_t *txn, const char *session, json_t **out);
+int ax_db_uia_put(ax_txn_t *txn, const char *session, const json_t *value);
+int ax_db_uia_del(ax_txn_t *txn, const char *session);
+/** Deletes UIA sessions created before 'cutoff_ms'; returns how many via 'n'. */
+int ax_db_uia_expire(ax_txn_t *txn, uint64_t cutoff_ms, size_t *n);
+
+int ax_db_regtoken_get(ax_txn_t *txn, const char *token, json_t **out);
+int ax_db_regtoken_put(ax_txn_t *txn, const char *token, const json_t *value);
+int ax_db_regtoken_del(ax_txn_t *txn, const char *token);
+int ax_db_regtoken_foreach(ax_txn_t *txn, int (*cb)(void *arg, const char *token, json_t *value), void *arg);
+/** True when at least one registration token exists. */
+bool ax_db_regtoken_any(ax_txn_t *txn);
 
 /* ---- writer.c -- the single writer with group commit ------------------------------ */
 

@@ -71,6 +71,21 @@ static inline uint64_t ax_be64_get(const uint8_t *p)
     return v;
 }
 
+/** Gets a JSON value (a new reference in '*out').  AX_EIO if the stored bytes are not JSON. */
+int ax_kv_get_json(ax_txn_t *txn, int dbi, const void *key, size_t klen, json_t **out);
+/** Puts a JSON value, compact. */
+int ax_kv_put_json(ax_txn_t *txn, int dbi, const void *key, size_t klen, const json_t *val);
+/**
+ * Calls 'cb' for every record whose key starts with 'prefix' (plen bytes;
+ * plen 0 = all), in key order, starting at 'from' if not NULL (must share
+ * the prefix).  Stops when 'cb' returns nonzero and returns that value.  The
+ * key and value are borrowed for the call only; 'cb' must not write.
+ */
+int ax_kv_scan(ax_txn_t *txn, int dbi, const void *prefix, size_t plen, const void *from, size_t flen,
+               int (*cb)(void *arg, const void *key, size_t klen, const void *val, size_t vlen), void *arg);
+/** Deletes every record whose key starts with 'prefix'; counts them in '*n' when not NULL. */
+int ax_kv_del_prefix(ax_txn_t *txn, int dbi, const void *prefix, size_t plen, size_t *n);
+
 /** Runs 'fn' in one write transaction outside the writer (open-time migrations only). */
 int ax_db_write_direct(ax_db_t *db, int (*fn)(ax_txn_t *txn, void *arg), void *arg);
 

@@ -98,6 +98,12 @@ class Server:
             "sync": "false",           # tests do not need fsync; durability has its own tests
             "threads": "2",
             "trusted_key_servers": "",
+            "allow_registration": "true",
+            # tests register many users from 127.0.0.1; the rate-limit tests lower these
+            "ratelimit.login_per_second": "1000",
+            "ratelimit.login_burst": "1000",
+            "ratelimit.register_per_second": "1000",
+            "ratelimit.register_burst": "1000",
         }
         if config:
             self.config.update(config)
@@ -110,11 +116,21 @@ class Server:
         return "http://127.0.0.1:%d" % self.port
 
     def write_config(self):
+        """Writes the config; keys named "section.key" go under [section]."""
         path = os.path.join(self.tmp, "axon.conf")
+        sections = {}
+        for k, v in self.config.items():
+            if v is None:
+                continue
+            sec, _, key = k.rpartition(".") if "." in k else ("", "", k)
+            sections.setdefault(sec, []).append((key, v))
         with open(path, "w") as f:
-            for k, v in self.config.items():
-                if v is not None:
-                    f.write("%s = %s\n" % (k, v))
+            for key, v in sections.pop("", []):
+                f.write("%s = %s\n" % (key, v))
+            for sec, items in sections.items():
+                f.write("[%s]\n" % sec)
+                for key, v in items:
+                    f.write("%s = %s\n" % (key, v))
         return path
 
     def start(self, wait=True, args=None):
@@ -214,6 +230,42 @@ class Server:
             if own:
                 c.close()
         return out
+
+
+    # -- accounts --
+
+    def register(self, username=None, password="correct horse battery", device_id=None, extra=None):
+        """Registers through the m.login.dummy flow; returns the response JSON (user_id, access_token, ...)."""
+        body = {"password": password}
+        if username is not None:
+            body["username"] = username
+        if device_id is not None:
+            body["device_id"] = device_id
+        body.update(extra or {})
+        r = self.request("POST", "/_matrix/client/v3/register", body=body)
+        if r.status == 401 and "session" in (r.json or {}):
+            body["auth"] = {"type": "m.login.dummy", "session": r.json["session"]}
+            r = self.request("POST", "/_matrix/client/v3/register", body=body)
+        if r.status != 200:
+            raise AssertionError("registration of %r failed: %r" % (username, r))
+        return r.json
+
+    def login(self, user, password="correct horse battery", device_id=None, **extra):
+        body = {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": user},
+                "password": password}
+        if device_id is not None:
+            body["device_id"] = device_id
+        body.update(extra)
+        return self.request("POST", "/_matrix/client/v3/login", body=body)
+
+
+_counter = [0]
+
+
+def unique(prefix="user"):
+    """A fresh localpart for this test run."""
+    _counter[0] += 1
+    return "%s%d_%d" % (prefix, os.getpid(), _counter[0])
 
 
 # ---- test case base and TAP runner ---------------------------------------------------

@@ -1,0 +1,515 @@
+/*
+ * admin.c -- `axon admin ...`: account and registration-token
+ * administration on the data dir of a config, safe while the server runs
+ * (LMDB serialises writers across processes; axon keeps no account state
+ * in memory).  Writes go through a writer of its own, the same path the
+ * server uses.
+ */
+#include "server/admin.h"
+#include "server/cs/cs.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+typedef struct st_admin_t {
+    ax_config_t *cfg;
+    ax_db_t *db;
+    ax_writer_t *writer;
+} admin_t;
+
+static void admin_usage(FILE *fp)
+{
+    fprintf(fp, "usage: axon admin [-c FILE] COMMAND ...\n"
+                "  create-user NAME [--admin] [--password-stdin]   create an account (a password is generated\n"
+                "                                                  and printed unless read from stdin)\n"
+                "  reset-password USER [--password-stdin] [--keep-devices]\n"
+                "  deactivate USER                                 log out everywhere, never log in again\n"
+                "  list-users [--json]\n"
+                "  registration-token create [--uses N] [--expires-in SECONDS] [--token TOKEN]\n"
+                "  registration-token list [--json]\n"
+                "  registration-token delete TOKEN\n"
+                "USER is @name:server or just name.  The data dir comes from the config (-c, AXON_CONFIG,\n"
+                "AXON_DATA_DIR, or the embedded default ./axon-data).\n");
+}
+
+static int fail(const char *fmt, ...) AX_PRINTF(1, 2);
+static int fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("axon admin: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 1;
+}
+
+/* A write job running a function with an argument, for ax_writer_run. */
+typedef struct st_admin_job_t {
+    ax_wjob_t super;
+    int (*fn)(ax_txn_t *txn, void *arg);
+    void *arg;
+} admin_job_t;
+
+static int admin_job_apply(ax_wjob_t *job, ax_txn_t *txn)
+{
+    admin_job_t *j = (admin_job_t *)job;
+    return j->fn(txn, j->arg);
+}
+
+static int run_write(admin_t *a, int (*fn)(ax_txn_t *txn, void *arg), void *arg)
+{
+    admin_job_t j = {.super = {.apply = admin_job_apply}, .fn = fn, .arg = arg};
+    return ax_writer_run(a->writer, &j.super);
+}
+
+/* "alice" or "@Alice:server" -> "@alice:server" (a new heap string), NULL when not ours. */
+static char *resolve_user(admin_t *a, const char *s)
+{
+    char *id = s[0] == '@' ? ax_strdup(s) : ax_asprintf("@%s:%s", s, a->cfg->server_name);
+    char *colon = strchr(id, ':');
+    if (colon == NULL || strcmp(colon + 1, a->cfg->server_name) != 0 || !ax_user_id_valid(id, true)) {
+        free(id);
+        return NULL;
+    }
+    for (char *p = id + 1; p < colon; ++p)
+        *p = (char)tolower((unsigned char)*p);
+    return id;
+}
+
+static char *read_password(bool from_stdin, bool *generated)
+{
+    *generated = !from_stdin;
+    if (!from_stdin) {
+        char *pw = ax_malloc(21);
+        ax_random_alnum(pw, 20);
+        return pw;
+    }
+    char line[1024];
+    if (fgets(line, sizeof(line), stdin) == NULL)
+        return NULL;
+    line[strcspn(line, "\r\n")] = '\0';
+    if (line[0] == '\0')
+        return NULL;
+    return ax_strdup(line);
+}
+
+/* ---- create-user ---- */
+
+typedef struct st_create_t {
+    const char *user_id;
+    const char *hash;
+    bool admin;
+} create_t;
+
+static int create_apply(ax_txn_t *txn, void *arg)
+{
+    create_t *c = arg;
+    json_t *existing = NULL;
+    if (ax_db_account_get(txn, c->user_id, &existing) == 0) {
+        json_decref(existing);
+        return AX_EEXIST;
+    }
+    json_t *acct = json_pack("{s:s, s:b, s:b, s:I}", "password_hash", c->hash, "admin", c->admin, "deactivated", 0,
+                             "created_ts", (json_int_t)ax_now_ms());
+    int rc = ax_db_account_put(txn, c->user_id, acct);
+    json_decref(acct);
+    if (rc != 0)
+        return rc;
+    const char *colon = strchr(c->user_id, ':');
+    char *lp = ax_strndup(c->user_id + 1, (size_t)(colon - c->user_id - 1));
+    json_t *profile = json_pack("{s:s}", "displayname", lp);
+    free(lp);
+    rc = ax_db_profile_put(txn, c->user_id, profile);
+    json_decref(profile);
+    return rc;
+}
+
+static int cmd_create_user(admin_t *a, int argc, char **argv)
+{
+    const char *name = NULL;
+    bool admin = false, from_stdin = false;
+    for (int i = 0; i < argc; ++i) {
+        if (strcmp(argv[i], "--admin") == 0)
+            admin = true;
+        else if (strcmp(argv[i], "--password-stdin") == 0)
+            from_stdin = true;
+        else if (argv[i][0] != '-' && name == NULL)
+            name = argv[i];
+        else
+            return admin_usage(stderr), 2;
+    }
+    if (name == NULL)
+        return admin_usage(stderr), 2;
+    char *uid = resolve_user(a, name);
+    char lp[256] = "";
+    if (uid != NULL)
+        snprintf(lp, sizeof(lp), "%.*s", (int)(strchr(uid, ':') - uid - 1), uid + 1);
+    if (uid == NULL || !ax_localpart_valid(lp)) {
+        free(uid);
+        return fail("'%s' is not a valid user name (a-z, 0-9, ._=-/+) of %s", name, a->cfg->server_name);
+    }
+    bool generated;
+    char *pw = read_password(from_stdin, &generated);
+    if (pw == NULL) {
+        free(uid);
+        return fail("no password on stdin");
+    }
+    char hash[AX_PASSWORD_HASH_MAX];
+    if (ax_password_hash(pw, hash) != 0) {
+        free(uid);
+        free(pw);
+        return fail("cannot hash the password");
+    }
+    create_t c = {uid, hash, admin};
+    int rc = run_write(a, create_apply, &c);
+    if (rc == AX_EEXIST)
+        rc = fail("%s already exists", uid);
+    else if (rc != 0)
+        rc = fail("cannot create %s: %s", uid, ax_strerror(rc));
+    else if (generated)
+        printf("%s\npassword: %s\n", uid, pw);
+    else
+        printf("%s\n", uid);
+    sodium_memzero(pw, strlen(pw));
+    free(pw);
+    free(uid);
+    return rc;
+}
+
+/* ---- reset-password ---- */
+
+typedef struct st_reset_t {
+    const char *user_id;
+    const char *hash;
+    bool keep_devices;
+} reset_t;
+
+static int reset_apply(ax_txn_t *txn, void *arg)
+{
+    reset_t *r = arg;
+    json_t *acct = NULL;
+    int rc = ax_db_account_get(txn, r->user_id, &acct);
+    if (rc != 0)
+        return rc;
+    if (json_is_true(json_object_get(acct, "deactivated"))) {
+        json_decref(acct);
+        return AX_EFORBIDDEN;
+    }
+    json_object_set_new(acct, "password_hash", json_string(r->hash));
+    rc = ax_db_account_put(txn, r->user_id, acct);
+    json_decref(acct);
+    if (rc == 0 && !r->keep_devices)
+        rc = ax_cs_logout_devices(txn, r->user_id, NULL);
+    return rc;
+}
+
+static int cmd_reset_password(admin_t *a, int argc, char **argv)
+{
+    const char *name = NULL;
+    bool from_stdin = false, keep = false;
+    for (int i = 0; i < argc; ++i) {
+        if (strcmp(argv[i], "--password-stdin") == 0)
+            from_stdin = true;
+        else if (strcmp(argv[i], "--keep-devices") == 0)
+            keep = true;
+        else if (argv[i][0] != '-' && name == NULL)
+            name = argv[i];
+        else
+            return admin_usage(stderr), 2;
+    }
+    char *uid = name ? resolve_user(a, name) : NULL;
+    if (uid == NULL)
+        return name ? fail("'%s' is not a user of %s", name, a->cfg->server_name) : (admin_usage(stderr), 2);
+    bool generated;
+    char *pw = read_password(from_stdin, &generated);
+    char hash[AX_PASSWORD_HASH_MAX];
+    int rc;
+    if (pw == NULL) {
+        rc = fail("no password on stdin");
+    } else if (ax_password_hash(pw, hash) != 0) {
+        rc = fail("cannot hash the password");
+    } else {
+        reset_t r = {uid, hash, keep};
+        rc = run_write(a, reset_apply, &r);
+        if (rc == AX_ENOTFOUND)
+            rc = fail("no such user %s", uid);
+        else if (rc == AX_EFORBIDDEN)
+            rc = fail("%s is deactivated", uid);
+        else if (rc != 0)
+            rc = fail("cannot reset the password: %s", ax_strerror(rc));
+        else if (generated)
+            printf("password: %s\n", pw);
+    }
+    if (pw != NULL) {
+        sodium_memzero(pw, strlen(pw));
+        free(pw);
+    }
+    free(uid);
+    return rc;
+}
+
+/* ---- deactivate ---- */
+
+static int cmd_deactivate(admin_t *a, int argc, char **argv)
+{
+    if (argc != 1)
+        return admin_usage(stderr), 2;
+    char *uid = resolve_user(a, argv[0]);
+    if (uid == NULL)
+        return fail("'%s' is not a user of %s", argv[0], a->cfg->server_name);
+    ax_cs_deactivate_t d = {{0}, false};
+    snprintf(d.user_id, sizeof(d.user_id), "%s", uid);
+    int rc = run_write(a, ax_cs_deactivate_apply, &d);
+    if (rc == AX_ENOTFOUND)
+        rc = fail("no such user %s", uid);
+    else if (rc != 0)
+        rc = fail("cannot deactivate %s: %s", uid, ax_strerror(rc));
+    else
+        printf("deactivated %s\n", uid);
+    free(uid);
+    return rc;
+}
+
+/* ---- list-users ---- */
+
+static int list_user_cb(void *arg, const char *user_id, json_t *acct)
+{
+    json_t *out = arg;
+    if (out != NULL) {
+        json_t *row = json_pack("{s:s, s:O, s:O, s:O}", "user_id", user_id, "admin", json_object_get(acct, "admin"),
+                                "deactivated", json_object_get(acct, "deactivated"), "created_ts",
+                                json_object_get(acct, "created_ts"));
+        json_array_append_new(out, row);
+        return 0;
+    }
+    time_t t = (time_t)(json_integer_value(json_object_get(acct, "created_ts")) / 1000);
+    struct tm tm;
+    char when[32];
+    gmtime_r(&t, &tm);
+    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    printf("%-40s %s%s created %s\n", user_id, json_is_true(json_object_get(acct, "admin")) ? "admin " : "",
+           json_is_true(json_object_get(acct, "deactivated")) ? "deactivated " : "", when);
+    return 0;
+}
+
+static int cmd_list_users(admin_t *a, int argc, char **argv)
+{
+    bool as_json = argc == 1 && strcmp(argv[0], "--json") == 0;
+    if (argc > 1 || (argc == 1 && !as_json))
+        return admin_usage(stderr), 2;
+    ax_txn_t *txn;
+    if (ax_db_read_begin(a->db, &txn) != 0)
+        return fail("cannot read the database");
+    json_t *out = as_json ? json_array() : NULL;
+    ax_db_account_foreach(txn, NULL, list_user_cb, out);
+    ax_db_read_end(txn);
+    if (out != NULL) {
+        char *s = json_dumps(out, JSON_INDENT(2));
+        puts(s);
+        free(s);
+        json_decref(out);
+    }
+    return 0;
+}
+
+/* ---- registration tokens ---- */
+
+typedef struct st_token_op_t {
+    const char *token;
+    json_t *value; /* NULL: delete */
+} token_op_t;
+
+static int token_apply(ax_txn_t *txn, void *arg)
+{
+    token_op_t *t = arg;
+    if (t->value == NULL)
+        return ax_db_regtoken_del(txn, t->token);
+    json_t *existing = NULL;
+    if (ax_db_regtoken_get(txn, t->token, &existing) == 0) {
+        json_decref(existing);
+        return AX_EEXIST;
+    }
+    return ax_db_regtoken_put(txn, t->token, t->value);
+}
+
+static int token_list_cb(void *arg, const char *token, json_t *value)
+{
+    json_t *out = arg;
+    if (out != NULL) {
+        json_t *row = json_deep_copy(value);
+        json_object_set_new(row, "token", json_string(token));
+        json_array_append_new(out, row);
+        return 0;
+    }
+    json_t *uses = json_object_get(value, "uses_allowed"), *exp = json_object_get(value, "expiry_time");
+    printf("%-24s used %lld of %s", token, (long long)json_integer_value(json_object_get(value, "completed")),
+           json_is_integer(uses) ? "" : "unlimited");
+    if (json_is_integer(uses))
+        printf("%lld", (long long)json_integer_value(uses));
+    if (json_is_integer(exp)) {
+        time_t t = (time_t)(json_integer_value(exp) / 1000);
+        struct tm tm;
+        char when[32];
+        gmtime_r(&t, &tm);
+        strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        printf(", expires %s", when);
+    }
+    putchar('\n');
+    return 0;
+}
+
+static int cmd_registration_token(admin_t *a, int argc, char **argv)
+{
+    if (argc < 1)
+        return admin_usage(stderr), 2;
+    if (strcmp(argv[0], "list") == 0) {
+        bool as_json = argc == 2 && strcmp(argv[1], "--json") == 0;
+        if (argc > 2 || (argc == 2 && !as_json))
+            return admin_usage(stderr), 2;
+        ax_txn_t *txn;
+        if (ax_db_read_begin(a->db, &txn) != 0)
+            return fail("cannot read the database");
+        json_t *out = as_json ? json_array() : NULL;
+        ax_db_regtoken_foreach(txn, token_list_cb, out);
+        ax_db_read_end(txn);
+        if (out != NULL) {
+            char *s = json_dumps(out, JSON_INDENT(2));
+            puts(s);
+            free(s);
+            json_decref(out);
+        }
+        return 0;
+    }
+    if (strcmp(argv[0], "delete") == 0) {
+        if (argc != 2)
+            return admin_usage(stderr), 2;
+        token_op_t t = {argv[1], NULL};
+        int rc = run_write(a, token_apply, &t);
+        if (rc == AX_ENOTFOUND)
+            return fail("no such token %s", argv[1]);
+        if (rc != 0)
+            return fail("cannot delete the token: %s", ax_strerror(rc));
+        printf("deleted %s\n", argv[1]);
+        return 0;
+    }
+    if (strcmp(argv[0], "create") != 0)
+        return admin_usage(stderr), 2;
+    json_t *uses = json_null(), *expiry = json_null();
+    const char *token = NULL;
+    char generated[17];
+    for (int i = 1; i < argc; ++i) {
+        uint64_t n;
+        if (strcmp(argv[i], "--uses") == 0 && i + 1 < argc && ax_parse_u64(argv[i + 1], &n) == 0 && n > 0) {
+            uses = json_integer((json_int_t)n);
+            ++i;
+        } else if (strcmp(argv[i], "--expires-in") == 0 && i + 1 < argc && ax_parse_u64(argv[i + 1], &n) == 0) {
+            expiry = json_integer((json_int_t)(ax_now_ms() + n * 1000));
+            ++i;
+        } else if (strcmp(argv[i], "--token") == 0 && i + 1 < argc) {
+            token = argv[++i];
+        } else {
+            return admin_usage(stderr), 2;
+        }
+    }
+    if (token == NULL) {
+        ax_random_alnum(generated, 16);
+        token = generated;
+    }
+    size_t len = strlen(token);
+    bool ok = len > 0 && len <= 64;
+    for (const char *p = token; *p; ++p)
+        ok = ok && (isalnum((unsigned char)*p) || *p == '.' || *p == '_' || *p == '~' || *p == '-');
+    if (!ok)
+        return fail("tokens are 1-64 characters from A-Z a-z 0-9 . _ ~ -");
+    token_op_t t = {token, json_pack("{s:o, s:i, s:i, s:o}", "uses_allowed", uses, "pending", 0, "completed", 0,
+                                     "expiry_time", expiry)};
+    int rc = run_write(a, token_apply, &t);
+    json_decref(t.value);
+    if (rc == AX_EEXIST)
+        return fail("token %s already exists", token);
+    if (rc != 0)
+        return fail("cannot create the token: %s", ax_strerror(rc));
+    printf("%s\n", token);
+    return 0;
+}
+
+int ax_admin_main(int argc, char **argv)
+{
+    const char *config = NULL;
+    int i = 0;
+    while (i < argc && argv[i][0] == '-') {
+        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc) {
+            config = argv[i + 1];
+            i += 2;
+        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            admin_usage(stdout);
+            return 0;
+        } else {
+            admin_usage(stderr);
+            return 2;
+        }
+    }
+    if (i >= argc) {
+        admin_usage(stderr);
+        return 2;
+    }
+    static const struct {
+        const char *name;
+        int (*fn)(admin_t *, int, char **);
+    } cmds[] = {{"create-user", cmd_create_user},
+                {"reset-password", cmd_reset_password},
+                {"deactivate", cmd_deactivate},
+                {"list-users", cmd_list_users},
+                {"registration-token", cmd_registration_token}};
+    int (*fn)(admin_t *, int, char **) = NULL;
+    for (size_t k = 0; k < AX_ARRAY_SIZE(cmds); ++k)
+        if (strcmp(argv[i], cmds[k].name) == 0)
+            fn = cmds[k].fn;
+    if (fn == NULL) {
+        fprintf(stderr, "axon admin: unknown command '%s'\n", argv[i]);
+        admin_usage(stderr);
+        return 2;
+    }
+
+    if (config == NULL)
+        config = getenv("AXON_CONFIG");
+    if (config != NULL && *config == '\0')
+        config = NULL;
+    admin_t a = {0};
+    char err[512];
+    ax_log_setup(AX_LOG_WARN, AX_LOG_TEXT);
+    if (ax_config_load(config, environ, &a.cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "axon: %s\n", err);
+        return 2;
+    }
+    char *dbdir = ax_asprintf("%s/db", a.cfg->data_dir);
+    ax_db_options_t o = {.path = dbdir, .map_size = a.cfg->map_size, .sync = true};
+    if (access(dbdir, F_OK) != 0) {
+        fprintf(stderr, "axon admin: no database in %s (start the server once first): %s\n", a.cfg->data_dir,
+                strerror(errno));
+        free(dbdir);
+        ax_config_free(a.cfg);
+        return 2;
+    }
+    if (ax_db_open(&o, &a.db, err, sizeof(err)) != 0) {
+        fprintf(stderr, "axon admin: %s\n", err);
+        free(dbdir);
+        ax_config_free(a.cfg);
+        return 2;
+    }
+    a.writer = ax_writer_new(a.db);
+    int rc = ax_writer_start(a.writer) == 0 ? fn(&a, argc - i - 1, argv + i + 1) : fail("cannot start the writer");
+    ax_writer_stop(a.writer);
+    ax_writer_free(a.writer);
+    ax_db_close(a.db);
+    free(dbdir);
+    ax_config_free(a.cfg);
+    return rc;
+}

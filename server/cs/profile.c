@@ -1,0 +1,211 @@
+/*
+ * profile.c -- user profiles (spec: Client-Server API "Profiles";
+ * profile.yaml): the whole profile, and single fields including the
+ * extended ones of v1.16 (m.tz and namespaced custom keys).  Profiles are
+ * public; only their owner may change them.
+ */
+#include "server/cs/cs.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define PROFILE_MAX 65536
+#define KEY_MAX     255
+
+/* avatar_url, displayname, m.tz, or a namespaced key like com.example.field */
+static bool valid_key(const char *k)
+{
+    if (strcmp(k, "avatar_url") == 0 || strcmp(k, "displayname") == 0 || strcmp(k, "m.tz") == 0)
+        return true;
+    /* [a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+ */
+    int parts = 0;
+    const char *p = k;
+    for (;;) {
+        if (!(*p >= 'a' && *p <= 'z'))
+            return false;
+        while ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_')
+            ++p;
+        ++parts;
+        if (*p == '\0')
+            return parts >= 2;
+        if (*p != '.')
+            return false;
+        ++p;
+    }
+}
+
+/* Reads the stored profile of a local user (new reference), or replies 404 when there is no such user. */
+static json_t *load_or_reply(ax_req_t *r, const char *user_id)
+{
+    const char *server = ax_id_server(user_id);
+    if (!ax_user_id_valid(user_id, true) || server == NULL) {
+        ax_reply_error(r, AX_M_INVALID_PARAM, "Invalid user ID");
+        return NULL;
+    }
+    if (strcmp(server, r->srv->cfg->server_name) != 0) {
+        ax_reply_error(r, AX_M_NOT_FOUND, "Profile not found");
+        return NULL;
+    }
+    ax_txn_t *txn;
+    if (ax_db_read_begin(r->srv->db, &txn) != 0) {
+        ax_reply_error(r, AX_M_INTERNAL, "Database unavailable");
+        return NULL;
+    }
+    json_t *acct = NULL, *profile = NULL;
+    int rc = ax_db_account_get(txn, user_id, &acct);
+    if (rc == 0 && ax_db_profile_get(txn, user_id, &profile) != 0)
+        profile = json_object();
+    ax_db_read_end(txn);
+    json_decref(acct);
+    if (rc != 0) {
+        ax_reply_error(r, AX_M_NOT_FOUND, "Profile not found");
+        return NULL;
+    }
+    return profile;
+}
+
+/* GET /_matrix/client/v3/profile/{userId} */
+int ax_cs_profile_get(ax_req_t *r)
+{
+    json_t *profile = load_or_reply(r, r->params[0]);
+    if (profile == NULL)
+        return 0;
+    return ax_reply_json_new(r, 200, profile);
+}
+
+/* GET /_matrix/client/v3/profile/{userId}/{keyName} */
+int ax_cs_profile_get_field(ax_req_t *r)
+{
+    const char *key = r->params[1];
+    if (!valid_key(key))
+        return ax_reply_error(r, AX_M_INVALID_PARAM, "Invalid profile key");
+    json_t *profile = load_or_reply(r, r->params[0]);
+    if (profile == NULL)
+        return 0;
+    json_t *v = json_object_get(profile, key);
+    if (v == NULL) {
+        json_decref(profile);
+        return ax_reply_error(r, AX_M_NOT_FOUND, "No such profile field");
+    }
+    json_t *out = json_object();
+    json_object_set(out, key, v);
+    json_decref(profile);
+    return ax_reply_json_new(r, 200, out);
+}
+
+typedef struct st_profile_set_t {
+    char user_id[256];
+    char key[KEY_MAX + 1];
+    json_t *value; /* NULL: delete */
+    bool too_large;
+} profile_set_t;
+
+static void profile_set_free(void *p)
+{
+    profile_set_t *s = p;
+    json_decref(s->value);
+    free(s);
+}
+
+static int profile_set_apply(ax_txn_t *txn, void *data)
+{
+    profile_set_t *s = data;
+    json_t *profile = NULL;
+    int rc = ax_db_profile_get(txn, s->user_id, &profile);
+    if (rc == AX_ENOTFOUND)
+        profile = json_object();
+    else if (rc != 0)
+        return rc;
+    if (s->value != NULL)
+        json_object_set(profile, s->key, s->value);
+    else
+        json_object_del(profile, s->key);
+    char *text = json_dumps(profile, JSON_COMPACT);
+    s->too_large = text == NULL || strlen(text) > PROFILE_MAX;
+    free(text);
+    rc = s->too_large ? 0 : ax_db_profile_put(txn, s->user_id, profile);
+    json_decref(profile);
+    return rc;
+}
+
+static void profile_set_written(ax_req_t *r, int result, void *data)
+{
+    profile_set_t *s = data;
+    if (result != 0)
+        return (void)ax_reply_error(r, ax_errcode_from_ax(result), "Could not update the profile");
+    if (s->too_large)
+        return (void)ax_reply_error(r, AX_M_PROFILE_TOO_LARGE, "The profile would exceed 64 KiB");
+    ax_reply_json_new(r, 200, json_object());
+}
+
+/* Common checks of PUT/DELETE; returns the key or NULL after replying. */
+static const char *writable_key_or_reply(ax_req_t *r)
+{
+    const char *key = r->params[1];
+    if (strlen(key) > KEY_MAX) {
+        ax_reply_error(r, AX_M_KEY_TOO_LARGE, "Profile keys are at most 255 bytes");
+        return NULL;
+    }
+    if (!valid_key(key)) {
+        ax_reply_error(r, AX_M_INVALID_PARAM, "Invalid profile key");
+        return NULL;
+    }
+    if (strcmp(r->params[0], r->auth.user_id) != 0) {
+        ax_reply_error(r, AX_M_FORBIDDEN, "You can only change your own profile");
+        return NULL;
+    }
+    return key;
+}
+
+static bool valid_mxc(const char *s)
+{
+    /* mxc://<server-name>/<media-id> */
+    if (strncmp(s, "mxc://", 6) != 0)
+        return false;
+    const char *slash = strchr(s + 6, '/');
+    return slash != NULL && slash > s + 6 && slash[1] != '\0' && strchr(slash + 1, '/') == NULL;
+}
+
+/* PUT /_matrix/client/v3/profile/{userId}/{keyName} */
+int ax_cs_profile_put_field(ax_req_t *r)
+{
+    const char *key = writable_key_or_reply(r);
+    json_t *body;
+    if (key == NULL || ax_req_json_body_or_reply(r, &body) != 0)
+        return 0;
+    json_t *v = json_object_get(body, key);
+    if (v == NULL)
+        return ax_reply_error(r, AX_M_MISSING_PARAM, ax_psprintf(r, "Missing '%s'", key));
+    if (strcmp(key, "displayname") == 0 || strcmp(key, "m.tz") == 0) {
+        if (!json_is_string(v) && !json_is_null(v))
+            return ax_reply_error(r, AX_M_BAD_JSON, ax_psprintf(r, "'%s' must be a string", key));
+        if (json_is_string(v) && json_string_length(v) > 256)
+            return ax_reply_error(r, AX_M_TOO_LARGE, ax_psprintf(r, "'%s' is too long", key));
+    } else if (strcmp(key, "avatar_url") == 0) {
+        if (!json_is_null(v) && !(json_is_string(v) && (json_string_length(v) == 0 || valid_mxc(json_string_value(v)))))
+            return ax_reply_error(r, AX_M_BAD_JSON, "'avatar_url' must be an mxc:// URI");
+        if (json_is_string(v) && json_string_length(v) > 1000)
+            return ax_reply_error(r, AX_M_TOO_LARGE, "'avatar_url' is too long");
+    }
+    profile_set_t *s = ax_calloc(1, sizeof(*s));
+    snprintf(s->user_id, sizeof(s->user_id), "%s", r->auth.user_id);
+    snprintf(s->key, sizeof(s->key), "%s", key);
+    /* null (and an empty avatar_url) clears the field, as clients use it */
+    bool clear = json_is_null(v) || (strcmp(key, "avatar_url") == 0 && json_string_length(v) == 0);
+    s->value = clear ? NULL : json_deep_copy(v);
+    ax_req_write(r, profile_set_apply, profile_set_written, s, profile_set_free);
+    return 0;
+}
+
+/* DELETE /_matrix/client/v3/profile/{userId}/{keyName} */
+int ax_cs_profile_delete_field(ax_req_t *r)
+{
+    const char *key = writable_key_or_reply(r);
+    if (key == NULL)
+        return 0;
+    profile_set_t *s = ax_calloc(1, sizeof(*s));
+    snprintf(s->user_id, sizeof(s->user_id), "%s", r->auth.user_id);
+    snprintf(s->key, sizeof(s->key), "%s", key);
+    ax_req_write(r, profile_set_apply, profile_set_written, s, profile_set_free);
+    return 0;
+}
