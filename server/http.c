@@ -23,6 +23,7 @@
 #include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -697,10 +698,18 @@ const char *ax_req_client_ip(ax_req_t *r)
 
 /* ---- The request entry point ---- */
 
+static void waiter_unlink(ax_waiter_t *w);
+
 static void on_req_dispose(void *p)
 {
     ax_req_t *r = p;
-    if (!r->replied) {
+    bool parked = r->waiter != NULL && r->waiter->parked;
+    if (r->waiter != NULL) {
+        waiter_unlink(r->waiter);
+        if (h2o_timeout_is_linked(&r->waiter->now_entry))
+            h2o_timeout_unlink(&r->waiter->now_entry);
+    }
+    if (!r->replied && !parked) {
         /* the client went away before we answered */
         ax_metrics_record(r->thread, r->route_index, 499, ax_mono_ns() - r->start_ns);
         atomic_fetch_sub(&r->srv->inflight, 1);
@@ -786,6 +795,168 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         return 0;
 
     return route->handler(r);
+}
+
+/* ---- Long-polls ---- */
+
+static void waiter_unlink(ax_waiter_t *w)
+{
+    if (!w->parked)
+        return;
+    ax_thread_t *t = w->thread;
+    *w->key_pprev = w->key_next;
+    if (w->key_next != NULL)
+        w->key_next->key_pprev = w->key_pprev;
+    if (w->bucket->head == NULL)
+        free(ax_strmap_del(&t->waiters, w->key));
+    if (w->dl_prev != NULL)
+        w->dl_prev->dl_next = w->dl_next;
+    else
+        t->dl_head = w->dl_next;
+    if (w->dl_next != NULL)
+        w->dl_next->dl_prev = w->dl_prev;
+    else
+        t->dl_tail = w->dl_prev;
+    w->dl_next = w->dl_prev = NULL;
+    w->parked = false;
+    atomic_fetch_sub(&t->nwaiters, 1);
+}
+
+/* Un-parks and runs the wake callback, counting the request in flight again. */
+static void waiter_fire(ax_waiter_t *w, bool timed_out)
+{
+    waiter_unlink(w);
+    ax_req_t *r = w->r;
+    atomic_fetch_add(&r->srv->inflight, 1);
+    r->thread->inflight++;
+    w->wake(r, timed_out);
+}
+
+static void on_waiter_tick(h2o_timeout_entry_t *entry)
+{
+    ax_thread_t *t = AX_CONTAINER_OF(entry, ax_thread_t, waiter_tick);
+    uint64_t now = ax_now_ms();
+    while (t->dl_head != NULL && t->dl_head->deadline_ms <= now)
+        waiter_fire(t->dl_head, true);
+    if (t->dl_head != NULL && !h2o_timeout_is_linked(&t->waiter_tick))
+        h2o_timeout_link(t->loop, &t->ctx.hundred_ms_timeout, &t->waiter_tick);
+}
+
+static void on_waiter_now(h2o_timeout_entry_t *entry)
+{
+    ax_waiter_t *w = AX_CONTAINER_OF(entry, ax_waiter_t, now_entry);
+    ax_req_t *r = w->r;
+    atomic_fetch_add(&r->srv->inflight, 1);
+    r->thread->inflight++;
+    w->wake(r, false);
+}
+
+void ax_req_park(ax_req_t *r, const char *key, uint64_t seen_pos, uint64_t timeout_ms, ax_wake_fn wake)
+{
+    ax_thread_t *t = r->thread;
+    ax_waiter_t *w = r->waiter;
+    if (w == NULL) {
+        w = r->waiter = ax_palloc(r, sizeof(*w));
+        memset(w, 0, sizeof(*w));
+        w->r = r;
+        w->thread = t;
+        w->now_entry.cb = on_waiter_now;
+    }
+    w->wake = wake;
+    w->key = ax_pstrdup(r, key);
+    /* it no longer counts as in flight */
+    atomic_fetch_sub(&r->srv->inflight, 1);
+    t->inflight--;
+
+    if (t->shutting_down || timeout_ms == 0) {
+        h2o_timeout_link(t->loop, &t->ctx.zero_timeout, &w->now_entry);
+        if (t->shutting_down)
+            w->deadline_ms = 0;
+        return;
+    }
+    if (ax_writer_stream_pos(r->srv->writer) > seen_pos) {
+        /* something committed after the request looked: look again */
+        h2o_timeout_link(t->loop, &t->ctx.zero_timeout, &w->now_entry);
+        return;
+    }
+    w->deadline_ms = ax_now_ms() + timeout_ms;
+    ax_wbucket_t *b = ax_strmap_get(&t->waiters, key);
+    if (b == NULL) {
+        b = ax_calloc(1, sizeof(*b));
+        ax_strmap_put(&t->waiters, key, b);
+    }
+    w->bucket = b;
+    w->key_next = b->head;
+    w->key_pprev = &b->head;
+    if (b->head != NULL)
+        b->head->key_pprev = &w->key_next;
+    b->head = w;
+    /* deadlines mostly arrive in order: insert from the tail */
+    ax_waiter_t *after = t->dl_tail;
+    while (after != NULL && after->deadline_ms > w->deadline_ms)
+        after = after->dl_prev;
+    w->dl_prev = after;
+    w->dl_next = after != NULL ? after->dl_next : t->dl_head;
+    if (w->dl_next != NULL)
+        w->dl_next->dl_prev = w;
+    else
+        t->dl_tail = w;
+    if (after != NULL)
+        after->dl_next = w;
+    else
+        t->dl_head = w;
+    w->parked = true;
+    atomic_fetch_add(&t->nwaiters, 1);
+    if (!h2o_timeout_is_linked(&t->waiter_tick))
+        h2o_timeout_link(t->loop, &t->ctx.hundred_ms_timeout, &t->waiter_tick);
+}
+
+static void on_notify(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+    ax_thread_t *t = AX_CONTAINER_OF(receiver, ax_thread_t, notify_recv);
+    while (!h2o_linklist_is_empty(messages)) {
+        ax_notify_msg_t *m = AX_CONTAINER_OF(messages->next, ax_notify_msg_t, super.link);
+        h2o_linklist_unlink(&m->super.link);
+        for (size_t i = 0; i < m->n; ++i) {
+            ax_wbucket_t *b = ax_strmap_get(&t->waiters, m->keys[i]);
+            /* fire one at a time: a woken request may park again, on a new bucket */
+            while (b != NULL && b->head != NULL) {
+                ax_waiter_t *w = b->head;
+                bool last = w->key_next == NULL;
+                waiter_fire(w, false);
+                if (last)
+                    break; /* the bucket was freed when its list emptied */
+            }
+            free(m->keys[i]);
+        }
+        free(m);
+    }
+}
+
+void ax_http_notify(ax_server_t *srv, const ax_commit_info_t *info)
+{
+    if (info->nkeys == 0 || srv->threads == NULL)
+        return;
+    for (unsigned i = 0; i < srv->nthreads; ++i) {
+        ax_thread_t *t = srv->threads[i];
+        atomic_fetch_add(&t->notify_refs, 1);
+        if (!atomic_load(&t->notify_closed) && atomic_load(&t->nwaiters) > 0) {
+            ax_notify_msg_t *m = ax_malloc(sizeof(*m) + info->nkeys * sizeof(char *));
+            memset(&m->super, 0, sizeof(m->super));
+            m->n = info->nkeys;
+            for (size_t k = 0; k < info->nkeys; ++k)
+                m->keys[k] = ax_strdup(info->keys[k]);
+            h2o_multithread_send_message(&t->notify_recv, &m->super);
+        }
+        atomic_fetch_sub(&t->notify_refs, 1);
+    }
+}
+
+/* Wakes every parked request as timed out (shutdown). */
+static void wake_all(ax_thread_t *t)
+{
+    while (t->dl_head != NULL)
+        waiter_fire(t->dl_head, true);
 }
 
 /* ---- h2o's own early errors (413 before our handler runs, broken chunking)
@@ -1028,6 +1199,7 @@ static void on_control(h2o_multithread_receiver_t *receiver, h2o_linklist_t *mes
         t->listeners[i].sock = NULL;
     }
     h2o_context_request_shutdown(&t->ctx);
+    wake_all(t); /* long-polls answer now, with what they have */
     t->shutdown_deadline_ms = ax_mono_ns() / 1000000 + SHUTDOWN_GRACE_MS;
     t->shutdown_entry.cb = shutdown_tick;
     shutdown_tick(&t->shutdown_entry);
@@ -1040,6 +1212,15 @@ static void on_control(h2o_multithread_receiver_t *receiver, h2o_linklist_t *mes
  * loop any more: no connection, no task in the writer or workers. */
 static void thread_dispose_loop(ax_thread_t *t)
 {
+    /* no more news for this thread: wait out any writer inside ax_http_notify, then drain */
+    atomic_store(&t->notify_closed, true);
+    while (atomic_load(&t->notify_refs) != 0)
+        sched_yield();
+    h2o_evloop_run(t->loop, 0);
+    h2o_multithread_unregister_receiver(t->ctx.queue, &t->notify_recv);
+    if (h2o_timeout_is_linked(&t->waiter_tick))
+        h2o_timeout_unlink(&t->waiter_tick);
+    ax_strmap_dispose(&t->waiters);
     if (h2o_timeout_is_linked(&t->log_flush_entry))
         h2o_timeout_unlink(&t->log_flush_entry);
     h2o_timeout_dispose(t->loop, &t->log_flush_timeout);
@@ -1088,6 +1269,8 @@ static ax_thread_t *thread_new(ax_server_t *srv, unsigned index)
     t->accept_tls.ssl_ctx = http->ssl_ctx;
     hport_init(&t->port, t->ctx.queue);
     h2o_multithread_register_receiver(t->ctx.queue, &t->control, on_control);
+    h2o_multithread_register_receiver(t->ctx.queue, &t->notify_recv, on_notify);
+    t->waiter_tick.cb = on_waiter_tick;
     h2o_timeout_init(t->loop, &t->log_flush_timeout, LOG_FLUSH_MS);
     t->log_flush_entry.cb = on_log_flush_timeout;
     t->metrics = ax_calloc(ax_routes_count + 1, sizeof(ax_route_metrics_t));

@@ -6,6 +6,7 @@
 #define AX_HTTP_INTERNAL_H
 
 #include "server/server.h"
+#include "common/strmap.h"
 
 #include <h2o.h>
 #include <openssl/ssl.h>
@@ -58,6 +59,32 @@ typedef struct st_ax_errjson_ostream_t {
     h2o_iovec_t body;
 } ax_errjson_ostream_t;
 
+/* The waiters of one key (the strmap's value; a stable address for key_pprev). */
+typedef struct st_ax_wbucket_t {
+    struct st_ax_waiter_t *head;
+} ax_wbucket_t;
+
+/* A parked long-poll: in its key's list and in the deadline-ordered list. */
+typedef struct st_ax_waiter_t {
+    ax_req_t *r;
+    ax_thread_t *thread;
+    char *key;
+    uint64_t deadline_ms;
+    ax_wake_fn wake;
+    ax_wbucket_t *bucket;
+    struct st_ax_waiter_t *key_next, **key_pprev;
+    struct st_ax_waiter_t *dl_next, *dl_prev;
+    h2o_timeout_entry_t now_entry; /* wake on the next loop turn */
+    bool parked;
+} ax_waiter_t;
+
+/* News for one thread: the keys of one commit. */
+typedef struct st_ax_notify_msg_t {
+    h2o_multithread_message_t super;
+    size_t n;
+    char *keys[];
+} ax_notify_msg_t;
+
 struct st_ax_thread_t {
     ax_server_t *srv;
     unsigned index;
@@ -79,6 +106,15 @@ struct st_ax_thread_t {
     bool shutting_down, conns_closed, exit_loop, clean;
     uint64_t shutdown_deadline_ms;
     h2o_timeout_entry_t shutdown_entry;
+
+    /* long-polls */
+    ax_strmap_t waiters;            /* key -> first ax_waiter_t */
+    ax_waiter_t *dl_head, *dl_tail; /* by deadline */
+    _Atomic size_t nwaiters;        /* read by the writer to skip idle threads */
+    h2o_multithread_receiver_t notify_recv;
+    h2o_timeout_entry_t waiter_tick;
+    _Atomic bool notify_closed; /* the thread is winding down: send no more news */
+    _Atomic int notify_refs;    /* writer threads inside ax_http_notify for this thread */
 
     ax_route_metrics_t *metrics; /* ax_routes_count + 1 slots */
     ax_buf_t scratch;            /* reply serialization */

@@ -73,6 +73,12 @@ static void open_data(ax_server_t *srv)
     free(keypath);
 }
 
+/* The writer's commit hook: news for long-polls. */
+static void notify_hook(void *arg, const ax_commit_info_t *info)
+{
+    ax_http_notify(arg, info);
+}
+
 static int serve(const char *config_path)
 {
     ax_config_t *cfg = load_config(config_path);
@@ -102,6 +108,7 @@ static int serve(const char *config_path)
         ax_log(AX_LOG_WARN, "sync = false: acknowledged writes can be lost on a crash");
 
     srv.writer = ax_writer_new(srv.db);
+    ax_writer_set_commit_hook(srv.writer, notify_hook, &srv);
     if (ax_writer_start(srv.writer) != 0) {
         fprintf(stderr, "axon: cannot start the database writer\n");
         return 2;

@@ -155,6 +155,7 @@ struct st_ax_req_t {
     bool replied;
     ax_task_t *pending; /* the asynchronous step in progress, if any */
     const char *client_ip;
+    struct st_ax_waiter_t *waiter; /* set while parked */
     /* JSON values held for the request's lifetime (ax_req_hold_json) */
     json_t *_held[4];
     size_t nheld;
@@ -255,6 +256,24 @@ typedef int (*ax_apply_fn)(ax_txn_t *txn, void *data);
 typedef void (*ax_done_fn)(ax_req_t *r, int result, void *data);
 void ax_req_write(ax_req_t *r, ax_apply_fn apply, ax_done_fn done, void *data, void (*free_data)(void *));
 void ax_req_work(ax_req_t *r, int (*run)(void *data), ax_done_fn done, void *data, void (*free_data)(void *));
+
+/* ---- long-polls (http.c) ---------------------------------------------------------------- */
+
+/** Called on the request's thread when a parked request wakes. */
+typedef void (*ax_wake_fn)(ax_req_t *r, bool timed_out);
+
+/**
+ * Parks 'r' until 'key' (a user ID) has news, or 'timeout_ms' passes, or the
+ * server shuts down (timed out), then calls 'wake'.  'seen_pos' is the
+ * stream position read before the request's last look at the database
+ * (ax_writer_stream_pos); if anything committed since, 'wake' runs at once
+ * so no news slips between the look and the wait.  Parked requests cost no
+ * thread and do not count towards max_concurrent_requests.
+ */
+void ax_req_park(ax_req_t *r, const char *key, uint64_t seen_pos, uint64_t timeout_ms, ax_wake_fn wake);
+
+/** The writer's commit hook: wakes, on every HTTP thread, the long-polls waiting on 'keys'. */
+void ax_http_notify(ax_server_t *srv, const ax_commit_info_t *info);
 
 /* ---- auth.c -- access tokens --------------------------------------------------------- */
 

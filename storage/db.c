@@ -399,3 +399,51 @@ int ax_kv_del_prefix(ax_txn_t *txn, int dbi, const void *prefix, size_t plen, si
         *n = count;
     return rc == MDB_NOTFOUND || rc == 0 ? 0 : ax_db_err(txn->db, rc);
 }
+
+int ax_kv_scan_rev(ax_txn_t *txn, int dbi, const void *prefix, size_t plen, const void *upto, size_t ulen,
+                   int (*cb)(void *arg, const void *key, size_t klen, const void *val, size_t vlen), void *arg)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn->txn, txn->db->dbi[dbi], &cur);
+    if (rc != 0)
+        return ax_db_err(txn->db, rc);
+    MDB_val k, v;
+    uint8_t after[1024];
+    if (upto != NULL) {
+        /* the first key >= upto; step back unless it is upto itself */
+        k.mv_data = (void *)upto, k.mv_size = ulen;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        if (rc == 0 && !(k.mv_size == ulen && memcmp(k.mv_data, upto, ulen) == 0))
+            rc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
+        else if (rc == MDB_NOTFOUND)
+            rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    } else if (plen != 0 && plen <= sizeof(after)) {
+        /* the first key after every key with the prefix, then one back */
+        memcpy(after, prefix, plen);
+        size_t n = plen;
+        while (n > 0 && after[n - 1] == 0xff)
+            --n;
+        if (n == 0) {
+            rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+        } else {
+            after[n - 1]++;
+            k.mv_data = after, k.mv_size = n;
+            rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+            rc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_PREV) : mdb_cursor_get(cur, &k, &v, MDB_LAST);
+        }
+    } else {
+        rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    }
+    int out = 0;
+    while (rc == 0) {
+        if (plen != 0 && (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0))
+            break;
+        if ((out = cb(arg, k.mv_data, k.mv_size, v.mv_data, v.mv_size)) != 0)
+            break;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
+    }
+    mdb_cursor_close(cur);
+    if (out != 0)
+        return out;
+    return rc == MDB_NOTFOUND || rc == 0 ? 0 : ax_db_err(txn->db, rc);
+}

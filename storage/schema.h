@@ -33,6 +33,30 @@
  *                       created_ts, completed: [stage], token?}
  * regtoken_token        key = registration token; value = json {uses_allowed|null, pending,
  *                       completed, expiry_time|null}
+ *
+ * Rooms and events (storage/rooms.c).  "pos" is the stream position the writer gave the event.
+ * eventid_event         key = event_id; value = be64 pos (0: outlier) | u8 flags (AX_EVENT_F_*) |
+ *                       room_id 0x00 | event json (the PDU; its "unsigned" holds server-local data:
+ *                       prev_content, replaces_state, redacted_because, io.axon.txn {device, txn_id})
+ * roomid_pos_eventid    key = room_id 0x00 be64 pos; value = event_id           (a room's timeline)
+ * pos_roomevent         key = be64 pos; value = room_id 0x00 event_id           (every timeline, in order)
+ * roomid_room           key = room_id; value = json {room_version, creators[], created_ts, last_pos,
+ *                       depth, state_group, federate}
+ * roomid_state          key = room_id 0x00 type 0x00 state_key; value = event_id  (current state)
+ * roomid_extremity      key = room_id 0x00 event_id; value = ""                 (forward extremities)
+ * stategroup_state      key = be64 group; value = json {prev: group (0: full snapshot), chain: n,
+ *                       delta: {type: {state_key: event_id | null}}}
+ * eventid_stategroup    key = event_id; value = be64 group of the state after the event
+ * roomuser_pos_membership  key = room_id 0x00 user_id 0x00 be64 pos; value = membership
+ *                       (every membership change, for "membership at position")
+ * userid_membership     key = user_id 0x00 room_id; value = json {membership, event_id, pos}
+ * roomid_members        key = room_id 0x00 user_id; value = membership          (current)
+ * roomid_pos_visibility key = room_id 0x00 be64 pos; value = history_visibility   (every change)
+ * txn_eventid           key = user_id 0x00 device_id 0x00 txn_id; value = event_id
+ * alias_roomid          key = #alias:server; value = json {room_id, creator}
+ * roomid_alias          key = room_id 0x00 #alias:server; value = ""
+ * publicroom_roomid     key = room_id; value = ""                               (room directory)
+ * relation_child        key = parent_event_id 0x00 rel_type 0x00 be64 pos; value = child event_id
  */
 /* clang-format off */
 #define AX_SCHEMA_DBS(X) \
@@ -44,7 +68,24 @@
     X(userid_profile, 0) \
     X(userdevice_device, 0) \
     X(uiasession_session, 0) \
-    X(regtoken_token, 0)
+    X(regtoken_token, 0) \
+    X(eventid_event, 0) \
+    X(roomid_pos_eventid, 0) \
+    X(pos_roomevent, 0) \
+    X(roomid_room, 0) \
+    X(roomid_state, 0) \
+    X(roomid_extremity, 0) \
+    X(stategroup_state, 0) \
+    X(eventid_stategroup, 0) \
+    X(roomuser_pos_membership, 0) \
+    X(userid_membership, 0) \
+    X(roomid_members, 0) \
+    X(roomid_pos_visibility, 0) \
+    X(txn_eventid, 0) \
+    X(alias_roomid, 0) \
+    X(roomid_alias, 0) \
+    X(publicroom_roomid, 0) \
+    X(relation_child, 0)
 /* clang-format on */
 
 #endif

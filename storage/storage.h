@@ -162,6 +162,116 @@ int ax_db_regtoken_foreach(ax_txn_t *txn, int (*cb)(void *arg, const char *token
 /** True when at least one registration token exists. */
 bool ax_db_regtoken_any(ax_txn_t *txn);
 
+/* ---- rooms.c -- events, timelines, state, memberships, aliases, relations ----------------- */
+
+enum {
+    AX_EVENT_F_STATE = 1,       /* a state event */
+    AX_EVENT_F_OUTLIER = 2,     /* known (e.g. an auth event) but not part of the timeline */
+    AX_EVENT_F_REJECTED = 4,    /* failed auth; kept so it is not fetched again */
+    AX_EVENT_F_SOFT_FAILED = 8, /* allowed by its auth events but not by current state */
+    AX_EVENT_F_REDACTED = 16,   /* stored in redacted form */
+};
+
+/** An event record: the JSON is borrowed from the transaction (copy or parse it before the txn ends). */
+typedef struct st_ax_event_rec_t {
+    uint64_t pos;
+    unsigned flags;
+    const char *room_id;
+    const char *json;
+    size_t json_len;
+} ax_event_rec_t;
+
+int ax_db_event_get_raw(ax_txn_t *txn, const char *event_id, ax_event_rec_t *out);
+/** Parses the event (a new reference in '*event'); 'rec' (may be NULL) gets position and flags. */
+int ax_db_event_get(ax_txn_t *txn, const char *event_id, json_t **event, ax_event_rec_t *rec);
+/** Stores or replaces an event. */
+int ax_db_event_put(ax_txn_t *txn, const char *event_id, const char *room_id, uint64_t pos, unsigned flags,
+                    const json_t *event);
+
+/** Puts 'event_id' at 'pos' in its room's timeline and the global stream. */
+int ax_db_timeline_add(ax_txn_t *txn, const char *room_id, uint64_t pos, const char *event_id);
+/**
+ * Walks a room's timeline from position 'from' (inclusive; 0 or UINT64_MAX
+ * for the start or the end) forwards or, with 'backwards', backwards,
+ * calling 'cb' until it returns nonzero.
+ */
+int ax_db_timeline_scan(ax_txn_t *txn, const char *room_id, uint64_t from, bool backwards,
+                        int (*cb)(void *arg, uint64_t pos, const char *event_id), void *arg);
+/** Walks every room's timeline after position 'after' in order (the global stream). */
+int ax_db_stream_scan(ax_txn_t *txn, uint64_t after,
+                      int (*cb)(void *arg, uint64_t pos, const char *room_id, const char *event_id), void *arg);
+
+int ax_db_room_get(ax_txn_t *txn, const char *room_id, json_t **out);
+int ax_db_room_put(ax_txn_t *txn, const char *room_id, const json_t *room);
+/** Calls 'cb' for every room ID (admin and directory use). */
+int ax_db_room_foreach(ax_txn_t *txn, int (*cb)(void *arg, const char *room_id, json_t *room), void *arg);
+
+/** The current state event ID for (type, state_key) into 'out' (cap bytes). */
+int ax_db_state_get(ax_txn_t *txn, const char *room_id, const char *type, const char *state_key, char *out, size_t cap);
+int ax_db_state_put(ax_txn_t *txn, const char *room_id, const char *type, const char *state_key, const char *event_id);
+/** Calls 'cb' for each current state entry of the room (of 'type' only, when not NULL). */
+int ax_db_state_foreach(ax_txn_t *txn, const char *room_id, const char *type,
+                        int (*cb)(void *arg, const char *type, const char *state_key, const char *event_id), void *arg);
+
+/** Replaces the room's forward extremities with 'event_ids' (n of them). */
+int ax_db_extremities_set(ax_txn_t *txn, const char *room_id, const char *const *event_ids, size_t n);
+int ax_db_extremities_foreach(ax_txn_t *txn, const char *room_id, int (*cb)(void *arg, const char *event_id),
+                              void *arg);
+
+/**
+ * State groups: the state after an event, stored as deltas over a parent
+ * group with a full snapshot every few dozen steps.  A state map is a JSON
+ * object {type: {state_key: event_id}}; in a delta, null removes an entry.
+ */
+int ax_db_stategroup_new(ax_txn_t *txn, uint64_t prev, const json_t *delta, uint64_t *out);
+/** The full state map of 'group' (a new reference). */
+int ax_db_stategroup_load(ax_txn_t *txn, uint64_t group, json_t **out);
+int ax_db_event_stategroup_put(ax_txn_t *txn, const char *event_id, uint64_t group);
+int ax_db_event_stategroup_get(ax_txn_t *txn, const char *event_id, uint64_t *group);
+
+/** Records that 'user_id' has 'membership' in the room since 'pos' through 'event_id'. */
+int ax_db_membership_put(ax_txn_t *txn, const char *room_id, const char *user_id, const char *membership,
+                         const char *event_id, uint64_t pos);
+/** The current membership record {membership, event_id, pos} (a new reference). */
+int ax_db_membership_get(ax_txn_t *txn, const char *room_id, const char *user_id, json_t **out);
+/** The membership 'user_id' had at position 'pos' ("" if none) into 'out'. */
+int ax_db_membership_at(ax_txn_t *txn, const char *room_id, const char *user_id, uint64_t pos, char *out, size_t cap);
+/** Calls 'cb' for each room the user has a membership record in (any membership). */
+int ax_db_user_rooms_foreach(ax_txn_t *txn, const char *user_id,
+                             int (*cb)(void *arg, const char *room_id, json_t *membership), void *arg);
+/** Calls 'cb' for each user with a current membership in the room. */
+int ax_db_room_members_foreach(ax_txn_t *txn, const char *room_id,
+                               int (*cb)(void *arg, const char *user_id, const char *membership), void *arg);
+/** Forgets the user's membership record of a room they left (POST /forget). */
+int ax_db_membership_forget(ax_txn_t *txn, const char *room_id, const char *user_id);
+
+int ax_db_visibility_put(ax_txn_t *txn, const char *room_id, uint64_t pos, const char *visibility);
+/** The history_visibility in force at 'pos' ("shared" when never set) into 'out'. */
+int ax_db_visibility_at(ax_txn_t *txn, const char *room_id, uint64_t pos, char *out, size_t cap);
+
+int ax_db_txn_get(ax_txn_t *txn, const char *user_id, const char *device_id, const char *txn_id, char *event_id,
+                  size_t cap);
+int ax_db_txn_put(ax_txn_t *txn, const char *user_id, const char *device_id, const char *txn_id, const char *event_id);
+
+/** Aliases: the record is {room_id, creator} (a new reference). */
+int ax_db_alias_get(ax_txn_t *txn, const char *alias, json_t **out);
+int ax_db_alias_put(ax_txn_t *txn, const char *alias, const char *room_id, const char *creator);
+int ax_db_alias_del(ax_txn_t *txn, const char *alias, const char *room_id);
+int ax_db_room_aliases_foreach(ax_txn_t *txn, const char *room_id, int (*cb)(void *arg, const char *alias), void *arg);
+
+int ax_db_directory_set(ax_txn_t *txn, const char *room_id, bool public_);
+bool ax_db_directory_is_public(ax_txn_t *txn, const char *room_id);
+/** Public rooms in room ID order, starting after 'since' (NULL: from the start). */
+int ax_db_directory_foreach(ax_txn_t *txn, const char *since, int (*cb)(void *arg, const char *room_id), void *arg);
+
+int ax_db_relation_put(ax_txn_t *txn, const char *parent, const char *rel_type, uint64_t pos, const char *child);
+/**
+ * Children of 'parent' (of 'rel_type' when not NULL), by position, from
+ * 'from' (inclusive) forwards or backwards.
+ */
+int ax_db_relation_scan(ax_txn_t *txn, const char *parent, const char *rel_type, uint64_t from, bool backwards,
+                        int (*cb)(void *arg, const char *rel_type, uint64_t pos, const char *child), void *arg);
+
 /* ---- writer.c -- the single writer with group commit ------------------------------ */
 
 typedef struct st_ax_wjob_t ax_wjob_t;
@@ -209,8 +319,10 @@ void ax_writer_free(ax_writer_t *w);
 
 /** What one commit made visible, passed to the commit hook. */
 typedef struct st_ax_commit_info_t {
-    uint64_t stream_pos; /* highest stream position committed so far */
-    size_t jobs;         /* jobs in the batch (failed ones included) */
+    uint64_t stream_pos;     /* highest stream position committed so far */
+    size_t jobs;             /* jobs in the batch (failed ones included) */
+    const char *const *keys; /* what the jobs said changed (ax_txn_notify), deduplicated; borrowed */
+    size_t nkeys;
 } ax_commit_info_t;
 
 /**
@@ -225,6 +337,14 @@ void ax_writer_set_commit_hook(ax_writer_t *w, void (*hook)(void *arg, const ax_
  * Positions are unique and increase in commit order.
  */
 uint64_t ax_txn_next_stream_pos(ax_txn_t *txn);
+
+/**
+ * Inside 'apply': says 'key' (a user ID, usually) has news, so its
+ * long-polls wake once this batch is durable.  Dropped when the job's
+ * writes are rolled back; a job failing without writes may still wake
+ * someone for nothing, which only costs them a re-check.
+ */
+void ax_txn_notify(ax_txn_t *txn, const char *key);
 
 /** The last committed stream position (any thread). */
 uint64_t ax_writer_stream_pos(ax_writer_t *w);

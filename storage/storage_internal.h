@@ -12,6 +12,7 @@
 
 #include <lmdb.h>
 #include <pthread.h>
+#include <string.h>
 
 enum {
 #define X(name, flags) AX_DBI_##name,
@@ -42,9 +43,10 @@ struct st_ax_txn_t {
     MDB_txn *txn;
     ax_db_t *db;
     bool write;
-    bool dirty;    /* a put or delete happened since the writer last cleared it */
-    bool in_use;   /* cached read txn currently handed out */
-    uint64_t *pos; /* write txns: the writer's next stream position */
+    bool dirty;                    /* a put or delete happened since the writer last cleared it */
+    bool in_use;                   /* cached read txn currently handed out */
+    uint64_t *pos;                 /* write txns: the writer's next stream position */
+    struct st_ax_strmap_t *notify; /* write txns: keys with news in this batch */
 };
 
 /** Maps an LMDB return code to an AX_E* code (logging MDB_MAP_FULL once, where it happens). */
@@ -83,8 +85,48 @@ int ax_kv_put_json(ax_txn_t *txn, int dbi, const void *key, size_t klen, const j
  */
 int ax_kv_scan(ax_txn_t *txn, int dbi, const void *prefix, size_t plen, const void *from, size_t flen,
                int (*cb)(void *arg, const void *key, size_t klen, const void *val, size_t vlen), void *arg);
+/**
+ * Like ax_kv_scan but in descending key order: visits keys with 'prefix'
+ * that are <= 'upto' (all of them when 'upto' is NULL).
+ */
+int ax_kv_scan_rev(ax_txn_t *txn, int dbi, const void *prefix, size_t plen, const void *upto, size_t ulen,
+                   int (*cb)(void *arg, const void *key, size_t klen, const void *val, size_t vlen), void *arg);
+
 /** Deletes every record whose key starts with 'prefix'; counts them in '*n' when not NULL. */
 int ax_kv_del_prefix(ax_txn_t *txn, int dbi, const void *prefix, size_t plen, size_t *n);
+
+/* ---- composite keys: parts joined by 0x00, integers big-endian ---- */
+
+typedef struct st_ax_key_t {
+    uint8_t b[1024];
+    size_t n;
+    bool overflow; /* a part did not fit: the key must not be used */
+} ax_key_t;
+
+static inline void ax_key_bytes(ax_key_t *k, const void *p, size_t n)
+{
+    if (k->n + n > sizeof(k->b)) {
+        k->overflow = true;
+        return;
+    }
+    memcpy(k->b + k->n, p, n);
+    k->n += n;
+}
+
+/** Appends 's' and, when 'sep', the 0x00 separator. */
+static inline void ax_key_str(ax_key_t *k, const char *s, bool sep)
+{
+    ax_key_bytes(k, s, strlen(s));
+    if (sep)
+        ax_key_bytes(k, "", 1);
+}
+
+static inline void ax_key_u64(ax_key_t *k, uint64_t v)
+{
+    uint8_t be[8];
+    ax_be64_put(be, v);
+    ax_key_bytes(k, be, 8);
+}
 
 /** Runs 'fn' in one write transaction outside the writer (open-time migrations only). */
 int ax_db_write_direct(ax_db_t *db, int (*fn)(ax_txn_t *txn, void *arg), void *arg);

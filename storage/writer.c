@@ -15,6 +15,7 @@
  * transactions, which cost LMDB megabytes of bookkeeping each.
  */
 #include "storage/storage_internal.h"
+#include "common/strmap.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -66,6 +67,24 @@ uint64_t ax_txn_next_stream_pos(ax_txn_t *txn)
     return ++*txn->pos;
 }
 
+void ax_txn_notify(ax_txn_t *txn, const char *key)
+{
+    if (txn->notify != NULL && ax_strmap_get(txn->notify, key) == NULL)
+        ax_strmap_put(txn->notify, key, (void *)1);
+}
+
+typedef struct st_keys_t {
+    const char **keys;
+    size_t n;
+} keys_t;
+
+static void collect_key(void *arg, const char *key, void *value)
+{
+    (void)value;
+    keys_t *k = arg;
+    k->keys[k->n++] = key;
+}
+
 uint64_t ax_writer_stream_pos(ax_writer_t *w)
 {
     return atomic_load(&w->stream_pos);
@@ -84,13 +103,15 @@ static void run_batch(ax_writer_t *w, ax_wjob_t **jobs, size_t n)
     uint64_t start = ax_mono_ns();
     uint64_t committed = atomic_load(&w->stream_pos);
     bool *failed = ax_calloc(n, sizeof(*failed));
-    ax_txn_t t = {.db = w->db, .write = true};
+    ax_strmap_t notify = AX_STRMAP_INIT;
+    ax_txn_t t = {.db = w->db, .write = true, .notify = &notify};
     uint64_t pos;
     int rc;
 
 attempt:
     pos = committed;
     t.pos = &pos;
+    ax_strmap_clear(&notify);
     if ((rc = mdb_txn_begin(w->db->env, NULL, 0, &t.txn)) != 0) {
         fail_all(jobs, n, ax_db_err(w->db, rc));
         goto out;
@@ -107,7 +128,7 @@ attempt:
         jobs[i]->super.result = r;
         atomic_fetch_add(&w->failed_jobs, 1);
         if (t.dirty) {
-            /* its partial writes are in the txn: start over without it */
+            /* its partial writes (and news) are in the txn: start over without it */
             mdb_txn_abort(t.txn);
             atomic_fetch_add(&w->replays, 1);
             goto attempt;
@@ -126,11 +147,15 @@ attempt:
     }
     atomic_store(&w->stream_pos, pos);
     if (w->hook != NULL) {
-        ax_commit_info_t info = {.stream_pos = pos, .jobs = n};
+        keys_t k = {ax_malloc((notify.size + 1) * sizeof(char *)), 0};
+        ax_strmap_foreach(&notify, collect_key, &k);
+        ax_commit_info_t info = {.stream_pos = pos, .jobs = n, .keys = k.keys, .nkeys = k.n};
         w->hook(w->hook_arg, &info);
+        free(k.keys);
     }
 
 out:
+    ax_strmap_dispose(&notify);
     free(failed);
     uint64_t ns = ax_mono_ns() - start;
     double secs = (double)ns / 1e9;

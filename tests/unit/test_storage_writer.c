@@ -216,6 +216,78 @@ static void test_map_full(void **state)
     free(dir);
 }
 
+/* ---- notification keys reach the commit hook, deduplicated, and not those of failed writes ---- */
+
+typedef struct st_notify_job_t {
+    ax_wjob_t super;
+    const char *keys[3];
+    bool fail_after_write;
+} notify_job_t;
+
+static int apply_notify(ax_wjob_t *job, ax_txn_t *txn)
+{
+    notify_job_t *j = (notify_job_t *)job;
+    for (int i = 0; i < 3 && j->keys[i] != NULL; ++i)
+        ax_txn_notify(txn, j->keys[i]);
+    if (j->fail_after_write) {
+        ax_kv_put(txn, AX_DBI_meta, "x", 1, "y", 1, 0);
+        return AX_ECONFLICT;
+    }
+    return 0;
+}
+
+typedef struct st_hook_seen_t {
+    pthread_mutex_t mutex;
+    char keys[16][32];
+    size_t n;
+    size_t commits;
+} hook_seen_t;
+
+static void hook(void *arg, const ax_commit_info_t *info)
+{
+    hook_seen_t *h = arg;
+    pthread_mutex_lock(&h->mutex);
+    h->commits++;
+    for (size_t i = 0; i < info->nkeys && h->n < 16; ++i)
+        snprintf(h->keys[h->n++], 32, "%s", info->keys[i]);
+    pthread_mutex_unlock(&h->mutex);
+}
+
+static bool seen(hook_seen_t *h, const char *key)
+{
+    for (size_t i = 0; i < h->n; ++i)
+        if (strcmp(h->keys[i], key) == 0)
+            return true;
+    return false;
+}
+
+static void test_notify_keys(void **state)
+{
+    (void)state;
+    char *dir = test_mkdtemp();
+    ax_db_t *db = open_db(dir, 8 << 20);
+    ax_writer_t *w = ax_writer_new(db);
+    hook_seen_t h = {.mutex = PTHREAD_MUTEX_INITIALIZER};
+    ax_writer_set_commit_hook(w, hook, &h);
+    assert_int_equal(ax_writer_start(w), 0);
+
+    notify_job_t a = {.super = {.apply = apply_notify}, .keys = {"@a:x", "@b:x", "@a:x"}};
+    assert_int_equal(ax_writer_run(w, &a.super), 0);
+    assert_true(seen(&h, "@a:x"));
+    assert_true(seen(&h, "@b:x"));
+    assert_int_equal(h.n, 2); /* deduplicated */
+
+    notify_job_t bad = {.super = {.apply = apply_notify}, .keys = {"@c:x"}, .fail_after_write = true};
+    assert_int_equal(ax_writer_run(w, &bad.super), AX_ECONFLICT);
+    assert_false(seen(&h, "@c:x")); /* rolled back with its writes */
+
+    ax_writer_stop(w);
+    ax_writer_free(w);
+    ax_db_close(db);
+    test_rm_rf(dir);
+    free(dir);
+}
+
 static void test_schema_version_guard(void **state)
 {
     (void)state;
@@ -290,6 +362,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_concurrent_jobs_ordering_and_failures),
         cmocka_unit_test(test_map_full),
+        cmocka_unit_test(test_notify_keys),
         cmocka_unit_test(test_schema_version_guard),
         cmocka_unit_test(test_read_txn_reuse),
     };

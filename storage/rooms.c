@@ -1,0 +1,767 @@
+/*
+ * rooms.c -- events, room timelines and the global stream, current and
+ * historical state (state groups), memberships and their history,
+ * history visibility changes, transaction IDs, aliases, the room
+ * directory and relations.  Layouts are in schema.h; every question is an
+ * index lookup or a range of one index.
+ */
+#include "storage/storage_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define STATEGROUP_MAX_CHAIN 48
+
+/* Copies a borrowed key part (no NUL in LMDB) into a C string; false when it does not fit. */
+static bool copy_part(char *out, size_t cap, const void *p, size_t n)
+{
+    if (n >= cap)
+        return false;
+    memcpy(out, p, n);
+    out[n] = '\0';
+    return true;
+}
+
+/* ---- events ---- */
+
+int ax_db_event_get_raw(ax_txn_t *txn, const char *event_id, ax_event_rec_t *out)
+{
+    const void *v;
+    size_t vlen;
+    int rc = ax_kv_get(txn, AX_DBI_eventid_event, event_id, strlen(event_id), &v, &vlen);
+    if (rc != 0)
+        return rc;
+    const uint8_t *p = v;
+    const uint8_t *nul = vlen > 9 ? memchr(p + 9, 0, vlen - 9) : NULL;
+    if (nul == NULL)
+        return AX_EIO;
+    out->pos = ax_be64_get(p);
+    out->flags = p[8];
+    out->room_id = (const char *)p + 9;
+    out->json = (const char *)nul + 1;
+    out->json_len = vlen - (size_t)(nul + 1 - p);
+    return 0;
+}
+
+int ax_db_event_get(ax_txn_t *txn, const char *event_id, json_t **event, ax_event_rec_t *rec)
+{
+    ax_event_rec_t r;
+    int rc = ax_db_event_get_raw(txn, event_id, &r);
+    if (rc != 0)
+        return rc;
+    json_t *j = json_loadb(r.json, r.json_len, 0, NULL);
+    if (j == NULL)
+        return AX_EIO;
+    if (rec != NULL)
+        *rec = r;
+    *event = j;
+    return 0;
+}
+
+static int dump_cb(const char *buf, size_t size, void *data)
+{
+    ax_buf_append(data, buf, size);
+    return 0;
+}
+
+int ax_db_event_put(ax_txn_t *txn, const char *event_id, const char *room_id, uint64_t pos, unsigned flags,
+                    const json_t *event)
+{
+    ax_buf_t b = AX_BUF_INIT;
+    uint8_t head[9];
+    ax_be64_put(head, pos);
+    head[8] = (uint8_t)flags;
+    ax_buf_append(&b, head, sizeof(head));
+    ax_buf_append(&b, room_id, strlen(room_id) + 1);
+    int rc = json_dump_callback(event, dump_cb, &b, JSON_COMPACT) == 0 ? 0 : AX_EINVAL;
+    if (rc == 0)
+        rc = ax_kv_put(txn, AX_DBI_eventid_event, event_id, strlen(event_id), b.base, b.len, 0);
+    ax_buf_dispose(&b);
+    return rc;
+}
+
+/* ---- timelines ---- */
+
+int ax_db_timeline_add(ax_txn_t *txn, const char *room_id, uint64_t pos, const char *event_id)
+{
+    ax_key_t k = {0};
+    ax_key_str(&k, room_id, true);
+    ax_key_u64(&k, pos);
+    if (k.overflow)
+        return AX_ETOOBIG;
+    int rc = ax_kv_put(txn, AX_DBI_roomid_pos_eventid, k.b, k.n, event_id, strlen(event_id), 0);
+    if (rc != 0)
+        return rc;
+    ax_key_t g = {0};
+    ax_key_u64(&g, pos);
+    ax_key_t v = {0};
+    ax_key_str(&v, room_id, true);
+    ax_key_str(&v, event_id, false);
+    if (v.overflow)
+        return AX_ETOOBIG;
+    return ax_kv_put(txn, AX_DBI_pos_roomevent, g.b, g.n, v.b, v.n, 0);
+}
+
+typedef struct st_timeline_scan_t {
+    size_t plen;
+    int (*cb)(void *arg, uint64_t pos, const char *event_id);
+    void *arg;
+} timeline_scan_t;
+
+static int timeline_cb(void *arg, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    timeline_scan_t *s = arg;
+    char eid[256];
+    if (klen != s->plen + 8 || !copy_part(eid, sizeof(eid), val, vlen))
+        return 0;
+    return s->cb(s->arg, ax_be64_get((const uint8_t *)key + s->plen), eid);
+}
+
+int ax_db_timeline_scan(ax_txn_t *txn, const char *room_id, uint64_t from, bool backwards,
+                        int (*cb)(void *arg, uint64_t pos, const char *event_id), void *arg)
+{
+    ax_key_t p = {0};
+    ax_key_str(&p, room_id, true);
+    if (p.overflow)
+        return AX_ENOTFOUND;
+    timeline_scan_t s = {p.n, cb, arg};
+    ax_key_t f = p;
+    ax_key_u64(&f, from);
+    if (backwards)
+        return ax_kv_scan_rev(txn, AX_DBI_roomid_pos_eventid, p.b, p.n, from == UINT64_MAX ? NULL : f.b,
+                              from == UINT64_MAX ? 0 : f.n, timeline_cb, &s);
+    return ax_kv_scan(txn, AX_DBI_roomid_pos_eventid, p.b, p.n, f.b, f.n, timeline_cb, &s);
+}
+
+typedef struct st_stream_scan_t {
+    int (*cb)(void *arg, uint64_t pos, const char *room_id, const char *event_id);
+    void *arg;
+} stream_scan_t;
+
+static int stream_cb(void *arg, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    stream_scan_t *s = arg;
+    const char *v = val;
+    const char *nul = memchr(v, 0, vlen);
+    char room[256], eid[256];
+    if (klen != 8 || nul == NULL || !copy_part(room, sizeof(room), v, (size_t)(nul - v)) ||
+        !copy_part(eid, sizeof(eid), nul + 1, vlen - (size_t)(nul - v) - 1))
+        return 0;
+    return s->cb(s->arg, ax_be64_get(key), room, eid);
+}
+
+int ax_db_stream_scan(ax_txn_t *txn, uint64_t after,
+                      int (*cb)(void *arg, uint64_t pos, const char *room_id, const char *event_id), void *arg)
+{
+    stream_scan_t s = {cb, arg};
+    ax_key_t f = {0};
+    ax_key_u64(&f, after + 1);
+    return ax_kv_scan(txn, AX_DBI_pos_roomevent, NULL, 0, f.b, f.n, stream_cb, &s);
+}
+
+/* ---- rooms ---- */
+
+int ax_db_room_get(ax_txn_t *txn, const char *room_id, json_t **out)
+{
+    return ax_kv_get_json(txn, AX_DBI_roomid_room, room_id, strlen(room_id), out);
+}
+
+int ax_db_room_put(ax_txn_t *txn, const char *room_id, const json_t *room)
+{
+    return ax_kv_put_json(txn, AX_DBI_roomid_room, room_id, strlen(room_id), room);
+}
+
+typedef struct st_room_scan_t {
+    int (*cb)(void *arg, const char *room_id, json_t *room);
+    void *arg;
+} room_scan_t;
+
+static int room_cb(void *arg, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    room_scan_t *s = arg;
+    char id[256];
+    if (!copy_part(id, sizeof(id), key, klen))
+        return 0;
+    json_t *room = json_loadb(val, vlen, 0, NULL);
+    if (room == NULL)
+        return 0;
+    int rc = s->cb(s->arg, id, room);
+    json_decref(room);
+    return rc;
+}
+
+int ax_db_room_foreach(ax_txn_t *txn, int (*cb)(void *arg, const char *room_id, json_t *room), void *arg)
+{
+    room_scan_t s = {cb, arg};
+    return ax_kv_scan(txn, AX_DBI_roomid_room, NULL, 0, NULL, 0, room_cb, &s);
+}
+
+/* ---- current state ---- */
+
+static ax_key_t state_key(const char *room_id, const char *type, const char *skey)
+{
+    ax_key_t k = {0};
+    ax_key_str(&k, room_id, true);
+    ax_key_str(&k, type, true);
+    ax_key_str(&k, skey, false);
+    return k;
+}
+
+int ax_db_state_get(ax_txn_t *txn, const char *room_id, const char *type, const char *skey, char *out, size_t cap)
+{
+    ax_key_t k = state_key(room_id, type, skey);
+    if (k.overflow)
+        return AX_ENOTFOUND;
+    const void *v;
+    size_t vlen;
+    int rc = ax_kv_get(txn, AX_DBI_roomid_state, k.b, k.n, &v, &vlen);
+    if (rc != 0)
+        return rc;
+    return copy_part(out, cap, v, vlen) ? 0 : AX_ETOOBIG;
+}
+
+int ax_db_state_put(ax_txn_t *txn, const char *room_id, const char *type, const char *skey, const char *event_id)
+{
+    ax_key_t k = state_key(room_id, type, skey);
+    if (k.overflow)
+        return AX_ETOOBIG;
+    return ax_kv_put(txn, AX_DBI_roomid_state, k.b, k.n, event_id, strlen(event_id), 0);
+}
+
+typedef struct st_state_scan_t {
+    size_t plen;
+    int (*cb)(void *arg, const char *type, const char *state_key, const char *event_id);
+    void *arg;
+} state_scan_t;
+
+static int state_cb(void *arg, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    state_scan_t *s = arg;
+    const char *rest = (const char *)key + s->plen;
+    size_t rlen = klen - s->plen;
+    const char *sep = memchr(rest, 0, rlen);
+    char type[256], skey[512], eid[256];
+    if (sep == NULL || !copy_part(type, sizeof(type), rest, (size_t)(sep - rest)) ||
+        !copy_part(skey, sizeof(skey), sep + 1, rlen - (size_t)(sep - rest) - 1) ||
+        !copy_part(eid, sizeof(eid), val, vlen))
+        return 0;
+    return s->cb(s->arg, type, skey, eid);
+}
+
+int ax_db_state_foreach(ax_txn_t *txn, const char *room_id, const char *type,
+                        int (*cb)(void *arg, const char *type, const char *state_key, const char *event_id), void *arg)
+{
+    ax_key_t p = {0};
+    ax_key_str(&p, room_id, true);
+    size_t room_plen = p.n;
+    if (type != NULL)
+        ax_key_str(&p, type, true);
+    if (p.overflow)
+        return 0;
+    state_scan_t s = {room_plen, cb, arg};
+    return ax_kv_scan(txn, AX_DBI_roomid_state, p.b, p.n, NULL, 0, state_cb, &s);
+}
+
+/* ---- forward extremities ---- */
+
+int ax_db_extremities_set(ax_txn_t *txn, const char *room_id, const char *const *event_ids, size_t n)
+{
+    ax_key_t p = {0};
+    ax_key_str(&p, room_id, true);
+    int rc = ax_kv_del_prefix(txn, AX_DBI_roomid_extremity, p.b, p.n, NULL);
+    for (size_t i = 0; rc == 0 && i < n; ++i) {
+        ax_key_t k = p;
+        ax_key_str(&k, event_ids[i], false);
+        rc = k.overflow ? AX_ETOOBIG : ax_kv_put(txn, AX_DBI_roomid_extremity, k.b, k.n, "", 0, 0);
+    }
+    return rc;
+}
+
+typedef struct st_ext_scan_t {
+    size_t plen;
+    int (*cb)(void *arg, const char *event_id);
+    void *arg;
+} ext_scan_t;
+
+static int ext_cb(void *arg, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    (void)val, (void)vlen;
+    ext_scan_t *s = arg;
+    char eid[256];
+    if (!copy_part(eid, sizeof(eid), (const char *)key + s->plen, klen - s->plen))
+        return 0;
+    return s->cb(s->arg, eid);
+}
+
+int ax_db_extremities_foreach(ax_txn_t *txn, const char *room_id, int (*cb)(void *arg, const char *event_id), void *arg)
+{
+    ax_key_t p = {0};
+    ax_key_str(&p, room_id, true);
+    ext_scan_t s = {p.n, cb, arg};
+    return ax_kv_scan(txn, AX_DBI_roomid_extremity, p.b, p.n, NULL, 0, ext_cb, &s);
+}
+
+/* ---- state groups ---- */
+
+/* Applies 'delta' ({type: {state_key: event_id | null}}) to 'state' of the same shape. */
+static void apply_delta(json_t *state, const json_t *delta)
+{
+    const char *type, *skey;
+    json_t *keys, *v;
+    json_object_foreach((json_t *)delta, type, keys)
+    {
+        json_t *slot = json_object_get(state, type);
+        if (slot == NULL) {
+            slot = json_object();
+            json_object_set_new(state, type, slot);
+        }
+        json_object_foreach(keys, skey, v)
+        {
+            if (json_is_null(v))
+                json_object_del(slot, skey);
+            else
+                json_object_set(slot, skey, v);
+        }
+        if (json_object_size(slot) == 0)
+            json_object_del(state, type);
+    }
+}
+
+int ax_db_stategroup_load(ax_txn_t *txn, uint64_t group, json_t **out)
+{
+    /* walk back to the snapshot, then apply the deltas forwards */
+    json_t *chain[STATEGROUP_MAX_CHAIN + 2];
+    size_t n = 0;
+    int rc = 0;
+    while (group != 0 && n < AX_ARRAY_SIZE(chain)) {
+        ax_key_t k = {0};
+        ax_key_u64(&k, group);
+        json_t *rec = NULL;
+        if ((rc = ax_kv_get_json(txn, AX_DBI_stategroup_state, k.b, k.n, &rec)) != 0)
+            break;
+        chain[n++] = rec;
+        group = (uint64_t)json_integer_value(json_object_get(rec, "prev"));
+    }
+    if (rc == 0 && group != 0)
+        rc = AX_EIO; /* a chain longer than we ever write */
+    json_t *state = json_object();
+    for (size_t i = n; i-- > 0;) {
+        if (rc == 0)
+            apply_delta(state, json_object_get(chain[i], "delta"));
+        json_decref(chain[i]);
+    }
+    if (rc != 0) {
+        json_decref(state);
+        return rc;
+    }
+    *out = state;
+    return 0;
+}
+
+int ax_db_stategroup_new(ax_txn_t *txn, uint64_t prev, const json_t *delta, uint64_t *out)
+{
+    uint64_t id = 0;
+    int rc = ax_db_meta_get_u64(txn, "stategroup_next", &id);
+    if (rc == AX_ENOTFOUND)
+        id = 1;
+    else if (rc != 0)
+        return rc;
+    json_int_t chain = 0;
+    if (prev != 0) {
+        ax_key_t pk = {0};
+        ax_key_u64(&pk, prev);
+        json_t *prec = NULL;
+        if ((rc = ax_kv_get_json(txn, AX_DBI_stategroup_state, pk.b, pk.n, &prec)) != 0)
+            return rc;
+        chain = json_integer_value(json_object_get(prec, "chain")) + 1;
+        json_decref(prec);
+    }
+    json_t *rec;
+    if (prev == 0 || chain >= STATEGROUP_MAX_CHAIN) {
+        /* a full snapshot keeps every lookup within STATEGROUP_MAX_CHAIN steps */
+        json_t *full = json_object();
+        if (prev != 0 && (rc = ax_db_stategroup_load(txn, prev, &full)) != 0) {
+            json_decref(full);
+            return rc;
+        }
+        apply_delta(full, delta);
+        rec = json_pack("{s:i, s:i, s:o}", "prev", 0, "chain", 0, "delta", full);
+    } else {
+        rec = json_pack("{s:I, s:I, s:O}", "prev", (json_int_t)prev, "chain", chain, "delta", delta);
+    }
+    ax_key_t k = {0};
+    ax_key_u64(&k, id);
+    rc = ax_kv_put_json(txn, AX_DBI_stategroup_state, k.b, k.n, rec);
+    json_decref(rec);
+    if (rc == 0)
+        rc = ax_db_meta_put_u64(txn, "stategroup_next", id + 1);
+    if (rc == 0)
+        *out = id;
+    return rc;
+}
+
+int ax_db_event_stategroup_put(ax_txn_t *txn, const char *event_id, uint64_t group)
+{
+    uint8_t v[8];
+    ax_be64_put(v, group);
+    return ax_kv_put(txn, AX_DBI_eventid_stategroup, event_id, strlen(event_id), v, 8, 0);
+}
+
+int ax_db_event_stategroup_get(ax_txn_t *txn, const char *event_id, uint64_t *group)
+{
+    const void *v;
+    size_t vlen;
+    int rc = ax_kv_get(txn, AX_DBI_eventid_stategroup, event_id, strlen(event_id), &v, &vlen);
+    if (rc != 0)
+        return rc;
+    if (vlen != 8)
+        return AX_EIO;
+    *group = ax_be64_get(v);
+    return 0;
+}
+
+/* ---- memberships ---- */
+
+int ax_db_membership_put(ax_txn_t *txn, const char *room_id, const char *user_id, const char *membership,
+                         const char *event_id, uint64_t pos)
+{
+    ax_key_t uk = {0};
+    ax_key_str(&uk, user_id, true);
+    ax_key_str(&uk, room_id, false);
+    ax_key_t rk = {0};
+    ax_key_str(&rk, room_id, true);
+    ax_key_str(&rk, user_id, false);
+    ax_key_t hk = rk;
+    ax_key_bytes(&hk, "", 1);
+    ax_key_u64(&hk, pos);
+    if (uk.overflow || hk.overflow)
+        return AX_ETOOBIG;
+    json_t *rec = json_pack("{s:s, s:s, s:I}", "membership", membership, "event_id", event_id, "pos", (json_int_t)pos);
+    int rc = ax_kv_put_json(txn, AX_DBI_userid_membership, uk.b, uk.n, rec);
+    json_decref(rec);
+    if (rc == 0)
+        rc = ax_kv_put(txn, AX_DBI_roomid_members, rk.b, rk.n, membership, strlen(membership), 0);
+    if (rc == 0)
+        rc = ax_kv_put(txn, AX_DBI_roomuser_pos_membership, hk.b, hk.n, membership, strlen(membership), 0);
+    return rc;
+}
+
+int ax_db_membership_get(ax_txn_t *txn, const char *room_id, const char *user_id, json_t **out)
+{
+    ax_key_t k = {0};
+    ax_key_str(&k, user_id, true);
+    ax_key_str(&k, room_id, false);
+    if (k.overflow)
+        return AX_ENOTFOUND;
+    return ax_kv_get_json(txn, AX_DBI_userid_membership, k.b, k.n, out);
+}
+
+int ax_db_membership_forget(ax_txn_t *txn, const char *room_id, const char *user_id)
+{
+    ax_key_t k = {0};
+    ax_key_str(&k, user_id, true);
+    ax_key_str(&k, room_id, false);
+    if (k.overflow)
+        return AX_ENOTFOUND;
+    return ax_kv_del(txn, AX_DBI_userid_membership, k.b, k.n, NULL, 0);
+}
+
+typedef struct st_last_value_t {
+    char *out;
+    size_t cap;
+    bool found;
+} last_value_t;
+
+static int last_value_cb(void *arg, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    (void)key, (void)klen;
+    last_value_t *l = arg;
+    l->found = copy_part(l->out, l->cap, val, vlen);
+    return 1; /* the first one seen going backwards is the one in force */
+}
+
+int ax_db_membership_at(ax_txn_t *txn, const char *room_id, const char *user_id, uint64_t pos, char *out, size_t cap)
+{
+    ax_key_t p = {0};
+    ax_key_str(&p, room_id, true);
+    ax_key_str(&p, user_id, true);
+    ax_key_t upto = p;
+    ax_key_u64(&upto, pos);
+    out[0] = '\0';
+    if (upto.overflow)
+        return 0;
+    last_value_t l = {out, cap, false};
+    int rc = ax_kv_scan_rev(txn, AX_DBI_roomuser_pos_membership, p.b, p.n, upto.b, upto.n, last_value_cb, &l);
+    if (!l.found)
+        out[0] = '\0';
+    return rc < 0 ? rc : 0;
+}
+
+typedef struct st_user_rooms_t {
+    size_t plen;
+    int (*cb)(void *arg, const char *room_id, json_t *membership);
+    void *arg;
+} user_rooms_t;
+
+static int user_rooms_cb(void *arg, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    user_rooms_t *s = arg;
+    char room[256];
+    if (!copy_part(room, sizeof(room), (const char *)key + s->plen, klen - s->plen))
+        return 0;
+    json_t *m = json_loadb(val, vlen, 0, NULL);
+    if (m == NULL)
+        return 0;
+    int rc = s->cb(s->arg, room, m);
+    json_decref(m);
+    return rc;
+}
+
+int ax_db_user_rooms_foreach(ax_txn_t *txn, const char *user_id,
+                             int (*cb)(void *arg, const char *room_id, json_t *membership), void *arg)
+{
+    ax_key_t p = {0};
+    ax_key_str(&p, user_id, true);
+    user_rooms_t s = {p.n, cb, arg};
+    return ax_kv_scan(txn, AX_DBI_userid_membership, p.b, p.n, NULL, 0, user_rooms_cb, &s);
+}
+
+typedef struct st_members_t {
+    size_t plen;
+    int (*cb)(void *arg, const char *user_id, const char *membership);
+    void *arg;
+} members_t;
+
+static int members_cb(void *arg, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    members_t *s = arg;
+    char user[256], m[32];
+    if (!copy_part(user, sizeof(user), (const char *)key + s->plen, klen - s->plen) ||
+        !copy_part(m, sizeof(m), val, vlen))
+        return 0;
+    return s->cb(s->arg, user, m);
+}
+
+int ax_db_room_members_foreach(ax_txn_t *txn, const char *room_id,
+                               int (*cb)(void *arg, const char *user_id, const char *membership), void *arg)
+{
+    ax_key_t p = {0};
+    ax_key_str(&p, room_id, true);
+    members_t s = {p.n, cb, arg};
+    return ax_kv_scan(txn, AX_DBI_roomid_members, p.b, p.n, NULL, 0, members_cb, &s);
+}
+
+/* ---- history visibility ---- */
+
+int ax_db_visibility_put(ax_txn_t *txn, const char *room_id, uint64_t pos, const char *visibility)
+{
+    ax_key_t k = {0};
+    ax_key_str(&k, room_id, true);
+    ax_key_u64(&k, pos);
+    if (k.overflow)
+        return AX_ETOOBIG;
+    return ax_kv_put(txn, AX_DBI_roomid_pos_visibility, k.b, k.n, visibility, strlen(visibility), 0);
+}
+
+int ax_db_visibility_at(ax_txn_t *txn, const char *room_id, uint64_t pos, char *out, size_t cap)
+{
+    ax_key_t p = {0};
+    ax_key_str(&p, room_id, true);
+    ax_key_t upto = p;
+    ax_key_u64(&upto, pos);
+    last_value_t l = {out, cap, false};
+    int rc = upto.overflow
+                 ? 0
+                 : ax_kv_scan_rev(txn, AX_DBI_roomid_pos_visibility, p.b, p.n, upto.b, upto.n, last_value_cb, &l);
+    if (!l.found)
+        snprintf(out, cap, "shared"); /* the spec's default */
+    return rc < 0 ? rc : 0;
+}
+
+/* ---- transaction IDs ---- */
+
+static ax_key_t txn_key(const char *user_id, const char *device_id, const char *txn_id)
+{
+    ax_key_t k = {0};
+    ax_key_str(&k, user_id, true);
+    ax_key_str(&k, device_id, true);
+    ax_key_str(&k, txn_id, false);
+    return k;
+}
+
+int ax_db_txn_get(ax_txn_t *txn, const char *user_id, const char *device_id, const char *txn_id, char *event_id,
+                  size_t cap)
+{
+    ax_key_t k = txn_key(user_id, device_id, txn_id);
+    if (k.overflow)
+        return AX_ENOTFOUND;
+    const void *v;
+    size_t vlen;
+    int rc = ax_kv_get(txn, AX_DBI_txn_eventid, k.b, k.n, &v, &vlen);
+    if (rc != 0)
+        return rc;
+    return copy_part(event_id, cap, v, vlen) ? 0 : AX_EIO;
+}
+
+int ax_db_txn_put(ax_txn_t *txn, const char *user_id, const char *device_id, const char *txn_id, const char *event_id)
+{
+    ax_key_t k = txn_key(user_id, device_id, txn_id);
+    if (k.overflow)
+        return AX_ETOOBIG;
+    return ax_kv_put(txn, AX_DBI_txn_eventid, k.b, k.n, event_id, strlen(event_id), 0);
+}
+
+/* ---- aliases and the directory ---- */
+
+int ax_db_alias_get(ax_txn_t *txn, const char *alias, json_t **out)
+{
+    return ax_kv_get_json(txn, AX_DBI_alias_roomid, alias, strlen(alias), out);
+}
+
+int ax_db_alias_put(ax_txn_t *txn, const char *alias, const char *room_id, const char *creator)
+{
+    json_t *rec = json_pack("{s:s, s:s}", "room_id", room_id, "creator", creator);
+    int rc = ax_kv_put_json(txn, AX_DBI_alias_roomid, alias, strlen(alias), rec);
+    json_decref(rec);
+    ax_key_t k = {0};
+    ax_key_str(&k, room_id, true);
+    ax_key_str(&k, alias, false);
+    if (rc == 0)
+        rc = k.overflow ? AX_ETOOBIG : ax_kv_put(txn, AX_DBI_roomid_alias, k.b, k.n, "", 0, 0);
+    return rc;
+}
+
+int ax_db_alias_del(ax_txn_t *txn, const char *alias, const char *room_id)
+{
+    int rc = ax_kv_del(txn, AX_DBI_alias_roomid, alias, strlen(alias), NULL, 0);
+    ax_key_t k = {0};
+    ax_key_str(&k, room_id, true);
+    ax_key_str(&k, alias, false);
+    if (rc == 0 && !k.overflow) {
+        int r2 = ax_kv_del(txn, AX_DBI_roomid_alias, k.b, k.n, NULL, 0);
+        if (r2 != 0 && r2 != AX_ENOTFOUND)
+            rc = r2;
+    }
+    return rc;
+}
+
+typedef struct st_alias_scan_t {
+    size_t plen;
+    int (*cb)(void *arg, const char *alias);
+    void *arg;
+} alias_scan_t;
+
+static int alias_cb(void *arg, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    (void)val, (void)vlen;
+    alias_scan_t *s = arg;
+    char alias[512];
+    if (!copy_part(alias, sizeof(alias), (const char *)key + s->plen, klen - s->plen))
+        return 0;
+    return s->cb(s->arg, alias);
+}
+
+int ax_db_room_aliases_foreach(ax_txn_t *txn, const char *room_id, int (*cb)(void *arg, const char *alias), void *arg)
+{
+    ax_key_t p = {0};
+    ax_key_str(&p, room_id, true);
+    alias_scan_t s = {p.n, cb, arg};
+    return ax_kv_scan(txn, AX_DBI_roomid_alias, p.b, p.n, NULL, 0, alias_cb, &s);
+}
+
+int ax_db_directory_set(ax_txn_t *txn, const char *room_id, bool public_)
+{
+    if (public_)
+        return ax_kv_put(txn, AX_DBI_publicroom_roomid, room_id, strlen(room_id), "", 0, 0);
+    int rc = ax_kv_del(txn, AX_DBI_publicroom_roomid, room_id, strlen(room_id), NULL, 0);
+    return rc == AX_ENOTFOUND ? 0 : rc;
+}
+
+bool ax_db_directory_is_public(ax_txn_t *txn, const char *room_id)
+{
+    const void *v;
+    size_t vlen;
+    return ax_kv_get(txn, AX_DBI_publicroom_roomid, room_id, strlen(room_id), &v, &vlen) == 0;
+}
+
+typedef struct st_dir_scan_t {
+    const char *since;
+    int (*cb)(void *arg, const char *room_id);
+    void *arg;
+} dir_scan_t;
+
+static int dir_cb(void *arg, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    (void)val, (void)vlen;
+    dir_scan_t *s = arg;
+    char room[256];
+    if (!copy_part(room, sizeof(room), key, klen) || (s->since != NULL && strcmp(room, s->since) <= 0))
+        return 0;
+    return s->cb(s->arg, room);
+}
+
+int ax_db_directory_foreach(ax_txn_t *txn, const char *since, int (*cb)(void *arg, const char *room_id), void *arg)
+{
+    dir_scan_t s = {since, cb, arg};
+    return ax_kv_scan(txn, AX_DBI_publicroom_roomid, NULL, 0, since, since ? strlen(since) : 0, dir_cb, &s);
+}
+
+/* ---- relations ---- */
+
+int ax_db_relation_put(ax_txn_t *txn, const char *parent, const char *rel_type, uint64_t pos, const char *child)
+{
+    ax_key_t k = {0};
+    ax_key_str(&k, parent, true);
+    ax_key_str(&k, rel_type, true);
+    ax_key_u64(&k, pos);
+    if (k.overflow)
+        return AX_ETOOBIG;
+    return ax_kv_put(txn, AX_DBI_relation_child, k.b, k.n, child, strlen(child), 0);
+}
+
+typedef struct st_rel_scan_t {
+    size_t plen;
+    uint64_t from;
+    bool backwards;
+    int (*cb)(void *arg, const char *rel_type, uint64_t pos, const char *child);
+    void *arg;
+} rel_scan_t;
+
+static int rel_cb(void *arg, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    rel_scan_t *s = arg;
+    const char *rest = (const char *)key + s->plen;
+    size_t rlen = klen - s->plen;
+    const char *sep = memchr(rest, 0, rlen);
+    char type[256], child[256];
+    if (sep == NULL || rlen - (size_t)(sep - rest) - 1 != 8 ||
+        !copy_part(type, sizeof(type), rest, (size_t)(sep - rest)) || !copy_part(child, sizeof(child), val, vlen))
+        return 0;
+    uint64_t pos = ax_be64_get((const uint8_t *)sep + 1);
+    /* with every rel_type in one range, positions are ordered per type only: filter here */
+    if (s->backwards ? pos > s->from : pos < s->from)
+        return 0;
+    return s->cb(s->arg, type, pos, child);
+}
+
+int ax_db_relation_scan(ax_txn_t *txn, const char *parent, const char *rel_type, uint64_t from, bool backwards,
+                        int (*cb)(void *arg, const char *rel_type, uint64_t pos, const char *child), void *arg)
+{
+    ax_key_t p = {0};
+    ax_key_str(&p, parent, true);
+    size_t parent_len = p.n;
+    if (rel_type != NULL)
+        ax_key_str(&p, rel_type, true);
+    if (p.overflow)
+        return 0;
+    rel_scan_t s = {parent_len, from, backwards, cb, arg};
+    if (rel_type == NULL)
+        return backwards ? ax_kv_scan_rev(txn, AX_DBI_relation_child, p.b, p.n, NULL, 0, rel_cb, &s)
+                         : ax_kv_scan(txn, AX_DBI_relation_child, p.b, p.n, NULL, 0, rel_cb, &s);
+    ax_key_t f = p;
+    ax_key_u64(&f, from);
+    if (backwards)
+        return ax_kv_scan_rev(txn, AX_DBI_relation_child, p.b, p.n, from == UINT64_MAX ? NULL : f.b,
+                              from == UINT64_MAX ? 0 : f.n, rel_cb, &s);
+    return ax_kv_scan(txn, AX_DBI_relation_child, p.b, p.n, f.b, f.n, rel_cb, &s);
+}
