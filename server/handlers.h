@@ -55,6 +55,19 @@ int ax_cs_profile_get_field(ax_req_t *r);
 int ax_cs_profile_put_field(ax_req_t *r);
 int ax_cs_profile_delete_field(ax_req_t *r);
 
+/* server/cs/account_data.c -- account data and tags */
+int ax_cs_account_data_put(ax_req_t *r);
+int ax_cs_account_data_get(ax_req_t *r);
+int ax_cs_room_account_data_put(ax_req_t *r);
+int ax_cs_room_account_data_get(ax_req_t *r);
+int ax_cs_tags_get(ax_req_t *r);
+int ax_cs_tags_put(ax_req_t *r);
+int ax_cs_tags_delete(ax_req_t *r);
+
+/* server/cs/filter.c -- filters */
+int ax_cs_filter_create(ax_req_t *r);
+int ax_cs_filter_get(ax_req_t *r);
+
 /* federation/api_keys.c -- server keys and version */
 int ax_fed_keys_server(ax_req_t *r);
 int ax_fed_version(ax_req_t *r);

@@ -55,6 +55,19 @@ const ax_route_t ax_routes[] = {
     {"PUT",    CS "/profile/{userId}/{keyName}",       ax_cs_profile_put_field,       AX_ROUTE_AUTH},
     {"DELETE", CS "/profile/{userId}/{keyName}",       ax_cs_profile_delete_field,    AX_ROUTE_AUTH},
 
+    /* account data and tags (server/cs/account_data.c) */
+    {"PUT",    CS "/user/{userId}/account_data/{type}", ax_cs_account_data_put,      AX_ROUTE_AUTH},
+    {"GET",    CS "/user/{userId}/account_data/{type}", ax_cs_account_data_get,      AX_ROUTE_AUTH},
+    {"PUT",    CS "/user/{userId}/rooms/{roomId}/account_data/{type}", ax_cs_room_account_data_put, AX_ROUTE_AUTH},
+    {"GET",    CS "/user/{userId}/rooms/{roomId}/account_data/{type}", ax_cs_room_account_data_get, AX_ROUTE_AUTH},
+    {"GET",    CS "/user/{userId}/rooms/{roomId}/tags", ax_cs_tags_get,             AX_ROUTE_AUTH},
+    {"PUT",    CS "/user/{userId}/rooms/{roomId}/tags/{tag}", ax_cs_tags_put,       AX_ROUTE_AUTH},
+    {"DELETE", CS "/user/{userId}/rooms/{roomId}/tags/{tag}", ax_cs_tags_delete,    AX_ROUTE_AUTH},
+
+    /* filters (server/cs/filter.c) */
+    {"POST",   CS "/user/{userId}/filter",             ax_cs_filter_create,           AX_ROUTE_AUTH},
+    {"GET",    CS "/user/{userId}/filter/{filterId}",  ax_cs_filter_get,              AX_ROUTE_AUTH},
+
     /* federation: keys and version */
     {"GET",  "/_matrix/key/v2/server",                 ax_fed_keys_server,      0},
     {"GET",  FED "/v1/version",                        ax_fed_version,          0},

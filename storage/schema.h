@@ -57,6 +57,12 @@
  * roomid_alias          key = room_id 0x00 #alias:server; value = ""
  * publicroom_roomid     key = room_id; value = ""                               (room directory)
  * relation_child        key = parent_event_id 0x00 rel_type 0x00 be64 pos; value = child event_id
+ *
+ * Per-user data (storage/userdata.c).
+ * userroomtype_accountdata  key = user_id 0x00 room_id ("" for global) 0x00 type;
+ *                       value = be64 pos | json content
+ * userpos_accountdata   key = user_id 0x00 be64 pos; value = room_id 0x00 type  (changes, for /sync)
+ * userid_filter         key = user_id 0x00 filter_id; value = json filter
  */
 /* clang-format off */
 #define AX_SCHEMA_DBS(X) \
@@ -85,7 +91,10 @@
     X(alias_roomid, 0) \
     X(roomid_alias, 0) \
     X(publicroom_roomid, 0) \
-    X(relation_child, 0)
+    X(relation_child, 0) \
+    X(userroomtype_accountdata, 0) \
+    X(userpos_accountdata, 0) \
+    X(userid_filter, 0)
 /* clang-format on */
 
 #endif

@@ -272,6 +272,25 @@ int ax_db_relation_put(ax_txn_t *txn, const char *parent, const char *rel_type, 
 int ax_db_relation_scan(ax_txn_t *txn, const char *parent, const char *rel_type, uint64_t from, bool backwards,
                         int (*cb)(void *arg, const char *rel_type, uint64_t pos, const char *child), void *arg);
 
+/* ---- userdata.c -- account data and filters --------------------------------------------- */
+
+/** Account data content (a new reference); 'room_id' "" or NULL for global. */
+int ax_db_accountdata_get(ax_txn_t *txn, const char *user_id, const char *room_id, const char *type, json_t **out,
+                          uint64_t *pos);
+/** Stores account data at stream position 'pos' (replacing the previous change's index entry). */
+int ax_db_accountdata_put(ax_txn_t *txn, const char *user_id, const char *room_id, const char *type,
+                          const json_t *content, uint64_t pos);
+/**
+ * Calls 'cb' for each account data item of the user changed after 'after'
+ * (every item when 0), oldest first; 'room_id' is "" for global data.
+ */
+int ax_db_accountdata_changes(ax_txn_t *txn, const char *user_id, uint64_t after,
+                              int (*cb)(void *arg, uint64_t pos, const char *room_id, const char *type), void *arg);
+
+/** Stores a filter; its ID is written into 'id' (cap bytes). */
+int ax_db_filter_put(ax_txn_t *txn, const char *user_id, const json_t *filter, char *id, size_t cap);
+int ax_db_filter_get(ax_txn_t *txn, const char *user_id, const char *filter_id, json_t **out);
+
 /* ---- writer.c -- the single writer with group commit ------------------------------ */
 
 typedef struct st_ax_wjob_t ax_wjob_t;
