@@ -1,6 +1,7 @@
 /*
  * events.h -- the event engine's pure logic, shared by local and federated
- * events: PDU format checks and identifier grammar (event.c).  Nothing here touches storage or the network;
+ * events: PDU format checks and identifier grammar (event.c) and the
+ * authorization rules of room versions 1-12 (auth_rules.c).  Nothing here touches storage or the network;
  * callers hand in the state to judge against through callbacks.
  *
  * Thread safety: every function is reentrant and keeps no state between
@@ -152,5 +153,153 @@ int ax_event_create_id_from_room_id(const ax_room_version_t *rv, const char *roo
  */
 int ax_event_required_signers(const ax_room_version_t *rv, const json_t *event, const char *out[AX_EVENT_SIGNERS_MAX],
                               size_t *n);
+
+/* ---- auth_rules.c -- the authorization rules ------------------------------------ */
+
+/**
+ * Returns the state event (borrowed) for ('type', 'state_key') in whatever
+ * state the caller judges against -- the event's auth events, the state
+ * before it, or the room's current state -- or NULL when there is none.
+ * The event must stay valid until the call that invoked the callback
+ * returns.  Callers must not hand in rejected events.
+ *
+ * In v12+ rooms the m.room.create event is never listed in auth_events, but
+ * the lookup must still return it for ("m.room.create", "").
+ */
+typedef const json_t *(*ax_auth_lookup_fn)(void *arg, const char *type, const char *state_key);
+
+/**
+ * A lookup over a JSON array of state events: 'arg' is the (borrowed) array.
+ * Linear, meant for the handful of events an event's auth_events names.
+ */
+const json_t *ax_auth_lookup_list(void *arg, const char *type, const char *state_key);
+
+/** A (type, state_key) pair, both borrowed. */
+typedef struct st_ax_state_key_t {
+    const char *type;
+    const char *state_key;
+} ax_state_key_t;
+
+/** The most pairs ax_auth_event_types() returns. */
+#define AX_AUTH_TYPES_MAX 7
+
+/**
+ * Lists the (type, state_key) pairs an event's auth_events may reference
+ * ("Auth events selection"): the m.room.create event (not from v12, where
+ * the room ID implies it), m.room.power_levels, the sender's m.room.member,
+ * and for membership events the target's m.room.member, m.room.join_rules
+ * for join/invite/knock, the m.room.third_party_invite named by
+ * content.third_party_invite.signed.token, and from v8 the member event of
+ * content.join_authorised_via_users_server on joins.  An event builder
+ * fills auth_events with whichever of these exist in the current state.
+ * m.room.create itself has none.  Strings are borrowed from 'event'.
+ *
+ * @return 0 with the count in '*n'; AX_EINVAL when 'event' lacks a string
+ *         type/sender, or is a membership event without a string state_key.
+ */
+int ax_auth_event_types(const ax_room_version_t *rv, const json_t *event, ax_state_key_t out[AX_AUTH_TYPES_MAX],
+                        size_t *n);
+
+/**
+ * Applies the "considering the event's auth_events" rules to 'event'
+ * (borrowed) and the events its auth_events name, fetched by the caller:
+ * 'auth_events' holds 'n' borrowed events, 'rejected' (NULL when none is)
+ * says which were themselves rejected.  Rejects duplicates per
+ * (type, state_key), entries ax_auth_event_types() does not select
+ * (which from v12 includes any m.room.create), rejected entries, entries
+ * from another room, and before v12 a missing m.room.create.  These rules
+ * do not apply to m.room.create itself (rule 1 decides it alone).
+ *
+ * @return 0, or AX_EFORBIDDEN with a reason in 'reason' (if not NULL).
+ */
+int ax_auth_check_auth_events(const ax_room_version_t *rv, const json_t *event, const json_t *const *auth_events,
+                              const bool *rejected, size_t n, char *reason, size_t reasonlen);
+
+/**
+ * Decides whether 'event' (borrowed) is allowed by the authorization rules
+ * of room version 'rv', judged against the state 'lookup' exposes: the
+ * m.room.create rules, the v12 room ID check, m.federate, the v1-5
+ * m.room.aliases special case, every m.room.member transition (join rules
+ * public/invite/knock/restricted/knock_restricted, third-party invites
+ * verified against the keys of the m.room.third_party_invite event), the
+ * sender's membership, required power levels, the state_key "@" rule, the
+ * m.room.power_levels validation and change rules, and the v1-2 redaction
+ * rule.  It does not run ax_auth_check_auth_events() (that needs the list)
+ * nor verify event signatures; join_authorised_via_users_server only needs
+ * a signature from the authorising server to be present here, since
+ * ax_event_required_signers() makes the signature check verify it.
+ *
+ * @return 0 when allowed; AX_EFORBIDDEN with a human-readable reason in
+ *         'reason' (if not NULL) otherwise, malformed events and malformed
+ *         power levels in state included.
+ */
+int ax_auth_check(const ax_room_version_t *rv, const json_t *event, ax_auth_lookup_fn lookup, void *lookup_arg,
+                  char *reason, size_t reasonlen);
+
+/** The power level of a v12+ room creator: above every level JSON can hold. */
+#define AX_PL_INFINITE INT64_MAX
+
+/**
+ * Writes the power level of 'user_id' in the state 'lookup' exposes into
+ * '*out': AX_PL_INFINITE for v12+ creators (the create event's sender and
+ * content.additional_creators), else users[user_id], users_default or 0;
+ * without m.room.power_levels, 100 for the creator (v1-10 content.creator,
+ * v11 the sender) and 0 for everyone else.
+ *
+ * @return 0, or AX_EINVAL when the power levels in state cannot be read.
+ */
+int ax_power_level_of(const ax_room_version_t *rv, ax_auth_lookup_fn lookup, void *lookup_arg, const char *user_id,
+                      int64_t *out);
+
+/**
+ * Writes the level required to send an event of 'event_type' into '*out':
+ * events[event_type] when listed, else state_default (50) for state events
+ * or events_default (0) for others, also when there is no power levels
+ * event at all.
+ *
+ * @return 0, or AX_EINVAL when the power levels in state cannot be read.
+ */
+int ax_power_level_required(const ax_room_version_t *rv, ax_auth_lookup_fn lookup, void *lookup_arg,
+                            const char *event_type, bool is_state, int64_t *out);
+
+/**
+ * Writes the level of the named action 'name' ("invite", "kick", "ban",
+ * "redact"; defaults 0, 50, 50, 50) into '*out'.
+ *
+ * @return 0, or AX_EINVAL for another name or unreadable power levels.
+ */
+int ax_power_level_named(const ax_room_version_t *rv, ax_auth_lookup_fn lookup, void *lookup_arg, const char *name,
+                         int64_t *out);
+
+/**
+ * Writes the level required for the notification 'key' (notifications.room
+ * for "@room", default 50) into '*out'.
+ *
+ * @return 0, or AX_EINVAL when the power levels in state cannot be read.
+ */
+int ax_power_level_notification(const ax_room_version_t *rv, ax_auth_lookup_fn lookup, void *lookup_arg,
+                                const char *key, int64_t *out);
+
+/**
+ * Returns true when 'user_id' is a creator of the room whose state 'lookup'
+ * exposes: the creator of v1-10 (content.creator), the sender of the create
+ * event from v11, and from v12 also content.additional_creators.
+ */
+bool ax_auth_is_creator(const ax_room_version_t *rv, ax_auth_lookup_fn lookup, void *lookup_arg, const char *user_id);
+
+/**
+ * Decides whether the accepted m.room.redaction 'redaction' should be
+ * applied to 'original' (both borrowed), judged against the state 'lookup'
+ * exposes ("Handling redactions"): yes when the redaction's sender has the
+ * redact level; otherwise from v3 only when both senders are on the same
+ * server, and in v1-2 when both event IDs are (auth rule 11).  The caller
+ * checks that 'original' is the event the redaction names and is in the
+ * same room.
+ *
+ * @return 0 when it applies; AX_EFORBIDDEN when it must not (yet); AX_EINVAL
+ *         on malformed events or power levels.
+ */
+int ax_auth_redaction_applies(const ax_room_version_t *rv, const json_t *redaction, const json_t *original,
+                              ax_auth_lookup_fn lookup, void *lookup_arg);
 
 #endif
