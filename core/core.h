@@ -73,28 +73,6 @@ void ax_token_generate(const char *prefix, char *out, uint8_t hash[32]);
 /** SHA-256 of a token presented by a client. */
 void ax_token_hash(const char *token, uint8_t hash[32]);
 
-/* ---- ids.c -- identifier grammar (spec appendices, "Identifier Grammar") ------------- */
-
-/** True when 'localpart' is a valid user localpart for new users: [a-z0-9._=/+-]+. */
-bool ax_localpart_valid(const char *localpart);
-
-/**
- * True when 'user_id' is "@localpart:server_name" within 255 bytes.  With
- * 'historical', localparts may use any printable ASCII except ':' (users
- * registered before the grammar was tightened still exist on other servers).
- */
-bool ax_user_id_valid(const char *user_id, bool historical);
-
-/** True when 'name' is a valid server name: host [":" port]. */
-bool ax_server_name_valid(const char *name);
-
-/**
- * Returns the server name part of a "@user:server", "!room:server",
- * "#alias:server" or v1 "$event:server" identifier (pointer into 'id'), or
- * NULL when there is none.
- */
-const char *ax_id_server(const char *id);
-
 /* ---- password.c -- argon2id password hashes (blocking: worker pool only) ------------ */
 
 #define AX_PASSWORD_HASH_MAX 128

@@ -7,6 +7,7 @@
  */
 #include "server/admin.h"
 #include "server/cs/cs.h"
+#include "core/events.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -74,7 +75,7 @@ static char *resolve_user(admin_t *a, const char *s)
 {
     char *id = s[0] == '@' ? ax_strdup(s) : ax_asprintf("@%s:%s", s, a->cfg->server_name);
     char *colon = strchr(id, ':');
-    if (colon == NULL || strcmp(colon + 1, a->cfg->server_name) != 0 || !ax_user_id_valid(id, true)) {
+    if (colon == NULL || strcmp(colon + 1, a->cfg->server_name) != 0 || !ax_id_is_valid_user_id(id)) {
         free(id);
         return NULL;
     }
@@ -148,10 +149,7 @@ static int cmd_create_user(admin_t *a, int argc, char **argv)
     if (name == NULL)
         return admin_usage(stderr), 2;
     char *uid = resolve_user(a, name);
-    char lp[256] = "";
-    if (uid != NULL)
-        snprintf(lp, sizeof(lp), "%.*s", (int)(strchr(uid, ':') - uid - 1), uid + 1);
-    if (uid == NULL || !ax_localpart_valid(lp)) {
+    if (uid == NULL || !ax_id_is_compliant_user_id(uid)) {
         free(uid);
         return fail("'%s' is not a valid user name (a-z, 0-9, ._=-/+) of %s", name, a->cfg->server_name);
     }

@@ -68,6 +68,51 @@ int ax_cs_tags_delete(ax_req_t *r);
 int ax_cs_filter_create(ax_req_t *r);
 int ax_cs_filter_get(ax_req_t *r);
 
+/* server/cs/rooms.c -- room creation and membership */
+int ax_cs_create_room(ax_req_t *r);
+int ax_cs_join(ax_req_t *r);
+int ax_cs_knock(ax_req_t *r);
+int ax_cs_room_join(ax_req_t *r);
+int ax_cs_room_leave(ax_req_t *r);
+int ax_cs_room_invite(ax_req_t *r);
+int ax_cs_room_kick(ax_req_t *r);
+int ax_cs_room_ban(ax_req_t *r);
+int ax_cs_room_unban(ax_req_t *r);
+int ax_cs_room_forget(ax_req_t *r);
+int ax_cs_joined_rooms(ax_req_t *r);
+
+/* server/cs/events.c -- sending and reading events */
+int ax_cs_send(ax_req_t *r);
+int ax_cs_state_put(ax_req_t *r);
+int ax_cs_state_get(ax_req_t *r);
+int ax_cs_state_all(ax_req_t *r);
+int ax_cs_redact(ax_req_t *r);
+int ax_cs_event_get(ax_req_t *r);
+int ax_cs_messages(ax_req_t *r);
+int ax_cs_context(ax_req_t *r);
+int ax_cs_members(ax_req_t *r);
+int ax_cs_joined_members(ax_req_t *r);
+int ax_cs_timestamp_to_event(ax_req_t *r);
+int ax_cs_report(ax_req_t *r);
+
+/* server/cs/directory.c -- aliases and the room directory */
+int ax_cs_alias_get(ax_req_t *r);
+int ax_cs_alias_put(ax_req_t *r);
+int ax_cs_alias_delete(ax_req_t *r);
+int ax_cs_room_aliases(ax_req_t *r);
+int ax_cs_directory_get(ax_req_t *r);
+int ax_cs_directory_put(ax_req_t *r);
+int ax_cs_public_rooms_get(ax_req_t *r);
+int ax_cs_public_rooms_post(ax_req_t *r);
+
+/* server/cs/sync.c -- /sync */
+int ax_cs_sync(ax_req_t *r);
+
+/* server/cs/receipts.c -- typing, receipts, read markers */
+int ax_cs_typing(ax_req_t *r);
+int ax_cs_receipt(ax_req_t *r);
+int ax_cs_read_markers(ax_req_t *r);
+
 /* federation/api_keys.c -- server keys and version */
 int ax_fed_keys_server(ax_req_t *r);
 int ax_fed_version(ax_req_t *r);

@@ -1220,6 +1220,8 @@ static void thread_dispose_loop(ax_thread_t *t)
     h2o_multithread_unregister_receiver(t->ctx.queue, &t->notify_recv);
     if (h2o_timeout_is_linked(&t->waiter_tick))
         h2o_timeout_unlink(&t->waiter_tick);
+    if (h2o_timeout_is_linked(&t->tick_entry))
+        h2o_timeout_unlink(&t->tick_entry);
     ax_strmap_dispose(&t->waiters);
     if (h2o_timeout_is_linked(&t->log_flush_entry))
         h2o_timeout_unlink(&t->log_flush_entry);
@@ -1244,9 +1246,22 @@ static void thread_dispose_loop(ax_thread_t *t)
         free(h2o_mem_alloc_recycle(rc, 0));
 }
 
+static void on_one_second(h2o_timeout_entry_t *entry)
+{
+    ax_thread_t *t = AX_CONTAINER_OF(entry, ax_thread_t, tick_entry);
+    if (t->srv->on_tick != NULL)
+        t->srv->on_tick(t->srv);
+    if (!t->shutting_down)
+        h2o_timeout_link(t->loop, &t->ctx.one_sec_timeout, &t->tick_entry);
+}
+
 static void *thread_main(void *arg)
 {
     ax_thread_t *t = arg;
+    if (t->index == 0) {
+        t->tick_entry.cb = on_one_second;
+        h2o_timeout_link(t->loop, &t->ctx.one_sec_timeout, &t->tick_entry);
+    }
     while (!t->exit_loop)
         h2o_evloop_run(t->loop, INT32_MAX);
     flush_access_log(t);

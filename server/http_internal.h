@@ -113,8 +113,9 @@ struct st_ax_thread_t {
     _Atomic size_t nwaiters;        /* read by the writer to skip idle threads */
     h2o_multithread_receiver_t notify_recv;
     h2o_timeout_entry_t waiter_tick;
-    _Atomic bool notify_closed; /* the thread is winding down: send no more news */
-    _Atomic int notify_refs;    /* writer threads inside ax_http_notify for this thread */
+    h2o_timeout_entry_t tick_entry; /* thread 0: the server's one-second housekeeping */
+    _Atomic bool notify_closed;     /* the thread is winding down: send no more news */
+    _Atomic int notify_refs;        /* writer threads inside ax_http_notify for this thread */
 
     ax_route_metrics_t *metrics; /* ax_routes_count + 1 slots */
     ax_buf_t scratch;            /* reply serialization */

@@ -7,7 +7,9 @@
  * port fails with one line and exit status 2 and leaves no trace.
  */
 #include "server/admin.h"
+#include "server/cs/cs.h"
 #include "server/handlers.h"
+#include "server/typing.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -73,6 +75,17 @@ static void open_data(ax_server_t *srv)
     free(keypath);
 }
 
+/* Every second on one HTTP thread: typing notifications that ran out. */
+static void typing_expired(void *arg, const char *room_id)
+{
+    ax_cs_typing_notify_room(arg, room_id);
+}
+
+static void housekeeping(ax_server_t *srv)
+{
+    ax_typing_expire(srv->typing, ax_now_ms(), typing_expired, srv);
+}
+
 /* The writer's commit hook: news for long-polls. */
 static void notify_hook(void *arg, const ax_commit_info_t *info)
 {
@@ -100,6 +113,10 @@ static int serve(const char *config_path)
         return 2;
     }
     open_data(&srv);
+    srv.origin.server_name = cfg->server_name;
+    srv.origin.key = &srv.signing_key;
+    srv.typing = ax_typing_new();
+    srv.on_tick = housekeeping;
 
     if (cfg->allow_registration)
         ax_log(AX_LOG_INFO, "registration is open%s",
@@ -131,6 +148,7 @@ static int serve(const char *config_path)
     ax_ratelimit_free(srv.limits.login);
     ax_ratelimit_free(srv.limits.register_);
     ax_signing_key_dispose(&srv.signing_key);
+    ax_typing_free(srv.typing);
     free(srv.versions_body);
     free(srv.key_body);
     pthread_mutex_destroy(&srv.key_mutex);

@@ -68,6 +68,51 @@ const ax_route_t ax_routes[] = {
     {"POST",   CS "/user/{userId}/filter",             ax_cs_filter_create,           AX_ROUTE_AUTH},
     {"GET",    CS "/user/{userId}/filter/{filterId}",  ax_cs_filter_get,              AX_ROUTE_AUTH},
 
+    /* rooms and membership (server/cs/rooms.c) */
+    {"POST",   CS "/createRoom",                       ax_cs_create_room,             AX_ROUTE_AUTH},
+    {"POST",   CS "/join/{roomIdOrAlias}",             ax_cs_join,                    AX_ROUTE_AUTH},
+    {"POST",   CS "/knock/{roomIdOrAlias}",            ax_cs_knock,                   AX_ROUTE_AUTH | AX_ROUTE_NO_R0},
+    {"POST",   CS "/rooms/{roomId}/join",              ax_cs_room_join,               AX_ROUTE_AUTH},
+    {"POST",   CS "/rooms/{roomId}/leave",             ax_cs_room_leave,              AX_ROUTE_AUTH},
+    {"POST",   CS "/rooms/{roomId}/invite",            ax_cs_room_invite,             AX_ROUTE_AUTH},
+    {"POST",   CS "/rooms/{roomId}/kick",              ax_cs_room_kick,               AX_ROUTE_AUTH},
+    {"POST",   CS "/rooms/{roomId}/ban",               ax_cs_room_ban,                AX_ROUTE_AUTH},
+    {"POST",   CS "/rooms/{roomId}/unban",             ax_cs_room_unban,              AX_ROUTE_AUTH},
+    {"POST",   CS "/rooms/{roomId}/forget",            ax_cs_room_forget,             AX_ROUTE_AUTH},
+    {"GET",    CS "/joined_rooms",                     ax_cs_joined_rooms,            AX_ROUTE_AUTH},
+
+    /* room events (server/cs/events.c) */
+    {"PUT",    CS "/rooms/{roomId}/send/{eventType}/{txnId}", ax_cs_send,             AX_ROUTE_AUTH},
+    {"PUT",    CS "/rooms/{roomId}/state/{eventType}",  ax_cs_state_put,              AX_ROUTE_AUTH},
+    {"PUT",    CS "/rooms/{roomId}/state/{eventType}/{stateKey}", ax_cs_state_put,    AX_ROUTE_AUTH},
+    {"GET",    CS "/rooms/{roomId}/state/{eventType}",  ax_cs_state_get,              AX_ROUTE_AUTH},
+    {"GET",    CS "/rooms/{roomId}/state/{eventType}/{stateKey}", ax_cs_state_get,    AX_ROUTE_AUTH},
+    {"GET",    CS "/rooms/{roomId}/state",             ax_cs_state_all,               AX_ROUTE_AUTH},
+    {"PUT",    CS "/rooms/{roomId}/redact/{eventId}/{txnId}", ax_cs_redact,           AX_ROUTE_AUTH},
+    {"GET",    CS "/rooms/{roomId}/event/{eventId}",   ax_cs_event_get,               AX_ROUTE_AUTH},
+    {"GET",    CS "/rooms/{roomId}/messages",          ax_cs_messages,                AX_ROUTE_AUTH},
+    {"GET",    CS "/rooms/{roomId}/context/{eventId}", ax_cs_context,                 AX_ROUTE_AUTH},
+    {"GET",    CS "/rooms/{roomId}/members",           ax_cs_members,                 AX_ROUTE_AUTH},
+    {"GET",    CS "/rooms/{roomId}/joined_members",    ax_cs_joined_members,          AX_ROUTE_AUTH},
+    {"POST",   CS "/rooms/{roomId}/report/{eventId}",  ax_cs_report,                  AX_ROUTE_AUTH},
+    {"GET",    "/_matrix/client/v1/rooms/{roomId}/timestamp_to_event", ax_cs_timestamp_to_event, AX_ROUTE_AUTH},
+
+    /* aliases and the directory (server/cs/directory.c) */
+    {"GET",    CS "/directory/room/{roomAlias}",       ax_cs_alias_get,               0},
+    {"PUT",    CS "/directory/room/{roomAlias}",       ax_cs_alias_put,               AX_ROUTE_AUTH},
+    {"DELETE", CS "/directory/room/{roomAlias}",       ax_cs_alias_delete,            AX_ROUTE_AUTH},
+    {"GET",    CS "/rooms/{roomId}/aliases",           ax_cs_room_aliases,            AX_ROUTE_AUTH},
+    {"GET",    CS "/directory/list/room/{roomId}",     ax_cs_directory_get,           0},
+    {"PUT",    CS "/directory/list/room/{roomId}",     ax_cs_directory_put,           AX_ROUTE_AUTH},
+    {"GET",    CS "/publicRooms",                      ax_cs_public_rooms_get,        0},
+    {"POST",   CS "/publicRooms",                      ax_cs_public_rooms_post,       AX_ROUTE_AUTH},
+
+    /* sync and ephemeral events (server/cs/sync.c, receipts.c) */
+    {"GET",    CS "/sync",                             ax_cs_sync,                    AX_ROUTE_AUTH},
+    {"PUT",    CS "/rooms/{roomId}/typing/{userId}",   ax_cs_typing,                  AX_ROUTE_AUTH},
+    {"POST",   CS "/rooms/{roomId}/receipt/{receiptType}/{eventId}", ax_cs_receipt,  AX_ROUTE_AUTH},
+    {"POST",   CS "/rooms/{roomId}/read_markers",      ax_cs_read_markers,            AX_ROUTE_AUTH},
+
     /* federation: keys and version */
     {"GET",  "/_matrix/key/v2/server",                 ax_fed_keys_server,      0},
     {"GET",  FED "/v1/version",                        ax_fed_version,          0},

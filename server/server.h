@@ -15,6 +15,7 @@
 #include "common/workers.h"
 #include "config/config.h"
 #include "core/core.h"
+#include "core/rooms.h"
 #include "storage/storage.h"
 
 #include <netinet/in.h>
@@ -156,6 +157,7 @@ struct st_ax_req_t {
     ax_task_t *pending; /* the asynchronous step in progress, if any */
     const char *client_ip;
     struct st_ax_waiter_t *waiter; /* set while parked */
+    void *route_data;              /* the handler's own state across continuations (pool memory) */
     /* JSON values held for the request's lifetime (ax_req_hold_json) */
     json_t *_held[4];
     size_t nheld;
@@ -331,12 +333,15 @@ struct st_ax_server_t {
     ax_writer_t *writer;
     ax_workers_t *workers;
     ax_signing_key_t signing_key;
+    struct st_ax_origin_t origin; /* server_name + signing_key, for the event pipeline */
     ax_router_t *router;
     ax_thread_t **threads;
     unsigned nthreads;
     _Atomic int64_t inflight;    /* requests being processed, all threads */
     _Atomic int64_t connections; /* open client connections, all threads */
     uint64_t started_at_ms;
+    struct st_ax_typing_t *typing;
+    void (*on_tick)(ax_server_t *srv); /* run every second on HTTP thread 0 */
     struct {
         ax_ratelimit_t *login;
         ax_ratelimit_t *register_;

@@ -63,6 +63,10 @@
  *                       value = be64 pos | json content
  * userpos_accountdata   key = user_id 0x00 be64 pos; value = room_id 0x00 type  (changes, for /sync)
  * userid_filter         key = user_id 0x00 filter_id; value = json filter
+ * roomtypeuser_receipt  key = room_id 0x00 receipt_type 0x00 user_id 0x00 thread ("" unthreaded);
+ *                       value = json {event_id, ts, pos, thread_id?}
+ * roompos_receipt       key = room_id 0x00 be64 pos; value = receipt_type 0x00 user_id 0x00 thread
+ *                       (changes, for /sync)
  */
 /* clang-format off */
 #define AX_SCHEMA_DBS(X) \
@@ -94,7 +98,9 @@
     X(relation_child, 0) \
     X(userroomtype_accountdata, 0) \
     X(userpos_accountdata, 0) \
-    X(userid_filter, 0)
+    X(userid_filter, 0) \
+    X(roomtypeuser_receipt, 0) \
+    X(roompos_receipt, 0)
 /* clang-format on */
 
 #endif

@@ -291,6 +291,22 @@ int ax_db_accountdata_changes(ax_txn_t *txn, const char *user_id, uint64_t after
 int ax_db_filter_put(ax_txn_t *txn, const char *user_id, const json_t *filter, char *id, size_t cap);
 int ax_db_filter_get(ax_txn_t *txn, const char *user_id, const char *filter_id, json_t **out);
 
+/* ---- receipts.c -- read receipts -------------------------------------------------------- */
+
+/**
+ * Stores a receipt at position 'pos' ('thread_id' NULL or "" for an
+ * unthreaded one), replacing the user's previous receipt of that type and
+ * thread and its change-index entry.
+ */
+int ax_db_receipt_put(ax_txn_t *txn, const char *room_id, const char *type, const char *user_id, const char *thread_id,
+                      const char *event_id, uint64_t ts, uint64_t pos);
+/** A user's receipt record {event_id, ts, pos, thread_id?} (a new reference). */
+int ax_db_receipt_get(ax_txn_t *txn, const char *room_id, const char *type, const char *user_id, const char *thread_id,
+                      json_t **out);
+/** Calls 'cb' for each receipt of the room changed after 'after' (all current ones when 0). */
+int ax_db_receipt_changes(ax_txn_t *txn, const char *room_id, uint64_t after,
+                          int (*cb)(void *arg, const char *type, const char *user_id, json_t *receipt), void *arg);
+
 /* ---- writer.c -- the single writer with group commit ------------------------------ */
 
 typedef struct st_ax_wjob_t ax_wjob_t;

@@ -89,4 +89,34 @@ typedef struct st_ax_cs_deactivate_t {
 /** Writer side: logs out and deletes every device of 'user_id' except 'keep' (may be NULL). */
 int ax_cs_logout_devices(ax_txn_t *txn, const char *user_id, const char *keep);
 
+/* ---- rooms.c / events.c -- shared room helpers ----------------------------------------- */
+
+/** Replies for an error of the event pipeline (404 unknown room, 403 with the auth rules' reason, ...). */
+int ax_cs_room_error(ax_req_t *r, int rc, const char *reason);
+
+/** The displayname/avatar_url a member event of 'user_id' carries (a new reference). */
+json_t *ax_cs_member_profile(ax_txn_t *txn, const char *user_id);
+
+/**
+ * Writer side: re-sends 'user_id''s join in 'room_id' with their current
+ * profile, if it changed (profile changes propagate to rooms).
+ */
+int ax_cs_member_refresh(ax_txn_t *txn, const ax_origin_t *origin, const char *room_id, const char *user_id);
+
+/** A room ID, or a local alias resolved to one (in the pool); NULL after replying. */
+const char *ax_cs_resolve_room_or_reply(ax_req_t *r, const char *id_or_alias);
+
+/**
+ * Opens a read txn on a room the requester may read now (joined, a former
+ * member up to their leave, or world-readable).  Returns it with the last
+ * readable position in '*pos', or NULL after replying.
+ */
+ax_txn_t *ax_cs_room_reader_or_reply(ax_req_t *r, const char *room_id, uint64_t *pos);
+
+/** Parses "t<pos>" pagination tokens and "s<pos>_..." sync tokens. */
+bool ax_cs_parse_pagination(const char *tok, uint64_t *pos);
+
+/** Wakes the long-polls of a room's joined members (typing changes, which skip the writer). */
+void ax_cs_typing_notify_room(ax_server_t *srv, const char *room_id);
+
 #endif

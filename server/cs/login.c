@@ -8,6 +8,7 @@
  * are 256 random bits; only their SHA-256 is stored.
  */
 #include "server/cs/cs.h"
+#include "core/events.h"
 
 #include <ctype.h>
 #include <stdlib.h>
@@ -87,7 +88,7 @@ const char *ax_cs_resolve_user(ax_req_t *r, const char *user)
         return NULL;
     for (char *p = id + 1; p < colon; ++p)
         *p = (char)tolower((unsigned char)*p);
-    return ax_user_id_valid(id, true) ? id : NULL;
+    return ax_id_is_valid_user_id(id) ? id : NULL;
 }
 
 typedef struct st_foreach_ids_t {

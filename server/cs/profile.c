@@ -5,6 +5,7 @@
  * public; only their owner may change them.
  */
 #include "server/cs/cs.h"
+#include "core/events.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -37,8 +38,8 @@ static bool valid_key(const char *k)
 /* Reads the stored profile of a local user (new reference), or replies 404 when there is no such user. */
 static json_t *load_or_reply(ax_req_t *r, const char *user_id)
 {
-    const char *server = ax_id_server(user_id);
-    if (!ax_user_id_valid(user_id, true) || server == NULL) {
+    const char *server = ax_id_domain(user_id);
+    if (!ax_id_is_valid_user_id(user_id) || server == NULL) {
         ax_reply_error(r, AX_M_INVALID_PARAM, "Invalid user ID");
         return NULL;
     }
@@ -94,10 +95,12 @@ int ax_cs_profile_get_field(ax_req_t *r)
 }
 
 typedef struct st_profile_set_t {
+    const ax_origin_t *origin;
     char user_id[256];
     char key[KEY_MAX + 1];
     json_t *value; /* NULL: delete */
     bool too_large;
+    ax_txn_t *txn; /* during apply */
 } profile_set_t;
 
 static void profile_set_free(void *p)
@@ -107,9 +110,20 @@ static void profile_set_free(void *p)
     free(s);
 }
 
+static int refresh_room(void *arg, const char *room_id, json_t *membership)
+{
+    profile_set_t *s = arg;
+    if (!ax_streq(json_string_value(json_object_get(membership, "membership")), "join"))
+        return 0;
+    int rc = ax_cs_member_refresh(s->txn, s->origin, room_id, s->user_id);
+    /* a room whose rules refuse the update keeps the old name; the profile still changes */
+    return rc == AX_EFORBIDDEN ? 0 : rc;
+}
+
 static int profile_set_apply(ax_txn_t *txn, void *data)
 {
     profile_set_t *s = data;
+    s->txn = txn;
     json_t *profile = NULL;
     int rc = ax_db_profile_get(txn, s->user_id, &profile);
     if (rc == AX_ENOTFOUND)
@@ -125,6 +139,11 @@ static int profile_set_apply(ax_txn_t *txn, void *data)
     free(text);
     rc = s->too_large ? 0 : ax_db_profile_put(txn, s->user_id, profile);
     json_decref(profile);
+    if (rc != 0 || s->too_large)
+        return rc;
+    /* the name and picture shown in rooms are the member events': update them */
+    if (strcmp(s->key, "displayname") == 0 || strcmp(s->key, "avatar_url") == 0)
+        rc = ax_db_user_rooms_foreach(txn, s->user_id, refresh_room, s);
     return rc;
 }
 
@@ -188,6 +207,7 @@ int ax_cs_profile_put_field(ax_req_t *r)
             return ax_reply_error(r, AX_M_TOO_LARGE, "'avatar_url' is too long");
     }
     profile_set_t *s = ax_calloc(1, sizeof(*s));
+    s->origin = &r->srv->origin;
     snprintf(s->user_id, sizeof(s->user_id), "%s", r->auth.user_id);
     snprintf(s->key, sizeof(s->key), "%s", key);
     /* null (and an empty avatar_url) clears the field, as clients use it */
@@ -204,6 +224,7 @@ int ax_cs_profile_delete_field(ax_req_t *r)
     if (key == NULL)
         return 0;
     profile_set_t *s = ax_calloc(1, sizeof(*s));
+    s->origin = &r->srv->origin;
     snprintf(s->user_id, sizeof(s->user_id), "%s", r->auth.user_id);
     snprintf(s->key, sizeof(s->key), "%s", key);
     ax_req_write(r, profile_set_apply, profile_set_written, s, profile_set_free);

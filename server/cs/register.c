@@ -11,6 +11,7 @@
  * inhibit_login, the first device and its tokens.
  */
 #include "server/cs/cs.h"
+#include "core/events.h"
 
 #include <ctype.h>
 #include <openssl/hmac.h>
@@ -202,7 +203,7 @@ static const char *check_username(ax_req_t *r, const char *username, bool must_b
     char *lp = ax_pstrdup(r, username);
     for (char *p = lp; *p; ++p)
         *p = (char)tolower((unsigned char)*p);
-    if (!ax_localpart_valid(lp) || strlen(lp) + 2 + strlen(r->srv->cfg->server_name) > 255) {
+    if (!ax_id_is_compliant_user_id(ax_psprintf(r, "@%s:%s", lp, r->srv->cfg->server_name))) {
         ax_reply_error(r, AX_M_INVALID_USERNAME, "User ID can only contain characters a-z, 0-9, or '._=-/+'");
         return NULL;
     }

@@ -1,0 +1,132 @@
+/*
+ * rooms.h -- the local event pipeline: building a PDU on the room's current
+ * state, authorising it with the one implementation of the auth rules,
+ * signing it and storing it with every index (core/rooms.c); the client
+ * event format; and visibility of events to users (core/visibility.c).
+ *
+ * Everything here that writes runs on the writer thread inside its
+ * transaction, so events of one room are built on a state nobody else is
+ * changing at the same time.
+ */
+#ifndef AX_CORE_ROOMS_H
+#define AX_CORE_ROOMS_H
+
+#include "core/core.h"
+#include "storage/storage.h"
+
+/** Who we are when we build events: our server name and signing key (both borrowed). */
+typedef struct st_ax_origin_t {
+    const char *server_name;
+    const ax_signing_key_t *key;
+} ax_origin_t;
+
+/** What a local user wants to send; every pointer is borrowed for the call. */
+typedef struct st_ax_draft_t {
+    const char *room_id; /* NULL only for the m.room.create event of a v12 room */
+    const char *sender;
+    const char *type;
+    const char *state_key; /* NULL: not a state event */
+    json_t *content;
+    const char *redacts;    /* the target of an m.room.redaction */
+    json_t *unsigned_local; /* server-local unsigned data kept with the event (may be NULL) */
+    uint64_t ts;            /* origin_server_ts; 0 = now */
+} ax_draft_t;
+
+/** What ax_room_send stored. */
+typedef struct st_ax_sent_t {
+    char event_id[256];
+    char room_id[256];
+    uint64_t pos;
+} ax_sent_t;
+
+/**
+ * Builds the PDU for 'd' on the room's current state (prev_events = the
+ * forward extremities, auth_events chosen from current state, depth),
+ * checks the auth rules, the 64 KiB size limit and the room version's
+ * canonical-JSON rules, signs it as 'o', and stores it with its timeline
+ * position, state, membership, visibility and relation indexes.
+ *
+ * @return 0 with 'out' filled; AX_ENOTFOUND for an unknown room;
+ *         AX_EFORBIDDEN (the auth rules said no; 'reason' says why);
+ *         AX_ETOOBIG; AX_EINVAL (content not representable in the room
+ *         version); or a storage error.
+ */
+int ax_room_send(ax_txn_t *txn, const ax_origin_t *o, const ax_draft_t *d, ax_sent_t *out, char *reason, size_t rlen);
+
+/**
+ * A reader of a room's current state for the auth rules and power-level
+ * helpers (core/events.h's ax_auth_lookup_fn): pass ax_room_lookup as the
+ * function and the struct as its argument.  Events read are cached until
+ * ax_room_lookup_dispose.
+ */
+typedef struct st_ax_room_lookup_t {
+    ax_txn_t *txn;
+    const char *room_id; /* NULL: the room has no state yet */
+    json_t *cache;       /* {type: {state_key: event | null}} */
+} ax_room_lookup_t;
+
+const json_t *ax_room_lookup(void *arg, const char *type, const char *state_key);
+/** The event ID of current state (type, state_key) via the cache, or NULL. */
+const char *ax_room_lookup_id(ax_room_lookup_t *lk, const char *type, const char *state_key);
+void ax_room_lookup_dispose(ax_room_lookup_t *lk);
+
+/** The room version of 'room_id', or NULL when the room is unknown. */
+const ax_room_version_t *ax_room_version_of(ax_txn_t *txn, const char *room_id);
+
+/**
+ * Looks up the content of current state (type, state_key) of a room: a new
+ * reference, or NULL when unset.
+ */
+json_t *ax_room_state_content(ax_txn_t *txn, const char *room_id, const char *type, const char *state_key);
+
+/** The current membership of 'user_id' in 'room_id' into 'out' ("" when none). */
+void ax_room_membership(ax_txn_t *txn, const char *room_id, const char *user_id, char *out, size_t cap);
+
+/**
+ * Writer side: says every joined or invited member of 'room_id' (and
+ * 'also', when not NULL) has news, so their /sync long-polls wake after the
+ * commit.
+ */
+void ax_room_notify_members(ax_txn_t *txn, const char *room_id, const char *also);
+
+/* ---- state at a point in a room's timeline ---- */
+
+/**
+ * The state map ({type: {state_key: event_id}}, a new reference) after the
+ * last event of 'room_id' at or before position 'pos' (an empty map before
+ * the room's first event).
+ */
+json_t *ax_room_state_at(ax_txn_t *txn, const char *room_id, uint64_t pos);
+
+/** The state map before the event at position 'pos' (the state its senders saw). */
+json_t *ax_room_state_before(ax_txn_t *txn, const char *room_id, uint64_t pos);
+
+/** The event ID for (type, state_key) in a state map (borrowed), or NULL. */
+const char *ax_state_map_get(const json_t *map, const char *type, const char *state_key);
+
+/* ---- client format ---- */
+
+/**
+ * Turns a stored PDU (borrowed) into the client format (a new reference):
+ * content, event_id, origin_server_ts, room_id, sender, type, state_key,
+ * and unsigned {age, prev_content, replaces_state, redacted_because,
+ * transaction_id (only for 'device_id' of the sender)}.  'device_id' may be
+ * NULL.
+ */
+json_t *ax_event_client_format(const json_t *pdu, const char *event_id, const char *user_id, const char *device_id,
+                               uint64_t now_ms);
+
+/** Loads event 'event_id' and returns it in client format for 'user_id'/'device_id' (a new reference), or NULL. */
+json_t *ax_event_load_client(ax_txn_t *txn, const char *event_id, const char *user_id, const char *device_id,
+                             ax_event_rec_t *rec);
+
+/* ---- visibility.c -- history visibility (spec: "History visibility") ---- */
+
+/**
+ * True when 'user_id' may see the event at position 'pos' of 'room_id':
+ * world_readable, or shared with the user a member now or at any point
+ * since, invited/joined at that point per the visibility in force then.
+ */
+bool ax_room_user_can_see(ax_txn_t *txn, const char *room_id, const char *user_id, uint64_t pos);
+
+#endif

@@ -1,0 +1,109 @@
+/*
+ * visibility.c -- who may see which events of a room (spec: Client-Server
+ * API "History visibility"; Synapse's filter_events_for_client is the
+ * reference behaviour).  Answered from two small indexes of positions --
+ * membership changes per user and history_visibility changes per room --
+ * so it costs two range lookups, never a walk through the room.  Also who
+ * to wake about a room, and the room's state at a position.
+ */
+#include "core/rooms.h"
+
+#include <string.h>
+
+void ax_room_membership(ax_txn_t *txn, const char *room_id, const char *user_id, char *out, size_t cap)
+{
+    json_t *m = NULL;
+    out[0] = '\0';
+    if (ax_db_membership_get(txn, room_id, user_id, &m) == 0) {
+        const char *v = json_string_value(json_object_get(m, "membership"));
+        snprintf(out, cap, "%s", v != NULL ? v : "");
+    }
+    json_decref(m);
+}
+
+bool ax_room_user_can_see(ax_txn_t *txn, const char *room_id, const char *user_id, uint64_t pos)
+{
+    char hv[32], at[16];
+    ax_db_visibility_at(txn, room_id, pos, hv, sizeof(hv));
+    /* world_readable: everyone */
+    if (strcmp(hv, "world_readable") == 0)
+        return true;
+    if (user_id == NULL)
+        return false;
+    /* joined when it happened (its own membership event included) */
+    ax_db_membership_at(txn, room_id, user_id, pos, at, sizeof(at));
+    if (strcmp(at, "join") == 0)
+        return true;
+    /* joined just before it: their own leave, kick or ban */
+    if (pos > 0) {
+        char before[16];
+        ax_db_membership_at(txn, room_id, user_id, pos - 1, before, sizeof(before));
+        if (strcmp(before, "join") == 0)
+            return true;
+    }
+    /* invited when it happened, in an "invited" room */
+    if (strcmp(hv, "invited") == 0 && strcmp(at, "invite") == 0)
+        return true;
+    /* "shared": all history is visible to current members */
+    if (strcmp(hv, "shared") == 0) {
+        char now[16];
+        ax_room_membership(txn, room_id, user_id, now, sizeof(now));
+        if (strcmp(now, "join") == 0)
+            return true;
+    }
+    return false;
+}
+
+/* ---- state at a position ---- */
+
+typedef struct st_first_t {
+    char event_id[256];
+    bool found;
+} first_t;
+
+static int first_cb(void *arg, uint64_t pos, const char *event_id)
+{
+    (void)pos;
+    first_t *f = arg;
+    snprintf(f->event_id, sizeof(f->event_id), "%s", event_id);
+    f->found = true;
+    return 1;
+}
+
+json_t *ax_room_state_at(ax_txn_t *txn, const char *room_id, uint64_t pos)
+{
+    first_t f = {.found = false};
+    uint64_t group = 0;
+    ax_db_timeline_scan(txn, room_id, pos, true, first_cb, &f);
+    json_t *map = NULL;
+    if (f.found && ax_db_event_stategroup_get(txn, f.event_id, &group) == 0 && group != 0 &&
+        ax_db_stategroup_load(txn, group, &map) == 0)
+        return map;
+    return json_object();
+}
+
+json_t *ax_room_state_before(ax_txn_t *txn, const char *room_id, uint64_t pos)
+{
+    return pos == 0 ? json_object() : ax_room_state_at(txn, room_id, pos - 1);
+}
+
+const char *ax_state_map_get(const json_t *map, const char *type, const char *state_key)
+{
+    return json_string_value(json_object_get(json_object_get(map, type), state_key));
+}
+
+/* ---- who hears about a room ---- */
+
+static int notify_member(void *arg, const char *user_id, const char *membership)
+{
+    if (strcmp(membership, "join") == 0 || strcmp(membership, "invite") == 0 || strcmp(membership, "knock") == 0)
+        ax_txn_notify(arg, user_id);
+    return 0;
+}
+
+void ax_room_notify_members(ax_txn_t *txn, const char *room_id, const char *also)
+{
+    ax_db_room_members_foreach(txn, room_id, notify_member, txn);
+    if (also != NULL)
+        ax_txn_notify(txn, also);
+}

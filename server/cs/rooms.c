@@ -1,0 +1,686 @@
+/*
+ * rooms.c -- creating rooms and changing membership (spec: Client-Server
+ * API "Creation", "Room membership"; create_room.yaml, joining.yaml,
+ * inviting.yaml, leaving.yaml, kicking.yaml, banning.yaml, knocking.yaml,
+ * list_joined_rooms.yaml).
+ *
+ * Every change is one writer job that builds, authorises (auth rules
+ * against current state), signs and stores the events, so a rejected
+ * request leaves no partial state and the reason the auth rules gave is
+ * what the client reads.
+ */
+#include "server/cs/cs.h"
+#include "core/events.h"
+#include "core/rooms.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- helpers shared with events.c and directory.c (declared in cs.h) ---- */
+
+int ax_cs_room_error(ax_req_t *r, int rc, const char *reason)
+{
+    switch (rc) {
+    case AX_ENOTFOUND:
+        return ax_reply_error(r, AX_M_NOT_FOUND, "Unknown room");
+    case AX_EFORBIDDEN:
+        return ax_reply_error(r, AX_M_FORBIDDEN, reason[0] ? reason : "Not allowed");
+    case AX_ETOOBIG:
+        return ax_reply_error(r, AX_M_TOO_LARGE, reason[0] ? reason : "Event too large");
+    case AX_EINVAL:
+        return ax_reply_error(r, AX_M_BAD_JSON, reason[0] ? reason : "Invalid event");
+    default:
+        return ax_reply_error(r, ax_errcode_from_ax(rc), "Could not store the event");
+    }
+}
+
+/* The profile fields a member event carries (a new reference, may be empty). */
+json_t *ax_cs_member_profile(ax_txn_t *txn, const char *user_id)
+{
+    json_t *profile = NULL, *out = json_object();
+    if (ax_db_profile_get(txn, user_id, &profile) == 0) {
+        json_t *v;
+        if ((v = json_object_get(profile, "displayname")) != NULL && json_is_string(v))
+            json_object_set(out, "displayname", v);
+        if ((v = json_object_get(profile, "avatar_url")) != NULL && json_is_string(v))
+            json_object_set(out, "avatar_url", v);
+    }
+    json_decref(profile);
+    return out;
+}
+
+const char *ax_cs_resolve_room_or_reply(ax_req_t *r, const char *id_or_alias)
+{
+    if (id_or_alias[0] == '!')
+        return id_or_alias;
+    if (id_or_alias[0] != '#' || strchr(id_or_alias, ':') == NULL) {
+        ax_reply_error(r, AX_M_INVALID_PARAM, "Expected a room ID or a room alias");
+        return NULL;
+    }
+    ax_txn_t *txn;
+    json_t *alias = NULL;
+    if (ax_db_read_begin(r->srv->db, &txn) != 0) {
+        ax_reply_error(r, AX_M_INTERNAL, "Database unavailable");
+        return NULL;
+    }
+    int rc = ax_db_alias_get(txn, id_or_alias, &alias);
+    ax_db_read_end(txn);
+    if (rc != 0) {
+        ax_reply_error(r, AX_M_NOT_FOUND, "Room alias not found");
+        return NULL;
+    }
+    const char *room = ax_pstrdup(r, json_string_value(json_object_get(alias, "room_id")));
+    json_decref(alias);
+    return room;
+}
+
+/* ---- membership changes ---- */
+
+typedef struct st_member_job_t {
+    const ax_origin_t *origin;
+    char room_id[256];
+    char sender[256];
+    char target[256];
+    char membership[16];
+    json_t *extra;        /* extra content: reason, is_direct, ... */
+    bool only_if_changed; /* joins: no new event when already joined with the same profile */
+    ax_sent_t sent;
+    char reason[256];
+} member_job_t;
+
+static void member_job_free(void *p)
+{
+    member_job_t *j = p;
+    json_decref(j->extra);
+    free(j);
+}
+
+int ax_cs_member_apply(ax_txn_t *txn, void *data)
+{
+    member_job_t *j = data;
+    json_t *content = json_pack("{s:s}", "membership", j->membership);
+    if (strcmp(j->membership, "join") == 0 || strcmp(j->membership, "invite") == 0 ||
+        strcmp(j->membership, "knock") == 0) {
+        json_t *profile = ax_cs_member_profile(txn, j->target);
+        json_object_update(content, profile);
+        json_decref(profile);
+    }
+    if (j->extra != NULL)
+        json_object_update(content, j->extra);
+    if (j->only_if_changed) {
+        char eid[256];
+        json_t *cur = NULL;
+        if (ax_db_state_get(txn, j->room_id, "m.room.member", j->target, eid, sizeof(eid)) == 0 &&
+            ax_db_event_get(txn, eid, &cur, NULL) == 0) {
+            bool same = json_equal(json_object_get(cur, "content"), content);
+            json_decref(cur);
+            if (same) {
+                json_decref(content);
+                snprintf(j->sent.event_id, sizeof(j->sent.event_id), "%s", eid);
+                snprintf(j->sent.room_id, sizeof(j->sent.room_id), "%s", j->room_id);
+                return 0;
+            }
+        }
+    }
+    ax_draft_t d = {.room_id = j->room_id,
+                    .sender = j->sender,
+                    .type = "m.room.member",
+                    .state_key = j->target,
+                    .content = content};
+    int rc = ax_room_send(txn, j->origin, &d, &j->sent, j->reason, sizeof(j->reason));
+    json_decref(content);
+    if (rc == 0)
+        ax_room_notify_members(txn, j->room_id, j->target);
+    return rc;
+}
+
+int ax_cs_member_refresh(ax_txn_t *txn, const ax_origin_t *origin, const char *room_id, const char *user_id)
+{
+    member_job_t j = {.origin = origin, .only_if_changed = true};
+    snprintf(j.room_id, sizeof(j.room_id), "%s", room_id);
+    snprintf(j.sender, sizeof(j.sender), "%s", user_id);
+    snprintf(j.target, sizeof(j.target), "%s", user_id);
+    snprintf(j.membership, sizeof(j.membership), "join");
+    return ax_cs_member_apply(txn, &j);
+}
+
+static void member_written(ax_req_t *r, int result, void *data)
+{
+    member_job_t *j = data;
+    if (result != 0)
+        return (void)ax_cs_room_error(r, result, j->reason);
+    /* join endpoints answer with the room, the others with {} */
+    if (strcmp(j->membership, "join") == 0)
+        ax_reply_json_new(r, 200, json_pack("{s:s}", "room_id", j->room_id));
+    else if (strcmp(j->membership, "knock") == 0)
+        ax_reply_json_new(r, 200, json_pack("{s:s}", "room_id", j->room_id));
+    else
+        ax_reply_json_new(r, 200, json_object());
+}
+
+/* Starts a membership change of 'target' to 'membership' sent by the requester. */
+static int change_membership(ax_req_t *r, const char *room_id, const char *target, const char *membership, json_t *body)
+{
+    const char *reason = NULL;
+    if (body != NULL && ax_field_string_or_reply(r, body, "reason", false, &reason) != 0)
+        return 0;
+    if (strlen(room_id) >= 256 || room_id[0] != '!')
+        return ax_reply_error(r, AX_M_INVALID_PARAM, "Invalid room ID");
+    if (!ax_id_is_valid_user_id(target))
+        return ax_reply_error(r, AX_M_INVALID_PARAM, "Invalid user ID");
+    member_job_t *j = ax_calloc(1, sizeof(*j));
+    j->origin = &r->srv->origin;
+    snprintf(j->room_id, sizeof(j->room_id), "%s", room_id);
+    snprintf(j->sender, sizeof(j->sender), "%s", r->auth.user_id);
+    snprintf(j->target, sizeof(j->target), "%s", target);
+    snprintf(j->membership, sizeof(j->membership), "%s", membership);
+    j->extra = json_object();
+    if (reason != NULL)
+        json_object_set_new(j->extra, "reason", json_string(reason));
+    if (strcmp(membership, "join") == 0)
+        j->only_if_changed = true;
+    if (strcmp(membership, "invite") == 0 && body != NULL && json_is_true(json_object_get(body, "is_direct")))
+        json_object_set_new(j->extra, "is_direct", json_true());
+    ax_req_write(r, ax_cs_member_apply, member_written, j, member_job_free);
+    return 0;
+}
+
+/* Reads the body's user_id for invite/kick/ban/unban; replies and returns NULL when bad. */
+static const char *target_or_reply(ax_req_t *r, json_t **body)
+{
+    const char *user_id;
+    if (ax_req_json_body_or_reply(r, body) != 0 || ax_field_string_or_reply(r, *body, "user_id", true, &user_id) != 0)
+        return NULL;
+    if (!ax_id_is_valid_user_id(user_id)) {
+        ax_reply_error(r, AX_M_INVALID_PARAM, "Invalid user ID");
+        return NULL;
+    }
+    return user_id;
+}
+
+/* POST /_matrix/client/v3/rooms/{roomId}/join */
+int ax_cs_room_join(ax_req_t *r)
+{
+    json_t *body;
+    if (ax_req_json_body_or_reply(r, &body) != 0)
+        return 0;
+    return change_membership(r, r->params[0], r->auth.user_id, "join", body);
+}
+
+/* POST /_matrix/client/v3/join/{roomIdOrAlias} */
+int ax_cs_join(ax_req_t *r)
+{
+    json_t *body;
+    if (ax_req_json_body_or_reply(r, &body) != 0)
+        return 0;
+    const char *room_id = ax_cs_resolve_room_or_reply(r, r->params[0]);
+    if (room_id == NULL)
+        return 0;
+    return change_membership(r, room_id, r->auth.user_id, "join", body);
+}
+
+/* POST /_matrix/client/v3/knock/{roomIdOrAlias} */
+int ax_cs_knock(ax_req_t *r)
+{
+    json_t *body;
+    if (ax_req_json_body_or_reply(r, &body) != 0)
+        return 0;
+    const char *room_id = ax_cs_resolve_room_or_reply(r, r->params[0]);
+    if (room_id == NULL)
+        return 0;
+    return change_membership(r, room_id, r->auth.user_id, "knock", body);
+}
+
+/* POST /_matrix/client/v3/rooms/{roomId}/leave */
+int ax_cs_room_leave(ax_req_t *r)
+{
+    json_t *body;
+    if (ax_req_json_body_or_reply(r, &body) != 0)
+        return 0;
+    return change_membership(r, r->params[0], r->auth.user_id, "leave", body);
+}
+
+/* POST /_matrix/client/v3/rooms/{roomId}/invite */
+int ax_cs_room_invite(ax_req_t *r)
+{
+    json_t *body;
+    const char *target = target_or_reply(r, &body);
+    if (target == NULL)
+        return 0;
+    const char *server = ax_id_domain(target);
+    if (server == NULL || strcmp(server, r->srv->cfg->server_name) != 0)
+        return ax_reply_error(r, AX_M_FORBIDDEN, "Inviting users of other servers needs federation");
+    ax_txn_t *txn;
+    json_t *acct = NULL;
+    if (ax_db_read_begin(r->srv->db, &txn) != 0)
+        return ax_reply_error(r, AX_M_INTERNAL, "Database unavailable");
+    int rc = ax_db_account_get(txn, target, &acct);
+    ax_db_read_end(txn);
+    bool gone = rc == 0 && json_is_true(json_object_get(acct, "deactivated"));
+    json_decref(acct);
+    if (rc != 0 || gone)
+        return ax_reply_error(r, AX_M_NOT_FOUND, "Unknown user");
+    return change_membership(r, r->params[0], target, "invite", body);
+}
+
+/* POST /_matrix/client/v3/rooms/{roomId}/kick */
+int ax_cs_room_kick(ax_req_t *r)
+{
+    json_t *body;
+    const char *target = target_or_reply(r, &body);
+    if (target == NULL)
+        return 0;
+    /* the auth rules let the sender "kick" a user who is not there; the spec's clients expect 403 */
+    ax_txn_t *txn;
+    if (ax_db_read_begin(r->srv->db, &txn) != 0)
+        return ax_reply_error(r, AX_M_INTERNAL, "Database unavailable");
+    char m[16];
+    ax_room_membership(txn, r->params[0], target, m, sizeof(m));
+    ax_db_read_end(txn);
+    if (strcmp(m, "join") != 0 && strcmp(m, "invite") != 0 && strcmp(m, "knock") != 0)
+        return ax_reply_error(r, AX_M_FORBIDDEN, "The user is not in the room");
+    return change_membership(r, r->params[0], target, "leave", body);
+}
+
+/* POST /_matrix/client/v3/rooms/{roomId}/ban */
+int ax_cs_room_ban(ax_req_t *r)
+{
+    json_t *body;
+    const char *target = target_or_reply(r, &body);
+    if (target == NULL)
+        return 0;
+    return change_membership(r, r->params[0], target, "ban", body);
+}
+
+/* POST /_matrix/client/v3/rooms/{roomId}/unban */
+int ax_cs_room_unban(ax_req_t *r)
+{
+    json_t *body;
+    const char *target = target_or_reply(r, &body);
+    if (target == NULL)
+        return 0;
+    ax_txn_t *txn;
+    if (ax_db_read_begin(r->srv->db, &txn) != 0)
+        return ax_reply_error(r, AX_M_INTERNAL, "Database unavailable");
+    char m[16];
+    ax_room_membership(txn, r->params[0], target, m, sizeof(m));
+    ax_db_read_end(txn);
+    if (strcmp(m, "ban") != 0)
+        return ax_reply_error(r, AX_M_FORBIDDEN, "The user is not banned");
+    return change_membership(r, r->params[0], target, "leave", body);
+}
+
+/* ---- forget ---- */
+
+typedef struct st_forget_t {
+    char room_id[256];
+    char user_id[256];
+    int outcome;
+} forget_t;
+
+static int forget_apply(ax_txn_t *txn, void *data)
+{
+    forget_t *f = data;
+    char m[16];
+    ax_room_membership(txn, f->room_id, f->user_id, m, sizeof(m));
+    f->outcome = 0;
+    if (strcmp(m, "join") == 0 || strcmp(m, "invite") == 0 || strcmp(m, "knock") == 0) {
+        f->outcome = AX_EFORBIDDEN;
+        return 0;
+    }
+    int rc = ax_db_membership_forget(txn, f->room_id, f->user_id);
+    return rc == AX_ENOTFOUND ? 0 : rc;
+}
+
+static void forget_written(ax_req_t *r, int result, void *data)
+{
+    forget_t *f = data;
+    if (result != 0)
+        return (void)ax_reply_error(r, ax_errcode_from_ax(result), "Could not forget the room");
+    if (f->outcome == AX_EFORBIDDEN)
+        return (void)ax_reply_error(r, AX_M_UNKNOWN, "Leave the room before forgetting it");
+    ax_reply_json_new(r, 200, json_object());
+}
+
+/* POST /_matrix/client/v3/rooms/{roomId}/forget */
+int ax_cs_room_forget(ax_req_t *r)
+{
+    json_t *body;
+    if (ax_req_json_body_or_reply(r, &body) != 0)
+        return 0;
+    forget_t *f = ax_calloc(1, sizeof(*f));
+    snprintf(f->room_id, sizeof(f->room_id), "%s", r->params[0]);
+    snprintf(f->user_id, sizeof(f->user_id), "%s", r->auth.user_id);
+    ax_req_write(r, forget_apply, forget_written, f, free);
+    return 0;
+}
+
+/* ---- GET /joined_rooms ---- */
+
+static int joined_cb(void *arg, const char *room_id, json_t *m)
+{
+    if (ax_streq(json_string_value(json_object_get(m, "membership")), "join"))
+        json_array_append_new(arg, json_string(room_id));
+    return 0;
+}
+
+/* GET /_matrix/client/v3/joined_rooms */
+int ax_cs_joined_rooms(ax_req_t *r)
+{
+    ax_txn_t *txn;
+    if (ax_db_read_begin(r->srv->db, &txn) != 0)
+        return ax_reply_error(r, AX_M_INTERNAL, "Database unavailable");
+    json_t *rooms = json_array();
+    ax_db_user_rooms_foreach(txn, r->auth.user_id, joined_cb, rooms);
+    ax_db_read_end(txn);
+    return ax_reply_json_new(r, 200, json_pack("{s:o}", "joined_rooms", rooms));
+}
+
+/* ---- POST /createRoom ---- */
+
+typedef struct st_create_t {
+    const ax_origin_t *origin;
+    char creator[256];
+    char room_id[256]; /* v10/v11: chosen here; v12: the create event's hash */
+    const ax_room_version_t *rv;
+    json_t *drafts; /* [{type, state_key?, content}] in the spec's order, after create */
+    json_t *create_content;
+    char alias[512]; /* "" when none */
+    bool publish;
+    json_t *invites; /* [user_id] */
+    bool is_direct;
+    char reason[256];
+    int outcome; /* AX_EEXIST: alias taken */
+} create_t;
+
+static void create_free(void *p)
+{
+    create_t *c = p;
+    json_decref(c->drafts);
+    json_decref(c->create_content);
+    json_decref(c->invites);
+    free(c);
+}
+
+static int send_state(ax_txn_t *txn, create_t *c, const char *type, const char *state_key, json_t *content)
+{
+    ax_draft_t d = {
+        .room_id = c->room_id, .sender = c->creator, .type = type, .state_key = state_key, .content = content};
+    ax_sent_t sent;
+    return ax_room_send(txn, c->origin, &d, &sent, c->reason, sizeof(c->reason));
+}
+
+static int create_apply(ax_txn_t *txn, void *data)
+{
+    create_t *c = data;
+    c->outcome = 0;
+    if (c->alias[0] != '\0') {
+        json_t *existing = NULL;
+        if (ax_db_alias_get(txn, c->alias, &existing) == 0) {
+            json_decref(existing);
+            c->outcome = AX_EEXIST;
+            return 0;
+        }
+    }
+    /* 1. m.room.create */
+    ax_draft_t d = {.room_id = c->rv->room_id_from_create ? NULL : c->room_id,
+                    .sender = c->creator,
+                    .type = "m.room.create",
+                    .state_key = "",
+                    .content = c->create_content};
+    ax_sent_t sent;
+    int rc = ax_room_send(txn, c->origin, &d, &sent, c->reason, sizeof(c->reason));
+    if (rc != 0)
+        return rc;
+    snprintf(c->room_id, sizeof(c->room_id), "%s", sent.room_id);
+
+    /* 2. the creator joins */
+    json_t *join = ax_cs_member_profile(txn, c->creator);
+    json_object_set_new(join, "membership", json_string("join"));
+    rc = send_state(txn, c, "m.room.member", c->creator, join);
+    json_decref(join);
+    if (rc != 0)
+        return rc;
+
+    /* 3.-7. power levels, canonical alias, preset, initial_state, name, topic */
+    size_t i;
+    json_t *ev;
+    json_array_foreach(c->drafts, i, ev)
+    {
+        json_t *sk = json_object_get(ev, "state_key");
+        if ((rc = send_state(txn, c, json_string_value(json_object_get(ev, "type")), sk ? json_string_value(sk) : "",
+                             json_object_get(ev, "content"))) != 0)
+            return rc;
+    }
+    if (c->alias[0] != '\0' && (rc = ax_db_alias_put(txn, c->alias, c->room_id, c->creator)) != 0)
+        return rc;
+    if (c->publish && (rc = ax_db_directory_set(txn, c->room_id, true)) != 0)
+        return rc;
+
+    /* 8. invites */
+    json_array_foreach(c->invites, i, ev)
+    {
+        json_t *content = ax_cs_member_profile(txn, json_string_value(ev));
+        json_object_set_new(content, "membership", json_string("invite"));
+        if (c->is_direct)
+            json_object_set_new(content, "is_direct", json_true());
+        rc = send_state(txn, c, "m.room.member", json_string_value(ev), content);
+        json_decref(content);
+        if (rc != 0)
+            return rc;
+    }
+    ax_room_notify_members(txn, c->room_id, c->creator);
+    return 0;
+}
+
+static void create_written(ax_req_t *r, int result, void *data)
+{
+    create_t *c = data;
+    if (result != 0)
+        return (void)ax_cs_room_error(r, result == AX_ENOTFOUND ? AX_EINVAL : result, c->reason);
+    if (c->outcome == AX_EEXIST)
+        return (void)ax_reply_error(r, AX_M_ROOM_IN_USE, "Room alias already taken");
+    ax_reply_json_new(r, 200, json_pack("{s:s}", "room_id", c->room_id));
+}
+
+/* Default power levels for a new room (Synapse's, which clients expect). */
+static json_t *default_power_levels(const ax_room_version_t *rv, const char *creator, const char *preset,
+                                    json_t *invites)
+{
+    json_t *pl = json_pack("{s:{}, s:i, s:{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i}, s:i, s:i, s:i, s:i, s:i, s:i, "
+                           "s:{s:i}}",
+                           "users", "users_default", 0, "events", "m.room.name", 50, "m.room.power_levels", 100,
+                           "m.room.history_visibility", 100, "m.room.canonical_alias", 50, "m.room.avatar", 50,
+                           "m.room.tombstone", rv->privileged_creators ? 150 : 100, "m.room.server_acl", 100,
+                           "m.room.encryption", 100, "events_default", 0, "state_default", 50, "ban", 50, "kick", 50,
+                           "redact", 50, "invite", 0, "notifications", "room", 50);
+    json_t *users = json_object_get(pl, "users");
+    if (!rv->privileged_creators)
+        json_object_set_new(users, creator, json_integer(100));
+    if (strcmp(preset, "trusted_private_chat") == 0 && !rv->privileged_creators) {
+        size_t i;
+        json_t *u;
+        json_array_foreach(invites, i, u)
+        {
+            json_object_set_new(users, json_string_value(u), json_integer(100));
+        }
+    }
+    return pl;
+}
+
+static void add_draft(json_t *drafts, const char *type, const char *state_key, json_t *content)
+{
+    json_array_append_new(drafts,
+                          json_pack("{s:s, s:s, s:o}", "type", type, "state_key", state_key, "content", content));
+}
+
+/* True when 'drafts' already has (type, state_key) (initial_state overrides presets). */
+static bool has_draft(json_t *drafts, const char *type, const char *state_key)
+{
+    size_t i;
+    json_t *d;
+    json_array_foreach(drafts, i, d)
+    {
+        if (ax_streq(json_string_value(json_object_get(d, "type")), type) &&
+            ax_streq(json_string_value(json_object_get(d, "state_key")), state_key))
+            return true;
+    }
+    return false;
+}
+
+static void replace_draft(json_t *drafts, const char *type, const char *state_key, json_t *content)
+{
+    size_t i;
+    json_t *d;
+    json_array_foreach(drafts, i, d)
+    {
+        if (ax_streq(json_string_value(json_object_get(d, "type")), type) &&
+            ax_streq(json_string_value(json_object_get(d, "state_key")), state_key)) {
+            json_object_set_new(d, "content", content);
+            return;
+        }
+    }
+    add_draft(drafts, type, state_key, content);
+}
+
+/* POST /_matrix/client/v3/createRoom */
+int ax_cs_create_room(ax_req_t *r)
+{
+    ax_server_t *srv = r->srv;
+    json_t *body, *invite = NULL, *initial_state = NULL, *creation_content = NULL, *pl_override = NULL,
+                  *invite_3pid = NULL;
+    const char *visibility, *alias_name, *name, *topic, *version, *preset;
+    bool is_direct;
+    if (ax_req_json_body_or_reply(r, &body) != 0 ||
+        ax_field_string_or_reply(r, body, "visibility", false, &visibility) != 0 ||
+        ax_field_string_or_reply(r, body, "room_alias_name", false, &alias_name) != 0 ||
+        ax_field_string_or_reply(r, body, "name", false, &name) != 0 ||
+        ax_field_string_or_reply(r, body, "topic", false, &topic) != 0 ||
+        ax_field_string_or_reply(r, body, "room_version", false, &version) != 0 ||
+        ax_field_string_or_reply(r, body, "preset", false, &preset) != 0 ||
+        ax_field_bool_or_reply(r, body, "is_direct", false, &is_direct) != 0 ||
+        ax_field_array_or_reply(r, body, "invite", false, &invite) != 0 ||
+        ax_field_array_or_reply(r, body, "invite_3pid", false, &invite_3pid) != 0 ||
+        ax_field_array_or_reply(r, body, "initial_state", false, &initial_state) != 0 ||
+        ax_field_object_or_reply(r, body, "creation_content", false, &creation_content) != 0 ||
+        ax_field_object_or_reply(r, body, "power_level_content_override", false, &pl_override) != 0)
+        return 0;
+    if (visibility != NULL && strcmp(visibility, "public") != 0 && strcmp(visibility, "private") != 0)
+        return ax_reply_error(r, AX_M_INVALID_PARAM, "visibility must be public or private");
+    bool publish = visibility != NULL && strcmp(visibility, "public") == 0;
+    if (preset == NULL)
+        preset = publish ? "public_chat" : "private_chat";
+    if (strcmp(preset, "public_chat") != 0 && strcmp(preset, "private_chat") != 0 &&
+        strcmp(preset, "trusted_private_chat") != 0)
+        return ax_reply_error(r, AX_M_INVALID_PARAM, "Unknown preset");
+    if (invite_3pid != NULL && json_array_size(invite_3pid) != 0)
+        return ax_reply_error(r, AX_M_UNRECOGNIZED, "Third-party invites are not supported");
+    if (version == NULL)
+        version = srv->cfg->default_room_version;
+    const ax_room_version_t *rv = ax_room_version_get(version);
+    bool creatable = false;
+    for (const char *const *v = ax_room_versions_creatable; *v != NULL; ++v)
+        creatable = creatable || ax_streq(*v, version);
+    if (rv == NULL || !creatable)
+        return ax_reply_error(r, AX_M_UNSUPPORTED_ROOM_VERSION, "Unsupported room version");
+
+    size_t i;
+    json_t *v;
+    json_array_foreach(invite, i, v)
+    {
+        if (!json_is_string(v) || !ax_id_is_valid_user_id(json_string_value(v)))
+            return ax_reply_error(r, AX_M_INVALID_PARAM, "invite must be a list of user IDs");
+        const char *server = ax_id_domain(json_string_value(v));
+        if (strcmp(server, srv->cfg->server_name) != 0)
+            return ax_reply_error(r, AX_M_FORBIDDEN, "Inviting users of other servers needs federation");
+    }
+    json_array_foreach(initial_state, i, v)
+    {
+        if (!json_is_object(v) || !json_is_string(json_object_get(v, "type")) ||
+            !json_is_object(json_object_get(v, "content")) ||
+            (json_object_get(v, "state_key") != NULL && !json_is_string(json_object_get(v, "state_key"))))
+            return ax_reply_error(r, AX_M_BAD_JSON, "initial_state entries need a type, a state_key and a content");
+    }
+
+    create_t *c = ax_calloc(1, sizeof(*c));
+    c->origin = &srv->origin;
+    c->rv = rv;
+    snprintf(c->creator, sizeof(c->creator), "%s", r->auth.user_id);
+    if (!rv->room_id_from_create) {
+        char rnd[19];
+        ax_random_alnum(rnd, 18);
+        snprintf(c->room_id, sizeof(c->room_id), "!%s:%s", rnd, srv->cfg->server_name);
+    }
+    if (alias_name != NULL) {
+        bool ok = alias_name[0] != '\0';
+        for (const char *p = alias_name; *p; ++p)
+            ok = ok && *p != ':' && *p != '#' && !isspace((unsigned char)*p);
+        if (!ok || snprintf(c->alias, sizeof(c->alias), "#%s:%s", alias_name, srv->cfg->server_name) > 255) {
+            create_free(c);
+            return ax_reply_error(r, AX_M_INVALID_PARAM, "Invalid room alias name");
+        }
+    }
+    c->publish = publish;
+    c->is_direct = is_direct;
+    c->invites = invite != NULL ? json_deep_copy(invite) : json_array();
+
+    /* the create event: creation_content, with what the server decides on top */
+    c->create_content = creation_content != NULL ? json_deep_copy(creation_content) : json_object();
+    json_object_set_new(c->create_content, "room_version", json_string(rv->id));
+    if (rv->msc2175_implicit_creator)
+        json_object_del(c->create_content, "creator");
+    else
+        json_object_set_new(c->create_content, "creator", json_string(c->creator));
+    if (rv->privileged_creators && strcmp(preset, "trusted_private_chat") == 0) {
+        json_t *extra = json_object_get(c->create_content, "additional_creators");
+        json_t *list = json_is_array(extra) ? json_deep_copy(extra) : json_array();
+        json_array_foreach(c->invites, i, v)
+        {
+            size_t k;
+            json_t *e;
+            bool dup = false;
+            json_array_foreach(list, k, e)
+            {
+                dup = dup || json_equal(e, v);
+            }
+            if (!dup)
+                json_array_append(list, v);
+        }
+        json_object_set_new(c->create_content, "additional_creators", list);
+    }
+
+    /* the rest, in the spec's order */
+    c->drafts = json_array();
+    json_t *pl = default_power_levels(rv, c->creator, preset, c->invites);
+    if (pl_override != NULL)
+        json_object_update(pl, pl_override);
+    add_draft(c->drafts, "m.room.power_levels", "", pl);
+    if (c->alias[0] != '\0')
+        add_draft(c->drafts, "m.room.canonical_alias", "", json_pack("{s:s}", "alias", c->alias));
+    bool is_public = strcmp(preset, "public_chat") == 0;
+    add_draft(c->drafts, "m.room.join_rules", "", json_pack("{s:s}", "join_rule", is_public ? "public" : "invite"));
+    add_draft(c->drafts, "m.room.history_visibility", "", json_pack("{s:s}", "history_visibility", "shared"));
+    add_draft(c->drafts, "m.room.guest_access", "",
+              json_pack("{s:s}", "guest_access", is_public ? "forbidden" : "can_join"));
+    json_array_foreach(initial_state, i, v)
+    {
+        const char *type = json_string_value(json_object_get(v, "type"));
+        const char *sk = json_object_get(v, "state_key") ? json_string_value(json_object_get(v, "state_key")) : "";
+        if (strcmp(type, "m.room.create") == 0 || strcmp(type, "m.room.member") == 0)
+            continue; /* the server makes those */
+        replace_draft(c->drafts, type, sk, json_deep_copy(json_object_get(v, "content")));
+    }
+    if (name != NULL && !has_draft(c->drafts, "m.room.name", ""))
+        add_draft(c->drafts, "m.room.name", "", json_pack("{s:s}", "name", name));
+    else if (name != NULL)
+        replace_draft(c->drafts, "m.room.name", "", json_pack("{s:s}", "name", name));
+    if (topic != NULL) {
+        /* v1.15 topics carry m.topic too */
+        json_t *t = json_pack("{s:s, s:{s:[{s:s, s:s}]}}", "topic", topic, "m.topic", "m.text", "mimetype",
+                              "text/plain", "body", topic);
+        replace_draft(c->drafts, "m.room.topic", "", t);
+    }
+    ax_req_write(r, create_apply, create_written, c, create_free);
+    return 0;
+}

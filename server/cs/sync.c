@@ -1,0 +1,602 @@
+/*
+ * sync.c -- GET /sync (spec: Client-Server API "Syncing"; sync.yaml) with
+ * long-poll wake-ups (DESIGN.md "Streams, sync and wake-ups").
+ *
+ * Tokens: "s<pos>_<typing>": every persistent stream (room events, account
+ * data, receipts, ...) shares the writer's one position counter, so one
+ * number says what a client has seen; typing, being in memory, has its own
+ * serial.  Everything read is bounded by the position read before the read
+ * transaction began, so an event is in exactly one response.
+ *
+ * When nothing is new and the client gave a timeout, the request parks on
+ * the user's ID; the writer's commit hook (or a typing change) wakes it and
+ * the whole sync runs again.
+ */
+#include "server/cs/cs.h"
+#include "core/filter.h"
+#include "core/rooms.h"
+#include "server/typing.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_TIMELINE_LIMIT 10
+#define MAX_TIMEOUT_MS         (5ULL * 60 * 1000)
+#define MAX_HEROES             5
+
+typedef struct st_sync_t {
+    ax_req_t *r;
+    const char *user_id;
+    const char *device_id;
+    uint64_t since; /* 0: initial sync */
+    uint64_t since_typing;
+    bool full_state;
+    uint64_t timeout_ms;
+    json_t *filter; /* borrowed from the request (held) */
+    /* computed per run */
+    uint64_t upto; /* stream position of this run */
+    uint64_t typing_now;
+    ax_txn_t *txn;
+    uint64_t now_ms;
+} sync_t;
+
+/* ---- tokens ---- */
+
+/* Parses "s<pos>_<typing>" (or a bare number, as some clients keep older forms). */
+static bool parse_token(const char *s, uint64_t *pos, uint64_t *typing)
+{
+    char a[24], b[24];
+    *typing = 0;
+    if (s[0] != 's')
+        return false;
+    const char *us = strchr(s + 1, '_');
+    size_t alen = us ? (size_t)(us - s - 1) : strlen(s + 1);
+    if (alen == 0 || alen >= sizeof(a))
+        return false;
+    memcpy(a, s + 1, alen);
+    a[alen] = '\0';
+    if (ax_parse_u64(a, pos) != 0)
+        return false;
+    if (us != NULL) {
+        if (strlen(us + 1) >= sizeof(b) || ax_parse_u64(us + 1, typing) != 0)
+            return false;
+        snprintf(b, sizeof(b), "%s", us + 1);
+    }
+    return true;
+}
+
+/* ---- filters ---- */
+
+static json_t *room_filter(sync_t *s, const char *section)
+{
+    return json_object_get(json_object_get(s->filter, "room"), section);
+}
+
+/* Trims an event to the filter's event_fields ("content.body", "type", ...). */
+static json_t *apply_event_fields(sync_t *s, json_t *ev)
+{
+    json_t *fields = json_object_get(s->filter, "event_fields");
+    if (!json_is_array(fields))
+        return ev;
+    json_t *out = json_object();
+    size_t i;
+    json_t *f;
+    json_array_foreach(fields, i, f)
+    {
+        const char *path = json_string_value(f);
+        if (path == NULL)
+            continue;
+        /* split "a.b.c" (a backslash escapes a dot), find the leaf, then copy it with its path */
+        char parts[8][128];
+        size_t nparts = 0;
+        const char *p = path;
+        while (*p != '\0' && nparts < 8) {
+            size_t n = 0;
+            while (*p != '\0' && *p != '.' && n + 1 < sizeof(parts[0])) {
+                if (*p == '\\' && p[1] != '\0')
+                    ++p;
+                parts[nparts][n++] = *p++;
+            }
+            parts[nparts++][n] = '\0';
+            if (*p == '.')
+                ++p;
+        }
+        json_t *leaf = ev;
+        for (size_t k = 0; k < nparts && leaf != NULL; ++k)
+            leaf = json_is_object(leaf) ? json_object_get(leaf, parts[k]) : NULL;
+        if (leaf == NULL || nparts == 0)
+            continue;
+        json_t *dst = out;
+        for (size_t k = 0; k + 1 < nparts; ++k) {
+            json_t *child = json_object_get(dst, parts[k]);
+            if (!json_is_object(child)) {
+                child = json_object();
+                json_object_set_new(dst, parts[k], child);
+            }
+            dst = child;
+        }
+        json_object_set(dst, parts[nparts - 1], leaf);
+    }
+    json_decref(ev);
+    return out;
+}
+
+/* Loads an event in the filter's format (a new reference), or NULL. */
+static json_t *load_event(sync_t *s, const char *event_id, bool keep_room_id)
+{
+    json_t *ev;
+    if (ax_streq(json_string_value(json_object_get(s->filter, "event_format")), "federation")) {
+        ax_event_rec_t rec;
+        if (ax_db_event_get(s->txn, event_id, &ev, &rec) != 0)
+            return NULL;
+        json_object_del(ev, "unsigned");
+    } else {
+        ev = ax_event_load_client(s->txn, event_id, s->user_id, s->device_id, NULL);
+        if (ev == NULL)
+            return NULL;
+        if (!keep_room_id)
+            json_object_del(ev, "room_id");
+    }
+    return apply_event_fields(s, ev);
+}
+
+/* ---- one joined (or left) room ---- */
+
+typedef struct st_tl_t {
+    sync_t *s;
+    const char *room_id;
+    const json_t *filter;
+    uint64_t floor; /* only positions above this */
+    int limit;
+    json_t *events; /* newest first while collecting; (event json, pos) */
+    uint64_t *positions;
+    size_t n;
+    bool limited;
+} tl_t;
+
+static int timeline_cb(void *arg, uint64_t pos, const char *event_id)
+{
+    tl_t *t = arg;
+    if (pos <= t->floor)
+        return 1;
+    if (!ax_room_user_can_see(t->s->txn, t->room_id, t->s->user_id, pos))
+        return 0;
+    json_t *ev = ax_event_load_client(t->s->txn, event_id, t->s->user_id, t->s->device_id, NULL);
+    if (ev == NULL)
+        return 0;
+    bool match = ax_filter_event_matches(t->filter, ev);
+    json_decref(ev);
+    if (!match)
+        return 0;
+    if ((int)t->n == t->limit) {
+        t->limited = true;
+        return 1;
+    }
+    json_array_append_new(t->events, json_string(event_id));
+    t->positions = ax_realloc(t->positions, (t->n + 1) * sizeof(uint64_t));
+    t->positions[t->n++] = pos;
+    return 0;
+}
+
+/* Adds the state events of 'ids' ({type: {key: eid}}) that pass the state filter to 'out'. */
+static void add_state_events(sync_t *s, json_t *out, const json_t *map, const json_t *old_map, const json_t *members)
+{
+    const json_t *sf = room_filter(s, "state");
+    bool lazy = json_is_true(json_object_get(sf, "lazy_load_members"));
+    const char *type, *skey;
+    json_t *keys, *eid;
+    json_object_foreach((json_t *)map, type, keys)
+    {
+        json_object_foreach(keys, skey, eid)
+        {
+            const char *id = json_string_value(eid);
+            if (old_map != NULL && ax_streq(ax_state_map_get(old_map, type, skey), id))
+                continue; /* unchanged since the token */
+            if (lazy && strcmp(type, "m.room.member") == 0 && json_object_get(members, skey) == NULL)
+                continue;
+            json_t *ev = load_event(s, id, false);
+            if (ev == NULL)
+                continue;
+            json_t *probe = json_pack("{s:s, s:O}", "type", type, "sender", json_object_get(ev, "sender"));
+            bool ok = ax_filter_event_matches(sf, probe);
+            json_decref(probe);
+            if (ok)
+                json_array_append_new(out, ev);
+            else
+                json_decref(ev);
+        }
+    }
+}
+
+typedef struct st_members_count_t {
+    const char *self;
+    size_t joined, invited;
+    json_t *heroes;
+} members_count_t;
+
+static int count_member(void *arg, const char *user_id, const char *membership)
+{
+    members_count_t *m = arg;
+    bool joined = strcmp(membership, "join") == 0, invited = strcmp(membership, "invite") == 0;
+    m->joined += joined;
+    m->invited += invited;
+    if ((joined || invited) && strcmp(user_id, m->self) != 0 && json_array_size(m->heroes) < MAX_HEROES)
+        json_array_append_new(m->heroes, json_string(user_id));
+    return 0;
+}
+
+static json_t *room_summary(sync_t *s, const char *room_id)
+{
+    members_count_t m = {s->user_id, 0, 0, json_array()};
+    ax_db_room_members_foreach(s->txn, room_id, count_member, &m);
+    return json_pack("{s:o, s:I, s:I}", "m.heroes", m.heroes, "m.joined_member_count", (json_int_t)m.joined,
+                     "m.invited_member_count", (json_int_t)m.invited);
+}
+
+typedef struct st_receipts_t {
+    const char *self;
+    json_t *content; /* {event_id: {type: {user: {ts, thread_id?}}}} */
+} receipts_t;
+
+static int receipt_cb(void *arg, const char *type, const char *user_id, json_t *rec)
+{
+    receipts_t *rc = arg;
+    if (strcmp(type, "m.read.private") == 0 && strcmp(user_id, rc->self) != 0)
+        return 0; /* private receipts are their owner's business */
+    const char *eid = json_string_value(json_object_get(rec, "event_id"));
+    if (eid == NULL)
+        return 0;
+    json_t *by_event = json_object_get(rc->content, eid);
+    if (by_event == NULL) {
+        by_event = json_object();
+        json_object_set_new(rc->content, eid, by_event);
+    }
+    json_t *by_type = json_object_get(by_event, type);
+    if (by_type == NULL) {
+        by_type = json_object();
+        json_object_set_new(by_event, type, by_type);
+    }
+    json_t *entry = json_pack("{s:O}", "ts", json_object_get(rec, "ts"));
+    if (json_object_get(rec, "thread_id") != NULL)
+        json_object_set(entry, "thread_id", json_object_get(rec, "thread_id"));
+    json_object_set_new(by_type, user_id, entry);
+    return 0;
+}
+
+static json_t *ephemeral_events(sync_t *s, const char *room_id, bool fresh)
+{
+    json_t *events = json_array();
+    const json_t *ef = room_filter(s, "ephemeral");
+    uint64_t changed_at;
+    json_t *typing = ax_typing_get(s->r->srv->typing, room_id, s->now_ms, &changed_at);
+    if (fresh ? json_array_size(typing) > 0 : changed_at > s->since_typing) {
+        json_t *ev = json_pack("{s:s, s:{s:O}}", "type", "m.typing", "content", "user_ids", typing);
+        if (ax_filter_event_matches(ef, ev))
+            json_array_append(events, ev);
+        json_decref(ev);
+    }
+    json_decref(typing);
+    receipts_t rc = {s->user_id, json_object()};
+    ax_db_receipt_changes(s->txn, room_id, fresh ? 0 : s->since, receipt_cb, &rc);
+    if (json_object_size(rc.content) != 0) {
+        json_t *ev = json_pack("{s:s, s:O}", "type", "m.receipt", "content", rc.content);
+        if (ax_filter_event_matches(ef, ev))
+            json_array_append(events, ev);
+        json_decref(ev);
+    }
+    json_decref(rc.content);
+    return events;
+}
+
+/*
+ * Builds the JoinedRoom / LeftRoom object of 'room_id' for positions up to
+ * 'upto' (the leave for left rooms).  'fresh': the client has not seen the
+ * room yet (initial sync, a new join): the timeline may reach back before
+ * the token and the state is complete.  With full_state the state is
+ * complete too, but the timeline still starts at the token.  Returns NULL
+ * when there is nothing to say about the room.
+ */
+static json_t *room_section(sync_t *s, const char *room_id, uint64_t upto, bool fresh, json_t *room_account_data,
+                            bool joined)
+{
+    bool whole_state = fresh || s->full_state;
+    const json_t *tf = room_filter(s, "timeline");
+    tl_t t = {.s = s,
+              .room_id = room_id,
+              .filter = tf,
+              .floor = fresh ? 0 : s->since,
+              .limit = ax_filter_limit(tf, DEFAULT_TIMELINE_LIMIT),
+              .events = json_array()};
+    ax_db_timeline_scan(s->txn, room_id, upto, true, timeline_cb, &t);
+
+    json_t *ephemeral = joined ? ephemeral_events(s, room_id, fresh) : json_array();
+    if (!whole_state && t.n == 0 && json_array_size(ephemeral) == 0 && room_account_data == NULL) {
+        json_decref(t.events);
+        json_decref(ephemeral);
+        free(t.positions);
+        return NULL;
+    }
+
+    /* the timeline, oldest first */
+    json_t *timeline = json_array();
+    json_t *senders = json_object();
+    json_object_set_new(senders, s->user_id, json_true());
+    for (size_t i = t.n; i-- > 0;) {
+        json_t *ev = load_event(s, json_string_value(json_array_get(t.events, i)), false);
+        if (ev == NULL)
+            continue;
+        const char *sender = json_string_value(json_object_get(ev, "sender"));
+        if (sender != NULL)
+            json_object_set_new(senders, sender, json_true());
+        json_array_append_new(timeline, ev);
+    }
+    uint64_t first = t.n != 0 ? t.positions[t.n - 1] : upto + 1;
+
+    /* state between the token (or nothing) and the start of the timeline */
+    json_t *state = json_array();
+    json_t *before = ax_room_state_before(s->txn, room_id, first);
+    json_t *old = whole_state ? NULL : ax_room_state_at(s->txn, room_id, s->since);
+    add_state_events(s, state, before, old, senders);
+    json_decref(before);
+    json_decref(old);
+
+    json_t *room =
+        json_pack("{s:{s:o}, s:{s:o, s:b, s:s}}", "state", "events", state, "timeline", "events", timeline, "limited",
+                  t.limited, "prev_batch", ax_psprintf(s->r, "t%llu", (unsigned long long)(first - 1)));
+    if (joined) {
+        json_object_set_new(room, "ephemeral", json_pack("{s:o}", "events", ephemeral));
+        if (whole_state || t.n != 0)
+            json_object_set_new(room, "summary", room_summary(s, room_id));
+    } else {
+        json_decref(ephemeral);
+    }
+    json_object_set_new(
+        room, "account_data",
+        json_pack("{s:o}", "events", room_account_data ? json_incref(room_account_data) : json_array()));
+    json_decref(senders);
+    json_decref(t.events);
+    free(t.positions);
+    return room;
+}
+
+/* The stripped state an invitee or knocker sees (spec: "Stripped state"). */
+static json_t *stripped_state(sync_t *s, const char *room_id, const char *member_event_id)
+{
+    static const char *const types[] = {"m.room.create",          "m.room.join_rules", "m.room.name", "m.room.avatar",
+                                        "m.room.canonical_alias", "m.room.encryption", "m.room.topic"};
+    json_t *events = json_array();
+    for (size_t i = 0; i < AX_ARRAY_SIZE(types); ++i) {
+        char eid[256];
+        if (ax_db_state_get(s->txn, room_id, types[i], "", eid, sizeof(eid)) != 0)
+            continue;
+        json_t *ev = ax_event_load_client(s->txn, eid, NULL, NULL, NULL);
+        if (ev == NULL)
+            continue;
+        json_array_append_new(events, json_pack("{s:O, s:s, s:O, s:O}", "content", json_object_get(ev, "content"),
+                                                "state_key", "", "type", json_object_get(ev, "type"), "sender",
+                                                json_object_get(ev, "sender")));
+        json_decref(ev);
+    }
+    json_t *m = ax_event_load_client(s->txn, member_event_id, NULL, NULL, NULL);
+    if (m != NULL) {
+        json_object_del(m, "room_id");
+        json_array_append_new(events, m);
+    }
+    return events;
+}
+
+/* ---- account data ---- */
+
+typedef struct st_ad_t {
+    sync_t *s;
+    json_t *global;   /* [events] */
+    json_t *per_room; /* {room_id: [events]} */
+} ad_t;
+
+static int ad_cb(void *arg, uint64_t pos, const char *room_id, const char *type)
+{
+    ad_t *a = arg;
+    if (pos > a->s->upto)
+        return 1;
+    json_t *content = NULL;
+    if (ax_db_accountdata_get(a->s->txn, a->s->user_id, room_id, type, &content, NULL) != 0)
+        return 0;
+    json_t *ev = json_pack("{s:s, s:o}", "type", type, "content", content);
+    const json_t *f =
+        room_id[0] == '\0' ? json_object_get(a->s->filter, "account_data") : room_filter(a->s, "account_data");
+    if (!ax_filter_event_matches(f, ev)) {
+        json_decref(ev);
+        return 0;
+    }
+    if (room_id[0] == '\0') {
+        json_array_append_new(a->global, ev);
+    } else {
+        json_t *list = json_object_get(a->per_room, room_id);
+        if (list == NULL) {
+            list = json_array();
+            json_object_set_new(a->per_room, room_id, list);
+        }
+        json_array_append_new(list, ev);
+    }
+    return 0;
+}
+
+/* ---- the whole response ---- */
+
+typedef struct st_rooms_t {
+    sync_t *s;
+    ad_t *ad;
+    json_t *join, *invite, *leave, *knock;
+} rooms_t;
+
+static int room_cb(void *arg, const char *room_id, json_t *m)
+{
+    rooms_t *rs = arg;
+    sync_t *s = rs->s;
+    const char *membership = json_string_value(json_object_get(m, "membership"));
+    const char *event_id = json_string_value(json_object_get(m, "event_id"));
+    uint64_t mpos = (uint64_t)json_integer_value(json_object_get(m, "pos"));
+    if (membership == NULL || event_id == NULL || mpos > s->upto)
+        return 0; /* a change this run does not cover; the next one will */
+    json_t *room_filter_obj = json_object_get(s->filter, "room");
+    if (!ax_filter_room_allowed(room_filter_obj, room_id))
+        return 0;
+    bool changed = mpos > s->since;
+    json_t *rad = json_object_get(rs->ad->per_room, room_id);
+
+    if (strcmp(membership, "join") == 0) {
+        bool fresh = s->since == 0 || changed;
+        json_t *room = room_section(s, room_id, s->upto, fresh, rad, true);
+        if (room != NULL)
+            json_object_set_new(rs->join, room_id, room);
+    } else if (strcmp(membership, "invite") == 0) {
+        if (changed || s->since == 0)
+            json_object_set_new(rs->invite, room_id,
+                                json_pack("{s:{s:o}}", "invite_state", "events", stripped_state(s, room_id, event_id)));
+    } else if (strcmp(membership, "knock") == 0) {
+        if (changed || s->since == 0)
+            json_object_set_new(rs->knock, room_id,
+                                json_pack("{s:{s:o}}", "knock_state", "events", stripped_state(s, room_id, event_id)));
+    } else if (strcmp(membership, "leave") == 0 || strcmp(membership, "ban") == 0) {
+        bool include_leave = json_is_true(json_object_get(room_filter_obj, "include_leave"));
+        if ((s->since == 0 && include_leave) || (changed && s->since != 0) || (s->full_state && include_leave)) {
+            /* the room as it was up to the leave, kick or ban */
+            json_t *room = room_section(s, room_id, mpos, s->since == 0, rad, false);
+            if (room != NULL)
+                json_object_set_new(rs->leave, room_id, room);
+        }
+    }
+    return 0;
+}
+
+static json_t *build(sync_t *s)
+{
+    ax_server_t *srv = s->r->srv;
+    s->upto = ax_writer_stream_pos(srv->writer);
+    s->typing_now = ax_typing_serial(srv->typing);
+    s->now_ms = ax_now_ms();
+    if (ax_db_read_begin(srv->db, &s->txn) != 0)
+        return NULL;
+
+    ad_t ad = {s, json_array(), json_object()};
+    ax_db_accountdata_changes(s->txn, s->user_id, s->since, ad_cb, &ad);
+
+    rooms_t rs = {s, &ad, json_object(), json_object(), json_object(), json_object()};
+    ax_db_user_rooms_foreach(s->txn, s->user_id, room_cb, &rs);
+    ax_db_read_end(s->txn);
+    s->txn = NULL;
+
+    json_t *rooms = json_object();
+    if (json_object_size(rs.join))
+        json_object_set(rooms, "join", rs.join);
+    if (json_object_size(rs.invite))
+        json_object_set(rooms, "invite", rs.invite);
+    if (json_object_size(rs.leave))
+        json_object_set(rooms, "leave", rs.leave);
+    if (json_object_size(rs.knock))
+        json_object_set(rooms, "knock", rs.knock);
+    json_decref(rs.join);
+    json_decref(rs.invite);
+    json_decref(rs.leave);
+    json_decref(rs.knock);
+
+    json_t *out =
+        json_pack("{s:s}", "next_batch",
+                  ax_psprintf(s->r, "s%llu_%llu", (unsigned long long)s->upto, (unsigned long long)s->typing_now));
+    if (json_object_size(rooms) != 0)
+        json_object_set(out, "rooms", rooms);
+    if (json_array_size(ad.global) != 0)
+        json_object_set_new(out, "account_data", json_pack("{s:O}", "events", ad.global));
+    json_decref(rooms);
+    json_decref(ad.global);
+    json_decref(ad.per_room);
+    return out;
+}
+
+static bool has_news(const json_t *out)
+{
+    return json_object_get(out, "rooms") != NULL || json_object_get(out, "account_data") != NULL ||
+           json_object_get(out, "to_device") != NULL || json_object_get(out, "presence") != NULL ||
+           json_object_get(out, "device_lists") != NULL;
+}
+
+static void run(ax_req_t *r, bool timed_out);
+
+static void run(ax_req_t *r, bool timed_out)
+{
+    sync_t *s = r->route_data;
+    uint64_t seen = ax_writer_stream_pos(r->srv->writer);
+    json_t *out = build(s);
+    if (out == NULL) {
+        ax_reply_error(r, AX_M_INTERNAL, "Database unavailable");
+        return;
+    }
+    if (!has_news(out) && !timed_out && s->timeout_ms > 0 && s->since != 0) {
+        json_decref(out);
+        ax_req_park(r, s->user_id, seen, s->timeout_ms, run);
+        return;
+    }
+    ax_reply_json_new(r, 200, out);
+}
+
+/* GET /_matrix/client/v3/sync */
+int ax_cs_sync(ax_req_t *r)
+{
+    sync_t *s = ax_palloc(r, sizeof(*s));
+    memset(s, 0, sizeof(*s));
+    s->r = r;
+    s->user_id = r->auth.user_id;
+    s->device_id = r->auth.device_id;
+    r->route_data = s;
+
+    const char *since = ax_req_query(r, "since");
+    if (since != NULL) {
+        if (!parse_token(since, &s->since, &s->since_typing))
+            return ax_reply_error(r, AX_M_INVALID_PARAM, "Invalid since token");
+        if (s->since > ax_writer_stream_pos(r->srv->writer))
+            return ax_reply_error(r, AX_M_INVALID_PARAM, "since token is from the future");
+        /* typing lives in memory: after a restart older serials are simply all stale */
+        if (s->since_typing > ax_typing_serial(r->srv->typing))
+            s->since_typing = 0;
+    }
+    const char *timeout = ax_req_query(r, "timeout");
+    if (timeout != NULL) {
+        uint64_t t;
+        if (ax_parse_u64(timeout, &t) != 0)
+            return ax_reply_error(r, AX_M_INVALID_PARAM, "timeout must be a non-negative integer");
+        s->timeout_ms = t > MAX_TIMEOUT_MS ? MAX_TIMEOUT_MS : t;
+    }
+    const char *full = ax_req_query(r, "full_state");
+    if (full != NULL && strcmp(full, "true") != 0 && strcmp(full, "false") != 0)
+        return ax_reply_error(r, AX_M_INVALID_PARAM, "full_state must be true or false");
+    s->full_state = full != NULL && strcmp(full, "true") == 0;
+    const char *presence = ax_req_query(r, "set_presence");
+    if (presence != NULL && strcmp(presence, "online") != 0 && strcmp(presence, "offline") != 0 &&
+        strcmp(presence, "unavailable") != 0)
+        return ax_reply_error(r, AX_M_INVALID_PARAM, "set_presence must be online, offline or unavailable");
+
+    const char *filter = ax_req_query(r, "filter");
+    if (filter != NULL && filter[0] == '{') {
+        json_error_t err;
+        json_t *f = json_loads(filter, JSON_REJECT_DUPLICATES, &err);
+        if (f == NULL)
+            return ax_reply_error(r, AX_M_NOT_JSON, "filter is not JSON");
+        ax_req_hold_json(r, f);
+        char msg[256];
+        if (ax_filter_validate(f, msg, sizeof(msg)) != 0)
+            return ax_reply_error(r, AX_M_BAD_JSON, msg);
+        s->filter = f;
+    } else if (filter != NULL) {
+        ax_txn_t *txn;
+        json_t *f = NULL;
+        if (ax_db_read_begin(r->srv->db, &txn) != 0)
+            return ax_reply_error(r, AX_M_INTERNAL, "Database unavailable");
+        int rc = ax_db_filter_get(txn, s->user_id, filter, &f);
+        ax_db_read_end(txn);
+        if (rc != 0)
+            return ax_reply_error(r, AX_M_INVALID_PARAM, "Unknown filter");
+        s->filter = ax_req_hold_json(r, f);
+    }
+    run(r, false);
+    return 0;
+}

@@ -1,0 +1,345 @@
+#!/usr/bin/python3
+"""/sync (server/cs/sync.c): initial and incremental sync, long-poll
+wake-ups, limited timelines, invites/leaves, filters, typing, receipts,
+account data, tokens (garbage, future, across a restart)."""
+
+import json
+import threading
+import time
+
+from axontest import Server, main, unique
+from roomutil import RoomTestCase, V3, q
+
+
+def ids(events):
+    return [e["event_id"] for e in events]
+
+
+class SyncBasics(RoomTestCase):
+    def test_initial_then_incremental_exactly_once(self):
+        aid, at = self.user()
+        room = self.create_room(at, name="Sync room")
+        s = self.sync(at)
+        self.assertRegex(s["next_batch"], r"^s\d+_\d+$")
+        joined = s["rooms"]["join"][room]
+        all_types = {e["type"] for e in joined["state"]["events"] + joined["timeline"]["events"]}
+        self.assertTrue({"m.room.create", "m.room.member", "m.room.power_levels", "m.room.name"} <= all_types)
+        self.assertNotIn("room_id", joined["timeline"]["events"][0])
+        e1 = self.send(at, room)
+        s2 = self.sync(at, since=s["next_batch"])
+        self.assertEqual(ids(self.timeline(s2, room)), [e1])
+        self.assertFalse(s2["rooms"]["join"][room]["timeline"]["limited"])
+        s3 = self.sync(at, since=s2["next_batch"])
+        self.assertNotIn("rooms", s3)  # nothing new: the event is in exactly one response
+
+    def test_limited_timeline_and_prev_batch(self):
+        aid, at = self.user()
+        room = self.create_room(at)
+        s = self.sync(at)
+        sent = [self.send(at, room, {"msgtype": "m.text", "body": str(i)}) for i in range(15)]
+        s2 = self.sync(at, since=s["next_batch"], filter_={"room": {"timeline": {"limit": 5}}})
+        tl = s2["rooms"]["join"][room]["timeline"]
+        self.assertTrue(tl["limited"])
+        self.assertEqual(ids(tl["events"]), sent[-5:])
+        # prev_batch continues backwards exactly where the timeline starts
+        older = self.messages(at, room, dir="b", limit=5, **{"from": tl["prev_batch"]})
+        self.assertEqual(ids(older["chunk"]), sent[-6:-11:-1])
+
+    def test_token_errors(self):
+        aid, at = self.user()
+        for bad in ("garbage", "s", "sx_1", "s1_x", "t5"):
+            r = self.req("GET", V3 + "/sync?since=" + bad, token=at)
+            self.assertError(r, 400, "M_INVALID_PARAM")
+        r = self.req("GET", V3 + "/sync?since=s999999999_0", token=at)
+        self.assertError(r, 400, "M_INVALID_PARAM")
+        for bad in ("timeout=soon", "full_state=maybe", "set_presence=busy", "filter=%7Bbad",
+                    "filter=%7B%22room%22%3A1%7D", "filter=424242"):
+            r = self.req("GET", V3 + "/sync?" + bad, token=at)
+            self.assertEqual(r.status, 400, (bad, r))
+        self.assertError(self.req("GET", V3 + "/sync"), 401, "M_MISSING_TOKEN")
+
+    def test_full_state(self):
+        aid, at = self.user()
+        room = self.create_room(at, name="Full")
+        s = self.sync(at)
+        self.send(at, room)
+        e = self.send(at, room)
+        s2 = self.sync(at, since=s["next_batch"], full_state="true")
+        joined = s2["rooms"]["join"][room]
+        state_types = {e["type"] for e in joined["state"]["events"]}
+        self.assertTrue({"m.room.create", "m.room.name", "m.room.member"} <= state_types)
+        self.assertEqual(len(joined["timeline"]["events"]), 2)  # the timeline still starts at the token
+
+    def test_summary(self):
+        aid, at = self.user()
+        bid, bt = self.user()
+        room = self.create_room(at, preset="public_chat")
+        self.join(bt, room)
+        summary = self.sync(at)["rooms"]["join"][room]["summary"]
+        self.assertEqual(summary["m.joined_member_count"], 2)
+        self.assertEqual(summary["m.heroes"], [bid])
+
+
+class LongPoll(RoomTestCase):
+    def test_wakes_on_message(self):
+        aid, at = self.user()
+        bid, bt = self.user()
+        room = self.create_room(at, preset="public_chat")
+        self.join(bt, room)
+        since = self.sync(at)["next_batch"]
+        result = {}
+
+        def poll():
+            t0 = time.time()
+            result["sync"] = self.sync(at, since=since, timeout=20000)
+            result["elapsed"] = time.time() - t0
+
+        th = threading.Thread(target=poll)
+        th.start()
+        time.sleep(0.5)
+        eid = self.send(bt, room)
+        th.join(25)
+        self.assertIn(eid, ids(self.timeline(result["sync"], room)))
+        self.assertLess(result["elapsed"], 5)
+
+    def test_times_out_empty(self):
+        aid, at = self.user()
+        self.create_room(at)
+        since = self.sync(at)["next_batch"]
+        t0 = time.time()
+        s = self.sync(at, since=since, timeout=1000)
+        elapsed = time.time() - t0
+        self.assertGreaterEqual(elapsed, 0.9)
+        self.assertLess(elapsed, 5)
+        self.assertNotIn("rooms", s)
+
+    def test_other_rooms_do_not_wake(self):
+        aid, at = self.user()
+        bid, bt = self.user()
+        self.create_room(at)
+        other = self.create_room(bt)
+        since = self.sync(at)["next_batch"]
+        result = {}
+
+        def poll():
+            result["sync"] = self.sync(at, since=since, timeout=1500)
+
+        th = threading.Thread(target=poll)
+        th.start()
+        time.sleep(0.3)
+        self.send(bt, other)
+        th.join(10)
+        self.assertNotIn("rooms", result["sync"])
+
+
+class Membership(RoomTestCase):
+    def test_invite_join_leave_sections(self):
+        aid, at = self.user()
+        bid, bt = self.user()
+        room = self.create_room(at, name="Invite me")
+        since = self.sync(bt)["next_batch"]
+        self.invite(at, room, bid)
+        s = self.sync(bt, since=since)
+        inv = s["rooms"]["invite"][room]["invite_state"]["events"]
+        self.assertTrue(any(e["type"] == "m.room.name" for e in inv))
+        self.join(bt, room)
+        s2 = self.sync(bt, since=s["next_batch"])
+        self.assertIn(room, s2["rooms"]["join"])
+        # a newly joined room comes with its state
+        self.assertTrue(any(e["type"] == "m.room.create" for e in
+                            s2["rooms"]["join"][room]["state"]["events"] + self.timeline(s2, room)))
+        r = self.req("POST", V3 + "/rooms/%s/kick" % q(room), token=at, body={"user_id": bid, "reason": "bye"})
+        self.assertEqual(r.status, 200)
+        s3 = self.sync(bt, since=s2["next_batch"])
+        left = s3["rooms"]["leave"][room]
+        last = left["timeline"]["events"][-1]
+        self.assertEqual(last["content"]["membership"], "leave")
+        self.assertEqual(last["sender"], aid)
+        # after leaving, messages are not delivered any more
+        self.send(at, room)
+        s4 = self.sync(bt, since=s3["next_batch"])
+        self.assertNotIn("rooms", s4)
+
+    def test_include_leave_on_initial_sync(self):
+        aid, at = self.user()
+        room = self.create_room(at)
+        self.leave(at, room)
+        self.assertNotIn(room, self.sync(at).get("rooms", {}).get("leave", {}))
+        s = self.sync(at, filter_={"room": {"include_leave": True}})
+        self.assertIn(room, s["rooms"]["leave"])
+
+    def test_join_leave_join_in_one_window(self):
+        aid, at = self.user()
+        bid, bt = self.user()
+        room = self.create_room(at, preset="public_chat")
+        since = self.sync(bt)["next_batch"]
+        self.join(bt, room)
+        self.leave(bt, room)
+        self.join(bt, room)
+        s = self.sync(bt, since=since)
+        self.assertIn(room, s["rooms"]["join"])
+        self.assertNotIn(room, s["rooms"].get("leave", {}))
+
+
+class Filters(RoomTestCase):
+    def test_stored_filter_types_and_rooms(self):
+        aid, at = self.user()
+        r1 = self.create_room(at)
+        r2 = self.create_room(at)
+        self.send(at, r1)
+        fid = self.req("POST", V3 + "/user/%s/filter" % q(aid), token=at,
+                       body={"room": {"rooms": [r1], "timeline": {"types": ["m.room.message"]}}}).json["filter_id"]
+        s = self.sync(at, filter_=fid)
+        self.assertEqual(list(s["rooms"]["join"]), [r1])
+        self.assertTrue(all(e["type"] == "m.room.message" for e in self.timeline(s, r1)))
+        s = self.sync(at, filter_={"room": {"not_rooms": [r1]}})
+        self.assertEqual(list(s["rooms"]["join"]), [r2])
+
+    def test_event_fields_and_lazy_members(self):
+        aid, at = self.user()
+        bid, bt = self.user()
+        cid, ct = self.user()
+        room = self.create_room(at, preset="public_chat")
+        self.join(bt, room)
+        self.join(ct, room)
+        for _ in range(3):
+            self.send(at, room)
+        self.send(bt, room)
+        s = self.sync(at, filter_={"room": {"timeline": {"limit": 1}, "state": {"lazy_load_members": True}}})
+        members = {e["state_key"] for e in s["rooms"]["join"][room]["state"]["events"] if e["type"] == "m.room.member"}
+        self.assertIn(bid, members)    # the timeline's sender
+        self.assertIn(aid, members)    # and yourself
+        self.assertNotIn(cid, members)
+        # trimmed events cannot match the spec's event schema, so no schema check here
+        s = self.sync(at, filter_={"event_fields": ["type", "content.body"], "room": {"timeline": {"limit": 1}}},
+                      spec=False)
+        ev = self.timeline(s, room)[0]
+        self.assertEqual(set(ev), {"type", "content"})
+        self.assertEqual(set(ev["content"]), {"body"})
+
+
+class Ephemeral(RoomTestCase):
+    def test_typing(self):
+        aid, at = self.user()
+        bid, bt = self.user()
+        room = self.create_room(at, preset="public_chat")
+        self.join(bt, room)
+        since = self.sync(bt)["next_batch"]
+        path = V3 + "/rooms/%s/typing/%s" % (q(room), q(aid))
+        r = self.req("PUT", path, token=at, body={"typing": True, "timeout": 10000})
+        self.assertEqual(r.status, 200)
+        self.assertSpec("PUT", path, r)
+        s = self.sync(bt, since=since, timeout=5000)
+        eph = s["rooms"]["join"][room]["ephemeral"]["events"]
+        typing = [e for e in eph if e["type"] == "m.typing"][0]
+        self.assertEqual(typing["content"]["user_ids"], [aid])
+        self.assertNotIn("room_id", typing)
+        self.req("PUT", path, token=at, body={"typing": False})
+        s2 = self.sync(bt, since=s["next_batch"], timeout=5000)
+        typing = [e for e in s2["rooms"]["join"][room]["ephemeral"]["events"] if e["type"] == "m.typing"][0]
+        self.assertEqual(typing["content"]["user_ids"], [])
+        # errors
+        self.assertError(self.req("PUT", V3 + "/rooms/%s/typing/%s" % (q(room), q(bid)), token=at,
+                                  body={"typing": True}), 403, "M_FORBIDDEN")
+        self.assertError(self.req("PUT", path, token=at, body={"typing": "yes"}), 400, "M_BAD_JSON")
+        cid, ct = self.user()
+        self.assertError(self.req("PUT", V3 + "/rooms/%s/typing/%s" % (q(room), q(cid)), token=ct,
+                                  body={"typing": True}), 403, "M_FORBIDDEN")
+
+    def test_typing_expires(self):
+        aid, at = self.user()
+        room = self.create_room(at)
+        path = V3 + "/rooms/%s/typing/%s" % (q(room), q(aid))
+        self.req("PUT", path, token=at, body={"typing": True, "timeout": 500})
+        s = self.sync(at)
+        since = s["next_batch"]
+        s2 = self.sync(at, since=since, timeout=5000)
+        typing = [e for e in s2["rooms"]["join"][room]["ephemeral"]["events"] if e["type"] == "m.typing"][0]
+        self.assertEqual(typing["content"]["user_ids"], [])
+
+    def test_receipts(self):
+        aid, at = self.user()
+        bid, bt = self.user()
+        room = self.create_room(at, preset="public_chat")
+        self.join(bt, room)
+        eid = self.send(at, room)
+        since = self.sync(at)["next_batch"]
+        path = V3 + "/rooms/%s/receipt/m.read/%s" % (q(room), q(eid))
+        r = self.req("POST", path, token=bt, body={})
+        self.assertEqual(r.status, 200, r)
+        self.assertSpec("POST", path, r)
+        self.req("POST", V3 + "/rooms/%s/receipt/m.read.private/%s" % (q(room), q(eid)), token=bt, body={})
+        s = self.sync(at, since=since)
+        rec = [e for e in s["rooms"]["join"][room]["ephemeral"]["events"] if e["type"] == "m.receipt"][0]
+        self.assertIn(bid, rec["content"][eid]["m.read"])
+        self.assertNotIn("m.read.private", rec["content"][eid])  # only its owner sees it
+        s_b = self.sync(bt)
+        rec_b = [e for e in s_b["rooms"]["join"][room]["ephemeral"]["events"] if e["type"] == "m.receipt"][0]
+        self.assertIn(bid, rec_b["content"][eid]["m.read.private"])
+        # threaded receipts and errors
+        self.assertEqual(self.req("POST", path, token=bt, body={"thread_id": "main"}).status, 200)
+        self.assertError(self.req("POST", path, token=bt, body={"thread_id": "x"}), 400, "M_INVALID_PARAM")
+        self.assertError(self.req("POST", V3 + "/rooms/%s/receipt/m.nope/%s" % (q(room), q(eid)), token=bt,
+                                  body={}), 400, "M_INVALID_PARAM")
+        self.assertError(self.req("POST", V3 + "/rooms/%s/receipt/m.read/%s" % (q(room), q("$unknown")), token=bt,
+                                  body={}), 404, "M_NOT_FOUND")
+
+    def test_read_markers(self):
+        aid, at = self.user()
+        room = self.create_room(at)
+        eid = self.send(at, room)
+        since = self.sync(at)["next_batch"]
+        path = V3 + "/rooms/%s/read_markers" % q(room)
+        r = self.req("POST", path, token=at, body={"m.fully_read": eid, "m.read": eid})
+        self.assertEqual(r.status, 200, r)
+        s = self.sync(at, since=since)
+        ad = s["rooms"]["join"][room]["account_data"]["events"]
+        self.assertEqual([e["content"] for e in ad if e["type"] == "m.fully_read"], [{"event_id": eid}])
+        self.assertError(self.req("POST", path, token=at, body={"m.read": 5}), 400, "M_BAD_JSON")
+
+
+class AccountData(RoomTestCase):
+    def test_account_data_in_sync(self):
+        aid, at = self.user()
+        room = self.create_room(at)
+        since = self.sync(at)["next_batch"]
+        self.req("PUT", V3 + "/user/%s/account_data/org.example.g" % q(aid), token=at, body={"a": 1})
+        self.req("PUT", V3 + "/user/%s/rooms/%s/account_data/org.example.r" % (q(aid), q(room)), token=at,
+                 body={"b": 2})
+        self.req("PUT", V3 + "/user/%s/rooms/%s/tags/m.favourite" % (q(aid), q(room)), token=at, body={})
+        s = self.sync(at, since=since)
+        self.assertEqual(s["account_data"]["events"], [{"type": "org.example.g", "content": {"a": 1}}])
+        room_ad = {e["type"]: e["content"] for e in s["rooms"]["join"][room]["account_data"]["events"]}
+        self.assertEqual(room_ad["org.example.r"], {"b": 2})
+        self.assertEqual(room_ad["m.tag"], {"tags": {"m.favourite": {}}})
+        # only the latest version of each item
+        self.req("PUT", V3 + "/user/%s/account_data/org.example.g" % q(aid), token=at, body={"a": 2})
+        self.req("PUT", V3 + "/user/%s/account_data/org.example.g" % q(aid), token=at, body={"a": 3})
+        s2 = self.sync(at, since=s["next_batch"])
+        self.assertEqual(s2["account_data"]["events"], [{"type": "org.example.g", "content": {"a": 3}}])
+
+
+class Restart(RoomTestCase):
+    def test_token_survives_restart(self):
+        srv = Server().start()
+        try:
+            u = srv.register(unique())
+            t = u["access_token"]
+            room = srv.request("POST", V3 + "/createRoom", token=t, body={}).json["room_id"]
+            since = srv.request("GET", V3 + "/sync", token=t).json["next_batch"]
+            srv.stop()
+            srv.start()
+            r = srv.request("GET", V3 + "/sync?since=" + since, token=t)
+            self.assertEqual(r.status, 200, r)
+            self.assertNotIn("rooms", r.json)  # nothing is sent twice
+            eid = srv.request("PUT", V3 + "/rooms/%s/send/m.room.message/x" % q(room), token=t,
+                              body={"msgtype": "m.text", "body": "after restart"}).json["event_id"]
+            r = srv.request("GET", V3 + "/sync?since=" + r.json["next_batch"], token=t)
+            self.assertEqual(ids(r.json["rooms"]["join"][room]["timeline"]["events"]), [eid])
+        finally:
+            srv.stop()
+            srv.cleanup()
+
+
+if __name__ == "__main__":
+    main()
