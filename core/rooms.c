@@ -11,6 +11,7 @@
 #include "core/rooms.h"
 #include "core/events.h"
 
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -143,6 +144,71 @@ static void note_replaced_state(ax_room_lookup_t *c, const ax_draft_t *d, json_t
     json_object_set(local_unsigned, "prev_sender", json_object_get(old, "sender"));
 }
 
+/* ---- full-text index ---- */
+
+void ax_search_terms(const char *text, void (*cb)(void *arg, const char *term), void *arg)
+{
+    char seen[64][65];
+    size_t nseen = 0;
+    const unsigned char *p = (const unsigned char *)text;
+    while (*p != '\0') {
+        while (*p != '\0' && !(isalnum(*p) || *p >= 0x80))
+            ++p;
+        char term[65];
+        size_t n = 0;
+        while (*p != '\0' && (isalnum(*p) || *p >= 0x80)) {
+            if (n < 64)
+                term[n++] = (char)tolower(*p);
+            ++p;
+        }
+        if (n == 0)
+            continue;
+        /* do not cut a UTF-8 sequence in half */
+        while (n > 0 && ((unsigned char)term[n - 1] & 0xC0) == 0x80 && n == 64)
+            --n;
+        term[n] = '\0';
+        bool dup = false;
+        for (size_t i = 0; i < nseen && !dup; ++i)
+            dup = strcmp(seen[i], term) == 0;
+        if (dup)
+            continue;
+        if (nseen < AX_ARRAY_SIZE(seen))
+            memcpy(seen[nseen++], term, n + 1);
+        cb(arg, term);
+    }
+}
+
+typedef struct st_index_t {
+    ax_txn_t *txn;
+    const char *room_id;
+    uint64_t pos;
+    const char *event_id;
+    int rc;
+} index_t;
+
+static void index_term(void *arg, const char *term)
+{
+    index_t *x = arg;
+    if (x->rc == 0)
+        x->rc = ax_db_search_add(x->txn, term, x->room_id, x->pos, x->event_id);
+}
+
+/* Indexes the words of messages, room names and topics for POST /search. */
+static int index_text(ax_txn_t *txn, const char *room_id, uint64_t pos, const char *event_id, const char *type,
+                      const json_t *content)
+{
+    const char *field = strcmp(type, "m.room.message") == 0 ? "body"
+                        : strcmp(type, "m.room.name") == 0  ? "name"
+                        : strcmp(type, "m.room.topic") == 0 ? "topic"
+                                                            : NULL;
+    const char *text = field != NULL ? json_string_value(json_object_get(content, field)) : NULL;
+    if (text == NULL)
+        return 0;
+    index_t x = {txn, room_id, pos, event_id, 0};
+    ax_search_terms(text, index_term, &x);
+    return x.rc;
+}
+
 static int store_indexes(ax_txn_t *txn, const ax_room_version_t *rv, json_t *room, const char *room_id,
                          const char *event_id, json_t *pdu, const ax_draft_t *d, uint64_t pos)
 {
@@ -184,9 +250,11 @@ static int store_indexes(ax_txn_t *txn, const ax_room_version_t *rv, json_t *roo
     const char *parent = json_string_value(json_object_get(rel, "event_id"));
     if (rel_type != NULL && parent != NULL && (rc = ax_db_relation_put(txn, parent, rel_type, pos, event_id)) != 0)
         return rc;
+    if (ax_streq(rel_type, "m.thread") && parent != NULL && (rc = ax_db_thread_touch(txn, room_id, parent, pos)) != 0)
+        return rc;
     (void)rv;
     (void)pdu;
-    return 0;
+    return index_text(txn, room_id, pos, event_id, type, d->content);
 }
 
 /* Applies a redaction to its target, if the target is in the same room and
@@ -404,8 +472,125 @@ json_t *ax_event_client_format(const json_t *pdu, const char *event_id, const ch
     return out;
 }
 
+/* ---- server-side aggregations (spec: "Aggregations of child events") ---- */
+
+static json_t *load_plain(ax_txn_t *txn, const char *event_id, const char *user_id, const char *device_id,
+                          ax_event_rec_t *rec);
+
+typedef struct st_agg_t {
+    ax_txn_t *txn;
+    const json_t *original;
+    const char *user_id;
+    char best[256];   /* m.replace: the newest valid edit */
+    char latest[256]; /* m.thread: the newest reply */
+    size_t count;
+    bool participated;
+    json_t *refs; /* m.reference */
+} agg_t;
+
+static int replace_cb(void *arg, const char *rel_type, uint64_t pos, const char *child)
+{
+    (void)rel_type, (void)pos;
+    agg_t *a = arg;
+    json_t *ev = NULL;
+    ax_event_rec_t rec;
+    if (ax_db_event_get(a->txn, child, &ev, &rec) != 0)
+        return 0;
+    /* a valid replacement: same sender and type, no state key on either, has m.new_content */
+    bool ok = (rec.flags & AX_EVENT_F_REDACTED) == 0 &&
+              json_equal(json_object_get(ev, "sender"), json_object_get(a->original, "sender")) &&
+              json_equal(json_object_get(ev, "type"), json_object_get(a->original, "type")) &&
+              json_object_get(ev, "state_key") == NULL && json_object_get(a->original, "state_key") == NULL &&
+              (json_object_get(json_object_get(ev, "content"), "m.new_content") != NULL ||
+               ax_streq(json_string_value(json_object_get(ev, "type")), "m.room.encrypted"));
+    json_decref(ev);
+    if (!ok)
+        return 0;
+    snprintf(a->best, sizeof(a->best), "%s", child);
+    return 1; /* newest first: the first valid one wins */
+}
+
+static int thread_cb(void *arg, const char *rel_type, uint64_t pos, const char *child)
+{
+    (void)rel_type, (void)pos;
+    agg_t *a = arg;
+    if (a->count == 0)
+        snprintf(a->latest, sizeof(a->latest), "%s", child);
+    a->count++;
+    if (!a->participated && a->user_id != NULL) {
+        json_t *ev = NULL;
+        if (ax_db_event_get(a->txn, child, &ev, NULL) == 0) {
+            a->participated = ax_streq(json_string_value(json_object_get(ev, "sender")), a->user_id);
+            json_decref(ev);
+        }
+    }
+    return a->count >= 10000;
+}
+
+static int reference_cb(void *arg, const char *rel_type, uint64_t pos, const char *child)
+{
+    (void)rel_type, (void)pos;
+    agg_t *a = arg;
+    json_array_append_new(a->refs, json_pack("{s:s}", "event_id", child));
+    return json_array_size(a->refs) >= 50;
+}
+
+/* Adds unsigned.m.relations to 'ev' (client format) for the original event 'pdu'. */
+static void add_aggregations(ax_txn_t *txn, json_t *ev, const json_t *pdu, const char *event_id, const char *user_id,
+                             const char *device_id)
+{
+    json_t *rel = json_object_get(json_object_get(pdu, "content"), "m.relates_to");
+    if (ax_streq(json_string_value(json_object_get(rel, "rel_type")), "m.replace"))
+        return; /* edits are not themselves edited */
+    json_t *relations = json_object();
+    agg_t a = {.txn = txn, .original = pdu, .user_id = user_id};
+    ax_db_relation_scan(txn, event_id, "m.replace", UINT64_MAX, true, replace_cb, &a);
+    if (a.best[0] != '\0') {
+        json_t *edit = load_plain(txn, a.best, user_id, device_id, NULL);
+        if (edit != NULL)
+            json_object_set_new(relations, "m.replace", edit);
+    }
+    a.participated = user_id != NULL && ax_streq(json_string_value(json_object_get(pdu, "sender")), user_id);
+    ax_db_relation_scan(txn, event_id, "m.thread", UINT64_MAX, true, thread_cb, &a);
+    if (a.count != 0) {
+        json_t *latest = load_plain(txn, a.latest, user_id, device_id, NULL);
+        if (latest != NULL)
+            json_object_set_new(relations, "m.thread",
+                                json_pack("{s:o, s:I, s:b}", "latest_event", latest, "count", (json_int_t)a.count,
+                                          "current_user_participated", a.participated));
+    }
+    a.refs = json_array();
+    ax_db_relation_scan(txn, event_id, "m.reference", 0, false, reference_cb, &a);
+    if (json_array_size(a.refs) != 0)
+        json_object_set_new(relations, "m.reference", json_pack("{s:O}", "chunk", a.refs));
+    json_decref(a.refs);
+    if (json_object_size(relations) != 0)
+        json_object_set_new(json_object_get(ev, "unsigned"), "m.relations", relations);
+    else
+        json_decref(relations);
+}
+
 json_t *ax_event_load_client(ax_txn_t *txn, const char *event_id, const char *user_id, const char *device_id,
                              ax_event_rec_t *rec)
+{
+    json_t *pdu = NULL;
+    ax_event_rec_t r;
+    if (ax_db_event_get(txn, event_id, &pdu, &r) != 0)
+        return NULL;
+    if (json_object_get(pdu, "room_id") == NULL) /* v12 create events carry no room_id */
+        json_object_set_new(pdu, "room_id", json_string(r.room_id));
+    json_t *out = ax_event_client_format(pdu, event_id, user_id, device_id, ax_now_ms());
+    if (json_object_get(pdu, "state_key") == NULL && (r.flags & AX_EVENT_F_REDACTED) == 0)
+        add_aggregations(txn, out, pdu, event_id, user_id, device_id);
+    json_decref(pdu);
+    if (rec != NULL)
+        *rec = r;
+    return out;
+}
+
+/* The client format without aggregations (for the events inside them). */
+static json_t *load_plain(ax_txn_t *txn, const char *event_id, const char *user_id, const char *device_id,
+                          ax_event_rec_t *rec)
 {
     json_t *pdu = NULL;
     ax_event_rec_t r;

@@ -120,6 +120,13 @@ json_t *ax_event_client_format(const json_t *pdu, const char *event_id, const ch
 json_t *ax_event_load_client(ax_txn_t *txn, const char *event_id, const char *user_id, const char *device_id,
                              ax_event_rec_t *rec);
 
+/**
+ * Splits 'text' into lower-cased search terms (runs of letters and digits;
+ * non-ASCII characters count as letters) and calls 'cb' for each distinct
+ * one.  Shared by the indexer and the search endpoint.
+ */
+void ax_search_terms(const char *text, void (*cb)(void *arg, const char *term), void *arg);
+
 /* ---- visibility.c -- history visibility (spec: "History visibility") ---- */
 
 /**

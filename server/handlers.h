@@ -80,6 +80,15 @@ int ax_cs_room_ban(ax_req_t *r);
 int ax_cs_room_unban(ax_req_t *r);
 int ax_cs_room_forget(ax_req_t *r);
 int ax_cs_joined_rooms(ax_req_t *r);
+int ax_cs_room_upgrade(ax_req_t *r);
+
+/* server/cs/relations.c -- relations and threads */
+int ax_cs_relations(ax_req_t *r);
+int ax_cs_threads(ax_req_t *r);
+
+/* server/cs/search.c -- search and the user directory */
+int ax_cs_search(ax_req_t *r);
+int ax_cs_user_directory_search(ax_req_t *r);
 
 /* server/cs/events.c -- sending and reading events */
 int ax_cs_send(ax_req_t *r);

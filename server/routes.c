@@ -80,6 +80,18 @@ const ax_route_t ax_routes[] = {
     {"POST",   CS "/rooms/{roomId}/unban",             ax_cs_room_unban,              AX_ROUTE_AUTH},
     {"POST",   CS "/rooms/{roomId}/forget",            ax_cs_room_forget,             AX_ROUTE_AUTH},
     {"GET",    CS "/joined_rooms",                     ax_cs_joined_rooms,            AX_ROUTE_AUTH},
+    {"POST",   CS "/rooms/{roomId}/upgrade",           ax_cs_room_upgrade,            AX_ROUTE_AUTH},
+
+    /* relations and threads (server/cs/relations.c) */
+    {"GET",    "/_matrix/client/v1/rooms/{roomId}/relations/{eventId}", ax_cs_relations, AX_ROUTE_AUTH},
+    {"GET",    "/_matrix/client/v1/rooms/{roomId}/relations/{eventId}/{relType}", ax_cs_relations, AX_ROUTE_AUTH},
+    {"GET",    "/_matrix/client/v1/rooms/{roomId}/relations/{eventId}/{relType}/{eventType}", ax_cs_relations,
+                                                                                      AX_ROUTE_AUTH},
+    {"GET",    "/_matrix/client/v1/rooms/{roomId}/threads", ax_cs_threads,            AX_ROUTE_AUTH},
+
+    /* search (server/cs/search.c) */
+    {"POST",   CS "/search",                           ax_cs_search,                  AX_ROUTE_AUTH},
+    {"POST",   CS "/user_directory/search",            ax_cs_user_directory_search,   AX_ROUTE_AUTH},
 
     /* room events (server/cs/events.c) */
     {"PUT",    CS "/rooms/{roomId}/send/{eventType}/{txnId}", ax_cs_send,             AX_ROUTE_AUTH},

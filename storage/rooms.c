@@ -765,3 +765,69 @@ int ax_db_relation_scan(ax_txn_t *txn, const char *parent, const char *rel_type,
                               from == UINT64_MAX ? 0 : f.n, rel_cb, &s);
     return ax_kv_scan(txn, AX_DBI_relation_child, p.b, p.n, f.b, f.n, rel_cb, &s);
 }
+
+/* ---- threads ---- */
+
+int ax_db_thread_touch(ax_txn_t *txn, const char *room_id, const char *root, uint64_t pos)
+{
+    const void *v;
+    size_t vlen;
+    int rc = ax_kv_get(txn, AX_DBI_threadroot_pos, root, strlen(root), &v, &vlen);
+    if (rc == 0 && vlen == 8) {
+        ax_key_t old = {0};
+        ax_key_str(&old, room_id, true);
+        ax_key_u64(&old, ax_be64_get(v));
+        rc = ax_kv_del(txn, AX_DBI_roomid_pos_threadroot, old.b, old.n, NULL, 0);
+        if (rc != 0 && rc != AX_ENOTFOUND)
+            return rc;
+    } else if (rc != 0 && rc != AX_ENOTFOUND) {
+        return rc;
+    }
+    uint8_t be[8];
+    ax_be64_put(be, pos);
+    if ((rc = ax_kv_put(txn, AX_DBI_threadroot_pos, root, strlen(root), be, 8, 0)) != 0)
+        return rc;
+    ax_key_t k = {0};
+    ax_key_str(&k, room_id, true);
+    ax_key_u64(&k, pos);
+    if (k.overflow)
+        return AX_ETOOBIG;
+    return ax_kv_put(txn, AX_DBI_roomid_pos_threadroot, k.b, k.n, root, strlen(root), 0);
+}
+
+int ax_db_threads_scan(ax_txn_t *txn, const char *room_id, uint64_t from,
+                       int (*cb)(void *arg, uint64_t pos, const char *root), void *arg)
+{
+    ax_key_t p = {0};
+    ax_key_str(&p, room_id, true);
+    timeline_scan_t s = {p.n, cb, arg};
+    ax_key_t f = p;
+    ax_key_u64(&f, from);
+    return ax_kv_scan_rev(txn, AX_DBI_roomid_pos_threadroot, p.b, p.n, from == UINT64_MAX ? NULL : f.b,
+                          from == UINT64_MAX ? 0 : f.n, timeline_cb, &s);
+}
+
+/* ---- the full-text index ---- */
+
+int ax_db_search_add(ax_txn_t *txn, const char *term, const char *room_id, uint64_t pos, const char *event_id)
+{
+    ax_key_t k = {0};
+    ax_key_str(&k, term, true);
+    ax_key_str(&k, room_id, true);
+    ax_key_u64(&k, pos);
+    if (k.overflow)
+        return 0; /* an absurd term is simply not indexed */
+    return ax_kv_put(txn, AX_DBI_term_roompos_event, k.b, k.n, event_id, strlen(event_id), 0);
+}
+
+int ax_db_search_scan(ax_txn_t *txn, const char *term, const char *room_id,
+                      int (*cb)(void *arg, uint64_t pos, const char *event_id), void *arg)
+{
+    ax_key_t p = {0};
+    ax_key_str(&p, term, true);
+    ax_key_str(&p, room_id, true);
+    if (p.overflow)
+        return 0;
+    timeline_scan_t s = {p.n, cb, arg};
+    return ax_kv_scan_rev(txn, AX_DBI_term_roompos_event, p.b, p.n, NULL, 0, timeline_cb, &s);
+}

@@ -57,6 +57,9 @@
  * roomid_alias          key = room_id 0x00 #alias:server; value = ""
  * publicroom_roomid     key = room_id; value = ""                               (room directory)
  * relation_child        key = parent_event_id 0x00 rel_type 0x00 be64 pos; value = child event_id
+ * roomid_pos_threadroot key = room_id 0x00 be64 pos of the thread's latest event; value = root event_id
+ * threadroot_pos        key = root event_id; value = be64 pos of its latest event (to move the entry above)
+ * term_roompos_event    key = search term 0x00 room_id 0x00 be64 pos; value = event_id (full-text index)
  *
  * Per-user data (storage/userdata.c).
  * userroomtype_accountdata  key = user_id 0x00 room_id ("" for global) 0x00 type;
@@ -96,6 +99,9 @@
     X(roomid_alias, 0) \
     X(publicroom_roomid, 0) \
     X(relation_child, 0) \
+    X(roomid_pos_threadroot, 0) \
+    X(threadroot_pos, 0) \
+    X(term_roompos_event, 0) \
     X(userroomtype_accountdata, 0) \
     X(userpos_accountdata, 0) \
     X(userid_filter, 0) \

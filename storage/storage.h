@@ -272,6 +272,18 @@ int ax_db_relation_put(ax_txn_t *txn, const char *parent, const char *rel_type, 
 int ax_db_relation_scan(ax_txn_t *txn, const char *parent, const char *rel_type, uint64_t from, bool backwards,
                         int (*cb)(void *arg, const char *rel_type, uint64_t pos, const char *child), void *arg);
 
+/** Records activity at 'pos' in the thread rooted at 'root' (threads are listed by latest activity). */
+int ax_db_thread_touch(ax_txn_t *txn, const char *room_id, const char *root, uint64_t pos);
+/** Thread roots of a room by latest activity, newest first, from position 'from' (inclusive) down. */
+int ax_db_threads_scan(ax_txn_t *txn, const char *room_id, uint64_t from,
+                       int (*cb)(void *arg, uint64_t pos, const char *root), void *arg);
+
+/** Adds 'event_id' at 'pos' of 'room_id' to the full-text index under 'term'. */
+int ax_db_search_add(ax_txn_t *txn, const char *term, const char *room_id, uint64_t pos, const char *event_id);
+/** The events of 'room_id' indexed under 'term', newest first. */
+int ax_db_search_scan(ax_txn_t *txn, const char *term, const char *room_id,
+                      int (*cb)(void *arg, uint64_t pos, const char *event_id), void *arg);
+
 /* ---- userdata.c -- account data and filters --------------------------------------------- */
 
 /** Account data content (a new reference); 'room_id' "" or NULL for global. */

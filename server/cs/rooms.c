@@ -684,3 +684,232 @@ int ax_cs_create_room(ax_req_t *r)
     ax_req_write(r, create_apply, create_written, c, create_free);
     return 0;
 }
+
+/* ---- POST /rooms/{roomId}/upgrade ---- */
+
+typedef struct st_upgrade_t {
+    const ax_origin_t *origin;
+    const ax_room_version_t *rv; /* the new version */
+    char old_room[256];
+    char new_room[256];
+    char user_id[256];
+    char server_name[256];
+    char reason[256];
+} upgrade_t;
+
+/* State that carries over to the replacement room (spec "Room upgrades", server behaviour). */
+static const char *const carried_state[] = {
+    "m.room.join_rules", "m.room.history_visibility", "m.room.guest_access", "m.room.name", "m.room.topic",
+    "m.room.avatar",     "m.room.encryption",         "m.room.server_acl"};
+
+static int upgrade_send(ax_txn_t *txn, upgrade_t *u, const char *room, const char *type, const char *sk,
+                        json_t *content, ax_sent_t *out)
+{
+    ax_draft_t d = {.room_id = room, .sender = u->user_id, .type = type, .state_key = sk, .content = content};
+    ax_sent_t sent;
+    return ax_room_send(txn, u->origin, &d, out != NULL ? out : &sent, u->reason, sizeof(u->reason));
+}
+
+typedef struct st_alias_move_t {
+    ax_txn_t *txn;
+    const char *old_room, *new_room, *user_id;
+    int rc;
+    char (*moved)[512];
+    size_t n;
+} alias_move_t;
+
+static int move_alias(void *arg, const char *alias)
+{
+    alias_move_t *m = arg;
+    if (m->n < 32)
+        snprintf(m->moved[m->n++], sizeof(m->moved[0]), "%s", alias);
+    return 0;
+}
+
+static int upgrade_apply(ax_txn_t *txn, void *data)
+{
+    upgrade_t *u = data;
+    const ax_room_version_t *old_rv = ax_room_version_of(txn, u->old_room);
+    if (old_rv == NULL)
+        return AX_ENOTFOUND;
+    ax_room_lookup_t lk = {.txn = txn, .room_id = u->old_room};
+    int64_t have = 0, need = 100;
+    char m[16];
+    ax_room_membership(txn, u->old_room, u->user_id, m, sizeof(m));
+    int rc = ax_power_level_of(old_rv, ax_room_lookup, &lk, u->user_id, &have) == 0 &&
+                     ax_power_level_required(old_rv, ax_room_lookup, &lk, "m.room.tombstone", true, &need) == 0 &&
+                     strcmp(m, "join") == 0 && have >= need
+                 ? 0
+                 : AX_EFORBIDDEN;
+    json_t *old_create = ax_room_state_content(txn, u->old_room, "m.room.create", "");
+    json_t *old_pl = ax_room_state_content(txn, u->old_room, "m.room.power_levels", "");
+    ax_room_lookup_dispose(&lk);
+    if (rc != 0) {
+        snprintf(u->reason, sizeof(u->reason), "You need the power to send m.room.tombstone to upgrade the room");
+        goto out;
+    }
+
+    /* the replacement room: predecessor and the carried create content */
+    json_t *create = json_pack("{s:s, s:{s:s}}", "room_version", u->rv->id, "predecessor", "room_id", u->old_room);
+    static const char *const create_keys[] = {"type", "m.federate"};
+    for (size_t i = 0; i < AX_ARRAY_SIZE(create_keys); ++i) {
+        json_t *v = json_object_get(old_create, create_keys[i]);
+        if (v != NULL)
+            json_object_set(create, create_keys[i], v);
+    }
+    if (!u->rv->msc2175_implicit_creator)
+        json_object_set_new(create, "creator", json_string(u->user_id));
+    if (u->rv->privileged_creators && json_is_array(json_object_get(old_create, "additional_creators")))
+        json_object_set(create, "additional_creators", json_object_get(old_create, "additional_creators"));
+    char rnd[19];
+    ax_random_alnum(rnd, 18);
+    if (snprintf(u->new_room, sizeof(u->new_room), "!%s:%s", rnd, u->server_name) >= (int)sizeof(u->new_room)) {
+        rc = AX_EINVAL;
+        goto out;
+    }
+    ax_draft_t d = {.room_id = u->rv->room_id_from_create ? NULL : u->new_room,
+                    .sender = u->user_id,
+                    .type = "m.room.create",
+                    .state_key = "",
+                    .content = create};
+    ax_sent_t sent;
+    rc = ax_room_send(txn, u->origin, &d, &sent, u->reason, sizeof(u->reason));
+    json_decref(create);
+    if (rc != 0)
+        goto out;
+    snprintf(u->new_room, sizeof(u->new_room), "%s", sent.room_id);
+
+    json_t *join = ax_cs_member_profile(txn, u->user_id);
+    json_object_set_new(join, "membership", json_string("join"));
+    rc = upgrade_send(txn, u, u->new_room, "m.room.member", u->user_id, join, NULL);
+    json_decref(join);
+    if (rc != 0)
+        goto out;
+
+    /* power levels: the old ones, with the upgrader able to finish the job (creators
+     * are implicit from v12 and must not be listed) */
+    json_t *pl = old_pl != NULL ? json_deep_copy(old_pl) : json_object();
+    json_t *users = json_object_get(pl, "users");
+    if (!json_is_object(users)) {
+        users = json_object();
+        json_object_set_new(pl, "users", users);
+    }
+    if (u->rv->privileged_creators) {
+        json_object_del(users, u->user_id);
+        json_t *extra = json_object_get(old_create, "additional_creators");
+        size_t i;
+        json_t *c;
+        json_array_foreach(extra, i, c)
+        {
+            json_object_del(users, json_string_value(c));
+        }
+        json_t *events = json_object_get(pl, "events");
+        if (json_is_object(events) && json_integer_value(json_object_get(pl, "state_default")) >=
+                                          json_integer_value(json_object_get(events, "m.room.tombstone")))
+            json_object_set_new(events, "m.room.tombstone", json_integer(150));
+    } else {
+        json_object_set_new(users, u->user_id, json_integer(have > 100 || have < 0 ? 100 : have));
+    }
+    rc = upgrade_send(txn, u, u->new_room, "m.room.power_levels", "", pl, NULL);
+    json_decref(pl);
+    if (rc != 0)
+        goto out;
+    for (size_t i = 0; i < AX_ARRAY_SIZE(carried_state); ++i) {
+        json_t *content = ax_room_state_content(txn, u->old_room, carried_state[i], "");
+        if (content == NULL)
+            continue;
+        rc = upgrade_send(txn, u, u->new_room, carried_state[i], "", content, NULL);
+        json_decref(content);
+        if (rc != 0)
+            goto out;
+    }
+
+    /* local aliases move with the room; the canonical alias follows them */
+    char moved[32][512];
+    alias_move_t am = {txn, u->old_room, u->new_room, u->user_id, 0, moved, 0};
+    ax_db_room_aliases_foreach(txn, u->old_room, move_alias, &am);
+    for (size_t i = 0; i < am.n; ++i) {
+        if ((rc = ax_db_alias_del(txn, moved[i], u->old_room)) != 0 ||
+            (rc = ax_db_alias_put(txn, moved[i], u->new_room, u->user_id)) != 0)
+            goto out;
+    }
+    json_t *canonical = ax_room_state_content(txn, u->old_room, "m.room.canonical_alias", "");
+    if (canonical != NULL && json_object_size(canonical) != 0) {
+        rc = upgrade_send(txn, u, u->new_room, "m.room.canonical_alias", "", canonical, NULL);
+        if (rc == 0) {
+            json_t *empty = json_object();
+            rc = upgrade_send(txn, u, u->old_room, "m.room.canonical_alias", "", empty, NULL);
+            json_decref(empty);
+        }
+    }
+    json_decref(canonical);
+    if (rc != 0)
+        goto out;
+    if (ax_db_directory_is_public(txn, u->old_room) && ((rc = ax_db_directory_set(txn, u->old_room, false)) != 0 ||
+                                                        (rc = ax_db_directory_set(txn, u->new_room, true)) != 0))
+        goto out;
+
+    /* the tombstone, then the old room goes quiet: sending and inviting need 50 */
+    json_t *tomb = json_pack("{s:s, s:s}", "body", "This room has been replaced", "replacement_room", u->new_room);
+    rc = upgrade_send(txn, u, u->old_room, "m.room.tombstone", "", tomb, NULL);
+    json_decref(tomb);
+    if (rc != 0)
+        goto out;
+    if (old_pl != NULL) {
+        json_t *quiet = json_deep_copy(old_pl);
+        json_int_t users_default = json_integer_value(json_object_get(quiet, "users_default"));
+        json_int_t level = users_default + 1 > 50 ? users_default + 1 : 50;
+        bool change = json_integer_value(json_object_get(quiet, "events_default")) < level ||
+                      json_integer_value(json_object_get(quiet, "invite")) < level;
+        if (change) {
+            json_object_set_new(quiet, "events_default", json_integer(level));
+            json_object_set_new(quiet, "invite", json_integer(level));
+            int qrc = upgrade_send(txn, u, u->old_room, "m.room.power_levels", "", quiet, NULL);
+            if (qrc != 0 && qrc != AX_EFORBIDDEN)
+                rc = qrc; /* not being allowed to quieten the old room does not stop the upgrade */
+        }
+        json_decref(quiet);
+    }
+    if (rc == 0) {
+        ax_room_notify_members(txn, u->old_room, NULL);
+        ax_room_notify_members(txn, u->new_room, u->user_id);
+    }
+out:
+    json_decref(old_create);
+    json_decref(old_pl);
+    return rc;
+}
+
+static void upgrade_written(ax_req_t *r, int result, void *data)
+{
+    upgrade_t *u = data;
+    if (result != 0)
+        return (void)ax_cs_room_error(r, result, u->reason);
+    ax_reply_json_new(r, 200, json_pack("{s:s}", "replacement_room", u->new_room));
+}
+
+/* POST /_matrix/client/v3/rooms/{roomId}/upgrade */
+int ax_cs_room_upgrade(ax_req_t *r)
+{
+    json_t *body;
+    const char *version;
+    if (ax_req_json_body_or_reply(r, &body) != 0 ||
+        ax_field_string_or_reply(r, body, "new_version", true, &version) != 0)
+        return 0;
+    const ax_room_version_t *rv = ax_room_version_get(version);
+    bool creatable = false;
+    for (const char *const *v = ax_room_versions_creatable; *v != NULL; ++v)
+        creatable = creatable || ax_streq(*v, version);
+    if (rv == NULL || !creatable)
+        return ax_reply_error(r, AX_M_UNSUPPORTED_ROOM_VERSION, "Unsupported room version");
+    if (r->params[0][0] != '!' || strlen(r->params[0]) >= 256)
+        return ax_reply_error(r, AX_M_INVALID_PARAM, "Invalid room ID");
+    upgrade_t *u = ax_calloc(1, sizeof(*u));
+    u->origin = &r->srv->origin;
+    u->rv = rv;
+    snprintf(u->old_room, sizeof(u->old_room), "%s", r->params[0]);
+    snprintf(u->user_id, sizeof(u->user_id), "%s", r->auth.user_id);
+    snprintf(u->server_name, sizeof(u->server_name), "%s", r->srv->cfg->server_name);
+    ax_req_write(r, upgrade_apply, upgrade_written, u, free);
+    return 0;
+}
