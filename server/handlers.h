@@ -117,6 +117,10 @@ int ax_cs_public_rooms_post(ax_req_t *r);
 /* server/cs/sync.c -- /sync */
 int ax_cs_sync(ax_req_t *r);
 
+/* server/cs/presence.c -- presence */
+int ax_cs_presence_get(ax_req_t *r);
+int ax_cs_presence_put(ax_req_t *r);
+
 /* server/cs/receipts.c -- typing, receipts, read markers */
 int ax_cs_typing(ax_req_t *r);
 int ax_cs_receipt(ax_req_t *r);

@@ -231,6 +231,19 @@ void ax_req_write(ax_req_t *r, ax_apply_fn apply, ax_done_fn done, void *data, v
     ax_req_submit_write(r, &j->u.w, simple_cont);
 }
 
+void ax_req_write_detached(ax_req_t *r, ax_apply_fn apply, void *data, void (*free_data)(void *))
+{
+    simple_job_t *j = ax_calloc(1, sizeof(*j));
+    j->u.w.apply = simple_apply;
+    j->apply = apply;
+    j->data = data;
+    j->free_data = free_data;
+    bind_task(r, &j->u.w.super, simple_cont);
+    j->u.w.super.owner = NULL; /* nobody waits: the continuation only frees */
+    r->pending = NULL;
+    ax_writer_submit(r->srv->writer, &j->u.w);
+}
+
 void ax_req_work(ax_req_t *r, int (*run)(void *data), ax_done_fn done, void *data, void (*free_data)(void *))
 {
     simple_job_t *j = ax_calloc(1, sizeof(*j));

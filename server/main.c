@@ -81,9 +81,55 @@ static void typing_expired(void *arg, const char *room_id)
     ax_cs_typing_notify_room(arg, room_id);
 }
 
+/* A presence change the housekeeping decided: nobody waits for it. */
+typedef struct st_bg_job_t {
+    ax_wjob_t super;
+    ax_apply_fn apply;
+    void *data;
+    void (*free_data)(void *);
+} bg_job_t;
+
+static int bg_apply(ax_wjob_t *job, ax_txn_t *txn)
+{
+    bg_job_t *j = (bg_job_t *)job;
+    return j->apply(txn, j->data);
+}
+
+static void bg_done(ax_task_t *task)
+{
+    bg_job_t *j = (bg_job_t *)task;
+    j->free_data(j->data);
+    free(j);
+}
+
+static void bg_post(ax_port_t *port, ax_task_t *chain)
+{
+    (void)port;
+    while (chain != NULL) {
+        ax_task_t *next = chain->_next;
+        chain->done(chain);
+        chain = next;
+    }
+}
+
+static ax_port_t bg_port = {bg_post}; /* finishes background jobs on the writer thread */
+
+static void submit_background(ax_server_t *srv, ax_apply_fn apply, void *data, void (*free_data)(void *))
+{
+    bg_job_t *j = ax_calloc(1, sizeof(*j));
+    j->super.apply = bg_apply;
+    j->super.super.done = bg_done;
+    j->super.super.port = &bg_port;
+    j->apply = apply;
+    j->data = data;
+    j->free_data = free_data;
+    ax_writer_submit(srv->writer, &j->super);
+}
+
 static void housekeeping(ax_server_t *srv)
 {
     ax_typing_expire(srv->typing, ax_now_ms(), typing_expired, srv);
+    ax_presence_tick(srv, submit_background);
 }
 
 /* The writer's commit hook: news for long-polls. */
@@ -116,6 +162,7 @@ static int serve(const char *config_path)
     srv.origin.server_name = cfg->server_name;
     srv.origin.key = &srv.signing_key;
     srv.typing = ax_typing_new();
+    srv.presence = ax_presence_new();
     srv.on_tick = housekeeping;
 
     if (cfg->allow_registration)
@@ -149,6 +196,7 @@ static int serve(const char *config_path)
     ax_ratelimit_free(srv.limits.register_);
     ax_signing_key_dispose(&srv.signing_key);
     ax_typing_free(srv.typing);
+    ax_presence_free(srv.presence);
     free(srv.versions_body);
     free(srv.key_body);
     pthread_mutex_destroy(&srv.key_mutex);

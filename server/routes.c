@@ -124,6 +124,8 @@ const ax_route_t ax_routes[] = {
     {"PUT",    CS "/rooms/{roomId}/typing/{userId}",   ax_cs_typing,                  AX_ROUTE_AUTH},
     {"POST",   CS "/rooms/{roomId}/receipt/{receiptType}/{eventId}", ax_cs_receipt,  AX_ROUTE_AUTH},
     {"POST",   CS "/rooms/{roomId}/read_markers",      ax_cs_read_markers,            AX_ROUTE_AUTH},
+    {"GET",    CS "/presence/{userId}/status",         ax_cs_presence_get,            AX_ROUTE_AUTH},
+    {"PUT",    CS "/presence/{userId}/status",         ax_cs_presence_put,            AX_ROUTE_AUTH},
 
     /* federation: keys and version */
     {"GET",  "/_matrix/key/v2/server",                 ax_fed_keys_server,      0},

@@ -259,6 +259,13 @@ typedef void (*ax_done_fn)(ax_req_t *r, int result, void *data);
 void ax_req_write(ax_req_t *r, ax_apply_fn apply, ax_done_fn done, void *data, void (*free_data)(void *));
 void ax_req_work(ax_req_t *r, int (*run)(void *data), ax_done_fn done, void *data, void (*free_data)(void *));
 
+/**
+ * A write the request does not wait for (presence updates on /sync): runs
+ * 'apply' on the writer, then 'free_data'.  Bound to the request's thread,
+ * so shutdown still waits for it.
+ */
+void ax_req_write_detached(ax_req_t *r, ax_apply_fn apply, void *data, void (*free_data)(void *));
+
 /* ---- long-polls (http.c) ---------------------------------------------------------------- */
 
 /** Called on the request's thread when a parked request wakes. */
@@ -341,6 +348,7 @@ struct st_ax_server_t {
     _Atomic int64_t connections; /* open client connections, all threads */
     uint64_t started_at_ms;
     struct st_ax_typing_t *typing;
+    struct st_ax_presence_t *presence;
     void (*on_tick)(ax_server_t *srv); /* run every second on HTTP thread 0 */
     struct {
         ax_ratelimit_t *login;

@@ -1,6 +1,6 @@
 /*
- * receipts.c -- read receipts per room, type, user and thread, with a
- * change index by stream position for /sync.
+ * receipts.c -- read receipts per room, type, user and thread, and
+ * presence, each with a change index by stream position for /sync.
  */
 #include "storage/storage_internal.h"
 
@@ -104,4 +104,61 @@ int ax_db_receipt_changes(ax_txn_t *txn, const char *room_id, uint64_t after,
         return 0;
     receipt_scan_t s = {txn, room_id, cb, arg};
     return ax_kv_scan(txn, AX_DBI_roompos_receipt, p.b, p.n, f.b, f.n, receipt_cb, &s);
+}
+
+/* ---- presence ---- */
+
+int ax_db_presence_get(ax_txn_t *txn, const char *user_id, json_t **out)
+{
+    return ax_kv_get_json(txn, AX_DBI_userid_presence, user_id, strlen(user_id), out);
+}
+
+int ax_db_presence_put(ax_txn_t *txn, const char *user_id, const json_t *presence, uint64_t pos)
+{
+    json_t *old = NULL;
+    int rc = ax_kv_get_json(txn, AX_DBI_userid_presence, user_id, strlen(user_id), &old);
+    if (rc == 0) {
+        ax_key_t ok = {0};
+        ax_key_u64(&ok, (uint64_t)json_integer_value(json_object_get(old, "pos")));
+        json_decref(old);
+        rc = ax_kv_del(txn, AX_DBI_pos_presence, ok.b, ok.n, NULL, 0);
+        if (rc != 0 && rc != AX_ENOTFOUND)
+            return rc;
+    } else if (rc != AX_ENOTFOUND) {
+        return rc;
+    }
+    json_t *rec = json_deep_copy(presence);
+    json_object_set_new(rec, "pos", json_integer((json_int_t)pos));
+    rc = ax_kv_put_json(txn, AX_DBI_userid_presence, user_id, strlen(user_id), rec);
+    json_decref(rec);
+    if (rc != 0)
+        return rc;
+    ax_key_t k = {0};
+    ax_key_u64(&k, pos);
+    return ax_kv_put(txn, AX_DBI_pos_presence, k.b, k.n, user_id, strlen(user_id), 0);
+}
+
+typedef struct st_presence_scan_t {
+    int (*cb)(void *arg, uint64_t pos, const char *user_id);
+    void *arg;
+} presence_scan_t;
+
+static int presence_cb(void *arg, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    presence_scan_t *s = arg;
+    char user[256];
+    if (klen != 8 || vlen >= sizeof(user))
+        return 0;
+    memcpy(user, val, vlen);
+    user[vlen] = '\0';
+    return s->cb(s->arg, ax_be64_get(key), user);
+}
+
+int ax_db_presence_changes(ax_txn_t *txn, uint64_t after, int (*cb)(void *arg, uint64_t pos, const char *user_id),
+                           void *arg)
+{
+    ax_key_t f = {0};
+    ax_key_u64(&f, after + 1);
+    presence_scan_t s = {cb, arg};
+    return ax_kv_scan(txn, AX_DBI_pos_presence, NULL, 0, f.b, f.n, presence_cb, &s);
 }

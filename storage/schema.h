@@ -70,6 +70,8 @@
  *                       value = json {event_id, ts, pos, thread_id?}
  * roompos_receipt       key = room_id 0x00 be64 pos; value = receipt_type 0x00 user_id 0x00 thread
  *                       (changes, for /sync)
+ * userid_presence       key = user_id; value = json {presence, status_msg?, last_active_ts, pos}
+ * pos_presence          key = be64 pos; value = user_id                 (changes, for /sync)
  */
 /* clang-format off */
 #define AX_SCHEMA_DBS(X) \
@@ -106,7 +108,9 @@
     X(userpos_accountdata, 0) \
     X(userid_filter, 0) \
     X(roomtypeuser_receipt, 0) \
-    X(roompos_receipt, 0)
+    X(roompos_receipt, 0) \
+    X(userid_presence, 0) \
+    X(pos_presence, 0)
 /* clang-format on */
 
 #endif

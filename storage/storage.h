@@ -319,6 +319,16 @@ int ax_db_receipt_get(ax_txn_t *txn, const char *room_id, const char *type, cons
 int ax_db_receipt_changes(ax_txn_t *txn, const char *room_id, uint64_t after,
                           int (*cb)(void *arg, const char *type, const char *user_id, json_t *receipt), void *arg);
 
+/* ---- presence (receipts.c) ------------------------------------------------------------ */
+
+/** A user's presence {presence, status_msg?, last_active_ts, pos} (a new reference). */
+int ax_db_presence_get(ax_txn_t *txn, const char *user_id, json_t **out);
+/** Stores presence at position 'pos', moving its change-index entry. */
+int ax_db_presence_put(ax_txn_t *txn, const char *user_id, const json_t *presence, uint64_t pos);
+/** Users whose presence changed after 'after', oldest change first. */
+int ax_db_presence_changes(ax_txn_t *txn, uint64_t after, int (*cb)(void *arg, uint64_t pos, const char *user_id),
+                           void *arg);
+
 /* ---- writer.c -- the single writer with group commit ------------------------------ */
 
 typedef struct st_ax_wjob_t ax_wjob_t;

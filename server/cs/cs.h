@@ -119,4 +119,19 @@ bool ax_cs_parse_pagination(const char *tok, uint64_t *pos);
 /** Wakes the long-polls of a room's joined members (typing changes, which skip the writer). */
 void ax_cs_typing_notify_room(ax_server_t *srv, const char *room_id);
 
+/* ---- presence.c ---------------------------------------------------------------------- */
+
+typedef struct st_ax_presence_t ax_presence_t;
+ax_presence_t *ax_presence_new(void);
+void ax_presence_free(ax_presence_t *p);
+/** The requester polled /sync with 'set_presence' (NULL: online); stores a change of state. */
+void ax_presence_polled(ax_req_t *r, const char *set_presence);
+/** Housekeeping: idle users become unavailable, silent ones offline; writes go through 'submit'. */
+void ax_presence_tick(ax_server_t *srv,
+                      void (*submit)(ax_server_t *srv, ax_apply_fn apply, void *data, void (*free_data)(void *)));
+/** True when users 'a' and 'b' are joined to a common room (or are the same user). */
+bool ax_presence_shares_room(ax_txn_t *txn, const char *a, const char *b);
+/** The m.presence content of a stored record (NULL: offline), a new reference. */
+json_t *ax_presence_content(const json_t *rec, uint64_t now_ms);
+
 #endif

@@ -33,8 +33,10 @@ typedef struct st_sync_t {
     bool full_state;
     uint64_t timeout_ms;
     json_t *filter; /* borrowed from the request (held) */
+    const char *set_presence;
     /* computed per run */
-    uint64_t upto; /* stream position of this run */
+    json_t *ignored; /* {user_id: {}} from m.ignored_user_list, or NULL */
+    uint64_t upto;   /* stream position of this run */
     uint64_t typing_now;
     ax_txn_t *txn;
     uint64_t now_ms;
@@ -164,7 +166,9 @@ static int timeline_cb(void *arg, uint64_t pos, const char *event_id)
     json_t *ev = ax_event_load_client(t->s->txn, event_id, t->s->user_id, t->s->device_id, NULL);
     if (ev == NULL)
         return 0;
-    bool match = ax_filter_event_matches(t->filter, ev);
+    const char *sender = json_string_value(json_object_get(ev, "sender"));
+    bool match = ax_filter_event_matches(t->filter, ev) &&
+                 !(t->s->ignored != NULL && sender != NULL && json_object_get(t->s->ignored, sender) != NULL);
     json_decref(ev);
     if (!match)
         return 0;
@@ -450,6 +454,17 @@ static int room_cb(void *arg, const char *room_id, json_t *m)
         if (room != NULL)
             json_object_set_new(rs->join, room_id, room);
     } else if (strcmp(membership, "invite") == 0) {
+        if (s->ignored != NULL) {
+            json_t *inv = NULL;
+            bool from_ignored = false;
+            if (ax_db_event_get(s->txn, event_id, &inv, NULL) == 0) {
+                const char *inviter = json_string_value(json_object_get(inv, "sender"));
+                from_ignored = inviter != NULL && json_object_get(s->ignored, inviter) != NULL;
+                json_decref(inv);
+            }
+            if (from_ignored)
+                return 0; /* invites from ignored users are not shown */
+        }
         if (changed || s->since == 0)
             json_object_set_new(rs->invite, room_id,
                                 json_pack("{s:{s:o}}", "invite_state", "events", stripped_state(s, room_id, event_id)));
@@ -469,6 +484,35 @@ static int room_cb(void *arg, const char *room_id, json_t *m)
     return 0;
 }
 
+typedef struct st_presence_t {
+    sync_t *s;
+    json_t *events;
+    json_t *seen;
+} presence_t;
+
+static int presence_cb(void *arg, uint64_t pos, const char *user_id)
+{
+    presence_t *p = arg;
+    sync_t *s = p->s;
+    if (pos > s->upto)
+        return 1;
+    if (json_object_get(p->seen, user_id) != NULL ||
+        (s->ignored != NULL && json_object_get(s->ignored, user_id) != NULL) ||
+        !ax_presence_shares_room(s->txn, s->user_id, user_id))
+        return 0;
+    json_object_set_new(p->seen, user_id, json_true());
+    json_t *rec = NULL;
+    if (ax_db_presence_get(s->txn, user_id, &rec) != 0)
+        return 0;
+    json_t *ev = json_pack("{s:s, s:s, s:o}", "type", "m.presence", "sender", user_id, "content",
+                           ax_presence_content(rec, s->now_ms));
+    json_decref(rec);
+    if (ax_filter_event_matches(json_object_get(s->filter, "presence"), ev))
+        json_array_append(p->events, ev);
+    json_decref(ev);
+    return 0;
+}
+
 static json_t *build(sync_t *s)
 {
     ax_server_t *srv = s->r->srv;
@@ -478,13 +522,26 @@ static json_t *build(sync_t *s)
     if (ax_db_read_begin(srv->db, &s->txn) != 0)
         return NULL;
 
+    json_t *ignore_list = NULL;
+    if (ax_db_accountdata_get(s->txn, s->user_id, NULL, "m.ignored_user_list", &ignore_list, NULL) == 0) {
+        json_t *users = json_object_get(ignore_list, "ignored_users");
+        s->ignored = json_is_object(users) && json_object_size(users) != 0 ? json_incref(users) : NULL;
+        json_decref(ignore_list);
+    }
+
     ad_t ad = {s, json_array(), json_object()};
     ax_db_accountdata_changes(s->txn, s->user_id, s->since, ad_cb, &ad);
+
+    presence_t pr = {s, json_array(), json_object()};
+    ax_db_presence_changes(s->txn, s->since, presence_cb, &pr);
+    json_decref(pr.seen);
 
     rooms_t rs = {s, &ad, json_object(), json_object(), json_object(), json_object()};
     ax_db_user_rooms_foreach(s->txn, s->user_id, room_cb, &rs);
     ax_db_read_end(s->txn);
     s->txn = NULL;
+    json_decref(s->ignored);
+    s->ignored = NULL;
 
     json_t *rooms = json_object();
     if (json_object_size(rs.join))
@@ -507,6 +564,9 @@ static json_t *build(sync_t *s)
         json_object_set(out, "rooms", rooms);
     if (json_array_size(ad.global) != 0)
         json_object_set_new(out, "account_data", json_pack("{s:O}", "events", ad.global));
+    if (json_array_size(pr.events) != 0)
+        json_object_set_new(out, "presence", json_pack("{s:O}", "events", pr.events));
+    json_decref(pr.events);
     json_decref(rooms);
     json_decref(ad.global);
     json_decref(ad.per_room);
@@ -574,6 +634,7 @@ int ax_cs_sync(ax_req_t *r)
     if (presence != NULL && strcmp(presence, "online") != 0 && strcmp(presence, "offline") != 0 &&
         strcmp(presence, "unavailable") != 0)
         return ax_reply_error(r, AX_M_INVALID_PARAM, "set_presence must be online, offline or unavailable");
+    s->set_presence = presence;
 
     const char *filter = ax_req_query(r, "filter");
     if (filter != NULL && filter[0] == '{') {
@@ -597,6 +658,7 @@ int ax_cs_sync(ax_req_t *r)
             return ax_reply_error(r, AX_M_INVALID_PARAM, "Unknown filter");
         s->filter = ax_req_hold_json(r, f);
     }
+    ax_presence_polled(r, s->set_presence);
     run(r, false);
     return 0;
 }

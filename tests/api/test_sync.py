@@ -319,6 +319,66 @@ class AccountData(RoomTestCase):
         self.assertEqual(s2["account_data"]["events"], [{"type": "org.example.g", "content": {"a": 3}}])
 
 
+class Presence(RoomTestCase):
+    def test_presence_between_room_members(self):
+        aid, at = self.user()
+        bid, bt = self.user()
+        cid, ct = self.user()
+        room = self.create_room(at, preset="public_chat")
+        self.join(bt, room)
+        since = self.sync(bt)["next_batch"]
+        path = V3 + "/presence/%s/status" % q(aid)
+        r = self.req("PUT", path, token=at, body={"presence": "unavailable", "status_msg": "lunch"})
+        self.assertEqual(r.status, 200, r)
+        self.assertSpec("PUT", path, r)
+        s = self.sync(bt, since=since, timeout=5000)
+        ev = [e for e in s["presence"]["events"] if e["sender"] == aid][0]
+        self.assertEqual(ev["content"]["presence"], "unavailable")
+        self.assertEqual(ev["content"]["status_msg"], "lunch")
+        g = self.req("GET", path, token=bt)
+        self.assertEqual(g.json["presence"], "unavailable")
+        self.assertSpec("GET", path, g)
+        # syncing marks a user online
+        self.sync(at, set_presence="online")
+        s2 = self.sync(bt, since=s["next_batch"], timeout=5000)
+        ev = [e for e in s2["presence"]["events"] if e["sender"] == aid][0]
+        self.assertEqual(ev["content"]["presence"], "online")
+        self.assertTrue(ev["content"]["currently_active"])
+        # strangers see nothing
+        self.assertError(self.req("GET", path, token=ct), 403, "M_FORBIDDEN")
+        self.assertNotIn(aid, [e["sender"] for e in self.sync(ct).get("presence", {}).get("events", [])])
+        # errors
+        self.assertError(self.req("PUT", V3 + "/presence/%s/status" % q(bid), token=at, body={"presence": "online"}),
+                         403, "M_FORBIDDEN")
+        self.assertError(self.req("PUT", path, token=at, body={"presence": "busy"}), 400, "M_INVALID_PARAM")
+        self.assertError(self.req("PUT", path, token=at, body={}), 400, "M_MISSING_PARAM")
+        self.assertError(self.req("GET", V3 + "/presence/%s/status" % q("@ghost:" + self.server.server_name),
+                                  token=at), 404, "M_NOT_FOUND")
+
+
+class Ignored(RoomTestCase):
+    def test_ignored_users_hidden(self):
+        aid, at = self.user()
+        bid, bt = self.user()
+        room = self.create_room(at, preset="public_chat")
+        self.join(bt, room)
+        self.req("PUT", V3 + "/user/%s/account_data/m.ignored_user_list" % q(aid), token=at,
+                 body={"ignored_users": {bid: {}}})
+        since = self.sync(at)["next_batch"]
+        hidden = self.send(bt, room, {"msgtype": "m.text", "body": "you cannot see me"})
+        shown = self.send(at, room)
+        s = self.sync(at, since=since)
+        got = ids(self.timeline(s, room))
+        self.assertIn(shown, got)
+        self.assertNotIn(hidden, got)
+        # and their invites
+        other = self.create_room(bt)
+        since = s["next_batch"]
+        self.invite(bt, other, aid)
+        s2 = self.sync(at, since=since)
+        self.assertNotIn(other, s2.get("rooms", {}).get("invite", {}))
+
+
 class Restart(RoomTestCase):
     def test_token_survives_restart(self):
         srv = Server().start()
