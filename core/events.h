@@ -1,7 +1,8 @@
 /*
  * events.h -- the event engine's pure logic, shared by local and federated
- * events: PDU format checks and identifier grammar (event.c) and the
- * authorization rules of room versions 1-12 (auth_rules.c).  Nothing here touches storage or the network;
+ * events: PDU format checks and identifier grammar (event.c), the
+ * authorization rules of room versions 1-12 (auth_rules.c) and state
+ * resolution (stateres.c).  Nothing here touches storage or the network;
  * callers hand in the state to judge against through callbacks.
  *
  * Thread safety: every function is reentrant and keeps no state between
@@ -301,5 +302,37 @@ bool ax_auth_is_creator(const ax_room_version_t *rv, ax_auth_lookup_fn lookup, v
  */
 int ax_auth_redaction_applies(const ax_room_version_t *rv, const json_t *redaction, const json_t *original,
                               ax_auth_lookup_fn lookup, void *lookup_arg);
+
+/* ---- stateres.c -- state resolution --------------------------------------------- */
+
+/**
+ * Returns a new reference to the event 'event_id', or NULL when it is
+ * unknown; sets '*rejected' when the event was rejected.  State resolution
+ * holds every returned event until it finishes.
+ */
+typedef json_t *(*ax_stateres_fetch_fn)(void *arg, const char *event_id, bool *rejected);
+
+/** The most state sets one resolution takes. */
+#define AX_STATERES_MAX_SETS 64
+
+/**
+ * Resolves 'n_sets' room states ('state_sets', each borrowed, shaped
+ * {type: {state_key: event_id}}) of room 'room_id' with the algorithm of
+ * room version 'rv': state resolution v2 for rooms v2-v11, v2.1 (iterative
+ * auth checks from an empty state, the conflicted state subgraph added to
+ * the full conflicted set) from v12.  Events are taken from 'event_map'
+ * (borrowed, {event_id: event}, not rejected; may be NULL) first, then from
+ * 'fetch'.  The result order does not depend on the order of the sets.
+ *
+ * @return 0 with a new reference in '*out' (same shape as the inputs);
+ *         AX_ENOTFOUND when an event of a state set cannot be fetched
+ *         (missing auth events are skipped, as Synapse does);
+ *         AX_EINVAL for room version 1 (not implemented), malformed input or
+ *         an event from another room; AX_ETOOBIG for more than
+ *         AX_STATERES_MAX_SETS sets.
+ */
+int ax_stateres_resolve(const ax_room_version_t *rv, const char *room_id, const json_t *const *state_sets,
+                        size_t n_sets, const json_t *event_map, ax_stateres_fetch_fn fetch, void *fetch_arg,
+                        json_t **out);
 
 #endif
