@@ -345,14 +345,15 @@ int ax_room_send(ax_txn_t *txn, const ax_origin_t *o, const ax_draft_t *d, ax_se
         goto out;
     }
 
-    /* the auth rules, against the current state */
-    if ((rc = ax_auth_check(rv, pdu, ax_room_lookup, &cache, reason, rlen)) != 0)
-        goto out;
-
+    /* signed before the auth rules look at it: a restricted join must carry our signature */
     if ((rc = ax_event_sign(pdu, rv, o->server_name, o->key)) != 0) {
         snprintf(reason, rlen, "event cannot be encoded as canonical JSON");
         goto out;
     }
+
+    /* the auth rules, against the current state */
+    if ((rc = ax_auth_check(rv, pdu, ax_room_lookup, &cache, reason, rlen)) != 0)
+        goto out;
     ax_buf_t size = AX_BUF_INIT;
     ax_cjson_encode(pdu, &size);
     bool too_big = size.len > EVENT_SIZE_MAX;

@@ -194,6 +194,41 @@ class Membership(RoomTestCase):
         self.assertEqual(m["membership"], "join")
 
 
+class JoinRules(RoomTestCase):
+    def test_restricted_join(self):
+        aid, at = self.user()
+        bid, bt = self.user()
+        space = self.create_room(at, preset="public_chat")
+        room = self.create_room(at, initial_state=[{"type": "m.room.join_rules", "state_key": "",
+                                                    "content": {"join_rule": "restricted", "allow": [
+                                                        {"type": "m.room_membership", "room_id": space}]}}])
+        self.assertError(self.req("POST", V3 + "/join/" + q(room), token=bt, body={}), 403, "M_FORBIDDEN")
+        self.join(bt, space)
+        self.join(bt, room)
+        member = self.req("GET", V3 + "/rooms/%s/state/m.room.member/%s" % (q(room), q(bid)), token=at).json
+        self.assertEqual(member["join_authorised_via_users_server"], aid)
+
+    def test_knock(self):
+        aid, at = self.user()
+        bid, bt = self.user()
+        room = self.create_room(at, initial_state=[{"type": "m.room.join_rules", "state_key": "",
+                                                    "content": {"join_rule": "knock"}}])
+        r = self.req("POST", V3 + "/knock/" + q(room), token=bt, body={"reason": "let me in"})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json, {"room_id": room})
+        self.assertSpec("POST", V3 + "/knock/" + room, r)
+        s = self.sync(bt)
+        self.assertIn(room, s["rooms"]["knock"])
+        # the knock is visible to the room, and an invite lets them in
+        m = self.req("GET", V3 + "/rooms/%s/state/m.room.member/%s" % (q(room), q(bid)), token=at).json
+        self.assertEqual(m["membership"], "knock")
+        self.invite(at, room, bid)
+        self.join(bt, room)
+        # knocking on an invite-only room is refused
+        other = self.create_room(at)
+        self.assertError(self.req("POST", V3 + "/knock/" + q(other), token=bt, body={}), 403, "M_FORBIDDEN")
+
+
 class PowerLevels(RoomTestCase):
     def test_insufficient_power(self):
         aid, at = self.user()
