@@ -474,7 +474,7 @@ static bool valid_registration_token(const char *t)
     return true;
 }
 
-static bool is_loopback_host(const char *host)
+bool ax_config_is_loopback_host(const char *host)
 {
     if (ax_streq(host, "localhost"))
         return true;
@@ -490,10 +490,10 @@ static bool is_loopback_host(const char *host)
 bool ax_config_is_loopback_only(const ax_config_t *cfg)
 {
     for (size_t i = 0; i < cfg->listen.count; ++i)
-        if (!is_loopback_host(cfg->listen.items[i].host))
+        if (!ax_config_is_loopback_host(cfg->listen.items[i].host))
             return false;
     for (size_t i = 0; i < cfg->tls_listen.count; ++i)
-        if (!is_loopback_host(cfg->tls_listen.items[i].host))
+        if (!ax_config_is_loopback_host(cfg->tls_listen.items[i].host))
             return false;
     return true;
 }
@@ -577,8 +577,10 @@ static int validate(load_state_t *st, bool embedded)
     find_key(NULL, "allow_registration", &reg_idx);
     if (embedded && !st->set[reg_idx]) {
         /* the embedded default is for trying axon out on one machine: registration
-         * is open only while nobody else can reach the server */
+         * is open only while the listeners are on loopback, and then only to
+         * clients on this machine, so a local proxy does not open it to the world */
         cfg->allow_registration = ax_config_is_loopback_only(cfg);
+        cfg->registration_local_only = cfg->allow_registration;
     }
     return 0;
 }

@@ -48,6 +48,7 @@ typedef struct st_ax_config_t {
     ax_strlist_t trusted_proxies;
 
     bool allow_registration;
+    bool registration_local_only; /* embedded default: only clients on this machine */
     char *registration_token;
     char *registration_shared_secret;
 
@@ -99,5 +100,7 @@ int ax_config_parse_listen(const char *s, ax_listen_t *out);
 
 /** Returns true when every listener of 'cfg' is a loopback address. */
 bool ax_config_is_loopback_only(const ax_config_t *cfg);
+/* True for "localhost", 127.0.0.0/8 and ::1. */
+bool ax_config_is_loopback_host(const char *host);
 
 #endif

@@ -228,6 +228,22 @@ static const char *check_username(ax_req_t *r, const char *username, bool must_b
 static const ax_uia_flow_t dummy_flow[] = {{{"m.login.dummy", NULL}}};
 static const ax_uia_flow_t token_flow[] = {{{"m.login.registration_token", NULL}}};
 
+/* Replies 403 and returns true unless this client may register. */
+static bool registration_closed_or_reply(ax_req_t *r)
+{
+    const ax_config_t *cfg = r->srv->cfg;
+    if (!cfg->allow_registration) {
+        ax_reply_error(r, AX_M_FORBIDDEN, "Registration is disabled");
+        return true;
+    }
+    if (cfg->registration_local_only && !ax_config_is_loopback_host(ax_req_client_ip(r))) {
+        ax_reply_error(r, AX_M_FORBIDDEN,
+                       "Registration is open only to clients on this machine (embedded default config)");
+        return true;
+    }
+    return false;
+}
+
 /* POST /_matrix/client/v3/register */
 int ax_cs_register(ax_req_t *r)
 {
@@ -238,8 +254,8 @@ int ax_cs_register(ax_req_t *r)
         return ax_reply_error(r, AX_M_GUEST_ACCESS_FORBIDDEN, "Guest access is disabled");
     if (kind != NULL && strcmp(kind, "user") != 0)
         return ax_reply_error(r, AX_M_INVALID_PARAM, "kind must be user or guest");
-    if (!r->srv->cfg->allow_registration)
-        return ax_reply_error(r, AX_M_FORBIDDEN, "Registration is disabled");
+    if (registration_closed_or_reply(r))
+        return 0;
 
     json_t *body;
     register_req_t *q = ax_palloc(r, sizeof(*q));
@@ -289,8 +305,8 @@ int ax_cs_register_token_validity(ax_req_t *r)
 {
     if (ax_req_ratelimit_or_reply(r, r->srv->limits.register_) != 0)
         return 0;
-    if (!r->srv->cfg->allow_registration)
-        return ax_reply_error(r, AX_M_FORBIDDEN, "Registration is disabled");
+    if (registration_closed_or_reply(r))
+        return 0;
     const char *token = ax_req_query(r, "token");
     if (token == NULL)
         return ax_reply_error(r, AX_M_MISSING_PARAM, "Missing token");

@@ -174,6 +174,15 @@ class Environment(unittest.TestCase):
             self.assertEqual(s.request("GET", "/_matrix/key/v2/server").json["server_name"], "localhost:8008")
             self.assertTrue(os.path.exists(os.path.join(s.tmp, "axon-data", "signing.key")))
             self.assertIn("registration is open", s.log_text())
+            # open to clients on this machine only: a local proxy's remote client is refused
+            body = {"username": "far", "password": "pw-far-away", "auth": {"type": "m.login.dummy"}}
+            r = s.request("POST", "/_matrix/client/v3/register", body,
+                          headers={"X-Forwarded-For": "203.0.113.9"})
+            self.assertEqual((r.status, r.errcode), (403, "M_FORBIDDEN"))
+            r = s.request("POST", "/_matrix/client/v3/register", dict(body, username="near"))
+            self.assertEqual(r.status, 200, r.json)
+            r = s.request("POST", "/_matrix/client/v3/register", dict(body, username="far"))
+            self.assertEqual(r.status, 200, r.json)  # 'far' was not taken by the refused attempt
             s.stop()
         finally:
             s.cleanup()
