@@ -67,6 +67,13 @@ typedef struct st_ax_db_stats_t {
 
 int ax_db_stats(ax_db_t *db, ax_db_stats_t *out);
 
+/**
+ * Writes a consistent, compacted copy of the whole environment to 'dir' (an
+ * existing empty directory) as dir/data.mdb, from one read snapshot: safe
+ * while another thread or process writes.  Returns 0 or AX_EIO with 'err'.
+ */
+int ax_db_copy(ax_db_t *db, const char *dir, char *err, size_t errlen);
+
 /** The directory this database lives in (borrowed). */
 const char *ax_db_path(const ax_db_t *db);
 
