@@ -269,7 +269,18 @@ static int cmd_deactivate(admin_t *a, int argc, char **argv)
     char *uid = resolve_user(a, argv[0]);
     if (uid == NULL)
         return fail("'%s' is not a user of %s", argv[0], a->cfg->server_name);
-    ax_cs_deactivate_t d = {{0}, false};
+    /* leaving the user's rooms means signing events as this server */
+    char err[512];
+    char *keypath = ax_asprintf("%s/signing.key", a->cfg->data_dir);
+    ax_signing_key_t key;
+    if (ax_signing_key_load_or_create(keypath, &key, err, sizeof(err)) != 0) {
+        free(keypath);
+        free(uid);
+        return fail("%s", err);
+    }
+    free(keypath);
+    ax_origin_t origin = {a->cfg->server_name, &key};
+    ax_cs_deactivate_t d = {.origin = &origin};
     snprintf(d.user_id, sizeof(d.user_id), "%s", uid);
     int rc = run_write(a, ax_cs_deactivate_apply, &d);
     if (rc == AX_ENOTFOUND)
@@ -277,7 +288,8 @@ static int cmd_deactivate(admin_t *a, int argc, char **argv)
     else if (rc != 0)
         rc = fail("cannot deactivate %s: %s", uid, ax_strerror(rc));
     else
-        printf("deactivated %s\n", uid);
+        printf("deactivated %s (left %u rooms)\n", uid, d.rooms_left);
+    ax_signing_key_dispose(&key);
     free(uid);
     return rc;
 }

@@ -84,6 +84,8 @@ void ax_cs_device_id_new(char out[11]);
 typedef struct st_ax_cs_deactivate_t {
     char user_id[256];
     bool erase;
+    const ax_origin_t *origin; /* signs the leave events (borrowed) */
+    unsigned rooms_left;       /* out */
 } ax_cs_deactivate_t;
 
 /** Writer side: logs out and deletes every device of 'user_id' except 'keep' (may be NULL). */
