@@ -83,11 +83,15 @@ json_t *ax_room_state_content(ax_txn_t *txn, const char *room_id, const char *ty
 void ax_room_membership(ax_txn_t *txn, const char *room_id, const char *user_id, char *out, size_t cap);
 
 /**
- * Writer side: says every joined or invited member of 'room_id' (and
- * 'also', when not NULL) has news, so their /sync long-polls wake after the
- * commit.
+ * Writer side: says 'room_id' changed (a new event, a receipt) and every
+ * joined, invited or knocking member of it (and 'also', when not NULL) has
+ * news, so their /sync long-polls wake after the commit.  Call it for every
+ * change an incremental /sync must find in the room.
  */
 void ax_room_notify_members(ax_txn_t *txn, const char *room_id, const char *also);
+
+/** Writer side: wakes the room's members for news that is not in the room (presence). */
+void ax_room_wake_members(ax_txn_t *txn, const char *room_id);
 
 /* ---- state at a point in a room's timeline ---- */
 

@@ -101,9 +101,15 @@ static int notify_member(void *arg, const char *user_id, const char *membership)
     return 0;
 }
 
-void ax_room_notify_members(ax_txn_t *txn, const char *room_id, const char *also)
+void ax_room_wake_members(ax_txn_t *txn, const char *room_id)
 {
     ax_db_room_members_foreach(txn, room_id, notify_member, txn);
+}
+
+void ax_room_notify_members(ax_txn_t *txn, const char *room_id, const char *also)
+{
+    ax_txn_notify(txn, room_id); /* the room ID itself feeds the room change index of /sync */
+    ax_room_wake_members(txn, room_id);
     if (also != NULL)
         ax_txn_notify(txn, also);
 }

@@ -7,6 +7,7 @@
  * port fails with one line and exit status 2 and leaves no trace.
  */
 #include "server/admin.h"
+#include "server/changes.h"
 #include "server/cs/cs.h"
 #include "server/handlers.h"
 #include "server/typing.h"
@@ -17,6 +18,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/* room changes kept for incremental /sync (16 bytes each): clients whose token is older
+ * than the last 64k room changes get the slower look at every room */
+#define ROOM_CHANGES_KEPT 65536
 
 extern char **environ;
 
@@ -135,7 +140,10 @@ static void housekeeping(ax_server_t *srv)
 /* The writer's commit hook: news for long-polls. */
 static void notify_hook(void *arg, const ax_commit_info_t *info)
 {
-    ax_http_notify(arg, info);
+    ax_server_t *srv = arg;
+    /* record before waking anyone: a woken /sync reads up to the recorded position */
+    ax_changes_record(srv->changes, info->stream_pos, info->keys, info->nkeys);
+    ax_http_notify(srv, info);
 }
 
 static int serve(const char *config_path)
@@ -177,6 +185,7 @@ static int serve(const char *config_path)
         fprintf(stderr, "axon: cannot start the database writer\n");
         return 2;
     }
+    srv.changes = ax_changes_new(ax_writer_stream_pos(srv.writer), ROOM_CHANGES_KEPT);
     srv.workers = ax_workers_new(cfg->worker_threads);
     srv.router = ax_router_new(ax_routes, ax_routes_count);
     srv.limits.login = ax_ratelimit_new(cfg->rl_login_per_second, cfg->rl_login_burst);
@@ -196,6 +205,7 @@ static int serve(const char *config_path)
     ax_ratelimit_free(srv.limits.register_);
     ax_signing_key_dispose(&srv.signing_key);
     ax_typing_free(srv.typing);
+    ax_changes_free(srv.changes);
     ax_presence_free(srv.presence);
     free(srv.versions_body);
     free(srv.key_body);

@@ -349,6 +349,7 @@ struct st_ax_server_t {
     uint64_t started_at_ms;
     struct st_ax_typing_t *typing;
     struct st_ax_presence_t *presence;
+    struct st_ax_changes_t *changes;   /* rooms changed per stream position (changes.h) */
     void (*on_tick)(ax_server_t *srv); /* run every second on HTTP thread 0 */
     struct {
         ax_ratelimit_t *login;

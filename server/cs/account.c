@@ -142,16 +142,8 @@ static int leave_all_rooms(ax_txn_t *txn, ax_cs_deactivate_t *d)
     int rc = ax_db_user_rooms_foreach(txn, d->user_id, collect_room_to_leave, &l);
     for (size_t i = 0; i < l.n; ++i) {
         if (rc == 0) {
-            json_t *content = json_pack("{s:s}", "membership", "leave");
-            ax_draft_t draft = {.room_id = l.ids[i],
-                                .sender = d->user_id,
-                                .type = "m.room.member",
-                                .state_key = d->user_id,
-                                .content = content};
-            ax_sent_t sent;
             char reason[256];
-            int r = ax_room_send(txn, d->origin, &draft, &sent, reason, sizeof(reason));
-            json_decref(content);
+            int r = ax_cs_member_leave(txn, d->origin, l.ids[i], d->user_id, reason, sizeof(reason));
             if (r == 0)
                 d->rooms_left++;
             else if (r == AX_EFORBIDDEN || r == AX_ENOTFOUND)

@@ -105,6 +105,10 @@ json_t *ax_cs_member_profile(ax_txn_t *txn, const char *user_id);
  */
 int ax_cs_member_refresh(ax_txn_t *txn, const ax_origin_t *origin, const char *room_id, const char *user_id);
 
+/** Writer side: 'user_id' leaves (or declines, or withdraws a knock on) 'room_id'; 'reason' on refusal. */
+int ax_cs_member_leave(ax_txn_t *txn, const ax_origin_t *origin, const char *room_id, const char *user_id, char *reason,
+                       size_t rlen);
+
 /** A room ID, or a local alias resolved to one (in the pool); NULL after replying. */
 const char *ax_cs_resolve_room_or_reply(ax_req_t *r, const char *id_or_alias);
 
