@@ -707,7 +707,7 @@ static int bind_listeners(ax_server_t *srv, const ax_listenlist_t *list, bool tl
             char text[INET6_ADDRSTRLEN] = "?";
             sockaddr_to_text(ai->ai_addr, text, sizeof(text));
             /* probe without SO_REUSEPORT: fails if anyone (even another axon) holds the port */
-            int probe, rc = bind_one(ai->ai_addr, ai->ai_addrlen, false, &probe);
+            int probe = -1, rc = bind_one(ai->ai_addr, ai->ai_addrlen, false, &probe);
             if (rc == -EADDRNOTAVAIL || rc == -EAFNOSUPPORT) {
                 if (ai != res || ai->ai_next != NULL) {
                     ax_log(AX_LOG_WARN, "%s: skipping %s: %s", key, text, strerror(-rc));
