@@ -1,0 +1,77 @@
+"""Facts about the machine, the build and the tools, for the report."""
+
+import os
+import platform
+import socket
+import subprocess
+
+from . import tools
+
+
+def _read(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def cpu_model():
+    for line in _read("/proc/cpuinfo").splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def mem_total_mb():
+    for line in _read("/proc/meminfo").splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) // 1024
+    return None
+
+
+def os_name():
+    for line in _read("/etc/os-release").splitlines():
+        if line.startswith("PRETTY_NAME="):
+            return line.split("=", 1)[1].strip().strip('"')
+    return platform.system()
+
+
+def loadavg():
+    parts = _read("/proc/loadavg").split()
+    return " ".join(parts[:3]) if parts else "?"
+
+
+def info():
+    return {
+        "hostname": socket.gethostname(),
+        "cores": os.cpu_count(),
+        "cpu_model": cpu_model(),
+        "mem_total_mb": mem_total_mb(),
+        "kernel": platform.release(),
+        "os": os_name(),
+        "python": platform.python_version(),
+        "tools": {t: tools.version_of(t) for t in ("wrk", "ab", "h2load", "nginx", "gnuplot")},
+    }
+
+
+def git_commit(root):
+    """(commit, dirty): HEAD of the source tree and whether files other than
+    bench/results/ differ from it; (None, False) outside git."""
+    try:
+        commit = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=10).stdout.strip() or None
+        status = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no", "--",
+                                 ".", ":(exclude)bench/results"], capture_output=True, text=True,
+                                timeout=10).stdout.strip()
+        return commit, bool(status)
+    except (OSError, subprocess.SubprocessError):
+        return None, False
+
+
+def axon_version(binary):
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10)
+        return (out.stdout or out.stderr).strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
