@@ -7,10 +7,6 @@ folder) and delete its entry here.  Do not fake a scenario with a stub.
 """
 
 PLANNED = [
-    {"name": "whoami", "title": "GET /_matrix/client/v3/account/whoami (authenticated no-op)",
-     "needs": ["POST /_matrix/client/v3/register (m.login.dummy)", "GET /_matrix/client/v3/account/whoami"],
-     "measures": "access-token lookup cost on top of versions: wrk with Authorization headers, "
-                 "one token per wrk connection set; baseline nginx returns the same JSON"},
     {"name": "login", "title": "POST /_matrix/client/v3/login (m.login.password)",
      "needs": ["POST /_matrix/client/v3/register", "POST /_matrix/client/v3/login"],
      "measures": "logins/s (argon2id on the worker pool + a durable device/token write) and that "

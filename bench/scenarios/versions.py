@@ -18,7 +18,7 @@ Scenario interface (see bench/scenarios/README.md): NAME, TITLE, NEEDS,
 setup(ctx) -> baseline routes, plan(ctx) -> [Step], summarize(ctx, sc) -> dict.
 """
 
-from axbench.report import aggregate, fmt_ms, fmt_rps, fmt_ratio, ratio
+from axbench.report import aggregate, fmt_ms, fmt_rps, fmt_ratio, ratio, ratio_range
 from axbench.runner import Step
 from axbench.util import BenchError, Unsupported, request
 
@@ -50,6 +50,17 @@ def setup(ctx):
 def plan(ctx):
     o = ctx.opts
     steps = []
+    notes = ctx.scenario.state.setdefault("notes", [])
+    h2 = ctx.has_h2load
+    if not h2:
+        notes.append("h2load is not installed: no HTTP/2 numbers (scripts/install-deps.sh bench)")
+    else:
+        for s in ctx.servers:
+            if not ctx.speaks_h2c(s, PATH):
+                notes.append("h2load skipped: %s does not speak HTTP/2 over cleartext (h2c prior knowledge)"
+                             % s.name)
+                h2 = False
+    ctx.scenario.state["h2"] = h2
     # warm-up (not recorded): page in code, fill pools, open the accept queues
     for s in ctx.servers:
         steps.append(Step("warm-up %s" % s.name, 2 if not ctx.quick else 1,
@@ -71,7 +82,7 @@ def plan(ctx):
             steps.append(Step("ab -n%d %s (rep %d/%d)" % (o.requests, s.name, rep + 1, o.reps),
                               o.requests / 15000.0 + 0.3,
                               lambda c, s=s, rep=rep: c.ab(s, PATH, o.requests, o.connections, False, rep=rep)))
-        if ctx.has_h2load:
+        if h2:
             for s in ctx.servers_in_order(rep):
                 steps.append(Step("h2load -n%d %s (rep %d/%d)" % (o.h2_requests, s.name, rep + 1, o.reps),
                                   o.h2_requests / 60000.0 + 0.3,
@@ -89,19 +100,19 @@ def summarize(ctx, sc):
                                                               o.duration)),
              ("ab -k", o.connections, "ab -k -n %d -c %d" % (o.requests, o.connections)),
              ("ab", o.connections, "ab -n %d -c %d (no keep-alive)" % (o.requests, o.connections))]
-    if ctx.has_h2load:
+    if sc.state.get("h2"):
         kinds.append(("h2load", o.connections, "h2load -n %d -c %d -m %d (h2c)" % (
             o.h2_requests, o.connections, o.h2_streams)))
     for kind, conns, label in kinds:
         g = agg.get((kind, conns), {})
         rows.append({"label": label, "kind": kind, "connections": conns, "target": g.get(t), "baseline": g.get(b),
-                     "ratio": ratio(g.get(t), g.get(b))})
+                     "ratio": ratio(g.get(t), g.get(b)), "ratio_range": ratio_range(g.get(t), g.get(b))})
 
     sweep = []
     for conns in o.sweep:
         g = agg.get(("wrk", conns), {})
         sweep.append({"connections": conns, "target": g.get(t), "baseline": g.get(b),
-                      "ratio": ratio(g.get(t), g.get(b))})
+                      "ratio": ratio(g.get(t), g.get(b)), "ratio_range": ratio_range(g.get(t), g.get(b))})
 
     def series(name, key):
         pts = []
@@ -125,7 +136,7 @@ def summarize(ctx, sc):
     after = sc.rss.get(t, {}).get("after_kb")
     checks = [
         {"what": "requests/s >= %.2f x nginx (%s)" % (RATIO_GOAL, head["label"]),
-         "value": fmt_ratio(head["ratio"]), "goal": ">= %.2f" % RATIO_GOAL,
+         "value": fmt_ratio(head["ratio"], head["ratio_range"]), "goal": ">= %.2f" % RATIO_GOAL,
          "met": None if head["ratio"] is None else head["ratio"] >= RATIO_GOAL},
         {"what": "p99 latency (%s, median of %d runs)" % (head["label"], o.reps),
          "value": fmt_ms(ta.get("p99_ms")), "goal": "< %.0f ms" % P99_GOAL_MS,
@@ -139,4 +150,5 @@ def summarize(ctx, sc):
         t, fmt_rps(ta.get("rps")), b, fmt_rps((head["baseline"] or {}).get("rps")), o.connections,
         fmt_ratio(head["ratio"]), fmt_ms(ta.get("p99_ms")),
         "%.1f MB" % (idle / 1024.0) if idle else "n/a")
-    return {"headline": rows, "sweep": sweep, "plots": plots, "checks": checks, "headline_text": text}
+    return {"headline": rows, "sweep": sweep, "plots": plots, "checks": checks, "headline_text": text,
+            "notes": sc.state.get("notes", [])}

@@ -42,6 +42,23 @@ def loadavg():
     return " ".join(parts[:3]) if parts else "?"
 
 
+def cpu_times():
+    """The 'cpu' line of /proc/stat as a list of ticks (user nice system idle iowait irq softirq steal ...)."""
+    for line in _read("/proc/stat").splitlines():
+        if line.startswith("cpu "):
+            return [int(x) for x in line.split()[1:]]
+    return None
+
+
+def steal_pct(before, after):
+    """Percentage of all CPU time between two cpu_times() that the hypervisor stole."""
+    if not before or not after or len(before) < 8 or len(after) < 8:
+        return None
+    d = [a - b for a, b in zip(after, before)]
+    total = sum(d[:8])
+    return 100.0 * d[7] / total if total > 0 else None
+
+
 def info():
     return {
         "hostname": socket.gethostname(),

@@ -38,18 +38,33 @@ def aggregate(results):
                 st[k] = median(vals)
                 st[k + "_min"] = min(vals) if vals else None
                 st[k + "_max"] = max(vals) if vals else None
+            st["rps_by_rep"] = {r.get("rep", 0): r["rps"] for r in good if r.get("rps")}
             peaks = [r.get("rss_peak_kb") for r in rs if r.get("rss_peak_kb") is not None]
             st["rss_peak_kb"] = max(peaks) if peaks else None
             out[key][server] = st
     return out
 
 
-def ratio(target_stats, baseline_stats):
-    """target rps / baseline rps, None when either is missing."""
+def paired_ratios(target_stats, baseline_stats):
+    """target rps / baseline rps for each repetition both completed.  The two
+    runs of a repetition ran back to back, so slow drift in the machine's
+    speed cancels out of each ratio."""
     if not target_stats or not baseline_stats:
-        return None
-    a, b = target_stats.get("rps"), baseline_stats.get("rps")
-    return a / b if a and b else None
+        return []
+    a, b = target_stats.get("rps_by_rep", {}), baseline_stats.get("rps_by_rep", {})
+    return [a[k] / b[k] for k in sorted(a) if k in b and b[k]]
+
+
+def ratio(target_stats, baseline_stats):
+    """The median of the paired ratios (target rps / baseline rps), None when
+    no repetition has both."""
+    return median(paired_ratios(target_stats, baseline_stats))
+
+
+def ratio_range(target_stats, baseline_stats):
+    """(min, max) of the paired ratios, or None."""
+    r = paired_ratios(target_stats, baseline_stats)
+    return (min(r), max(r)) if r else None
 
 
 def fmt_rps(v):
@@ -64,12 +79,24 @@ def fmt_ms(v):
     return "%.2f ms" % v if v < 10 else "%.1f ms" % v
 
 
-def fmt_ratio(v):
-    return "n/a" if v is None else "%.2f" % v
+def fmt_ratio(v, rng=None):
+    """'1.08' or, with a (min, max) range of more than one value, '1.08 (0.91–1.19)'."""
+    if v is None:
+        return "n/a"
+    if rng and rng[0] != rng[1]:
+        return "%.2f (%.2f–%.2f)" % (v, rng[0], rng[1])
+    return "%.2f" % v
 
 
 def fmt_mb(kb):
     return "n/a" if kb is None else "%.1f MB" % (kb / 1024.0)
+
+
+def one_line(text, limit=200):
+    """'text' fit for a table cell: first line, no pipes, at most 'limit' characters."""
+    line = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+    line = line.replace("|", "/")
+    return line if len(line) <= limit else line[:limit - 1] + "…"
 
 
 def _n(v, fmt="%.2f"):
@@ -107,8 +134,10 @@ def plot(spec, outdir, basename, workdir):
     plots = []
     for i, (label, pts) in enumerate(series.items()):
         lines.append("$d%d << EOD" % i)
+        # nudge each series sideways (x is on a log scale) so error bars do not hide each other
+        shift = 1.0 + 0.03 * (i - (len(series) - 1) / 2.0)
         for x, y, lo, hi in pts:
-            lines.append("%g %g %g %g" % (x, y, lo if lo is not None else y, hi if hi is not None else y))
+            lines.append("%g %g %g %g" % (x * shift, y, lo if lo is not None else y, hi if hi is not None else y))
         lines.append("EOD")
         plots.append('$d%d using 1:2:3:4 with yerrorlines lw 2 pt 7 title "%s (median, min-max)"' % (i, label))
     lines.append("plot " + ", ".join(plots))
@@ -148,8 +177,14 @@ def scenario_markdown(sc, ctx, outdir, basename, files):
     if doc:
         md += [doc, ""]
     if sc.status != "ok":
-        md += ["**%s**" % sc.reason, ""]
+        md += ["**%s**" % one_line(sc.reason, 300), ""]
+        if "\n" in (sc.reason or ""):
+            md += ["```", sc.reason.strip(), "```", ""]
     s = sc.summary or {}
+    for note in s.get("notes", []):
+        md += ["- Note: %s" % note]
+    if s.get("notes"):
+        md.append("")
     n_reps = ctx.opts.reps
     if s.get("headline"):
         md += ["Medians of %d run%s each, the two servers alternating; ranges are min–max. Latency "
@@ -164,7 +199,7 @@ def scenario_markdown(sc, ctx, outdir, basename, files):
                 st = row[role]
                 cells = _stats_cells(st)
                 bpr = _n(st.get("bytes_per_req") if st else None, "%.0f")
-                rt = ("**%s**" % fmt_ratio(row["ratio"])) if role == "target" else ""
+                rt = ("**%s**" % fmt_ratio(row["ratio"], row.get("ratio_range"))) if role == "target" else ""
                 md.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
                     row["label"] if role == "target" else "", name, cells[0], cells[1], cells[2], cells[3], bpr, rt))
         md.append("")
@@ -175,7 +210,8 @@ def scenario_markdown(sc, ctx, outdir, basename, files):
         for row in s["sweep"]:
             ta, ba = row["target"] or {}, row["baseline"] or {}
             md.append("| %d | %s | %s | %s | %s | %s |" % (
-                row["connections"], fmt_rps(ta.get("rps")), fmt_rps(ba.get("rps")), fmt_ratio(row["ratio"]),
+                row["connections"], fmt_rps(ta.get("rps")), fmt_rps(ba.get("rps")),
+                fmt_ratio(row["ratio"], row.get("ratio_range")),
                 fmt_ms(ta.get("p99_ms")), fmt_ms(ba.get("p99_ms"))))
         md.append("")
     for p in s.get("plots", []):
@@ -206,7 +242,7 @@ def scenario_markdown(sc, ctx, outdir, basename, files):
                 _n(r.get("rps"), "%.0f"), _n(r.get("p50_ms")), _n(r.get("p90_ms")), _n(r.get("p99_ms")),
                 _n(r.get("max_ms")), _n(r.get("errors"), "%d"), _n(r.get("non2xx"), "%d"),
                 fmt_mb(r.get("rss_peak_kb")), _n(r.get("server_cpu_pct"), "%.0f%%"),
-                (r.get("error") or "").replace("|", "/")))
+                one_line(r.get("error"))))
         md += ["", "</details>", ""]
     return md
 
@@ -241,19 +277,23 @@ def write(outdir, basename, meta, runs, ctx, want_json=False):
     # headline across scenarios
     md += ["## Headline", "",
            "Ratios %s/%s are the numbers to read: both servers ran on the same machine in the same run, "
-           "so machine speed and background noise cancel out (mostly). Absolute numbers move from run "
-           "to run on a shared 2-core machine where the load generator competes with the server." % (t, b), "",
+           "so machine speed and background noise cancel out (mostly). Each ratio is the median over the "
+           "repetitions of (%s req/s / %s req/s), the two runs of a repetition back to back; the range in "
+           "brackets is the lowest and highest of those ratios. Absolute numbers move from run "
+           "to run on a shared 2-core machine where the load generator competes with the server." % (t, b, t, b),
+           "",
            "| scenario | measurement | %s req/s | %s req/s | %s/%s | %s p99 | %s p99 |" % (t, b, t, b, t, b),
            "|---|---|---|---|---|---|---|"]
     for sc in runs:
         s = sc.summary or {}
         if sc.status != "ok" or not s.get("headline"):
-            md.append("| %s | %s | | | | | |" % (sc.name, sc.reason or sc.status))
+            md.append("| %s | %s | | | | | |" % (sc.name, one_line(sc.reason or sc.status)))
             continue
         for row in s["headline"]:
             ta, ba = row["target"] or {}, row["baseline"] or {}
             md.append("| %s | %s | %s | %s | **%s** | %s | %s |" % (
-                sc.name, row["label"], fmt_rps(ta.get("rps")), fmt_rps(ba.get("rps")), fmt_ratio(row["ratio"]),
+                sc.name, row["label"], fmt_rps(ta.get("rps")), fmt_rps(ba.get("rps")),
+                fmt_ratio(row["ratio"], row.get("ratio_range")),
                 fmt_ms(ta.get("p99_ms")), fmt_ms(ba.get("p99_ms"))))
     md.append("")
     checks = [(sc.name, c) for sc in runs for c in ((sc.summary or {}).get("checks") or [])]
@@ -272,6 +312,8 @@ def write(outdir, basename, meta, runs, ctx, want_json=False):
            "| OS / kernel | %s / %s |" % (m["os"], m["kernel"]),
            "| load average (1/5/15 min) | start %s; before load %s; end %s |" % (
                meta.get("loadavg_start"), meta.get("loadavg_before_load", "?"), meta.get("loadavg_end", "?")),
+           "| CPU steal during the load (time the host gave to others) | %s |" % (
+               "n/a" if meta.get("steal_pct") is None else "%.1f%%" % meta["steal_pct"]),
            "| RSS at start-up | %s %s; %s %s |" % (t, fmt_mb(tgt.get("rss_startup_kb")), b,
                                                   fmt_mb(meta.get("baseline", {}).get("rss_startup_kb"))),
            "| peak RSS over the run (VmHWM) | %s %s; %s %s |" % (t, fmt_mb(tgt.get("hwm_kb")), b,
@@ -299,7 +341,7 @@ def write(outdir, basename, meta, runs, ctx, want_json=False):
     if others:
         md += ["## Scenarios not measured", "", "| scenario | what | why |", "|---|---|---|"]
         for sc in others:
-            md.append("| %s | %s | %s |" % (sc.name, sc.title, sc.reason))
+            md.append("| %s | %s | %s |" % (sc.name, sc.title, one_line(sc.reason)))
         md.append("")
 
     md += ["## How this was run", "", "```sh", " ".join(meta["argv"]), "```", ""]

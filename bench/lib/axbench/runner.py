@@ -97,6 +97,7 @@ class Context:
         self.scenario = None              # the ScenarioRun being prepared or run
         self.commands = []                # (what, command line) for the report
         self.has_h2load = tools.which("h2load") is not None
+        self._h2c = {}
         self._n = 0
 
     @property
@@ -148,11 +149,34 @@ class Context:
         return self._measure(server, "wrk", cmd, duration + 60, tools.parse_wrk, tags, record,
                              env={"AXB_WRK_SUMMARY": tools.WRK_SUMMARY_LUA})
 
+    @property
+    def tool_timeout(self):
+        """Seconds after which an ab or h2load run is killed (a stuck target must not hang the run)."""
+        return 20 if self.quick else 180
+
     def ab(self, server, path, n, concurrency, keepalive, headers=(), record=True, **tags):
         """ab -n N -c C [-k] against server+path."""
         cmd = tools.ab_command(server.url(path), n, concurrency, keepalive, headers=headers)
         tags = dict(tags, connections=concurrency, kind=tags.get("kind", "ab -k" if keepalive else "ab"))
-        return self._measure(server, "ab", cmd, 300, tools.parse_ab, tags, record)
+        return self._measure(server, "ab", cmd, self.tool_timeout, tools.parse_ab, tags, record)
+
+    def speaks_h2c(self, server, path):
+        """Whether h2load can talk HTTP/2 (prior knowledge, h2c) to server+path: one request."""
+        key = (server.name, path)
+        if key not in self._h2c:
+            ok = False
+            if self.has_h2load:
+                cmd = ["h2load", "-n", "1", "-c", "1", "-N", "5s", server.url(path, h2=True)]
+                log = os.path.join(self.workdir, "raw", "h2c-probe-%s.txt" % server.name)
+                os.makedirs(os.path.dirname(log), exist_ok=True)
+                try:
+                    rc, out, _ = tools.run(cmd, log, 15)
+                    ok = rc == 0 and "1 succeeded" in out
+                except OSError:
+                    ok = False
+                self.commands.append(("h2c probe of %s" % server.name, tools.cmdline(cmd)))
+            self._h2c[key] = ok
+        return self._h2c[key]
 
     def h2load(self, server, path, n, connections, streams, headers=(), record=True, **tags):
         """h2load (HTTP/2 prior knowledge, h2c) against server+path; latency from its --log-file."""
@@ -161,8 +185,8 @@ class Context:
                                    log_file, headers=headers)
         tags = dict(tags, connections=connections, streams=streams, kind=tags.get("kind", "h2load"))
         try:
-            return self._measure(server, "h2load", cmd, 300, lambda rc, out: tools.parse_h2load(rc, out, log_file),
-                                 tags, record)
+            return self._measure(server, "h2load", cmd, self.tool_timeout,
+                                 lambda rc, out: tools.parse_h2load(rc, out, log_file), tags, record)
         finally:
             try:
                 os.unlink(log_file)      # can be large; the percentiles are in the result
@@ -186,14 +210,14 @@ def parse_args(argv):
     p.add_argument("--axon-set", action="append", default=[], metavar="KEY=VALUE",
                    help="extra axon config key for the fresh axon (repeatable), e.g. sync=false")
     p.add_argument("--scenarios", metavar="LIST", help="comma-separated scenarios (default: all implemented)")
-    p.add_argument("--duration", type=int, metavar="S", help="seconds per wrk run (default 10; --quick 1)")
+    p.add_argument("--duration", type=int, metavar="S", help="seconds per wrk run (default 5; --quick 1)")
     p.add_argument("--connections", type=int, metavar="N",
                    help="connections for the headline runs: wrk, ab -c, h2load -c (default 100)")
     p.add_argument("--sweep", metavar="LIST", help="wrk connection counts for the plot (default 10,50,100,200)")
     p.add_argument("--reps", type=int, metavar="R", help="repetitions of every measurement; medians are "
-                   "reported (default 3; --quick 1)")
+                   "reported (default 5; --quick 1)")
     p.add_argument("--requests", type=int, metavar="N", help="ab -n (default 50000; --quick 200)")
-    p.add_argument("--h2-requests", type=int, metavar="N", help="h2load -n (default 100000; --quick 400)")
+    p.add_argument("--h2-requests", type=int, metavar="N", help="h2load -n (default 200000; --quick 400)")
     p.add_argument("--h2-streams", type=int, default=10, metavar="M", help="h2load -m (default 10)")
     p.add_argument("--threads", type=int, default=2, metavar="T", help="wrk -t and h2load -t (default 2)")
     p.add_argument("--quick", action="store_true",
@@ -206,11 +230,11 @@ def parse_args(argv):
     opts = p.parse_args(argv)
 
     q = opts.quick
-    opts.duration = opts.duration or (1 if q else 10)
+    opts.duration = opts.duration or (1 if q else 5)
     opts.connections = opts.connections or 100
-    opts.reps = opts.reps or (1 if q else 3)
+    opts.reps = opts.reps or (1 if q else 5)
     opts.requests = opts.requests or (200 if q else 50000)
-    opts.h2_requests = opts.h2_requests or (400 if q else 100000)
+    opts.h2_requests = opts.h2_requests or (400 if q else 200000)
     sweep = opts.sweep or ("10,100" if q else "10,50,100,200")
     try:
         opts.sweep = sorted({int(x) for x in sweep.split(",") if x.strip()} | {opts.connections})
@@ -293,8 +317,21 @@ def main(argv):
             print("bench/run: unknown scenario %r (see bench/run --list)" % n, file=sys.stderr)
             return 2
 
-    missing = [t for t in ("wrk", "ab", "nginx") if tools.which(t) is None and
-               not (t == "nginx" and os.access("/usr/sbin/nginx", os.X_OK))]
+    def missing_tools():
+        want = ["wrk", "ab", "nginx"] + ([] if opts.quick else ["h2load", "gnuplot"])
+        if not opts.target and not opts.axon:
+            want += ["meson", "ninja"]
+        return [t for t in want if tools.which(t) is None and
+                not (t == "nginx" and os.access("/usr/sbin/nginx", os.X_OK))]
+
+    missing = missing_tools()
+    if missing and not opts.quick:
+        # like scripts/run.sh: install what is missing (Debian packages, via sudo when not root)
+        profiles = ["bench"] + ([] if opts.target or opts.axon else ["build"])
+        cmd = [os.path.join(ROOT, "scripts", "install-deps.sh")] + profiles
+        print("bench/run: missing %s; running %s" % (", ".join(missing), tools.cmdline(cmd)), file=sys.stderr)
+        subprocess.run(cmd)
+        missing = [t for t in missing_tools() if t in ("wrk", "ab", "nginx", "meson", "ninja")]
     if missing:
         print("bench/run: missing %s; install with: scripts/install-deps.sh bench" % ", ".join(missing),
               file=sys.stderr)
@@ -390,6 +427,7 @@ def main(argv):
         steps = [st for p in plans.values() for st in p]
         ctx.progress = progress = Progress(len(steps), sum(st.estimate_s for st in steps) + 2 * len(plans))
         meta["loadavg_before_load"] = machine.loadavg()
+        cpu_before = machine.cpu_times()
 
         # -- run
         for sc in runs:
@@ -419,8 +457,12 @@ def main(argv):
                 failed = True
             if not all(s.alive() for s in ctx.servers):
                 failed = True
+                for later in runs[runs.index(sc) + 1:]:
+                    if later.status == "ok":
+                        later.status, later.reason = "error", "not run: a server died during %s" % sc.name
                 break
         meta["loadavg_end"] = machine.loadavg()
+        meta["steal_pct"] = machine.steal_pct(cpu_before, machine.cpu_times())
     except _Interrupted as e:
         interrupted = str(e)
     except KeyboardInterrupt:
