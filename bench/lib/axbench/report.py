@@ -296,6 +296,16 @@ def write(outdir, basename, meta, runs, ctx, want_json=False):
                 fmt_ratio(row["ratio"], row.get("ratio_range")),
                 fmt_ms(ta.get("p99_ms")), fmt_ms(ba.get("p99_ms"))))
     md.append("")
+    bad = [(sc.name, r) for sc in runs for r in sc.results if r.get("error") or r.get("errors") or r.get("non2xx")]
+    if bad:
+        md += ["**%d run%s had errors or non-2xx responses** (the numbers of those runs are suspect):" % (
+            len(bad), "" if len(bad) == 1 else "s"), ""]
+        for name, r in bad[:20]:
+            md.append("- %s: %s against %s (rep %d): %s" % (
+                name, r.get("kind"), r["server"], (r.get("rep") or 0) + 1,
+                one_line(r.get("error")) or "%s errors, %s non-2xx of %s requests" % (
+                    r.get("errors"), r.get("non2xx"), r.get("requests"))))
+        md.append("")
     checks = [(sc.name, c) for sc in runs for c in ((sc.summary or {}).get("checks") or [])]
     if checks:
         md += ["Targets from the issues:", "", "| scenario | target | measured | goal | met |", "|---|---|---|---|---|"]

@@ -210,14 +210,14 @@ def parse_args(argv):
     p.add_argument("--axon-set", action="append", default=[], metavar="KEY=VALUE",
                    help="extra axon config key for the fresh axon (repeatable), e.g. sync=false")
     p.add_argument("--scenarios", metavar="LIST", help="comma-separated scenarios (default: all implemented)")
-    p.add_argument("--duration", type=int, metavar="S", help="seconds per wrk run (default 5; --quick 1)")
+    p.add_argument("--duration", type=int, metavar="S", help="seconds per wrk run (default 4; --quick 1)")
     p.add_argument("--connections", type=int, metavar="N",
                    help="connections for the headline runs: wrk, ab -c, h2load -c (default 100)")
     p.add_argument("--sweep", metavar="LIST", help="wrk connection counts for the plot (default 10,50,100,200)")
     p.add_argument("--reps", type=int, metavar="R", help="repetitions of every measurement; medians are "
-                   "reported (default 5; --quick 1)")
+                   "reported (default 6; --quick 1)")
     p.add_argument("--requests", type=int, metavar="N", help="ab -n (default 50000; --quick 200)")
-    p.add_argument("--h2-requests", type=int, metavar="N", help="h2load -n (default 200000; --quick 400)")
+    p.add_argument("--h2-requests", type=int, metavar="N", help="h2load -n (default 100000; --quick 400)")
     p.add_argument("--h2-streams", type=int, default=10, metavar="M", help="h2load -m (default 10)")
     p.add_argument("--threads", type=int, default=2, metavar="T", help="wrk -t and h2load -t (default 2)")
     p.add_argument("--quick", action="store_true",
@@ -230,11 +230,11 @@ def parse_args(argv):
     opts = p.parse_args(argv)
 
     q = opts.quick
-    opts.duration = opts.duration or (1 if q else 5)
+    opts.duration = opts.duration or (1 if q else 4)
     opts.connections = opts.connections or 100
-    opts.reps = opts.reps or (1 if q else 5)
+    opts.reps = opts.reps or (1 if q else 6)
     opts.requests = opts.requests or (200 if q else 50000)
-    opts.h2_requests = opts.h2_requests or (400 if q else 200000)
+    opts.h2_requests = opts.h2_requests or (400 if q else 100000)
     sweep = opts.sweep or ("10,100" if q else "10,50,100,200")
     try:
         opts.sweep = sorted({int(x) for x in sweep.split(",") if x.strip()} | {opts.connections})

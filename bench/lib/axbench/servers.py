@@ -274,6 +274,10 @@ events {
 }
 http {
     access_log off;
+    # nginx closes a keep-alive (and HTTP/2) connection after 1000 requests by
+    # default; axon does not, so without this the baseline would pay for
+    # reconnects (wrk, ab -k) or fail requests (h2load does not reconnect).
+    keepalive_requests 1000000;
     client_body_temp_path %(d)s/tmp/client_body;
     proxy_temp_path %(d)s/tmp/proxy;
     fastcgi_temp_path %(d)s/tmp/fastcgi;

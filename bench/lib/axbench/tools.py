@@ -167,7 +167,7 @@ def parse_h2load(rc, out, log_file):
         r["error"] = "h2load exited %d: %s" % (rc, last[-1][:200] if last else "no output")
         return r
     scale = {"us": 1e-6, "ms": 1e-3, "s": 1.0}[m.group(2)]
-    total, done, succeeded, failed = int(req.group(1)), int(req.group(3)), int(req.group(4)), int(req.group(5))
+    total, done, succeeded = int(req.group(1)), int(req.group(3)), int(req.group(4))
     lat = []
     try:
         with open(log_file) as f:
@@ -178,10 +178,12 @@ def parse_h2load(rc, out, log_file):
     except OSError:
         pass
     lat.sort()
-    r.update(requests=succeeded, duration_s=float(m.group(1)) * scale, rps=float(m.group(3)),
+    dur = float(m.group(1)) * scale
+    # h2load's own req/s counts finished streams, failed ones too; count the successes
+    r.update(requests=succeeded, duration_s=dur, rps=succeeded / dur if dur > 0 else None,
              p50_ms=percentile(lat, 50), p90_ms=percentile(lat, 90), p99_ms=percentile(lat, 99),
              max_ms=lat[-1] if lat else None, mean_ms=sum(lat) / len(lat) if lat else None,
-             errors=failed + (total - done),
+             errors=total - succeeded,
              non2xx=int(st.group(2)) + int(st.group(3)) + int(st.group(4)),
              bytes_per_req=traffic / done if traffic and done else None)
     if succeeded == 0:
