@@ -7,6 +7,8 @@ import subprocess
 
 from . import tools
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
 
 def _read(path):
     try:
@@ -57,6 +59,14 @@ def steal_pct(before, after):
     d = [a - b for a, b in zip(after, before)]
     total = sum(d[:8])
     return 100.0 * d[7] / total if total > 0 else None
+
+
+def busy_s(before, after):
+    """CPU seconds (all cores) spent not idle between two cpu_times()."""
+    if not before or not after or len(before) < 8 or len(after) < 8:
+        return None
+    d = [a - b for a, b in zip(after, before)]
+    return (sum(d[:8]) - d[3] - d[4]) / CLK_TCK       # minus idle and iowait
 
 
 def info():

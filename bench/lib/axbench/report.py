@@ -146,8 +146,10 @@ def plot(spec, outdir, basename, workdir):
     cmd = [gnuplot, script]
     r = subprocess.run(cmd, capture_output=True, text=True)
     # keep a copy of the script next to the image so the plot can be redrawn
+    # (with a relative output name: cd to the report's folder and run gnuplot on it)
     gp_copy = os.path.join(outdir, "%s-%s.gp" % (basename, spec["name"]))
-    write_text(gp_copy, "\n".join(lines) + "\n")
+    write_text(gp_copy, "\n".join(lines).replace('set output "%s"' % out,
+                                                 'set output "%s"' % os.path.basename(out)) + "\n")
     if r.returncode != 0 or not os.path.exists(out):
         return None, "gnuplot failed: " + r.stderr.strip()[-300:]
     return out, "gnuplot " + os.path.basename(gp_copy)
@@ -233,15 +235,18 @@ def scenario_markdown(sc, ctx, outdir, basename, files):
         md.append("")
     if sc.results:
         md += ["<details><summary>Every run (%d)</summary>" % len(sc.results), "",
+               "CPU columns are CPU time / wall time (100% = one core): the server's, the load "
+               "generator's, and everything else's on the machine during the run.", "",
                "| # | tool | server | conns | rep | req/s | p50 | p90 | p99 | max (ms) | errors | non-2xx | "
-               "RSS peak | server CPU | error |",
-               "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+               "RSS peak | server CPU | tool CPU | other CPU | error |",
+               "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for i, r in enumerate(sc.results, 1):
-            md.append("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            md.append("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
                 i, r.get("kind"), r["server"], r.get("connections", ""), (r.get("rep") or 0) + 1,
                 _n(r.get("rps"), "%.0f"), _n(r.get("p50_ms")), _n(r.get("p90_ms")), _n(r.get("p99_ms")),
                 _n(r.get("max_ms")), _n(r.get("errors"), "%d"), _n(r.get("non2xx"), "%d"),
                 fmt_mb(r.get("rss_peak_kb")), _n(r.get("server_cpu_pct"), "%.0f%%"),
+                _n(r.get("tool_cpu_pct"), "%.0f%%"), _n(r.get("other_cpu_pct"), "%.0f%%"),
                 one_line(r.get("error"))))
         md += ["", "</details>", ""]
     return md
@@ -324,6 +329,8 @@ def write(outdir, basename, meta, runs, ctx, want_json=False):
                meta.get("loadavg_start"), meta.get("loadavg_before_load", "?"), meta.get("loadavg_end", "?")),
            "| CPU steal during the load (time the host gave to others) | %s |" % (
                "n/a" if meta.get("steal_pct") is None else "%.1f%%" % meta["steal_pct"]),
+           "| CPU used by other processes during the runs (median; 100%% = one core) | %s |" % (
+               _n(median([r.get("other_cpu_pct") for sc in runs for r in sc.results]), "%.0f%%")),
            "| RSS at start-up | %s %s; %s %s |" % (t, fmt_mb(tgt.get("rss_startup_kb")), b,
                                                   fmt_mb(meta.get("baseline", {}).get("rss_startup_kb"))),
            "| peak RSS over the run (VmHWM) | %s %s; %s %s |" % (t, fmt_mb(tgt.get("hwm_kb")), b,
@@ -367,7 +374,7 @@ def write(outdir, basename, meta, runs, ctx, want_json=False):
 
     path = os.path.join(outdir, basename + ".md")
     # paths relative to the repository root: the report is committed and read elsewhere
-    write_text(path, "\n".join(md).replace(ROOT + "/", ""))
+    write_text(path, "\n".join(md).replace(ROOT + "/", "").replace(ROOT, "."))
     files.insert(0, path)
 
     if want_json:
@@ -375,7 +382,7 @@ def write(outdir, basename, meta, runs, ctx, want_json=False):
             {"name": sc.name, "title": sc.title, "status": sc.status, "reason": sc.reason, "rss": sc.rss,
              "summary": _jsonable(sc.summary), "results": sc.results} for sc in runs]}
         jpath = os.path.join(outdir, basename + ".json")
-        write_text(jpath, json.dumps(data, indent=1, sort_keys=True) + "\n")
+        write_text(jpath, (json.dumps(data, indent=1, sort_keys=True) + "\n").replace(ROOT + "/", ""))
         files.insert(1, jpath)
     return files
 

@@ -11,6 +11,7 @@ import argparse
 import datetime
 import importlib.util
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -118,10 +119,12 @@ class Context:
     def _measure(self, server, tool, cmd, timeout, parse, tags, record, env=None):
         log = self._raw_path(tool, server)
         rss0, cpu0 = server.rss_kb(), server.cpu_s()
+        ru0, st0 = resource.getrusage(resource.RUSAGE_CHILDREN), machine.cpu_times()
         t0 = time.monotonic()
         rc, out, wall = tools.run(cmd, log, timeout, env=env)
         t1 = time.monotonic()
         rss1, cpu1 = server.rss_kb(), server.cpu_s()
+        ru1, st1 = resource.getrusage(resource.RUSAGE_CHILDREN), machine.cpu_times()
         r = parse(rc, out)
         r.update(tags)
         r.update(tool=tool, server=server.name, role=server.role, command=tools.cmdline(cmd), raw_log=log,
@@ -130,6 +133,13 @@ class Context:
                  server_cpu_s=round(cpu1 - cpu0, 3) if cpu0 is not None and cpu1 is not None else None)
         if r["server_cpu_s"] is not None and wall > 0:
             r["server_cpu_pct"] = round(100.0 * r["server_cpu_s"] / wall, 1)
+        # the load generator's CPU, and what everything else on the machine used meanwhile
+        # (other users of a shared machine: the noise the ratios are meant to cancel)
+        tool_cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+        r["tool_cpu_pct"] = round(100.0 * tool_cpu / wall, 1) if wall > 0 else None
+        busy = machine.busy_s(st0, st1)
+        if busy is not None and r["server_cpu_s"] is not None and wall > 0:
+            r["other_cpu_pct"] = round(max(0.0, 100.0 * (busy - tool_cpu - r["server_cpu_s"]) / wall), 1)
         self.commands.append(("%s: %s against %s" % (self.scenario.name, tool, server.name), r["command"]))
         if not server.alive():
             r["error"] = "%s died during the run" % server.name
