@@ -382,7 +382,8 @@ def write(outdir, basename, meta, runs, ctx, want_json=False):
             {"name": sc.name, "title": sc.title, "status": sc.status, "reason": sc.reason, "rss": sc.rss,
              "summary": _jsonable(sc.summary), "results": sc.results} for sc in runs]}
         jpath = os.path.join(outdir, basename + ".json")
-        write_text(jpath, (json.dumps(data, indent=1, sort_keys=True) + "\n").replace(ROOT + "/", ""))
+        text = json.dumps(data, indent=1, sort_keys=True) + "\n"
+        write_text(jpath, text.replace(ROOT + "/", "").replace(ROOT, "."))
         files.insert(1, jpath)
     return files
 
