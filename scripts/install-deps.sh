@@ -24,7 +24,7 @@ for profile in "$@"; do
               python3-matrix-nio curl openssl nginx lmdb-utils"
         ;;
     bench)
-        pkgs="$pkgs apache2-utils wrk nginx nghttp2-client gnuplot-nox procps"
+        pkgs="$pkgs python3 apache2-utils wrk nginx nghttp2-client gnuplot-nox procps"
         ;;
     *)
         echo "install-deps.sh: unknown profile '$profile' (build, runtime, test, bench)" >&2
