@@ -1042,6 +1042,11 @@ void ax_req_park(ax_req_t *r, const char *key, uint64_t seen_pos, uint64_t timeo
         h2o_timeout_link(t->loop, &t->ctx.hundred_ms_timeout, &t->waiter_tick);
 }
 
+bool ax_req_shutting_down(const ax_req_t *r)
+{
+    return r->thread->shutting_down;
+}
+
 static void on_notify(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 {
     ax_thread_t *t = AX_CONTAINER_OF(receiver, ax_thread_t, notify_recv);

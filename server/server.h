@@ -294,6 +294,9 @@ typedef void (*ax_wake_fn)(ax_req_t *r, bool timed_out);
  */
 void ax_req_park(ax_req_t *r, const char *key, uint64_t seen_pos, uint64_t timeout_ms, ax_wake_fn wake);
 
+/** True once the server is shutting down: a woken long-poll should answer with what it has, not park again. */
+bool ax_req_shutting_down(const ax_req_t *r);
+
 /** The writer's commit hook: wakes, on every HTTP thread, the long-polls waiting on 'keys'. */
 void ax_http_notify(ax_server_t *srv, const ax_commit_info_t *info);
 

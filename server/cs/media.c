@@ -487,6 +487,7 @@ typedef struct st_fetch_t {
     bool thumbnail;
     ax_thumb_size_t want; /* thumbnail: the size asked for */
     uint64_t deadline_ms; /* waiting for a pending upload until then */
+    bool timed_out;       /* the wait ended: answer with what there is */
     bool fetched;         /* the remote hook ran already */
 } fetch_t;
 
@@ -677,7 +678,9 @@ static void serve_thumbnail(ax_req_t *r, json_t *rec)
 
 static void on_pending_wake(ax_req_t *r, bool timed_out)
 {
-    AX_UNUSED(timed_out); /* serve() compares the deadline itself */
+    fetch_t *f = r->route_data;
+    /* a timeout is the deadline, or the server shutting down: either way, no more waiting */
+    f->timed_out = timed_out || ax_req_shutting_down(r);
     serve(r);
 }
 
@@ -733,7 +736,7 @@ static void serve(ax_req_t *r)
             ax_reply_error(r, AX_M_NOT_FOUND, "Unknown media");
             return;
         }
-        if (now >= f->deadline_ms) {
+        if (now >= f->deadline_ms || f->timed_out) {
             ax_reply_error(r, AX_M_NOT_YET_UPLOADED, "Content has not yet been uploaded");
             return;
         }

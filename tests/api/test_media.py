@@ -505,6 +505,32 @@ class MediaAdmin(MediaCase):
     create = Media.create
 
 
+class MediaShutdown(unittest.TestCase):
+    def test_graceful_shutdown_ends_waiting_downloads(self):
+        server = Server()
+        try:
+            server.start()
+            tok = server.register(unique("shut"))["access_token"]
+            r = server.request("POST", "/_matrix/media/v1/create", body={}, token=tok)
+            server_name, media_id = mxc_parts(r.json["content_uri"])
+            got = {}
+
+            def wait():
+                got["r"] = server.request("GET", "%s/download/%s/%s?timeout_ms=30000" % (MEDIA, server_name,
+                                                                                          media_id), token=tok)
+
+            th = threading.Thread(target=wait)
+            th.start()
+            time.sleep(0.5)
+            t0 = time.time()
+            server.stop()
+            th.join(10)
+            self.assertLess(time.time() - t0, 8)
+            self.assertEqual(got["r"].status, 504, got["r"])
+        finally:
+            server.cleanup()
+
+
 class MediaCrashSafety(unittest.TestCase):
     """kill -9 while uploads are in flight: acknowledged uploads survive, nothing half-written is visible."""
 
