@@ -42,6 +42,9 @@ static void admin_usage(FILE *fp)
                 "  registration-token delete TOKEN\n"
                 "  backup DIR                                      consistent online copy of the database,\n"
                 "                                                  signing key and media into DIR (new or empty)\n"
+                "  media list-user USER [--json]                   a user's uploads (and pending /create IDs)\n"
+                "  media delete MXC                                delete mxc://server/id; its file goes when no\n"
+                "                                                  other media ID has the same content\n"
                 "USER is @name:server or just name.  The data dir comes from the config (-c, AXON_CONFIG,\n"
                 "AXON_DATA_DIR, or the embedded default ./axon-data).\n");
 }
@@ -618,6 +621,141 @@ static int cmd_backup(admin_t *a, int argc, char **argv)
     return rc;
 }
 
+/* ---- media ---- */
+
+static void print_time(uint64_t ms, char *out, size_t cap)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+typedef struct st_media_list_t {
+    admin_t *a;
+    json_t *out; /* NULL: text */
+} media_list_t;
+
+static int media_list_cb(void *arg, const char *media_id, json_t *rec)
+{
+    media_list_t *l = arg;
+    char *mxc = ax_asprintf("mxc://%s/%s", l->a->cfg->server_name, media_id);
+    if (l->out != NULL) {
+        json_t *row = json_deep_copy(rec);
+        json_object_set_new(row, "content_uri", json_string(mxc));
+        json_array_append_new(l->out, row);
+        free(mxc);
+        return 0;
+    }
+    char when[32];
+    print_time((uint64_t)json_integer_value(json_object_get(rec, "created_ts")), when, sizeof(when));
+    if (json_is_true(json_object_get(rec, "pending"))) {
+        char until[32];
+        print_time((uint64_t)json_integer_value(json_object_get(rec, "expires_ts")), until, sizeof(until));
+        printf("%s  pending (created %s, expires %s)\n", mxc, when, until);
+    } else {
+        const char *name = json_string_value(json_object_get(rec, "filename"));
+        printf("%s  %lld bytes  %s  %s%s%s\n", mxc, (long long)json_integer_value(json_object_get(rec, "size")),
+               json_string_value(json_object_get(rec, "content_type")), when, name != NULL ? "  " : "",
+               name != NULL ? name : "");
+    }
+    free(mxc);
+    return 0;
+}
+
+typedef struct st_media_del_t {
+    const char *key;
+    const ax_media_store_t *store;
+    uint8_t sha[AX_MEDIA_HASH_BYTES];
+    uint64_t refs_left;
+    bool removed;
+} media_del_t;
+
+static int media_delete_apply(ax_txn_t *txn, void *arg)
+{
+    media_del_t *d = arg;
+    return ax_db_media_delete(txn, d->key, d->sha, &d->refs_left);
+}
+
+/* The second step, once the deletion is durable: the file goes if nothing refers to it any more. */
+static int media_gc_apply(ax_txn_t *txn, void *arg)
+{
+    media_del_t *d = arg;
+    return ax_media_gc_apply(txn, d->store, d->sha, &d->removed);
+}
+
+static int cmd_media(admin_t *a, int argc, char **argv)
+{
+    if (argc < 2)
+        return admin_usage(stderr), 2;
+    if (strcmp(argv[0], "list-user") == 0) {
+        bool as_json = argc == 3 && strcmp(argv[2], "--json") == 0;
+        if (argc > 3 || (argc == 3 && !as_json))
+            return admin_usage(stderr), 2;
+        char *uid = resolve_user(a, argv[1]);
+        if (uid == NULL)
+            return fail("'%s' is not a user of %s", argv[1], a->cfg->server_name);
+        ax_txn_t *txn;
+        if (ax_db_read_begin(a->db, &txn) != 0) {
+            free(uid);
+            return fail("cannot read the database");
+        }
+        media_list_t l = {a, as_json ? json_array() : NULL};
+        int rc = ax_db_media_user_foreach(txn, uid, media_list_cb, &l);
+        ax_db_read_end(txn);
+        free(uid);
+        if (l.out != NULL) {
+            char *s = json_dumps(l.out, JSON_INDENT(2));
+            puts(s);
+            free(s);
+            json_decref(l.out);
+        }
+        return rc == 0 ? 0 : fail("cannot list media: %s", ax_strerror(rc));
+    }
+    if (strcmp(argv[0], "delete") != 0 || argc != 2)
+        return admin_usage(stderr), 2;
+    /* mxc://server/id: our own media by ID, a cached remote one as "server/id" */
+    const char *mxc = argv[1];
+    if (strncmp(mxc, "mxc://", 6) != 0 || strchr(mxc + 6, '/') == NULL)
+        return fail("'%s' is not an mxc:// URI", mxc);
+    const char *slash = strchr(mxc + 6, '/');
+    char *server = ax_strndup(mxc + 6, (size_t)(slash - mxc - 6));
+    const char *id = slash + 1;
+    bool ok = *id != '\0' && strlen(id) <= 255;
+    for (const char *p = id; *p; ++p)
+        ok = ok && (isalnum((unsigned char)*p) || *p == '_' || *p == '-');
+    if (!ok || *server == '\0') {
+        free(server);
+        return fail("'%s' is not an mxc:// URI", mxc);
+    }
+    char *key = strcmp(server, a->cfg->server_name) == 0 ? ax_strdup(id) : ax_asprintf("%s/%s", server, id);
+    free(server);
+    char err[512];
+    ax_media_store_t store;
+    if (ax_media_store_open(&store, a->cfg->data_dir, false, err, sizeof(err)) != 0) {
+        free(key);
+        return fail("%s", err);
+    }
+    media_del_t d = {.key = key, .store = &store};
+    int rc = run_write(a, media_delete_apply, &d);
+    if (rc == AX_ENOTFOUND) {
+        rc = fail("no such media %s", mxc);
+    } else if (rc != 0) {
+        rc = fail("cannot delete %s: %s", mxc, ax_strerror(rc));
+    } else {
+        if (d.refs_left == 0 && (rc = run_write(a, media_gc_apply, &d)) != 0)
+            rc = fail("deleted %s, but its file could not be removed: %s", mxc, ax_strerror(rc));
+        else if (d.removed)
+            printf("deleted %s and its file\n", mxc);
+        else
+            printf("deleted %s%s\n", mxc,
+                   d.refs_left == UINT64_MAX ? " (it had no content yet)" : " (other media IDs share its file)");
+    }
+    ax_media_store_dispose(&store);
+    free(key);
+    return rc;
+}
+
 int ax_admin_main(int argc, char **argv)
 {
     const char *config = NULL;
@@ -646,7 +784,8 @@ int ax_admin_main(int argc, char **argv)
                 {"deactivate", cmd_deactivate},
                 {"list-users", cmd_list_users},
                 {"registration-token", cmd_registration_token},
-                {"backup", cmd_backup}};
+                {"backup", cmd_backup},
+                {"media", cmd_media}};
     int (*fn)(admin_t *, int, char **) = NULL;
     for (size_t k = 0; k < AX_ARRAY_SIZE(cmds); ++k)
         if (strcmp(argv[i], cmds[k].name) == 0)

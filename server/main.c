@@ -135,6 +135,7 @@ static void housekeeping(ax_server_t *srv)
 {
     ax_typing_expire(srv->typing, ax_now_ms(), typing_expired, srv);
     ax_presence_tick(srv, submit_background);
+    ax_cs_media_tick(srv, submit_background);
 }
 
 /* The writer's commit hook: news for long-polls. */
@@ -167,6 +168,14 @@ static int serve(const char *config_path)
         return 2;
     }
     open_data(&srv);
+    if (ax_media_store_open(&srv.media.store, cfg->data_dir, true, err, sizeof(err)) != 0) {
+        fprintf(stderr, "axon: %s\n", err);
+        return 2;
+    }
+    if (ax_thumbnail_init(err, sizeof(err)) == 0)
+        srv.media.thumbnails = true;
+    else
+        ax_log(AX_LOG_ERROR, "thumbnails are off: %s", err);
     srv.origin.server_name = cfg->server_name;
     srv.origin.key = &srv.signing_key;
     srv.typing = ax_typing_new();
@@ -190,6 +199,7 @@ static int serve(const char *config_path)
     srv.router = ax_router_new(ax_routes, ax_routes_count);
     srv.limits.login = ax_ratelimit_new(cfg->rl_login_per_second, cfg->rl_login_burst);
     srv.limits.register_ = ax_ratelimit_new(cfg->rl_register_per_second, cfg->rl_register_burst);
+    srv.limits.media = ax_ratelimit_new(cfg->rl_media_per_second, cfg->rl_media_burst);
     ax_cs_versions_prepare(&srv);
 
     ax_http_run(&srv);
@@ -203,6 +213,9 @@ static int serve(const char *config_path)
     ax_router_free(srv.router);
     ax_ratelimit_free(srv.limits.login);
     ax_ratelimit_free(srv.limits.register_);
+    ax_ratelimit_free(srv.limits.media);
+    ax_thumbnail_shutdown(); /* the workers that used libvips are joined */
+    ax_media_store_dispose(&srv.media.store);
     ax_signing_key_dispose(&srv.signing_key);
     ax_typing_free(srv.typing);
     ax_changes_free(srv.changes);

@@ -72,6 +72,16 @@
  *                       (changes, for /sync)
  * userid_presence       key = user_id; value = json {presence, status_msg?, last_active_ts, pos}
  * pos_presence          key = be64 pos; value = user_id                 (changes, for /sync)
+ *
+ * Media repository (storage/media.c).  The bytes live in files under data_dir/media named by their
+ * SHA-256 (core/media.c); these tables hold what points at them.
+ * mediaid_media         key = media_id; value = json {uploader, created_ts, and either
+ *                       pending: true, expires_ts (an ID from /create awaiting its upload) or
+ *                       sha256 (hex), size, content_type, filename?}
+ * userid_media          key = uploader 0x00 be64 created_ts media_id; value = ""  (a user's media, oldest first)
+ * userpending_mediaid   key = uploader 0x00 media_id; value = be64 expires_ts    (pending IDs per user)
+ * expiry_mediaid        key = be64 expires_ts media_id; value = ""               (pending IDs by expiry)
+ * sha256_refs           key = sha256 (32 bytes); value = be64 number of media IDs with that content
  */
 /* clang-format off */
 #define AX_SCHEMA_DBS(X) \
@@ -110,7 +120,12 @@
     X(roomtypeuser_receipt, 0) \
     X(roompos_receipt, 0) \
     X(userid_presence, 0) \
-    X(pos_presence, 0)
+    X(pos_presence, 0) \
+    X(mediaid_media, 0) \
+    X(userid_media, 0) \
+    X(userpending_mediaid, 0) \
+    X(expiry_mediaid, 0) \
+    X(sha256_refs, 0)
 /* clang-format on */
 
 #endif

@@ -336,6 +336,55 @@ int ax_db_presence_put(ax_txn_t *txn, const char *user_id, const json_t *presenc
 int ax_db_presence_changes(ax_txn_t *txn, uint64_t after, int (*cb)(void *arg, uint64_t pos, const char *user_id),
                            void *arg);
 
+/* ---- media.c -- media repository records ------------------------------------------------
+ * Records are JSON (layout in schema.h): {uploader, created_ts} plus either
+ * {pending: true, expires_ts} for an ID from /create that awaits its upload,
+ * or {sha256 (hex), size, content_type, filename?} once content is stored.
+ * Every stored record counts one reference on its content hash. */
+
+#define AX_MEDIA_HASH_BYTES 32
+
+/** The record of 'media_id' (a new reference in '*out').  Returns 0, AX_ENOTFOUND or AX_EIO. */
+int ax_db_media_get(ax_txn_t *txn, const char *media_id, json_t **out);
+
+/**
+ * Stores 'rec' (borrowed) under 'media_id' (write txn).  A new record is
+ * indexed under its uploader; a pending one also by expiry.  Completing a
+ * pending record (same uploader and created_ts, no longer pending) replaces
+ * it.  Stored content takes one reference on its hash.
+ * @return 0; AX_EEXIST when 'media_id' already has content or is taken;
+ *         AX_EINVAL for a malformed record; AX_EMAPFULL or AX_EIO.
+ */
+int ax_db_media_put(ax_txn_t *txn, const char *media_id, const json_t *rec);
+
+/**
+ * Deletes 'media_id' and its index entries (write txn).  For stored content,
+ * writes its hash into 'sha' and the references left on it into
+ * '*refs_left' (0: no media ID points at the file any more); for a pending
+ * record '*refs_left' is UINT64_MAX.  Returns 0, AX_ENOTFOUND or AX_EIO.
+ */
+int ax_db_media_delete(ax_txn_t *txn, const char *media_id, uint8_t sha[AX_MEDIA_HASH_BYTES], uint64_t *refs_left);
+
+/** How many media IDs point at content 'sha' (0 when none).  Returns 0 or AX_EIO. */
+int ax_db_media_refs(ax_txn_t *txn, const uint8_t sha[AX_MEDIA_HASH_BYTES], uint64_t *n);
+
+/** Parses a lower-case hex SHA-256 into 'sha'.  Returns 0 or AX_EINVAL. */
+int ax_db_media_sha_from_hex(const char *hex, uint8_t sha[AX_MEDIA_HASH_BYTES]);
+
+/** Counts the pending IDs of 'user_id' that expire after 'now_ms'. */
+int ax_db_media_pending_count(ax_txn_t *txn, const char *user_id, uint64_t now_ms, size_t *n);
+
+/**
+ * Calls 'cb' for each media record of 'user_id' (pending ones too), oldest
+ * first, until it returns nonzero (which is returned).  'rec' is borrowed
+ * for the call.
+ */
+int ax_db_media_user_foreach(ax_txn_t *txn, const char *user_id,
+                             int (*cb)(void *arg, const char *media_id, json_t *rec), void *arg);
+
+/** Deletes up to 'max' pending IDs that expired at or before 'now_ms' (write txn); counts them in '*n'. */
+int ax_db_media_expire(ax_txn_t *txn, uint64_t now_ms, size_t max, size_t *n);
+
 /* ---- writer.c -- the single writer with group commit ------------------------------ */
 
 typedef struct st_ax_wjob_t ax_wjob_t;
