@@ -149,6 +149,15 @@ static void notify_hook(void *arg, const ax_commit_info_t *info)
 
 static int serve(const char *config_path)
 {
+    /* block SIGTERM/SIGINT before any thread exists (writer, workers, libvips' pool): every
+     * thread inherits the mask, so only ax_http_run's sigwait receives them; a thread with
+     * them unblocked would let the default action kill the process without a clean stop */
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+
     ax_config_t *cfg = load_config(config_path);
     ax_log_setup((ax_log_level_t)cfg->log_level, (ax_log_format_t)cfg->log_format);
 

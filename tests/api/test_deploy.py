@@ -555,6 +555,11 @@ class AdminBackup(unittest.TestCase):
         try:
             u = s.register("writer", password="pw-backup")
             tok = u["access_token"]
+            blob = os.urandom(3000)
+            r = s.request("POST", "/_matrix/media/v3/upload?filename=b.bin", raw=blob, token=tok,
+                          headers={"Content-Type": "application/octet-stream"})
+            self.assertEqual(r.status, 200, r.json)
+            mxc = r.json["content_uri"]
             rooms = [s.request("POST", "/_matrix/client/v3/createRoom", {}, token=tok).json["room_id"]
                      for _ in range(2)]
             acked = []  # (event_id, room_id) in acknowledgement order
@@ -590,7 +595,7 @@ class AdminBackup(unittest.TestCase):
             self.assertIn("backed up", out.stdout)
             self.assertGreater(len(before), 10)
             self.assertGreater(len(acked), len(before))  # the writes went on during the copy
-            self.assertEqual(sorted(os.listdir(dest)), ["axon-backup.json", "db", "signing.key"])
+            self.assertEqual(sorted(os.listdir(dest)), ["axon-backup.json", "db", "media", "signing.key"])
             manifest = json.load(open(os.path.join(dest, "axon-backup.json")))
             self.assertEqual(manifest["server_name"], s.server_name)
             self.assertEqual(os.stat(os.path.join(dest, "signing.key")).st_mode & 0o777, 0o600)
@@ -607,6 +612,8 @@ class AdminBackup(unittest.TestCase):
             self.assertEqual(restored.request("GET", "/_matrix/key/v2/server").json["verify_keys"],
                              key["verify_keys"])
             tok2 = restored.login("writer", password="pw-backup").json["access_token"]
+            r = restored.request("GET", "/_matrix/client/v1/media/download/" + mxc[len("mxc://"):], token=tok2)
+            self.assertEqual((r.status, r.raw), (200, blob))
             for event_id, room in before:
                 r = restored.request("GET", "/_matrix/client/v3/rooms/%s/event/%s" % (room, event_id), token=tok2)
                 self.assertEqual(r.status, 200, (event_id, r.json))
