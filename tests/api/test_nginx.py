@@ -19,14 +19,12 @@ Also: a /sync long-poll held for 30 s completes with 200 (no 504) through
 nginx over HTTP/2 and HTTP/1.1 while a message sent meanwhile wakes a third
 one early; login rate limits key on the X-Forwarded-For client, not nginx.
 
-To be added when the endpoints exist (deliberately not faked here):
-  - test_media_upload_at_limit_through_nginx: an upload of exactly
-    max_upload_size (= client_max_body_size) to /_matrix/media/v3/upload is
-    stored; one byte more gets nginx's 413.  Needs media.
-  - test_media_download_through_nginx: a large download streams through the
-    proxy with the right Content-Type and Content-Disposition.  Needs media.
+Media: an upload of exactly max_upload_size (= client_max_body_size) is
+stored and one byte more gets nginx's 413; a 5 MiB download streams through
+the proxy intact with its Content-Type and Content-Disposition.
 """
 
+import hashlib
 import json
 import os
 import re
@@ -286,6 +284,26 @@ class ThroughNginx(unittest.TestCase):
         self.assertEqual(status, 403, resp)
         self.assertEqual(json.loads(resp)["errcode"], "M_FORBIDDEN")
 
+    def test_media_upload_at_limit_through_nginx(self):
+        tok = self.axon.register(password="pw-upload")["access_token"]
+        auth = ("-H", "Authorization: Bearer " + tok)
+        for proto in ("--http2", "--http1.1"):
+            path = os.path.join(self.nginx.prefix, "upload-at-limit")
+            with open(path, "wb") as f:
+                f.write(os.urandom(MAX_BODY))
+            status, _, _, body = self.https("/_matrix/media/v3/upload", proto, *auth, data_file=path)
+            self.assertEqual(status, 200, body[:300])
+            mxc = json.loads(body)["content_uri"]
+            status, _, _, got = self.https("/_matrix/client/v1/media/download/" + mxc[6:], proto, *auth)
+            self.assertEqual(status, 200)
+            with open(path, "rb") as f:
+                self.assertEqual(got, f.read())
+            with open(path, "ab") as f:
+                f.write(b"x")
+            status, _, headers, body = self.https("/_matrix/media/v3/upload", proto, *auth, data_file=path)
+            self.assertEqual(status, 413, body[:300])
+            self.assertIn("text/html", headers.get("content-type", ""))  # nginx's, axon never saw it
+
     def test_upstream_keepalive(self):
         for _ in range(10):
             self.assertEqual(self.https("/_matrix/client/versions")[0], 200)
@@ -295,6 +313,33 @@ class ThroughNginx(unittest.TestCase):
         conns = int(re.search(rb"^axon_http_connections (\d+)$", r.raw, re.M).group(1))
         self.assertGreaterEqual(conns, 2, r.raw[:3000])
         self.assertLessEqual(conns, 4)
+
+
+@unittest.skipIf(SKIP, SKIP)
+class LargeDownload(unittest.TestCase):
+    def test_media_download_through_nginx(self):
+        axon = Server(config={"max_upload_size": "8M"}).start()
+        nginx = Nginx(axon.port, max_body_size="8m")
+        try:
+            nginx.start()
+            tok = axon.register(password="pw-download")["access_token"]
+            blob = os.urandom(5 * 1024 * 1024)
+            r = axon.request("POST", "/_matrix/media/v3/upload?filename=" + "r%C3%A9sum%C3%A9.pdf", raw=blob,
+                             token=tok, headers={"Content-Type": "application/pdf"})
+            self.assertEqual(r.status, 200, r.json)
+            url = nginx.url(nginx.https_port, "/_matrix/client/v1/media/download/" + r.json["content_uri"][6:])
+            for proto in ("--http2", "--http1.1"):
+                status, _, headers, body = nginx.curl(url, proto, "-H", "Authorization: Bearer " + tok)
+                self.assertEqual(status, 200, proto)
+                self.assertEqual(hashlib.sha256(body).hexdigest(), hashlib.sha256(blob).hexdigest(), proto)
+                self.assertEqual(headers.get("content-type"), "application/pdf")
+                self.assertIn("filename*=UTF-8''r%C3%A9sum%C3%A9.pdf", headers.get("content-disposition", ""))
+        finally:
+            nginx.cleanup()
+            try:
+                axon.stop()
+            finally:
+                axon.cleanup()
 
 
 @unittest.skipIf(SKIP, SKIP)
