@@ -46,7 +46,10 @@
  * roomid_extremity      key = room_id 0x00 event_id; value = ""                 (forward extremities)
  * stategroup_state      key = be64 group; value = json {prev: group (0: full snapshot), chain: n,
  *                       delta: {type: {state_key: event_id | null}}}
- * eventid_stategroup    key = event_id; value = be64 group of the state after the event
+ * eventid_stategroup    key = event_id; value = be64 group of the state after the event (its DAG state)
+ * roompos_stategroup    key = room_id 0x00 be64 pos; value = be64 group of the room's current state
+ *                       after the timeline event at pos, written only where that differs from the
+ *                       event's own state (federated forks resolved by state resolution)
  * roomuser_pos_membership  key = room_id 0x00 user_id 0x00 be64 pos; value = membership
  *                       (every membership change, for "membership at position")
  * userid_membership     key = user_id 0x00 room_id; value = json {membership, event_id, pos}
@@ -102,6 +105,7 @@
     X(roomid_extremity, 0) \
     X(stategroup_state, 0) \
     X(eventid_stategroup, 0) \
+    X(roompos_stategroup, 0) \
     X(roomuser_pos_membership, 0) \
     X(userid_membership, 0) \
     X(roomid_members, 0) \

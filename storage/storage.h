@@ -216,6 +216,7 @@ int ax_db_room_foreach(ax_txn_t *txn, int (*cb)(void *arg, const char *room_id, 
 /** The current state event ID for (type, state_key) into 'out' (cap bytes). */
 int ax_db_state_get(ax_txn_t *txn, const char *room_id, const char *type, const char *state_key, char *out, size_t cap);
 int ax_db_state_put(ax_txn_t *txn, const char *room_id, const char *type, const char *state_key, const char *event_id);
+int ax_db_state_del(ax_txn_t *txn, const char *room_id, const char *type, const char *state_key);
 /** Calls 'cb' for each current state entry of the room (of 'type' only, when not NULL). */
 int ax_db_state_foreach(ax_txn_t *txn, const char *room_id, const char *type,
                         int (*cb)(void *arg, const char *type, const char *state_key, const char *event_id), void *arg);
@@ -235,6 +236,12 @@ int ax_db_stategroup_new(ax_txn_t *txn, uint64_t prev, const json_t *delta, uint
 int ax_db_stategroup_load(ax_txn_t *txn, uint64_t group, json_t **out);
 int ax_db_event_stategroup_put(ax_txn_t *txn, const char *event_id, uint64_t group);
 int ax_db_event_stategroup_get(ax_txn_t *txn, const char *event_id, uint64_t *group);
+/**
+ * The room's current state after the timeline event at 'pos' when it is not
+ * that event's own state (a fork resolved on arrival); AX_ENOTFOUND otherwise.
+ */
+int ax_db_pos_stategroup_put(ax_txn_t *txn, const char *room_id, uint64_t pos, uint64_t group);
+int ax_db_pos_stategroup_get(ax_txn_t *txn, const char *room_id, uint64_t pos, uint64_t *group);
 
 /** Records that 'user_id' has 'membership' in the room since 'pos' through 'event_id'. */
 int ax_db_membership_put(ax_txn_t *txn, const char *room_id, const char *user_id, const char *membership,
