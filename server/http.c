@@ -979,7 +979,9 @@ static void on_waiter_now(h2o_timeout_entry_t *entry)
     ax_req_t *r = w->r;
     atomic_fetch_add(&r->srv->inflight, 1);
     r->thread->inflight++;
-    w->wake(r, false);
+    /* a re-check after a commit is not a timeout; shutting down (or no timeout at all) is:
+     * the handler must answer with what it has instead of parking again */
+    w->wake(r, w->answer_now);
 }
 
 void ax_req_park(ax_req_t *r, const char *key, uint64_t seen_pos, uint64_t timeout_ms, ax_wake_fn wake)
@@ -1000,6 +1002,7 @@ void ax_req_park(ax_req_t *r, const char *key, uint64_t seen_pos, uint64_t timeo
     t->inflight--;
 
     if (t->shutting_down || timeout_ms == 0) {
+        w->answer_now = true;
         h2o_timeout_link(t->loop, &t->ctx.zero_timeout, &w->now_entry);
         if (t->shutting_down)
             w->deadline_ms = 0;
@@ -1007,6 +1010,7 @@ void ax_req_park(ax_req_t *r, const char *key, uint64_t seen_pos, uint64_t timeo
     }
     if (ax_writer_stream_pos(r->srv->writer) > seen_pos) {
         /* something committed after the request looked: look again */
+        w->answer_now = false;
         h2o_timeout_link(t->loop, &t->ctx.zero_timeout, &w->now_entry);
         return;
     }
