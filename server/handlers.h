@@ -126,6 +126,17 @@ int ax_cs_typing(ax_req_t *r);
 int ax_cs_receipt(ax_req_t *r);
 int ax_cs_read_markers(ax_req_t *r);
 
+/* server/cs/keys.c -- end-to-end encryption keys and cross-signing */
+int ax_cs_keys_upload(ax_req_t *r);
+int ax_cs_keys_query(ax_req_t *r);
+int ax_cs_keys_claim(ax_req_t *r);
+int ax_cs_keys_changes(ax_req_t *r);
+int ax_cs_keys_device_signing_upload(ax_req_t *r);
+int ax_cs_keys_signatures_upload(ax_req_t *r);
+
+/* server/cs/to_device.c -- send-to-device messaging */
+int ax_cs_send_to_device(ax_req_t *r);
+
 /* federation/api_keys.c -- server keys and version */
 int ax_fed_keys_server(ax_req_t *r);
 int ax_fed_version(ax_req_t *r);

@@ -127,6 +127,15 @@ const ax_route_t ax_routes[] = {
     {"GET",    CS "/presence/{userId}/status",         ax_cs_presence_get,            AX_ROUTE_AUTH},
     {"PUT",    CS "/presence/{userId}/status",         ax_cs_presence_put,            AX_ROUTE_AUTH},
 
+    /* end-to-end encryption (server/cs/keys.c, to_device.c) */
+    {"POST",   CS "/keys/upload",                      ax_cs_keys_upload,             AX_ROUTE_AUTH},
+    {"POST",   CS "/keys/query",                       ax_cs_keys_query,              AX_ROUTE_AUTH},
+    {"POST",   CS "/keys/claim",                       ax_cs_keys_claim,              AX_ROUTE_AUTH},
+    {"GET",    CS "/keys/changes",                     ax_cs_keys_changes,            AX_ROUTE_AUTH},
+    {"POST",   CS "/keys/device_signing/upload",       ax_cs_keys_device_signing_upload, AX_ROUTE_AUTH | AX_ROUTE_NO_R0},
+    {"POST",   CS "/keys/signatures/upload",           ax_cs_keys_signatures_upload,  AX_ROUTE_AUTH},
+    {"PUT",    CS "/sendToDevice/{eventType}/{txnId}", ax_cs_send_to_device,          AX_ROUTE_AUTH},
+
     /* federation: keys and version */
     {"GET",  "/_matrix/key/v2/server",                 ax_fed_keys_server,      0},
     {"GET",  FED "/v1/version",                        ax_fed_version,          0},

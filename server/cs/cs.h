@@ -119,6 +119,33 @@ bool ax_cs_parse_pagination(const char *tok, uint64_t *pos);
 /** Wakes the long-polls of a room's joined members (typing changes, which skip the writer). */
 void ax_cs_typing_notify_room(ax_server_t *srv, const char *room_id);
 
+/* ---- keys.c / to_device.c -- end-to-end encryption in /sync ------------------------------ */
+
+/**
+ * The device-list changes 'user_id' should hear of between stream positions
+ * 'from' (exclusive) and 'to' (inclusive): users sharing a room whose
+ * devices or cross-signing keys changed, or who now share a room with the
+ * user ('*changed'), and users who no longer share any room ('*left').
+ * Both are new references (arrays of user IDs), set even on failure.
+ * Returns 0 or a storage error.
+ */
+int ax_cs_device_lists(ax_txn_t *txn, const char *user_id, uint64_t from, uint64_t to, json_t **changed, json_t **left);
+
+/**
+ * /sync's end-to-end encryption sections for the requesting device, read
+ * in 'txn' after 'since' (0: initial sync) up to '*upto': to_device,
+ * device_lists (incremental syncs only), device_one_time_keys_count and
+ * device_unused_fallback_key_types, as an object to merge into the
+ * response (a new reference).  When the device has more to-device messages
+ * than one response carries, lowers '*upto' to the last one delivered: the
+ * rest of the response must be bounded by it too.  Acknowledged messages
+ * (up to 'since') are deleted by a write the request does not wait for.
+ */
+json_t *ax_cs_e2ee_sync(ax_req_t *r, ax_txn_t *txn, uint64_t since, uint64_t *upto);
+
+/** The to_device part of the above: the events to deliver (a new reference), '*upto' as above. */
+json_t *ax_cs_to_device_sync(ax_req_t *r, ax_txn_t *txn, uint64_t since, uint64_t *upto);
+
 /* ---- presence.c ---------------------------------------------------------------------- */
 
 typedef struct st_ax_presence_t ax_presence_t;

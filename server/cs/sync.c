@@ -521,6 +521,8 @@ static json_t *build(sync_t *s)
     s->now_ms = ax_now_ms();
     if (ax_db_read_begin(srv->db, &s->txn) != 0)
         return NULL;
+    /* first, as a long to-device inbox can lower s->upto for everything below */
+    json_t *e2ee = ax_cs_e2ee_sync(s->r, s->txn, s->since, &s->upto);
 
     json_t *ignore_list = NULL;
     if (ax_db_accountdata_get(s->txn, s->user_id, NULL, "m.ignored_user_list", &ignore_list, NULL) == 0) {
@@ -566,6 +568,7 @@ static json_t *build(sync_t *s)
         json_object_set_new(out, "account_data", json_pack("{s:O}", "events", ad.global));
     if (json_array_size(pr.events) != 0)
         json_object_set_new(out, "presence", json_pack("{s:O}", "events", pr.events));
+    json_object_update_new(out, e2ee);
     json_decref(pr.events);
     json_decref(rooms);
     json_decref(ad.global);
