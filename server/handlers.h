@@ -137,6 +137,16 @@ int ax_cs_keys_signatures_upload(ax_req_t *r);
 /* server/cs/to_device.c -- send-to-device messaging */
 int ax_cs_send_to_device(ax_req_t *r);
 
+/* server/cs/key_backup.c -- server-side key backups */
+int ax_cs_backup_version_create(ax_req_t *r);
+int ax_cs_backup_version_current(ax_req_t *r);
+int ax_cs_backup_version_get(ax_req_t *r);
+int ax_cs_backup_version_update(ax_req_t *r);
+int ax_cs_backup_version_delete(ax_req_t *r);
+int ax_cs_backup_keys_put(ax_req_t *r);
+int ax_cs_backup_keys_get(ax_req_t *r);
+int ax_cs_backup_keys_delete(ax_req_t *r);
+
 /* federation/api_keys.c -- server keys and version */
 int ax_fed_keys_server(ax_req_t *r);
 int ax_fed_version(ax_req_t *r);

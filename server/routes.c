@@ -127,7 +127,7 @@ const ax_route_t ax_routes[] = {
     {"GET",    CS "/presence/{userId}/status",         ax_cs_presence_get,            AX_ROUTE_AUTH},
     {"PUT",    CS "/presence/{userId}/status",         ax_cs_presence_put,            AX_ROUTE_AUTH},
 
-    /* end-to-end encryption (server/cs/keys.c, to_device.c) */
+    /* end-to-end encryption (server/cs/keys.c, to_device.c, key_backup.c) */
     {"POST",   CS "/keys/upload",                      ax_cs_keys_upload,             AX_ROUTE_AUTH},
     {"POST",   CS "/keys/query",                       ax_cs_keys_query,              AX_ROUTE_AUTH},
     {"POST",   CS "/keys/claim",                       ax_cs_keys_claim,              AX_ROUTE_AUTH},
@@ -135,6 +135,20 @@ const ax_route_t ax_routes[] = {
     {"POST",   CS "/keys/device_signing/upload",       ax_cs_keys_device_signing_upload, AX_ROUTE_AUTH | AX_ROUTE_NO_R0},
     {"POST",   CS "/keys/signatures/upload",           ax_cs_keys_signatures_upload,  AX_ROUTE_AUTH},
     {"PUT",    CS "/sendToDevice/{eventType}/{txnId}", ax_cs_send_to_device,          AX_ROUTE_AUTH},
+    {"POST",   CS "/room_keys/version",                ax_cs_backup_version_create,   AX_ROUTE_AUTH},
+    {"GET",    CS "/room_keys/version",                ax_cs_backup_version_current,  AX_ROUTE_AUTH},
+    {"GET",    CS "/room_keys/version/{version}",      ax_cs_backup_version_get,      AX_ROUTE_AUTH},
+    {"PUT",    CS "/room_keys/version/{version}",      ax_cs_backup_version_update,   AX_ROUTE_AUTH},
+    {"DELETE", CS "/room_keys/version/{version}",      ax_cs_backup_version_delete,   AX_ROUTE_AUTH},
+    {"PUT",    CS "/room_keys/keys",                   ax_cs_backup_keys_put,         AX_ROUTE_AUTH},
+    {"GET",    CS "/room_keys/keys",                   ax_cs_backup_keys_get,         AX_ROUTE_AUTH},
+    {"DELETE", CS "/room_keys/keys",                   ax_cs_backup_keys_delete,      AX_ROUTE_AUTH},
+    {"PUT",    CS "/room_keys/keys/{roomId}",          ax_cs_backup_keys_put,         AX_ROUTE_AUTH},
+    {"GET",    CS "/room_keys/keys/{roomId}",          ax_cs_backup_keys_get,         AX_ROUTE_AUTH},
+    {"DELETE", CS "/room_keys/keys/{roomId}",          ax_cs_backup_keys_delete,      AX_ROUTE_AUTH},
+    {"PUT",    CS "/room_keys/keys/{roomId}/{sessionId}", ax_cs_backup_keys_put,      AX_ROUTE_AUTH},
+    {"GET",    CS "/room_keys/keys/{roomId}/{sessionId}", ax_cs_backup_keys_get,      AX_ROUTE_AUTH},
+    {"DELETE", CS "/room_keys/keys/{roomId}/{sessionId}", ax_cs_backup_keys_delete,   AX_ROUTE_AUTH},
 
     /* federation: keys and version */
     {"GET",  "/_matrix/key/v2/server",                 ax_fed_keys_server,      0},
