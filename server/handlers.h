@@ -147,6 +147,12 @@ int ax_cs_backup_keys_put(ax_req_t *r);
 int ax_cs_backup_keys_get(ax_req_t *r);
 int ax_cs_backup_keys_delete(ax_req_t *r);
 
+/* server/cs/dehydrated.c -- dehydrated devices (MSC3814) */
+int ax_cs_dehydrated_get(ax_req_t *r);
+int ax_cs_dehydrated_put(ax_req_t *r);
+int ax_cs_dehydrated_delete(ax_req_t *r);
+int ax_cs_dehydrated_events(ax_req_t *r);
+
 /* federation/api_keys.c -- server keys and version */
 int ax_fed_keys_server(ax_req_t *r);
 int ax_fed_version(ax_req_t *r);

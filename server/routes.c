@@ -6,8 +6,9 @@
  */
 #include "server/handlers.h"
 
-#define CS  "/_matrix/client/v3"
-#define FED "/_matrix/federation"
+#define CS      "/_matrix/client/v3"
+#define FED     "/_matrix/federation"
+#define MSC3814 "/_matrix/client/unstable/org.matrix.msc3814.v1"
 
 /* clang-format off */
 const ax_route_t ax_routes[] = {
@@ -149,6 +150,13 @@ const ax_route_t ax_routes[] = {
     {"PUT",    CS "/room_keys/keys/{roomId}/{sessionId}", ax_cs_backup_keys_put,      AX_ROUTE_AUTH},
     {"GET",    CS "/room_keys/keys/{roomId}/{sessionId}", ax_cs_backup_keys_get,      AX_ROUTE_AUTH},
     {"DELETE", CS "/room_keys/keys/{roomId}/{sessionId}", ax_cs_backup_keys_delete,   AX_ROUTE_AUTH},
+
+    /* dehydrated devices, MSC3814 (server/cs/dehydrated.c) */
+    {"GET",    MSC3814 "/dehydrated_device",           ax_cs_dehydrated_get,          AX_ROUTE_AUTH},
+    {"PUT",    MSC3814 "/dehydrated_device",           ax_cs_dehydrated_put,          AX_ROUTE_AUTH},
+    {"DELETE", MSC3814 "/dehydrated_device",           ax_cs_dehydrated_delete,       AX_ROUTE_AUTH},
+    {"GET",    MSC3814 "/dehydrated_device/{deviceId}/events", ax_cs_dehydrated_events, AX_ROUTE_AUTH},
+    {"POST",   MSC3814 "/dehydrated_device/{deviceId}/events", ax_cs_dehydrated_events, AX_ROUTE_AUTH},
 
     /* federation: keys and version */
     {"GET",  "/_matrix/key/v2/server",                 ax_fed_keys_server,      0},

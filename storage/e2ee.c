@@ -383,6 +383,23 @@ int ax_db_keysig_put(ax_txn_t *txn, const char *target_user, const char *target_
     return rc;
 }
 
+/* ---- dehydrated devices (MSC3814) ---- */
+
+int ax_db_dehydrated_get(ax_txn_t *txn, const char *user_id, json_t **out)
+{
+    return ax_kv_get_json(txn, AX_DBI_userid_dehydrated, user_id, strlen(user_id), out);
+}
+
+int ax_db_dehydrated_put(ax_txn_t *txn, const char *user_id, const json_t *rec)
+{
+    return ax_kv_put_json(txn, AX_DBI_userid_dehydrated, user_id, strlen(user_id), rec);
+}
+
+int ax_db_dehydrated_del(ax_txn_t *txn, const char *user_id)
+{
+    return ax_kv_del(txn, AX_DBI_userid_dehydrated, user_id, strlen(user_id), NULL, 0);
+}
+
 /* ---- a deleted device takes its keys and messages with it ---- */
 
 int ax_db_e2ee_device_delete(ax_txn_t *txn, const char *user_id, const char *device_id)

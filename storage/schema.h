@@ -96,6 +96,8 @@
  * dev_pos_todevice      key = dev 0x00 be64 pos; value = json {sender, type, content}  (a device's
  *                       inbox; deleted once a /sync with a later since acknowledges them)
  * todevicetxn_ts        key = dev 0x00 txn_id; value = be64 ts   (sendToDevice idempotency)
+ * userid_dehydrated     key = user_id; value = json {device_id, device_data}   (MSC3814: the user's
+ *                       dehydrated device, a device without tokens whose inbox fills while offline)
  *
  * Server-side key backup (storage/key_backup.c).
  * userversion_backup    key = user_id 0x00 be64 version; value = json {algorithm, auth_data, etag,
@@ -152,6 +154,7 @@
     X(devicelist_pos, 0) \
     X(dev_pos_todevice, 0) \
     X(todevicetxn_ts, 0) \
+    X(userid_dehydrated, 0) \
     X(userversion_backup, 0) \
     X(backup_roomkey, 0)
 /* clang-format on */

@@ -391,6 +391,11 @@ int ax_db_keysig_get(ax_txn_t *txn, const char *target_user, const char *target_
 int ax_db_keysig_put(ax_txn_t *txn, const char *target_user, const char *target_key, const char *signer,
                      const char *signer_key_id, const char *signature);
 
+/** The user's dehydrated device (MSC3814) record {device_id, device_data}; AX_ENOTFOUND when none. */
+int ax_db_dehydrated_get(ax_txn_t *txn, const char *user_id, json_t **out);
+int ax_db_dehydrated_put(ax_txn_t *txn, const char *user_id, const json_t *rec);
+int ax_db_dehydrated_del(ax_txn_t *txn, const char *user_id);
+
 /** Deletes a device's keys, one-time and fallback keys, inbox and to-device transaction IDs. */
 int ax_db_e2ee_device_delete(ax_txn_t *txn, const char *user_id, const char *device_id);
 

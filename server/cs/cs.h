@@ -119,7 +119,26 @@ bool ax_cs_parse_pagination(const char *tok, uint64_t *pos);
 /** Wakes the long-polls of a room's joined members (typing changes, which skip the writer). */
 void ax_cs_typing_notify_room(ax_server_t *srv, const char *room_id);
 
-/* ---- keys.c / to_device.c -- end-to-end encryption in /sync ------------------------------ */
+/* ---- keys.c / to_device.c -- end-to-end encryption ------------------------------------------ */
+
+/**
+ * Checks keys about to be published for 'device_id' of the requester (any
+ * may be NULL): device keys must be the requester's, for that device,
+ * well formed and self-signed (400 M_INVALID_SIGNATURE); one-time and
+ * fallback keys must be "<algorithm>:<key_id>" maps of keys.  Returns 0,
+ * or -1 after replying.
+ */
+int ax_cs_keys_check_or_reply(ax_req_t *r, const char *device_id, json_t *device_keys, json_t *one_time_keys,
+                              json_t *fallback_keys);
+
+/**
+ * Writer side: stores checked keys of a device (any may be NULL; borrowed).
+ * New device keys are a device-list change.  Returns 0, AX_ECONFLICT (the
+ * device has other identity keys) or AX_EEXIST (a one-time key ID already
+ * holds another key), with a reason in 'why' (cap bytes), or a storage error.
+ */
+int ax_cs_keys_store(ax_txn_t *txn, const char *user_id, const char *device_id, const json_t *device_keys,
+                     const json_t *one_time_keys, const json_t *fallback_keys, char *why, size_t cap);
 
 /**
  * The device-list changes 'user_id' should hear of between stream positions

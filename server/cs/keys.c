@@ -51,8 +51,8 @@ static json_t *otk_counts(ax_txn_t *txn, const char *user_id, const char *device
 
 /* ---- POST /keys/upload ---- */
 
-/* Checks the device_keys of an upload: the requester's own device, well formed, self-signed. */
-static int check_device_keys_or_reply(ax_req_t *r, json_t *dk)
+/* Checks the device_keys of an upload: the requester's user and 'device_id', well formed, self-signed. */
+static int check_device_keys_or_reply(ax_req_t *r, const char *device_id, json_t *dk)
 {
     const char *user = json_string_value(json_object_get(dk, "user_id"));
     const char *device = json_string_value(json_object_get(dk, "device_id"));
@@ -65,8 +65,8 @@ static int check_device_keys_or_reply(ax_req_t *r, json_t *dk)
                -1;
     if (strcmp(user, r->auth.user_id) != 0)
         return ax_reply_error(r, AX_M_BAD_JSON, "device_keys.user_id is not the requester's user ID"), -1;
-    if (strcmp(device, r->auth.device_id) != 0)
-        return ax_reply_error(r, AX_M_BAD_JSON, "device_keys.device_id is not the requester's device"), -1;
+    if (strcmp(device, device_id) != 0)
+        return ax_reply_error(r, AX_M_BAD_JSON, "device_keys.device_id is not the device the keys are for"), -1;
     size_t i;
     json_t *v;
     json_array_foreach(algorithms, i, v)
@@ -142,6 +142,16 @@ static int check_key_map_or_reply(ax_req_t *r, json_t *map, const char *field, b
     return rc;
 }
 
+int ax_cs_keys_check_or_reply(ax_req_t *r, const char *device_id, json_t *device_keys, json_t *one_time_keys,
+                              json_t *fallback_keys)
+{
+    if ((device_keys != NULL && check_device_keys_or_reply(r, device_id, device_keys) != 0) ||
+        (one_time_keys != NULL && check_key_map_or_reply(r, one_time_keys, "one_time_keys", false) != 0) ||
+        (fallback_keys != NULL && check_key_map_or_reply(r, fallback_keys, "fallback_keys", true) != 0))
+        return -1;
+    return 0;
+}
+
 typedef struct st_upload_t {
     char user_id[256];
     char device_id[256];
@@ -163,7 +173,8 @@ static void upload_free(void *p)
     free(u);
 }
 
-static int upload_otks(ax_txn_t *txn, upload_t *u)
+static int store_otks(ax_txn_t *txn, const char *user_id, const char *device_id, const json_t *otks, char *why,
+                      size_t cap)
 {
     const char *id;
     json_t *key;
@@ -171,11 +182,11 @@ static int upload_otks(ax_txn_t *txn, upload_t *u)
     /* first look for conflicts, so a refused upload writes nothing */
     json_t *fresh = json_object();
     int rc = 0;
-    json_object_foreach(u->one_time_keys, id, key)
+    json_object_foreach((json_t *)otks, id, key)
     {
         ax_e2ee_split_key_id(id, alg, sizeof(alg), kid, sizeof(kid));
         json_t *old = NULL;
-        rc = ax_db_otk_get(txn, u->user_id, u->device_id, alg, kid, &old);
+        rc = ax_db_otk_get(txn, user_id, device_id, alg, kid, &old);
         if (rc == AX_ENOTFOUND) {
             json_object_set(fresh, id, key);
             rc = 0;
@@ -187,7 +198,7 @@ static int upload_otks(ax_txn_t *txn, upload_t *u)
         bool same = ax_e2ee_same_signed_content(old, key);
         json_decref(old);
         if (!same) {
-            snprintf(u->why, sizeof(u->why), "One time key %s already exists with another value", id);
+            snprintf(why, cap, "One time key %s already exists with another value", id);
             rc = AX_EEXIST;
             break;
         }
@@ -199,12 +210,56 @@ static int upload_otks(ax_txn_t *txn, upload_t *u)
         json_object_foreach(fresh, id, key)
         {
             ax_e2ee_split_key_id(id, alg, sizeof(alg), kid, sizeof(kid));
-            if ((rc = ax_db_otk_add(txn, u->user_id, u->device_id, alg, kid, key, seq)) != 0)
+            if ((rc = ax_db_otk_add(txn, user_id, device_id, alg, kid, key, seq)) != 0)
                 break;
         }
     }
     json_decref(fresh);
     return rc;
+}
+
+int ax_cs_keys_store(ax_txn_t *txn, const char *user_id, const char *device_id, const json_t *device_keys,
+                     const json_t *one_time_keys, const json_t *fallback_keys, char *why, size_t cap)
+{
+    int rc;
+    if (device_keys != NULL) {
+        json_t *old = NULL;
+        rc = ax_db_devicekeys_get(txn, user_id, device_id, &old);
+        if (rc == 0) {
+            /*
+             * A device's identity keys never change: the same keys again are a
+             * retry, other keys are refused (a client with new keys logs in as a
+             * new device).  Otherwise a stolen access token could swap the keys
+             * of a device others have verified.
+             */
+            bool same = ax_e2ee_same_signed_content(old, device_keys);
+            json_decref(old);
+            if (!same) {
+                snprintf(why, cap, "This device already has other keys; log in as a new device");
+                return AX_ECONFLICT;
+            }
+        } else if (rc == AX_ENOTFOUND) {
+            if ((rc = ax_db_devicekeys_put(txn, user_id, device_id, device_keys)) != 0 ||
+                (rc = ax_db_devicelist_touch(txn, user_id, NULL)) != 0)
+                return rc;
+        } else {
+            return rc;
+        }
+    }
+    if (one_time_keys != NULL && (rc = store_otks(txn, user_id, device_id, one_time_keys, why, cap)) != 0)
+        return rc;
+    if (fallback_keys != NULL) {
+        const char *id;
+        json_t *key;
+        json_object_foreach((json_t *)fallback_keys, id, key)
+        {
+            char alg[MAX_ALGORITHM + 1], kid[MAX_KEY_ID + 1];
+            ax_e2ee_split_key_id(id, alg, sizeof(alg), kid, sizeof(kid));
+            if ((rc = ax_db_fallback_put(txn, user_id, device_id, alg, kid, key)) != 0)
+                return rc;
+        }
+    }
+    return 0;
 }
 
 static int upload_apply(ax_txn_t *txn, void *data)
@@ -219,45 +274,11 @@ static int upload_apply(ax_txn_t *txn, void *data)
     json_decref(dev);
     if (rc != 0)
         return rc;
-    if (u->device_keys != NULL) {
-        json_t *old = NULL;
-        rc = ax_db_devicekeys_get(txn, u->user_id, u->device_id, &old);
-        if (rc == 0) {
-            /*
-             * A device's identity keys never change: the same keys again are a
-             * retry, other keys are refused (a client with new keys logs in as a
-             * new device).  Otherwise a stolen access token could swap the keys
-             * of a device others have verified.
-             */
-            bool same = ax_e2ee_same_signed_content(old, u->device_keys);
-            json_decref(old);
-            if (!same) {
-                snprintf(u->why, sizeof(u->why), "This device already has other keys; log in as a new device");
-                return AX_ECONFLICT;
-            }
-        } else if (rc == AX_ENOTFOUND) {
-            if ((rc = ax_db_devicekeys_put(txn, u->user_id, u->device_id, u->device_keys)) != 0 ||
-                (rc = ax_db_devicelist_touch(txn, u->user_id, NULL)) != 0)
-                return rc;
-        } else {
-            return rc;
-        }
-    }
-    if (u->one_time_keys != NULL && (rc = upload_otks(txn, u)) != 0)
-        return rc;
-    if (u->fallback_keys != NULL) {
-        const char *id;
-        json_t *key;
-        json_object_foreach(u->fallback_keys, id, key)
-        {
-            char alg[MAX_ALGORITHM + 1], kid[MAX_KEY_ID + 1];
-            ax_e2ee_split_key_id(id, alg, sizeof(alg), kid, sizeof(kid));
-            if ((rc = ax_db_fallback_put(txn, u->user_id, u->device_id, alg, kid, key)) != 0)
-                return rc;
-        }
-    }
-    u->counts = otk_counts(txn, u->user_id, u->device_id);
-    return 0;
+    rc = ax_cs_keys_store(txn, u->user_id, u->device_id, u->device_keys, u->one_time_keys, u->fallback_keys, u->why,
+                          sizeof(u->why));
+    if (rc == 0)
+        u->counts = otk_counts(txn, u->user_id, u->device_id);
+    return rc;
 }
 
 static void upload_written(ax_req_t *r, int result, void *data)
@@ -285,9 +306,7 @@ int ax_cs_keys_upload(ax_req_t *r)
         return 0;
     if (r->auth.device_id == NULL || strlen(r->auth.device_id) >= 256)
         return ax_reply_error(r, AX_M_UNKNOWN, "Uploading keys needs a device");
-    if ((dk != NULL && check_device_keys_or_reply(r, dk) != 0) ||
-        (otks != NULL && check_key_map_or_reply(r, otks, "one_time_keys", false) != 0) ||
-        (fallbacks != NULL && check_key_map_or_reply(r, fallbacks, "fallback_keys", true) != 0))
+    if (ax_cs_keys_check_or_reply(r, r->auth.device_id, dk, otks, fallbacks) != 0)
         return 0;
     upload_t *u = ax_calloc(1, sizeof(*u));
     snprintf(u->user_id, sizeof(u->user_id), "%s", r->auth.user_id);

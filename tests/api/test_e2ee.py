@@ -752,6 +752,90 @@ class KeyBackup(E2eeTestCase):
         self.assertEqual(self.req("GET", self.keys_path(v2), token=d.token).json, {"rooms": {}})
 
 
+class Dehydrated(E2eeTestCase):
+    """MSC3814 dehydrated devices."""
+
+    PREFIX = "/_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_device"
+
+    def dehydrate(self, owner, device_id, expect=200, **override):
+        dd = Device(owner.user_id, device_id, owner.token)
+        body = {"device_id": device_id, "device_data": {"algorithm": "org.matrix.msc3814.v1.olm", "account": "opaque"},
+                "initial_device_display_name": "Dehydrated", "device_keys": dd.device_keys(),
+                "one_time_keys": dd.otks(2), "fallback_keys": dd.fallback()}
+        body.update(override)
+        r = self.req("PUT", self.PREFIX, token=owner.token, body=body)
+        self.assertEqual(r.status, expect, r)
+        return dd, r
+
+    def events(self, token, device_id, **params):
+        r = self.req("GET", self.PREFIX + "/%s/events?%s" % (q(device_id), urllib.parse.urlencode(params)),
+                     token=token)
+        self.assertEqual(r.status, 200, r)
+        return r.json
+
+    def test_lifecycle(self):
+        a, b = self.device(), self.device()
+        self.assertError(self.req("GET", self.PREFIX, token=a.token), 404, "M_NOT_FOUND")
+        self.assertIn("org.matrix.msc3814", self.req("GET", "/_matrix/client/versions").json["unstable_features"])
+        dd, r = self.dehydrate(a, "DEHYDRATED1")
+        self.assertEqual(r.json, {"device_id": "DEHYDRATED1"})
+        got = self.req("GET", self.PREFIX, token=a.token).json
+        self.assertEqual(got, {"device_id": "DEHYDRATED1",
+                               "device_data": {"algorithm": "org.matrix.msc3814.v1.olm", "account": "opaque"}})
+        # it is a device like others: its keys are published and its one-time keys claimable
+        seen = self.query(b.token, {a.user_id: []})["device_keys"][a.user_id]["DEHYDRATED1"]
+        self.assertEqual(seen["keys"], dd.device_keys()["keys"])
+        self.assertEqual(seen["unsigned"], {"device_display_name": "Dehydrated"})
+        claimed = self.claim(b.token, {a.user_id: {"DEHYDRATED1": "signed_curve25519"}})["one_time_keys"]
+        self.assertEqual(len(claimed[a.user_id]["DEHYDRATED1"]), 1)
+        # messages to it wait in its inbox, in order, a page at a time
+        for n in range(3):
+            self.send_to_device(b.token, "m.test", {a.user_id: {"DEHYDRATED1": {"n": n}}})
+        page = self.events(a.token, "DEHYDRATED1", limit=2)
+        self.assertEqual([e["content"]["n"] for e in page["events"]], [0, 1])
+        self.assertEqual(page["events"][0]["sender"], b.user_id)
+        rest = self.events(a.token, "DEHYDRATED1", **{"from": page["next_batch"]})
+        self.assertEqual([e["content"]["n"] for e in rest["events"]], [2])
+        self.assertNotIn("next_batch", rest)
+        # the page before was acknowledged by asking for the next one
+        self.assertEqual([e["content"]["n"] for e in self.events(a.token, "DEHYDRATED1")["events"]], [2])
+        r = self.req("POST", self.PREFIX + "/DEHYDRATED1/events", token=a.token, body={})
+        self.assertEqual(r.status, 200, r)
+        self.assertIn("next_batch", r.json)  # the older draft always gives one
+        # only one's own current dehydrated device
+        self.assertError(self.req("GET", self.PREFIX + "/%s/events" % a.device_id, token=a.token),
+                         403, "M_FORBIDDEN")
+        self.assertError(self.req("GET", self.PREFIX + "/DEHYDRATED1/events", token=b.token), 403, "M_FORBIDDEN")
+        self.assertError(self.req("GET", self.PREFIX + "/DEHYDRATED1/events?from=x", token=a.token),
+                         400, "M_INVALID_PARAM")
+
+        # a new one replaces it, keys and all
+        self.dehydrate(a, "DEHYDRATED2")
+        devices = self.query(b.token, {a.user_id: []})["device_keys"][a.user_id]
+        self.assertIn("DEHYDRATED2", devices)
+        self.assertNotIn("DEHYDRATED1", devices)
+        r = self.req("DELETE", self.PREFIX, token=a.token)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json, {"device_id": "DEHYDRATED2"})
+        self.assertError(self.req("GET", self.PREFIX, token=a.token), 404, "M_NOT_FOUND")
+        self.assertError(self.req("DELETE", self.PREFIX, token=a.token), 404, "M_NOT_FOUND")
+        self.assertNotIn("DEHYDRATED2", self.query(b.token, {a.user_id: []})["device_keys"][a.user_id])
+
+    def test_errors(self):
+        a = self.device()
+        self.assertError(self.dehydrate(a, "DD", expect=400, device_keys=None)[1], 400, "M_MISSING_PARAM")
+        self.assertError(self.dehydrate(a, "DD", expect=400, device_data={})[1], 400, "M_MISSING_PARAM")
+        other = Device(a.user_id, "OTHER", a.token)
+        self.assertError(self.dehydrate(a, "DD", expect=400, device_keys=other.device_keys())[1], 400, "M_BAD_JSON")
+        forged = Device(a.user_id, "DD", a.token).device_keys()
+        forged["algorithms"] = []
+        self.assertError(self.dehydrate(a, "DD", expect=400, device_keys=forged)[1], 400, "M_INVALID_SIGNATURE")
+        # the ID of one of the user's real devices
+        self.assertError(self.dehydrate(a, a.device_id, expect=400)[1], 400, "M_INVALID_PARAM")
+        self.assertError(self.req("GET", self.PREFIX, token=a.token), 404, "M_NOT_FOUND")
+        self.assertError(self.req("PUT", self.PREFIX, body={}), 401, "M_MISSING_TOKEN")
+
+
 class SyncSections(E2eeTestCase):
     def test_counts_and_fallback_types(self):
         d = self.device()
