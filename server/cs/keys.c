@@ -550,6 +550,7 @@ typedef struct st_dl_t {
     json_t *joined;       /* candidates: joined a room shared with self, or self joined theirs */
     json_t *left;         /* candidates: left a room shared with self, or self left theirs */
     const char *room_id;  /* the room whose membership changes are being read */
+    bool in_room_now;     /* self is joined to room_id now */
     json_t *room_joiners; /* where the members of room_id go when self joined or left it */
 } dl_t;
 
@@ -582,8 +583,11 @@ static int dl_change_cb(void *arg, uint64_t pos, const char *user_id, const char
     if (!joined && !gone)
         return 0; /* invites and knocks share nothing yet */
     if (strcmp(user_id, d->self) == 0) {
-        /* self joined or left: everyone in the room is a candidate */
-        d->room_joiners = joined ? d->joined : d->left;
+        /* self joined or left: everyone in the room is concerned.  When self is in the room now,
+         * its members share it with self: no need to check each of them (a big room is costly) */
+        if (joined && !d->in_room_now)
+            return 0; /* joined, then left again: the leave lists them as candidates */
+        d->room_joiners = joined ? d->changed : d->left;
         ax_db_room_members_foreach(d->txn, d->room_id, dl_room_member_cb, d);
     } else {
         json_object_set_new(joined ? d->joined : d->left, user_id, json_true());
@@ -596,7 +600,8 @@ static int dl_room_cb(void *arg, const char *room_id, json_t *m)
     dl_t *d = arg;
     uint64_t mpos = (uint64_t)json_integer_value(json_object_get(m, "pos"));
     /* rooms self is in, and rooms self left within the window */
-    if (!ax_streq(json_string_value(json_object_get(m, "membership")), "join") && mpos <= d->from)
+    d->in_room_now = ax_streq(json_string_value(json_object_get(m, "membership")), "join");
+    if (!d->in_room_now && mpos <= d->from)
         return 0;
     d->room_id = room_id;
     ax_db_member_changes(d->txn, room_id, d->from, d->to, dl_change_cb, d);
@@ -617,7 +622,7 @@ static json_t *set_to_array(json_t *set)
 
 int ax_cs_device_lists(ax_txn_t *txn, const char *user_id, uint64_t from, uint64_t to, json_t **changed, json_t **left)
 {
-    dl_t d = {txn, user_id, from, to, json_object(), json_object(), json_object(), NULL, NULL};
+    dl_t d = {txn, user_id, from, to, json_object(), json_object(), json_object(), NULL, false, NULL};
     /*
      * Spec "Tracking the device list for a user": users sharing a room whose
      * devices or cross-signing keys changed, and users who now share a room

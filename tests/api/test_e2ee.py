@@ -376,6 +376,15 @@ class DeviceLists(E2eeTestCase):
         # b left, so b's own view lists a as left
         self.assertIn(a.user_id, self.changes(b.token, s["next_batch"], s3["next_batch"])["left"])
 
+    def test_join_then_leave_in_one_window(self):
+        a, b = self.device(), self.device()
+        room = self.create_room(a.token, preset="public_chat")
+        start = self.sync(b.token)["next_batch"]
+        self.join(b.token, room)
+        self.leave(b.token, room)
+        res = self.changes(b.token, start, self.sync(b.token)["next_batch"])
+        self.assertEqual(res, {"changed": [], "left": [a.user_id]})
+
     def test_still_sharing_another_room_is_not_left(self):
         a, b = self.device(), self.device()
         r1 = self.shared_room(a, b)
