@@ -845,6 +845,37 @@ class Dehydrated(E2eeTestCase):
         self.assertError(self.req("PUT", self.PREFIX, body={}), 401, "M_MISSING_TOKEN")
 
 
+class Guards(E2eeTestCase):
+    """Every E2EE endpoint wants a token, and every body must be JSON."""
+
+    MSC3814 = "/_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_device"
+    ENDPOINTS = [
+        ("POST", V3 + "/keys/upload"), ("POST", V3 + "/keys/query"), ("POST", V3 + "/keys/claim"),
+        ("GET", V3 + "/keys/changes?from=s1_0&to=s2_0"), ("POST", V3 + "/keys/device_signing/upload"),
+        ("POST", V3 + "/keys/signatures/upload"), ("PUT", V3 + "/sendToDevice/m.test/t1"),
+        ("POST", V3 + "/room_keys/version"), ("GET", V3 + "/room_keys/version"),
+        ("GET", V3 + "/room_keys/version/1"), ("PUT", V3 + "/room_keys/version/1"),
+        ("DELETE", V3 + "/room_keys/version/1"), ("PUT", V3 + "/room_keys/keys?version=1"),
+        ("GET", V3 + "/room_keys/keys?version=1"), ("DELETE", V3 + "/room_keys/keys?version=1"),
+        ("PUT", V3 + "/room_keys/keys/!r:x?version=1"), ("GET", V3 + "/room_keys/keys/!r:x/s?version=1"),
+        ("GET", MSC3814), ("PUT", MSC3814), ("DELETE", MSC3814), ("GET", MSC3814 + "/D/events"),
+        ("POST", MSC3814 + "/D/events"),
+    ]
+
+    def test_missing_and_bad_tokens(self):
+        for method, path in self.ENDPOINTS:
+            self.assertError(self.req(method, path, body={}), 401, "M_MISSING_TOKEN")
+            self.assertError(self.req(method, path, token="axo_nope", body={}), 401, "M_UNKNOWN_TOKEN")
+
+    def test_bodies_must_be_json(self):
+        d = self.device()
+        for method, path in self.ENDPOINTS:
+            if method in ("POST", "PUT"):
+                r = self.req(method, path, token=d.token, raw=b"{\"broken",
+                             headers={"Content-Type": "application/json"})
+                self.assertError(r, 400, "M_NOT_JSON")
+
+
 class SyncSections(E2eeTestCase):
     def test_counts_and_fallback_types(self):
         d = self.device()
