@@ -827,8 +827,8 @@ int ax_cs_keys_device_signing_upload(ax_req_t *r)
         json_decref(dev);
     }
     ax_db_read_end(txn);
-    json_t *held_stored = ax_req_hold_json(r, json_pack("[o?, o?, o?]", stored[0], stored[1], stored[2]));
-    (void)held_stored;
+    /* the stored keys live as long as the request (borrowed below) */
+    ax_req_hold_json(r, json_pack("[o?, o?, o?]", stored[0], stored[1], stored[2]));
     /* spec (v1.11): the same keys again need no authentication and change nothing */
     if (!changes)
         return ax_reply_json_new(r, 200, json_object());
@@ -859,7 +859,7 @@ int ax_cs_keys_device_signing_upload(ax_req_t *r)
     snprintf(x->master, sizeof(x->master), "%s", master_pub);
     for (int i = 0; i < 3; ++i)
         x->keys[i] = given[i] != NULL ? json_deep_copy(given[i]) : NULL;
-    /* spec: replacing an existing master key needs User-Interactive Auth; the first upload does not */
+    /* spec (v1.11): once a master key exists, any change needs User-Interactive Auth; the first upload not */
     if (stored[0] == NULL) {
         ax_req_write(r, xsign_apply, xsign_written, x, xsign_free);
         return 0;

@@ -485,6 +485,10 @@ class CrossSigning(E2eeTestCase):
         self.assertError(self.req("POST", path, token=a.token, body={"master_key": wrong_usage}),
                          400, "M_INVALID_PARAM")
         self.assertError(self.req("POST", path, token=a.token, body={"master_key": "x"}), 400, "M_BAD_JSON")
+        # a public key that is also one of the user's device IDs would make key IDs ambiguous
+        clash_sk, clash = xsign_key(a.user_id, "master")
+        self.assertEqual(self.server.login(a.user_id, device_id=pub_of(clash_sk)).status, 200)
+        self.assertError(self.req("POST", path, token=a.token, body={"master_key": clash}), 403, "M_FORBIDDEN")
         # nothing was stored by the refused requests
         self.assertEqual(self.query(a.token, {a.user_id: []})["master_keys"], {})
 
