@@ -874,10 +874,18 @@ int ax_cs_keys_device_signing_upload(ax_req_t *r)
 
 enum { SIG_DEVICE, SIG_MASTER, SIG_OTHER_MASTER };
 
+/*
+ * The signatures are checked on the worker pool (a request may carry many,
+ * DESIGN.md "Threads"), then stored by the writer.  Every JSON value in a
+ * job is its own copy: the job outlives the request when the client goes.
+ */
 typedef struct st_sig_item_t {
     int kind;
     char target_user[256];
     char target[256];   /* device ID or master public key */
+    json_t *object;     /* the signed object as uploaded, for the worker to verify */
+    json_t *checks;     /* {signer key id: public key} the worker verifies 'object' with */
+    bool bad;           /* a signature did not verify */
     json_t *content;    /* what was signed (checked against the stored copy again on the writer) */
     json_t *signatures; /* {signer key id: signature} to add, by 'signer' */
 } sig_item_t;
@@ -890,13 +898,19 @@ typedef struct st_sigs_t {
     json_t *failures;  /* ... plus the writer's, rebuilt by every run */
 } sigs_t;
 
+static void sig_item_dispose(sig_item_t *it)
+{
+    json_decref(it->object);
+    json_decref(it->checks);
+    json_decref(it->content);
+    json_decref(it->signatures);
+}
+
 static void sigs_free(void *p)
 {
     sigs_t *s = p;
-    for (size_t i = 0; i < s->n; ++i) {
-        json_decref(s->items[i].content);
-        json_decref(s->items[i].signatures);
-    }
+    for (size_t i = 0; i < s->n; ++i)
+        sig_item_dispose(&s->items[i]);
     free(s->items);
     json_decref(s->failures0);
     json_decref(s->failures);
@@ -983,8 +997,9 @@ static void sigs_written(ax_req_t *r, int result, void *data)
     ax_reply_json_new(r, 200, json_pack("{s:O}", "failures", s->failures));
 }
 
-static sig_item_t *sig_item_new(sigs_t *s, int kind, const char *user, const char *target, json_t *signed_obj,
-                                json_t *sigs)
+/* Queues signatures 'sigs' ({key id: signature}, stolen) of 'signed_obj' to verify with 'checks' (stolen). */
+static void sig_item_new(sigs_t *s, int kind, const char *user, const char *target, json_t *signed_obj, json_t *sigs,
+                         json_t *checks)
 {
     s->items = ax_realloc(s->items, (s->n + 1) * sizeof(*s->items));
     sig_item_t *it = &s->items[s->n++];
@@ -992,11 +1007,56 @@ static sig_item_t *sig_item_new(sigs_t *s, int kind, const char *user, const cha
     it->kind = kind;
     snprintf(it->target_user, sizeof(it->target_user), "%s", user);
     snprintf(it->target, sizeof(it->target), "%s", target);
+    it->object = json_deep_copy(signed_obj);
     it->content = json_deep_copy(signed_obj);
     json_object_del(it->content, "signatures");
     json_object_del(it->content, "unsigned");
     it->signatures = sigs;
-    return it;
+    it->checks = checks;
+}
+
+/* Worker: verifies every queued signature (pure CPU on the job's own copies). */
+static int sigs_verify(void *data)
+{
+    sigs_t *s = data;
+    for (size_t i = 0; i < s->n; ++i) {
+        sig_item_t *it = &s->items[i];
+        const char *kid;
+        json_t *pub;
+        json_object_foreach(it->checks, kid, pub)
+        {
+            if (ax_e2ee_verify(it->object, s->signer, kid, json_string_value(pub)) != 0)
+                it->bad = true;
+        }
+    }
+    return 0;
+}
+
+static void sigs_verified(ax_req_t *r, int result, void *data)
+{
+    (void)result;
+    sigs_t *s = data;
+    /* the job moves on to the writer: 'data' is freed when this returns */
+    sigs_t *w = ax_calloc(1, sizeof(*w));
+    *w = *s;
+    memset(s, 0, sizeof(*s));
+    size_t kept = 0;
+    for (size_t i = 0; i < w->n; ++i) {
+        sig_item_t *it = &w->items[i];
+        if (it->bad) {
+            fail(w->failures0, it->target_user, it->target, 400, "M_INVALID_SIGNATURE", "Invalid signature");
+            sig_item_dispose(it);
+        } else {
+            w->items[kept++] = *it;
+        }
+    }
+    w->n = kept;
+    if (w->n == 0) {
+        ax_reply_json_new(r, 200, json_pack("{s:O}", "failures", w->failures0));
+        sigs_free(w);
+        return;
+    }
+    ax_req_write(r, sigs_apply, sigs_written, w, sigs_free);
 }
 
 typedef struct st_sig_ctx_t {
@@ -1016,7 +1076,7 @@ static void master_signature(sig_ctx_t *c, const char *key_id, json_t *obj, json
     }
     /* each signature must come from one of the user's devices, made with its ed25519 key */
     json_t *stored = json_object_get(json_object_get(master, "signatures"), self);
-    json_t *add = json_object();
+    json_t *add = json_object(), *checks = json_object();
     const char *sig_id;
     json_t *sig;
     json_object_foreach(sigs, sig_id, sig)
@@ -1027,19 +1087,23 @@ static void master_signature(sig_ctx_t *c, const char *key_id, json_t *obj, json
         const char *pub = NULL;
         if (strncmp(sig_id, "ed25519:", 8) == 0 && ax_db_devicekeys_get(c->txn, self, sig_id + 8, &dev) == 0)
             pub = json_string_value(json_object_get(json_object_get(dev, "keys"), sig_id));
-        int rc = pub != NULL && json_is_string(sig) ? ax_e2ee_verify(obj, self, sig_id, pub) : AX_EBADSIG;
-        json_decref(dev);
-        if (rc != 0) {
+        if (pub == NULL || !json_is_string(sig)) {
+            json_decref(dev);
             json_decref(add);
-            fail(c->s->failures0, self, key_id, 400, "M_INVALID_SIGNATURE", "Invalid signature");
+            json_decref(checks);
+            fail(c->s->failures0, self, key_id, 400, "M_INVALID_SIGNATURE", "Not signed by one of the user's devices");
             return;
         }
-        json_object_set(add, sig_id, sig);
+        json_object_set_new(checks, sig_id, json_string(pub));
+        json_object_set_new(add, sig_id, json_string(json_string_value(sig)));
+        json_decref(dev);
     }
-    if (json_object_size(add) == 0)
+    if (json_object_size(add) == 0) {
         json_decref(add);
-    else
-        sig_item_new(c->s, SIG_MASTER, self, key_id, obj, add);
+        json_decref(checks);
+        return;
+    }
+    sig_item_new(c->s, SIG_MASTER, self, key_id, obj, add, checks);
 }
 
 /* Signatures of the requester's own keys: devices signed by the self-signing key, or the master key by devices. */
@@ -1076,12 +1140,9 @@ static void own_signature(sig_ctx_t *c, const char *key_id, json_t *obj, json_t 
     json_decref(dev);
     if (!same)
         fail(c->s->failures0, self, key_id, 400, "M_UNKNOWN", "Key does not match");
-    else if (stored)
-        return; /* signed already: nothing to do */
-    else if (ax_e2ee_verify(obj, self, ssk_id, ssk_pub) != 0)
-        fail(c->s->failures0, self, key_id, 400, "M_INVALID_SIGNATURE", "Invalid signature");
-    else
-        sig_item_new(c->s, SIG_DEVICE, self, key_id, obj, json_pack("{s:O}", ssk_id, sig));
+    else if (!stored) /* else signed already: nothing to do */
+        sig_item_new(c->s, SIG_DEVICE, self, key_id, obj, json_pack("{s:s}", ssk_id, json_string_value(sig)),
+                     json_pack("{s:s}", ssk_id, ssk_pub));
 }
 
 /* Signatures of other users' master keys by the requester's user-signing key. */
@@ -1113,11 +1174,12 @@ static void other_signatures(sig_ctx_t *c, const char *target, json_t *keys, con
             continue;
         }
         json_t *sig = json_object_get(json_object_get(json_object_get(obj, "signatures"), c->self), usk_id);
-        if (!json_is_string(sig) || ax_e2ee_verify(obj, c->self, usk_id, usk_pub) != 0) {
-            fail(c->s->failures0, target, key_id, 400, "M_INVALID_SIGNATURE", "Invalid signature");
+        if (!json_is_string(sig)) {
+            fail(c->s->failures0, target, key_id, 400, "M_INVALID_SIGNATURE", "Not signed by the user-signing key");
             continue;
         }
-        sig_item_new(c->s, SIG_OTHER_MASTER, target, key_id, obj, json_pack("{s:O}", usk_id, sig));
+        sig_item_new(c->s, SIG_OTHER_MASTER, target, key_id, obj, json_pack("{s:s}", usk_id, json_string_value(sig)),
+                     json_pack("{s:s}", usk_id, usk_pub));
     }
     json_decref(master);
 }
@@ -1179,12 +1241,11 @@ int ax_cs_keys_signatures_upload(ax_req_t *r)
     json_decref(master);
     json_decref(ssk);
     json_decref(usk);
-    s->failures = json_deep_copy(s->failures0);
     if (s->n == 0) {
-        json_t *out = json_pack("{s:O}", "failures", s->failures);
+        json_t *out = json_pack("{s:O}", "failures", s->failures0);
         sigs_free(s);
         return ax_reply_json_new(r, 200, out);
     }
-    ax_req_write(r, sigs_apply, sigs_written, s, sigs_free);
+    ax_req_work(r, sigs_verify, sigs_verified, s, sigs_free);
     return 0;
 }
