@@ -446,11 +446,11 @@ int ax_cs_backup_keys_put(ax_req_t *r)
     } else if (r->nparams == 1) {
         if (!check_room_or_reply(r, body))
             return 0;
-        rooms = json_pack("{s:O}", r->params[0], body);
+        rooms = json_pack("{s:o}", r->params[0], json_deep_copy(body));
     } else {
         if (!check_key_data_or_reply(r, body))
             return 0;
-        rooms = json_pack("{s:{s:{s:O}}}", r->params[0], "sessions", r->params[1], body);
+        rooms = json_pack("{s:{s:{s:o}}}", r->params[0], "sessions", r->params[1], json_deep_copy(body));
     }
     keys_write_t *w = keys_write_new(r, known ? version : 0);
     w->rooms = rooms;
