@@ -171,6 +171,15 @@ static int serve(const char *config_path)
     if (!cfg->sync)
         ax_log(AX_LOG_WARN, "sync = false: acknowledged writes can be lost on a crash");
 
+    /* block SIGTERM/SIGINT before the first thread starts, so every thread inherits the mask and
+     * only ax_http_run's sigwait takes them: a writer or worker thread created with them open
+     * would get a signal sent before sigwait runs and die of its default action */
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &signals, NULL);
+
     srv.writer = ax_writer_new(srv.db);
     ax_writer_set_commit_hook(srv.writer, notify_hook, &srv);
     if (ax_writer_start(srv.writer) != 0) {
