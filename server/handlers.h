@@ -144,6 +144,32 @@ int ax_cs_media_legacy_preview_url(ax_req_t *r);
  */
 void ax_cs_media_tick(ax_server_t *srv,
                       void (*submit)(ax_server_t *srv, ax_apply_fn apply, void *data, void (*free_data)(void *)));
+/* server/cs/keys.c -- end-to-end encryption keys and cross-signing */
+int ax_cs_keys_upload(ax_req_t *r);
+int ax_cs_keys_query(ax_req_t *r);
+int ax_cs_keys_claim(ax_req_t *r);
+int ax_cs_keys_changes(ax_req_t *r);
+int ax_cs_keys_device_signing_upload(ax_req_t *r);
+int ax_cs_keys_signatures_upload(ax_req_t *r);
+
+/* server/cs/to_device.c -- send-to-device messaging */
+int ax_cs_send_to_device(ax_req_t *r);
+
+/* server/cs/key_backup.c -- server-side key backups */
+int ax_cs_backup_version_create(ax_req_t *r);
+int ax_cs_backup_version_current(ax_req_t *r);
+int ax_cs_backup_version_get(ax_req_t *r);
+int ax_cs_backup_version_update(ax_req_t *r);
+int ax_cs_backup_version_delete(ax_req_t *r);
+int ax_cs_backup_keys_put(ax_req_t *r);
+int ax_cs_backup_keys_get(ax_req_t *r);
+int ax_cs_backup_keys_delete(ax_req_t *r);
+
+/* server/cs/dehydrated.c -- dehydrated devices (MSC3814) */
+int ax_cs_dehydrated_get(ax_req_t *r);
+int ax_cs_dehydrated_put(ax_req_t *r);
+int ax_cs_dehydrated_delete(ax_req_t *r);
+int ax_cs_dehydrated_events(ax_req_t *r);
 
 /* federation/api_keys.c -- server keys and version */
 int ax_fed_keys_server(ax_req_t *r);

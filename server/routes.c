@@ -6,9 +6,10 @@
  */
 #include "server/handlers.h"
 
-#define CS    "/_matrix/client/v3"
-#define FED   "/_matrix/federation"
-#define MEDIA "/_matrix/client/v1/media"
+#define CS      "/_matrix/client/v3"
+#define FED     "/_matrix/federation"
+#define MEDIA   "/_matrix/client/v1/media"
+#define MSC3814 "/_matrix/client/unstable/org.matrix.msc3814.v1"
 
 /* clang-format off */
 const ax_route_t ax_routes[] = {
@@ -144,6 +145,36 @@ const ax_route_t ax_routes[] = {
     {"GET",    "/_matrix/media/v3/thumbnail/{serverName}/{mediaId}", ax_cs_media_legacy_thumbnail, 0},
     {"GET",    "/_matrix/media/v3/config",             ax_cs_media_legacy_config,     AX_ROUTE_AUTH},
     {"GET",    "/_matrix/media/v3/preview_url",        ax_cs_media_legacy_preview_url, AX_ROUTE_AUTH},
+
+    /* end-to-end encryption (server/cs/keys.c, to_device.c, key_backup.c) */
+    {"POST",   CS "/keys/upload",                      ax_cs_keys_upload,             AX_ROUTE_AUTH},
+    {"POST",   CS "/keys/query",                       ax_cs_keys_query,              AX_ROUTE_AUTH},
+    {"POST",   CS "/keys/claim",                       ax_cs_keys_claim,              AX_ROUTE_AUTH},
+    {"GET",    CS "/keys/changes",                     ax_cs_keys_changes,            AX_ROUTE_AUTH},
+    {"POST",   CS "/keys/device_signing/upload",       ax_cs_keys_device_signing_upload, AX_ROUTE_AUTH | AX_ROUTE_NO_R0},
+    {"POST",   CS "/keys/signatures/upload",           ax_cs_keys_signatures_upload,  AX_ROUTE_AUTH},
+    {"PUT",    CS "/sendToDevice/{eventType}/{txnId}", ax_cs_send_to_device,          AX_ROUTE_AUTH},
+    {"POST",   CS "/room_keys/version",                ax_cs_backup_version_create,   AX_ROUTE_AUTH},
+    {"GET",    CS "/room_keys/version",                ax_cs_backup_version_current,  AX_ROUTE_AUTH},
+    {"GET",    CS "/room_keys/version/{version}",      ax_cs_backup_version_get,      AX_ROUTE_AUTH},
+    {"PUT",    CS "/room_keys/version/{version}",      ax_cs_backup_version_update,   AX_ROUTE_AUTH},
+    {"DELETE", CS "/room_keys/version/{version}",      ax_cs_backup_version_delete,   AX_ROUTE_AUTH},
+    {"PUT",    CS "/room_keys/keys",                   ax_cs_backup_keys_put,         AX_ROUTE_AUTH},
+    {"GET",    CS "/room_keys/keys",                   ax_cs_backup_keys_get,         AX_ROUTE_AUTH},
+    {"DELETE", CS "/room_keys/keys",                   ax_cs_backup_keys_delete,      AX_ROUTE_AUTH},
+    {"PUT",    CS "/room_keys/keys/{roomId}",          ax_cs_backup_keys_put,         AX_ROUTE_AUTH},
+    {"GET",    CS "/room_keys/keys/{roomId}",          ax_cs_backup_keys_get,         AX_ROUTE_AUTH},
+    {"DELETE", CS "/room_keys/keys/{roomId}",          ax_cs_backup_keys_delete,      AX_ROUTE_AUTH},
+    {"PUT",    CS "/room_keys/keys/{roomId}/{sessionId}", ax_cs_backup_keys_put,      AX_ROUTE_AUTH},
+    {"GET",    CS "/room_keys/keys/{roomId}/{sessionId}", ax_cs_backup_keys_get,      AX_ROUTE_AUTH},
+    {"DELETE", CS "/room_keys/keys/{roomId}/{sessionId}", ax_cs_backup_keys_delete,   AX_ROUTE_AUTH},
+
+    /* dehydrated devices, MSC3814 (server/cs/dehydrated.c) */
+    {"GET",    MSC3814 "/dehydrated_device",           ax_cs_dehydrated_get,          AX_ROUTE_AUTH},
+    {"PUT",    MSC3814 "/dehydrated_device",           ax_cs_dehydrated_put,          AX_ROUTE_AUTH},
+    {"DELETE", MSC3814 "/dehydrated_device",           ax_cs_dehydrated_delete,       AX_ROUTE_AUTH},
+    {"GET",    MSC3814 "/dehydrated_device/{deviceId}/events", ax_cs_dehydrated_events, AX_ROUTE_AUTH},
+    {"POST",   MSC3814 "/dehydrated_device/{deviceId}/events", ax_cs_dehydrated_events, AX_ROUTE_AUTH},
 
     /* federation: keys and version */
     {"GET",  "/_matrix/key/v2/server",                 ax_fed_keys_server,      0},

@@ -43,6 +43,7 @@ typedef struct st_sync_t {
     uint64_t typing_now;
     ax_txn_t *txn;
     uint64_t now_ms;
+    bool ack_to_device; /* to-device messages up to 'since' wait to be deleted */
 } sync_t;
 
 /* ---- tokens ---- */
@@ -577,6 +578,8 @@ static json_t *build(sync_t *s)
     s->now_ms = ax_now_ms();
     if (ax_db_read_begin(srv->db, &s->txn) != 0)
         return NULL;
+    /* first, as a long to-device inbox can lower s->upto for everything below */
+    json_t *e2ee = ax_cs_e2ee_sync(s->txn, s->user_id, s->device_id, s->since, &s->upto, &s->ack_to_device);
 
     json_t *ignore_list = NULL;
     if (ax_db_accountdata_get(s->txn, s->user_id, NULL, "m.ignored_user_list", &ignore_list, NULL) == 0) {
@@ -633,6 +636,7 @@ static json_t *build(sync_t *s)
         json_object_set_new(out, "account_data", json_pack("{s:O}", "events", ad.global));
     if (json_array_size(pr.events) != 0)
         json_object_set_new(out, "presence", json_pack("{s:O}", "events", pr.events));
+    json_object_update_new(out, e2ee);
     json_decref(pr.events);
     json_decref(rooms);
     json_decref(ad.global);
@@ -694,8 +698,10 @@ static void job_free(void *data)
 static void run(ax_req_t *r, bool timed_out);
 
 /* Replies with 'out' (stolen), or parks the request when there is nothing to say yet. */
-static void finish(ax_req_t *r, sync_t *s, json_t *out, uint64_t covered, bool timed_out)
+static void finish(ax_req_t *r, sync_t *s, json_t *out, uint64_t covered, bool ack_to_device, bool timed_out)
 {
+    if (ack_to_device)
+        ax_cs_to_device_ack(r, s->since);
     if (!has_news(out) && !timed_out && s->timeout_ms > 0 && s->since != 0) {
         json_decref(out);
         ax_req_park(r, s->user_id, covered, s->timeout_ms, run);
@@ -711,7 +717,7 @@ static void job_done(ax_req_t *r, int result, void *data)
         return (void)ax_reply_error(r, AX_M_INTERNAL, "Database unavailable");
     json_t *out = j->out;
     j->out = NULL;
-    finish(r, r->route_data, out, j->s.upto, j->timed_out);
+    finish(r, r->route_data, out, j->s.upto, j->s.ack_to_device, j->timed_out);
 }
 
 static void run(ax_req_t *r, bool timed_out)
@@ -733,7 +739,7 @@ static void run(ax_req_t *r, bool timed_out)
         ax_reply_error(r, AX_M_INTERNAL, "Database unavailable");
         return;
     }
-    finish(r, s, out, s->upto, timed_out);
+    finish(r, s, out, s->upto, s->ack_to_device, timed_out);
 }
 
 /* GET /_matrix/client/v3/sync */
