@@ -10,6 +10,7 @@
 #include "server/cs/cs.h"
 #include "server/handlers.h"
 #include "server/typing.h"
+#include "federation/federation.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -132,6 +133,12 @@ static void housekeeping(ax_server_t *srv)
     ax_presence_tick(srv, submit_background);
 }
 
+/* SIGTERM: outbound federation requests end now, so the HTTP threads waiting on them can drain. */
+static void stopping(ax_server_t *srv)
+{
+    ax_fed_shutdown(srv->fed);
+}
+
 /* The writer's commit hook: news for long-polls. */
 static void notify_hook(void *arg, const ax_commit_info_t *info)
 {
@@ -152,7 +159,8 @@ static int serve(const char *config_path)
     pthread_mutex_init(&srv.nonce_mutex, NULL);
 
     char err[512];
-    if (ax_http_bind(&srv, err, sizeof(err)) != 0) {
+    if ((cfg->federation_enabled && ax_fed_check_config(cfg, err, sizeof(err)) != 0) ||
+        ax_http_bind(&srv, err, sizeof(err)) != 0) {
         fprintf(stderr, "axon: %s\n", err);
         ax_http_dispose(&srv);
         ax_config_free(cfg);
@@ -177,6 +185,12 @@ static int serve(const char *config_path)
         fprintf(stderr, "axon: cannot start the database writer\n");
         return 2;
     }
+    if (cfg->federation_enabled &&
+        (srv.fed = ax_fed_start(cfg, &srv.signing_key, srv.db, srv.writer, err, sizeof(err))) == NULL) {
+        fprintf(stderr, "axon: %s\n", err);
+        return 2;
+    }
+    srv.on_stopping = stopping;
     srv.workers = ax_workers_new(cfg->worker_threads);
     srv.router = ax_router_new(ax_routes, ax_routes_count);
     srv.limits.login = ax_ratelimit_new(cfg->rl_login_per_second, cfg->rl_login_burst);
@@ -185,7 +199,8 @@ static int serve(const char *config_path)
 
     ax_http_run(&srv);
 
-    /* threads are joined: finish queued writes, then free everything */
+    /* threads are joined: the federation loop finishes its own writes, then the writer drains */
+    ax_fed_free(srv.fed);
     ax_writer_stop(srv.writer);
     ax_workers_free(srv.workers);
     ax_http_dispose(&srv);
