@@ -150,6 +150,15 @@ static int serve(const char *config_path)
     ax_config_t *cfg = load_config(config_path);
     ax_log_setup((ax_log_level_t)cfg->log_level, (ax_log_format_t)cfg->log_format);
 
+    /* SIGTERM/SIGINT are taken by sigwait in ax_http_run: block them before any thread starts, so
+     * every thread (writer, workers, federation, DNS) inherits the mask and a signal that arrives
+     * during start-up waits for sigwait instead of killing the process */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+
     ax_server_t srv;
     memset(&srv, 0, sizeof(srv));
     srv.cfg = cfg;

@@ -385,5 +385,61 @@ class KeyRotation(unittest.TestCase):
             s.cleanup()
 
 
+@unittest.skipUnless(HAVE_DEPS, "openssl, python3-signedjson and python3-nacl are needed")
+class FederationConfig(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.ca = TestCA()
+        cls.cert, cls.key = cls.ca.leaf("node", "DNS:localhost,IP:127.0.0.1")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.ca.cleanup()
+
+    def test_verify_tls_off_warns_and_skips_verification(self):
+        cert, key = self.ca.leaf("selfsigned", "DNS:localhost,IP:127.0.0.1", signed=False)
+        bad = FakeRemote(cert, key)
+        s = fed_server(self.ca, self.cert, self.key, config={"federation_verify_tls": "false"}).start()
+        try:
+            self.assertIn("federation_verify_tls = false", s.log_text())
+            bad.key_sources[s.server_name] = s.port
+            bob = "@bob:" + bad.server_name
+            bad.profiles[bob] = {"displayname": "unverified"}
+            r = s.request("GET", V3 + "/profile/" + q(bob))
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual(r.json["displayname"], "unverified")
+        finally:
+            bad.stop()
+            s.stop()
+            s.cleanup()
+
+    def test_federation_disabled(self):
+        s = fed_server(self.ca, self.cert, self.key, config={"federation_enabled": "false"}).start()
+        try:
+            r = s.request("GET", FED + "/user/devices/" + q("@a:" + s.server_name))
+            self.assertEqual((r.status, r.json["errcode"]), (404, "M_UNRECOGNIZED"))
+            r = s.request("GET", V3 + "/profile/" + q("@a:elsewhere.test"))
+            self.assertEqual(r.status, 404, r)
+            self.assertIsNone(metric(s, "axon_federation_requests_total", '{result="ok"}'))
+        finally:
+            s.stop()
+            s.cleanup()
+
+    def test_unusable_ca_file_fails_start_up(self):
+        junk = self.ca.dir + "/junk.pem"
+        with open(junk, "w") as f:
+            f.write("not a certificate\n")
+        s = fed_server(self.ca, self.cert, self.key, config={"federation_ca_file": junk})
+        try:
+            s.start(wait=False)
+            self.assertEqual(s.proc.wait(timeout=30), 2)
+            self.assertIn("federation_ca_file", s.log_text())
+            self.assertFalse(__import__("os").path.exists(s.data_dir))  # nothing was written
+        finally:
+            s.proc = None
+            s.log.close()
+            s.cleanup()
+
+
 if __name__ == "__main__":
     main()
