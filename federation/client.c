@@ -36,7 +36,8 @@
 #include <strings.h>
 
 #define IO_TIMEOUT_MS        15000
-#define POOL_IDLE_MS         30000
+#define POOL_IDLE_MS         30000              /* an idle keep-alive connection is closed after this */
+#define POOL_FORGET_MS       (5ULL * 60 * 1000) /* an empty pool unused this long is disposed of */
 #define MAX_ADDRS            8
 #define WELLKNOWN_TIMEOUT_MS 10000
 #define WELLKNOWN_MAX_BYTES  (64u << 10)
@@ -527,12 +528,48 @@ static h2o_http1client_head_cb on_connect(h2o_http1client_t *client, const char 
     return on_head;
 }
 
+/* A socket pool and when it was last used, so idle ones can go. */
+typedef struct st_fed_pool_t {
+    h2o_socketpool_t pool;
+    uint64_t used_ms;
+} fed_pool_t;
+
 static void free_pool(void *arg, const char *key, void *value)
 {
     AX_UNUSED(arg);
     AX_UNUSED(key);
-    h2o_socketpool_dispose(value);
+    h2o_socketpool_dispose(&((fed_pool_t *)value)->pool);
     free(value);
+}
+
+typedef struct st_pool_prune_t {
+    uint64_t cutoff;
+    char **keys;
+    size_t n, cap;
+} pool_prune_t;
+
+static void find_idle_pool(void *arg, const char *key, void *value)
+{
+    pool_prune_t *p = arg;
+    fed_pool_t *fp = value;
+    /* 'count' holds every socket of the pool, pooled or in use, and connections being made */
+    if (fp->used_ms < p->cutoff && fp->pool._shared.count == 0) {
+        if (p->n == p->cap)
+            p->keys = ax_realloc(p->keys, (p->cap = p->cap ? p->cap * 2 : 16) * sizeof(char *));
+        p->keys[p->n++] = ax_strdup(key);
+    }
+}
+
+/* Disposes of pools nobody used for a while and that hold no socket. */
+static void prune_pools(ax_fed_t *fed, uint64_t now)
+{
+    pool_prune_t p = {now > POOL_FORGET_MS ? now - POOL_FORGET_MS : 0, NULL, 0, 0};
+    ax_strmap_foreach(&fed->pools, find_idle_pool, &p);
+    for (size_t i = 0; i < p.n; ++i) {
+        free_pool(NULL, p.keys[i], ax_strmap_del(&fed->pools, p.keys[i]));
+        free(p.keys[i]);
+    }
+    free(p.keys);
 }
 
 /* The keep-alive pool of one address and certificate name. */
@@ -549,16 +586,20 @@ static h2o_socketpool_t *get_pool(ax_fed_t *fed, const struct sockaddr *sa, sock
     }
     char key[600];
     snprintf(key, sizeof(key), "%s|%u|%s", addr, port, tls_name);
-    h2o_socketpool_t *pool = ax_strmap_get(&fed->pools, key);
-    if (pool != NULL)
-        return pool;
-    pool = ax_malloc(sizeof(*pool));
+    fed_pool_t *fp = ax_strmap_get(&fed->pools, key);
+    if (fp != NULL) {
+        fp->used_ms = ax_now_ms();
+        return &fp->pool;
+    }
+    fp = ax_malloc(sizeof(*fp));
+    fp->used_ms = ax_now_ms();
+    h2o_socketpool_t *pool = &fp->pool;
     h2o_socketpool_init_by_address(pool, (struct sockaddr *)sa, len, 1, 64);
     /* for an address pool h2o uses 'peer.host' as the TLS name (socketpool.h): make it the certificate name */
     free(pool->peer.host.base);
     pool->peer.host = h2o_strdup(NULL, tls_name, strlen(tls_name));
     h2o_socketpool_set_timeout(pool, fed->loop, POOL_IDLE_MS);
-    ax_strmap_put(&fed->pools, key, pool);
+    ax_strmap_put(&fed->pools, key, fp);
     return pool;
 }
 
@@ -724,7 +765,7 @@ void ax_fed_start_request(ax_fed_t *fed, ax_fed_request_t *fr)
     ax_resolver_resolve(fed->resolver, dest, on_resolved, call); /* may call back at once */
 }
 
-/* Deadlines: once a second, answer calls that ran out of time. */
+/* Once a second: answer calls that ran out of time; once a minute: forget what nobody uses. */
 static void on_tick(h2o_timeout_entry_t *entry)
 {
     ax_fed_t *fed = AX_CONTAINER_OF(entry, ax_fed_t, tick_entry);
@@ -734,15 +775,16 @@ static void on_tick(h2o_timeout_entry_t *entry)
         if (call->deadline_ms <= now)
             call_fail(call, AX_EUNREACHABLE, AX_FED_RESULT_NETWORK, "timed out");
     }
+    if (now >= fed->pruned_ms + 60000) {
+        fed->pruned_ms = now;
+        prune_pools(fed, now);
+        ax_resolver_prune(fed->resolver);
+        ax_keyring_prune(fed, now);
+    }
     h2o_timeout_link(fed->loop, &fed->tick_timeout, &fed->tick_entry);
 }
 
 /* ---- .well-known and SRV for the resolver ---- */
-
-typedef struct st_wk_fetch_t {
-    ax_fed_request_t *fr;
-    ax_resolve_step_t *step;
-} wk_fetch_t;
 
 static void wellknown_done(ax_task_t *task)
 {
@@ -976,7 +1018,7 @@ static void *loop_main(void *arg)
     h2o_timeout_dispose(fed->loop, &fed->tick_timeout);
     ax_strmap_foreach(&fed->pools, free_pool, NULL);
     ax_strmap_dispose(&fed->pools);
-    ax_strmap_dispose(&fed->fetches);
+    ax_keyring_dispose(fed);
     ax_resolver_free(fed->resolver);
     fed->resolver = NULL;
     ax_hport_dispose(&fed->inport, fed->queue);

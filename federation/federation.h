@@ -100,6 +100,9 @@ typedef void (*ax_resolve_cb)(void *arg, int rc, const ax_fed_target_t *target, 
  */
 void ax_resolver_resolve(ax_resolver_t *rs, const char *server_name, ax_resolve_cb cb, void *arg);
 
+/** Drops cached answers that expired long enough ago not to matter for error backoff. */
+void ax_resolver_prune(ax_resolver_t *rs);
+
 /** Drops the cached target of 'server_name' (after a connection to it failed). */
 void ax_resolver_forget(ax_resolver_t *rs, const char *server_name);
 

@@ -81,9 +81,11 @@ struct st_ax_fed_t {
     fed_call_t *calls;  /* calls in progress (doubly linked) */
     size_t ncalls;      /* calls allocated, including those only waiting for a callback */
     size_t outstanding; /* writer jobs and DNS lookups not back yet */
+    uint64_t pruned_ms; /* last time idle pools and stale caches were dropped */
 
     /* keyring state (keyring.c) */
     ax_strmap_t fetches; /* server name (+ "\x01" for direct-only) -> key_fetch_t in progress */
+    ax_strmap_t misses;  /* server name -> uint64_t: when a fetch last ended without a wanted key */
 
     /* counters read by ax_fed_stats (relaxed atomics) */
     _Atomic uint64_t results[AX_FED_RESULT__COUNT];
@@ -108,5 +110,9 @@ void ax_fed_write(ax_fed_t *fed, ax_apply_fn apply, void *data, void (*free_data
  * no notary is asked (looking up a notary's own keys: no cycles).
  */
 void ax_keyring_start(ax_fed_t *fed, ax_key_lookup_t *lk, bool direct_only);
+/** Drops what the keyring remembers about recent misses once it no longer matters. */
+void ax_keyring_prune(ax_fed_t *fed, uint64_t now);
+/** Frees the keyring's memory at exit (no fetch may be in progress). */
+void ax_keyring_dispose(ax_fed_t *fed);
 
 #endif

@@ -24,6 +24,7 @@
 #include <string.h>
 
 #define KEY_FETCH_TIMEOUT_MS 15000
+#define KEY_MISS_MS          10000 /* after a fetch that did not find a key, others wait this long */
 #define KEY_RESPONSE_MAX     (256u << 10)
 
 /* ---- Records and validity ---- */
@@ -286,6 +287,58 @@ static void fetch_done(key_fetch_t *f, bool ok)
     free(f);
 }
 
+/* Remembers that a fetch of 'server' just ended without everything wanted. */
+static void note_miss(ax_fed_t *fed, const char *server)
+{
+    uint64_t *at = ax_strmap_get(&fed->misses, server);
+    if (at == NULL) {
+        at = ax_malloc(sizeof(*at));
+        ax_strmap_put(&fed->misses, server, at);
+    }
+    *at = ax_now_ms();
+}
+
+typedef struct st_miss_prune_t {
+    uint64_t cutoff;
+    char **keys;
+    size_t n, cap;
+} miss_prune_t;
+
+static void find_old_miss(void *arg, const char *key, void *value)
+{
+    miss_prune_t *p = arg;
+    if (*(uint64_t *)value >= p->cutoff)
+        return;
+    if (p->n == p->cap)
+        p->keys = ax_realloc(p->keys, (p->cap = p->cap ? p->cap * 2 : 16) * sizeof(char *));
+    p->keys[p->n++] = ax_strdup(key);
+}
+
+void ax_keyring_prune(ax_fed_t *fed, uint64_t now)
+{
+    miss_prune_t p = {now > KEY_MISS_MS ? now - KEY_MISS_MS : 0, NULL, 0, 0};
+    ax_strmap_foreach(&fed->misses, find_old_miss, &p);
+    for (size_t i = 0; i < p.n; ++i) {
+        free(ax_strmap_del(&fed->misses, p.keys[i]));
+        free(p.keys[i]);
+    }
+    free(p.keys);
+}
+
+static void free_miss(void *arg, const char *key, void *value)
+{
+    AX_UNUSED(arg);
+    AX_UNUSED(key);
+    free(value);
+}
+
+void ax_keyring_dispose(ax_fed_t *fed)
+{
+    ax_strmap_foreach(&fed->misses, free_miss, NULL);
+    ax_strmap_dispose(&fed->misses);
+    ax_strmap_dispose(&fed->fetches);
+}
+
 /* Answers every waiter still there with 'result' and ends the fetch. */
 static void fail_all(key_fetch_t *f)
 {
@@ -298,6 +351,8 @@ static void fail_all(key_fetch_t *f)
     }
     f->waiters = NULL;
     ax_log(AX_LOG_INFO, "federation: no usable signing key of %s (%s)", f->server, ax_strerror(result));
+    if (!f->direct_only)
+        note_miss(f->fed, f->server);
     fetch_done(f, false);
 }
 
@@ -509,6 +564,13 @@ static void join_fetch(ax_fed_t *fed, ax_key_lookup_t *lk, size_t i, bool direct
     char map_key[260];
     snprintf(map_key, sizeof(map_key), "%s%s", server, direct_only ? "\x01" : "");
     key_fetch_t *f = ax_strmap_get(&fed->fetches, map_key);
+    uint64_t *missed = direct_only ? NULL : ax_strmap_get(&fed->misses, server);
+    if (f == NULL && missed != NULL && *missed + KEY_MISS_MS > ax_now_ms()) {
+        /* a fetch just looked and did not find it: do not hammer the server (or its notaries) */
+        lk->want[i].result = AX_ENOTFOUND;
+        lookup_release(lk);
+        return;
+    }
     bool fresh = f == NULL;
     if (fresh) {
         f = ax_calloc(1, sizeof(*f));

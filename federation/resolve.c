@@ -483,6 +483,41 @@ void ax_resolver_resolve(ax_resolver_t *rs, const char *server_name, ax_resolve_
     rs->ops->fetch_wellknown(rs->ctx, step, host);
 }
 
+typedef struct st_prune_t {
+    ax_resolver_t *rs;
+    uint64_t now;
+    bool targets;
+    char **keys;
+    size_t n, cap;
+} prune_t;
+
+static void find_stale(void *arg, const char *key, void *value)
+{
+    prune_t *p = arg;
+    /* .well-known entries stay an hour past expiry: their failure count drives the error backoff */
+    uint64_t until = p->targets ? ((target_entry_t *)value)->expires_ms
+                                : ((wk_entry_t *)value)->expires_ms + AX_WELLKNOWN_ERROR_MAX_MS;
+    if (until > p->now)
+        return;
+    if (p->n == p->cap)
+        p->keys = ax_realloc(p->keys, (p->cap = p->cap ? p->cap * 2 : 16) * sizeof(char *));
+    p->keys[p->n++] = ax_strdup(key);
+}
+
+void ax_resolver_prune(ax_resolver_t *rs)
+{
+    for (int pass = 0; pass < 2; ++pass) {
+        prune_t p = {rs, now_ms(rs), pass == 0, NULL, 0, 0};
+        ax_strmap_t *m = pass == 0 ? &rs->targets : &rs->wellknown;
+        ax_strmap_foreach(m, find_stale, &p);
+        for (size_t i = 0; i < p.n; ++i) {
+            free(ax_strmap_del(m, p.keys[i]));
+            free(p.keys[i]);
+        }
+        free(p.keys);
+    }
+}
+
 void ax_resolver_forget(ax_resolver_t *rs, const char *server_name)
 {
     free(ax_strmap_del(&rs->targets, server_name));

@@ -358,6 +358,17 @@ static void test_caching(void **state)
     w.log[0] = '\0';
     resolve(rs, "err.example");
     assert_non_null(strstr(w.log, "wk:err.example"));
+    /* long after, pruning forgets the failures: the backoff starts again at 30 s */
+    w.now += 3 * 3600 * 1000;
+    ax_resolver_prune(rs);
+    w.log[0] = '\0';
+    resolve(rs, "err.example");
+    assert_non_null(strstr(w.log, "wk:err.example"));
+    w.now += 31 * 1000;
+    ax_resolver_forget(rs, "err.example");
+    w.log[0] = '\0';
+    resolve(rs, "err.example");
+    assert_non_null(strstr(w.log, "wk:err.example"));
     ax_resolver_free(rs);
 }
 
