@@ -247,6 +247,11 @@ class Federation(unittest.TestCase):
         self.assertEqual(seen[-1]["path"], FED + "/query/profile?user_id=" + q(bob))
         r = self.a.request("GET", V3 + "/profile/%s/avatar_url" % q(bob))
         self.assertEqual(r.json, {"avatar_url": "mxc://fake/abc"})
+        # keep-alive: further requests reuse the pooled connection
+        before = self.fake.connections
+        for _ in range(3):
+            self.assertEqual(self.a.request("GET", V3 + "/profile/" + q(bob)).status, 200)
+        self.assertLessEqual(self.fake.connections - before, 1)
 
     def test_notary_fallback_through_a_third_server(self):
         # B learns the fake's key (B's notary endpoint fetches it directly) ...
