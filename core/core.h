@@ -159,6 +159,14 @@ void ax_signing_key_dispose(ax_signing_key_t *key);
 int ax_signing_key_load_or_create(const char *path, ax_signing_key_t *key, char *err, size_t errlen);
 
 /**
+ * Generates a new key with key id "ed25519:a_<random>" into 'key' and
+ * writes it to 'path' (mode 0600, through a temporary file renamed over
+ * any existing one, so a crash leaves the old key or the new one).
+ * Returns 0, or AX_EIO with 'err' set.
+ */
+int ax_signing_key_generate(const char *path, ax_signing_key_t *key, char *err, size_t errlen);
+
+/**
  * Signs JSON object 'obj' in place as 'server_name' with 'key': the
  * signature covers the canonical JSON of 'obj' without "signatures" and
  * "unsigned", and is added under signatures.<server_name>.<key_id>.

@@ -15,10 +15,10 @@ for profile in "$@"; do
     case "$profile" in
     build)
         pkgs="$pkgs gcc libc6-dev pkg-config meson ninja-build libh2o-evloop-dev liblmdb-dev libsodium-dev
-              libssl-dev libjansson-dev libinih-dev libvips-dev"
+              libssl-dev libjansson-dev libinih-dev libvips-dev libc-ares-dev"
         ;;
     runtime)
-        pkgs="$pkgs libh2o-evloop0.13 liblmdb0 libsodium23 libssl3 libjansson4 libinih1 libvips42 ca-certificates curl"
+        pkgs="$pkgs libh2o-evloop0.13 liblmdb0 libsodium23 libssl3 libjansson4 libinih1 libvips42 libc-ares2 ca-certificates curl"
         ;;
     test)
         pkgs="$pkgs libcmocka-dev python3 python3-yaml python3-jsonschema python3-signedjson python3-nacl

@@ -172,7 +172,15 @@ int ax_cs_dehydrated_delete(ax_req_t *r);
 int ax_cs_dehydrated_events(ax_req_t *r);
 
 /* federation/api_keys.c -- server keys and version */
+/* federation/api_keys.c -- server keys, the notary, version */
 int ax_fed_keys_server(ax_req_t *r);
+int ax_fed_keys_query_get(ax_req_t *r);
+int ax_fed_keys_query_post(ax_req_t *r);
 int ax_fed_version(ax_req_t *r);
+
+/* federation/api_query.c -- queries and device lists */
+int ax_fed_query_profile(ax_req_t *r);
+int ax_fed_query_directory(ax_req_t *r);
+int ax_fed_user_devices(ax_req_t *r);
 
 #endif

@@ -126,7 +126,7 @@ static void hport_on_message(h2o_multithread_receiver_t *receiver, h2o_linklist_
     }
 }
 
-static void hport_init(ax_hport_t *hp, h2o_multithread_queue_t *queue)
+void ax_hport_init(ax_hport_t *hp, h2o_multithread_queue_t *queue)
 {
     memset(hp, 0, sizeof(*hp));
     hp->super.post = hport_post;
@@ -136,7 +136,7 @@ static void hport_init(ax_hport_t *hp, h2o_multithread_queue_t *queue)
 }
 
 /* Runs what is still queued with its owner cleared (the loop is gone). */
-static void hport_dispose(ax_hport_t *hp, h2o_multithread_queue_t *queue)
+void ax_hport_dispose(ax_hport_t *hp, h2o_multithread_queue_t *queue)
 {
     h2o_multithread_unregister_receiver(queue, &hp->receiver);
     ax_task_t *chain = hp->head;
@@ -164,7 +164,7 @@ static void req_task_done(ax_task_t *task)
     cont(r, task);
 }
 
-static void bind_task(ax_req_t *r, ax_task_t *task, ax_req_cont_t cont)
+void ax_req_bind_task(ax_req_t *r, ax_task_t *task, ax_req_cont_t cont)
 {
     task->port = &r->thread->port.super;
     task->done = req_task_done;
@@ -176,13 +176,13 @@ static void bind_task(ax_req_t *r, ax_task_t *task, ax_req_cont_t cont)
 
 void ax_req_submit_write(ax_req_t *r, ax_wjob_t *job, ax_req_cont_t cont)
 {
-    bind_task(r, &job->super, cont);
+    ax_req_bind_task(r, &job->super, cont);
     ax_writer_submit(r->srv->writer, job);
 }
 
 void ax_req_submit_work(ax_req_t *r, ax_work_t *work, ax_req_cont_t cont)
 {
-    bind_task(r, &work->super, cont);
+    ax_req_bind_task(r, &work->super, cont);
     ax_workers_submit(r->srv->workers, work);
 }
 
@@ -238,7 +238,7 @@ void ax_req_write_detached(ax_req_t *r, ax_apply_fn apply, void *data, void (*fr
     j->apply = apply;
     j->data = data;
     j->free_data = free_data;
-    bind_task(r, &j->u.w.super, simple_cont);
+    ax_req_bind_task(r, &j->u.w.super, simple_cont);
     j->u.w.super.owner = NULL; /* nobody waits: the continuation only frees */
     r->pending = NULL;
     ax_writer_submit(r->srv->writer, &j->u.w);
@@ -762,6 +762,27 @@ const char *ax_req_header(ax_req_t *r, const char *name)
     return ax_pstrndup(r, h->value.base, h->value.len);
 }
 
+const char *ax_req_header_n(ax_req_t *r, const char *name, size_t n, size_t *len)
+{
+    h2o_req_t *req = r->req;
+    size_t nlen = strlen(name);
+    for (size_t i = 0; i < req->headers.size; ++i) {
+        h2o_header_t *h = &req->headers.entries[i];
+        if (h->name->len != nlen || memcmp(h->name->base, name, nlen) != 0)
+            continue;
+        if (n-- == 0) {
+            *len = h->value.len;
+            return h->value.base;
+        }
+    }
+    return NULL;
+}
+
+const char *ax_req_uri(ax_req_t *r)
+{
+    return ax_pstrndup(r, r->req->path.base, r->req->path.len);
+}
+
 const char *ax_req_method(ax_req_t *r)
 {
     return ax_pstrndup(r, r->req->method.base, r->req->method.len);
@@ -924,6 +945,10 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     if ((route->flags & (AX_ROUTE_AUTH | AX_ROUTE_AUTH_OPTIONAL)) != 0 &&
         ax_req_auth_or_reply(r, (route->flags & AX_ROUTE_AUTH) == 0) != 0)
         return 0;
+
+    /* Server-Server requests: the handler runs once the X-Matrix signature verified (maybe after a key fetch) */
+    if ((route->flags & AX_ROUTE_FED) != 0)
+        return ax_fed_auth_run(r);
 
     return route->handler(r);
 }
@@ -1367,7 +1392,7 @@ static void thread_dispose_loop(ax_thread_t *t)
         h2o_timeout_unlink(&t->log_flush_entry);
     h2o_timeout_dispose(t->loop, &t->log_flush_timeout);
     h2o_multithread_unregister_receiver(t->ctx.queue, &t->control);
-    hport_dispose(&t->port, t->ctx.queue);
+    ax_hport_dispose(&t->port, t->ctx.queue);
     for (size_t i = 0; i < t->nlisteners; ++i)
         if (t->listeners[i].sock != NULL)
             h2o_socket_close(t->listeners[i].sock), t->listeners[i].sock = NULL;
@@ -1422,7 +1447,7 @@ static ax_thread_t *thread_new(ax_server_t *srv, unsigned index)
     t->accept_plain.hosts = http->globalconf.hosts;
     t->accept_tls = t->accept_plain;
     t->accept_tls.ssl_ctx = http->ssl_ctx;
-    hport_init(&t->port, t->ctx.queue);
+    ax_hport_init(&t->port, t->ctx.queue);
     h2o_multithread_register_receiver(t->ctx.queue, &t->control, on_control);
     h2o_multithread_register_receiver(t->ctx.queue, &t->notify_recv, on_notify);
     t->waiter_tick.cb = on_waiter_tick;
@@ -1509,6 +1534,8 @@ int ax_http_run(ax_server_t *srv)
     int sig = 0;
     sigwait(&set, &sig);
     ax_log(AX_LOG_INFO, "received %s, shutting down gracefully", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    if (srv->on_stopping != NULL)
+        srv->on_stopping(srv);
     for (unsigned i = 0; i < srv->nthreads; ++i)
         h2o_multithread_send_message(&srv->threads[i]->control, &srv->threads[i]->control_msg);
     for (unsigned i = 0; i < srv->nthreads; ++i)

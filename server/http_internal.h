@@ -21,6 +21,11 @@ typedef struct st_ax_hport_t {
     bool msg_pending;
 } ax_hport_t;
 
+/** Makes 'hp' a port whose tasks finish on the loop of 'queue' (register before other threads post). */
+void ax_hport_init(ax_hport_t *hp, h2o_multithread_queue_t *queue);
+/** Unregisters 'hp'; tasks still queued run with their 'owner' cleared. */
+void ax_hport_dispose(ax_hport_t *hp, h2o_multithread_queue_t *queue);
+
 /* One configured listen address: a SO_REUSEPORT socket per thread. */
 typedef struct st_ax_listener_spec_t {
     int *fds;

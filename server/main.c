@@ -11,6 +11,7 @@
 #include "server/cs/cs.h"
 #include "server/handlers.h"
 #include "server/typing.h"
+#include "federation/federation.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -138,6 +139,12 @@ static void housekeeping(ax_server_t *srv)
     ax_cs_media_tick(srv, submit_background);
 }
 
+/* SIGTERM: outbound federation requests end now, so the HTTP threads waiting on them can drain. */
+static void stopping(ax_server_t *srv)
+{
+    ax_fed_shutdown(srv->fed);
+}
+
 /* The writer's commit hook: news for long-polls. */
 static void notify_hook(void *arg, const ax_commit_info_t *info)
 {
@@ -149,7 +156,7 @@ static void notify_hook(void *arg, const ax_commit_info_t *info)
 
 static int serve(const char *config_path)
 {
-    /* block SIGTERM/SIGINT before any thread exists (writer, workers, libvips' pool): every
+    /* block SIGTERM/SIGINT before any thread exists (writer, workers, federation, DNS, libvips): every
      * thread inherits the mask, so only ax_http_run's sigwait receives them; a thread with
      * them unblocked would let the default action kill the process without a clean stop */
     sigset_t stop_signals;
@@ -170,7 +177,8 @@ static int serve(const char *config_path)
     pthread_mutex_init(&srv.nonce_mutex, NULL);
 
     char err[512];
-    if (ax_http_bind(&srv, err, sizeof(err)) != 0) {
+    if ((cfg->federation_enabled && ax_fed_check_config(cfg, err, sizeof(err)) != 0) ||
+        ax_http_bind(&srv, err, sizeof(err)) != 0) {
         fprintf(stderr, "axon: %s\n", err);
         ax_http_dispose(&srv);
         ax_config_free(cfg);
@@ -204,6 +212,12 @@ static int serve(const char *config_path)
         return 2;
     }
     srv.changes = ax_changes_new(ax_writer_stream_pos(srv.writer), ROOM_CHANGES_KEPT);
+    if (cfg->federation_enabled &&
+        (srv.fed = ax_fed_start(cfg, &srv.signing_key, srv.db, srv.writer, err, sizeof(err))) == NULL) {
+        fprintf(stderr, "axon: %s\n", err);
+        return 2;
+    }
+    srv.on_stopping = stopping;
     srv.workers = ax_workers_new(cfg->worker_threads);
     srv.router = ax_router_new(ax_routes, ax_routes_count);
     srv.limits.login = ax_ratelimit_new(cfg->rl_login_per_second, cfg->rl_login_burst);
@@ -213,7 +227,8 @@ static int serve(const char *config_path)
 
     ax_http_run(&srv);
 
-    /* threads are joined: finish queued writes, then free everything */
+    /* threads are joined: the federation loop finishes its own writes, then the writer drains */
+    ax_fed_free(srv.fed);
     ax_writer_stop(srv.writer);
     ax_workers_free(srv.workers);
     ax_http_dispose(&srv);

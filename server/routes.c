@@ -177,8 +177,16 @@ const ax_route_t ax_routes[] = {
     {"POST",   MSC3814 "/dehydrated_device/{deviceId}/events", ax_cs_dehydrated_events, AX_ROUTE_AUTH},
 
     /* federation: keys and version */
+    /* federation: keys, the notary and version (federation/api_keys.c); no X-Matrix needed */
     {"GET",  "/_matrix/key/v2/server",                 ax_fed_keys_server,      0},
+    {"GET",  "/_matrix/key/v2/query/{serverName}",     ax_fed_keys_query_get,   0},
+    {"POST", "/_matrix/key/v2/query",                  ax_fed_keys_query_post,  0},
     {"GET",  FED "/v1/version",                        ax_fed_version,          0},
+
+    /* federation: queries (federation/api_query.c); X-Matrix signed */
+    {"GET",  FED "/v1/query/profile",                  ax_fed_query_profile,    AX_ROUTE_FED},
+    {"GET",  FED "/v1/query/directory",                ax_fed_query_directory,  AX_ROUTE_FED},
+    {"GET",  FED "/v1/user/devices/{userId}",          ax_fed_user_devices,     AX_ROUTE_FED},
 };
 /* clang-format on */
 

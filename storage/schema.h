@@ -117,6 +117,15 @@
  *                       count, deleted?}   (deleted versions stay, so a number is never reused)
  * backup_roomkey        key = user_id 0x00 be64 version room_id 0x00 session_id; value = json
  *                       KeyBackupData {first_message_index, forwarded_count, is_verified, session_data}
+ *
+ * Federation (storage/federation.c).
+ * serverkeyid_key       key = server_name 0x00 key_id; value = json {key: unpadded base64 ed25519 public key,
+ *                       valid_until_ts, expired_ts? (listed under old_verify_keys), fetched_ts, from: the server
+ *                       that served it (itself or a notary), doc: the key document as its owner signed it}
+ * keyid_oldkey          key = key_id of one of our own former signing keys; value = json {key, expired_ts}
+ *                       (served under old_verify_keys; written by `axon admin rotate-key`)
+ * destination_state     key = server_name; value = json {failures, retry_at_ms, first_seen_ts,
+ *                       last_success_ts?, last_failure_ts?, last_error?}  (outbound backoff per destination)
  */
 /* clang-format off */
 #define AX_SCHEMA_DBS(X) \
@@ -175,7 +184,10 @@
     X(todevicetxn_ts, 0) \
     X(userid_dehydrated, 0) \
     X(userversion_backup, 0) \
-    X(backup_roomkey, 0)
+    X(backup_roomkey, 0) \
+    X(serverkeyid_key, 0) \
+    X(keyid_oldkey, 0) \
+    X(destination_state, 0)
 /* clang-format on */
 
 #endif

@@ -515,6 +515,29 @@ int ax_db_backup_keys_foreach(ax_txn_t *txn, const char *user_id, uint64_t versi
 /** Deletes the version's keys (of a room, or one session); counts them in '*n' (may be NULL). */
 int ax_db_backup_keys_delete(ax_txn_t *txn, const char *user_id, uint64_t version, const char *room_id,
                              const char *session_id, size_t *n);
+/* ---- federation.c -- remote server keys, our former keys, destination state ------------ */
+
+/**
+ * The stored record of key 'key_id' of 'server_name' (layout in schema.h; a
+ * new reference in '*out').  Returns 0, AX_ENOTFOUND or AX_EIO.
+ */
+int ax_db_server_key_get(ax_txn_t *txn, const char *server_name, const char *key_id, json_t **out);
+/** Stores (replaces) a key record ('rec' borrowed).  Returns 0, AX_ETOOBIG, AX_EMAPFULL or AX_EIO. */
+int ax_db_server_key_put(ax_txn_t *txn, const char *server_name, const char *key_id, const json_t *rec);
+/** Calls 'cb' for each stored key of 'server_name' (an index range) until it returns nonzero. */
+int ax_db_server_keys_foreach(ax_txn_t *txn, const char *server_name,
+                              int (*cb)(void *arg, const char *key_id, json_t *rec), void *arg);
+
+/** Records one of this server's former signing keys {key, expired_ts} ('rec' borrowed). */
+int ax_db_old_key_put(ax_txn_t *txn, const char *key_id, const json_t *rec);
+/** Calls 'cb' for each former signing key of this server, in key ID order. */
+int ax_db_old_keys_foreach(ax_txn_t *txn, int (*cb)(void *arg, const char *key_id, json_t *rec), void *arg);
+
+/** The backoff state of outbound destination 'server_name' (a new reference).  AX_ENOTFOUND when never contacted. */
+int ax_db_destination_get(ax_txn_t *txn, const char *server_name, json_t **out);
+int ax_db_destination_put(ax_txn_t *txn, const char *server_name, const json_t *rec);
+/** Calls 'cb' for every known destination, in server name order. */
+int ax_db_destinations_foreach(ax_txn_t *txn, int (*cb)(void *arg, const char *server_name, json_t *rec), void *arg);
 
 /* ---- writer.c -- the single writer with group commit ------------------------------ */
 

@@ -6,6 +6,7 @@
 #include "server/cs/cs.h"
 #include "core/events.h"
 #include "core/rooms.h"
+#include "federation/federation.h"
 
 #include <ctype.h>
 #include <stdlib.h>
@@ -32,6 +33,48 @@ static bool local_alias_or_reply(ax_req_t *r, const char *alias, bool must_be_ou
     return true;
 }
 
+static void remote_alias_done(ax_req_t *r, ax_task_t *task)
+{
+    ax_fed_request_t *fr = (ax_fed_request_t *)task;
+    if (r != NULL) {
+        json_t *room_id = json_object_get(fr->json, "room_id"), *servers = json_object_get(fr->json, "servers");
+        if (task->result != 0) {
+            ax_reply_error_status(r, 502, AX_M_UNKNOWN, ax_psprintf(r, "Could not resolve the alias: %s", fr->error));
+        } else if (fr->status == 200 && json_is_string(room_id) && json_is_array(servers)) {
+            json_t *list = json_array();
+            size_t i;
+            json_t *s;
+            json_array_foreach(servers, i, s)
+            {
+                if (json_is_string(s) && ax_id_is_valid_server_name(json_string_value(s)))
+                    json_array_append(list, s);
+            }
+            ax_reply_json_new(r, 200, json_pack("{s:O, s:o}", "room_id", room_id, "servers", list));
+        } else if (fr->status == 404) {
+            ax_reply_error(r, AX_M_NOT_FOUND, "Room alias not found");
+        } else {
+            ax_reply_error_status(r, 502, AX_M_UNKNOWN,
+                                  ax_psprintf(r, "The alias's server answered HTTP %d", fr->status));
+        }
+    }
+    ax_fed_request_free(fr);
+}
+
+/* Asks the alias's server (query/directory); replies when it answers. */
+static int remote_alias(ax_req_t *r, const char *alias, const char *server)
+{
+    if (r->srv->fed == NULL)
+        return ax_reply_error(r, AX_M_NOT_FOUND, "Room alias not found (federation is disabled)");
+    ax_buf_t path = AX_BUF_INIT;
+    ax_buf_puts(&path, "/_matrix/federation/v1/query/directory?room_alias=");
+    ax_fed_urlencode(&path, alias);
+    ax_fed_request_t *fr = ax_fed_request_new(server, "GET", path.base, NULL);
+    ax_buf_dispose(&path);
+    ax_req_bind_task(r, &fr->super, remote_alias_done);
+    ax_fed_submit(r->srv->fed, fr);
+    return 0;
+}
+
 /* GET /_matrix/client/v3/directory/room/{roomAlias} */
 int ax_cs_alias_get(ax_req_t *r)
 {
@@ -39,7 +82,7 @@ int ax_cs_alias_get(ax_req_t *r)
         return 0;
     const char *server = strchr(r->params[0], ':') + 1;
     if (strcmp(server, r->srv->cfg->server_name) != 0)
-        return ax_reply_error(r, AX_M_NOT_FOUND, "Room alias not found (remote aliases need federation)");
+        return remote_alias(r, r->params[0], server);
     ax_txn_t *txn;
     if (ax_db_read_begin(r->srv->db, &txn) != 0)
         return ax_reply_error(r, AX_M_INTERNAL, "Database unavailable");
