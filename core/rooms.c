@@ -308,6 +308,51 @@ int ax_room_apply_redaction(ax_txn_t *txn, const ax_room_version_t *rv, ax_room_
     return rc;
 }
 
+/* The unsigned PDU for 'd' on the room's extremities 'prev' and current state (cache). */
+static json_t *build_pdu(ax_room_lookup_t *cache, const ax_origin_t *o, const ax_room_version_t *rv,
+                         const ax_draft_t *d, const json_t *room, const prev_t *prev, bool is_create)
+{
+    json_t *prev_events = json_array();
+    for (size_t i = 0; i < prev->n && i < MAX_PREV_EVENTS; ++i)
+        json_array_append_new(prev_events, json_string(prev->ids[i]));
+    json_int_t depth = json_integer_value(json_object_get(room, "depth")) + 1;
+    json_t *pdu = json_pack("{s:O, s:I, s:I, s:o, s:s, s:s}", "content", d->content, "depth", depth, "origin_server_ts",
+                            (json_int_t)(d->ts != 0 ? d->ts : ax_now_ms()), "prev_events", prev_events, "sender",
+                            d->sender, "type", d->type);
+    if (pdu == NULL)
+        return NULL;
+    if (d->room_id != NULL && !(is_create && rv->room_id_from_create))
+        json_object_set_new(pdu, "room_id", json_string(d->room_id));
+    if (d->state_key != NULL)
+        json_object_set_new(pdu, "state_key", json_string(d->state_key));
+    if (!rv->msc3989_redact_origin)
+        json_object_set_new(pdu, "origin", json_string(o->server_name));
+    if (d->redacts != NULL && !rv->msc2176_redaction_rules)
+        json_object_set_new(pdu, "redacts", json_string(d->redacts)); /* v11 moved it into content */
+    json_object_set_new(pdu, "auth_events", select_auth_events(cache, rv, pdu));
+    return pdu;
+}
+
+int ax_room_build(ax_txn_t *txn, const ax_origin_t *o, const ax_draft_t *d, json_t **out,
+                  const ax_room_version_t **rv_out)
+{
+    json_t *room = NULL;
+    if (d->room_id == NULL || ax_db_room_get(txn, d->room_id, &room) != 0)
+        return AX_ENOTFOUND;
+    const ax_room_version_t *rv = ax_room_version_get(json_string_value(json_object_get(room, "room_version")));
+    prev_t *prev = ax_calloc(1, sizeof(*prev));
+    ax_room_lookup_t cache = {.txn = txn, .room_id = d->room_id};
+    int rc = rv == NULL ? AX_EIO : ax_db_extremities_foreach(txn, d->room_id, collect_prev, prev);
+    if (rc == 0 && (*out = build_pdu(&cache, o, rv, d, room, prev, false)) == NULL)
+        rc = AX_EINVAL;
+    if (rc == 0 && rv_out != NULL)
+        *rv_out = rv;
+    ax_room_lookup_dispose(&cache);
+    free(prev);
+    json_decref(room);
+    return rc;
+}
+
 int ax_room_send(ax_txn_t *txn, const ax_origin_t *o, const ax_draft_t *d, ax_sent_t *out, char *reason, size_t rlen)
 {
     json_t *room = NULL, *pdu = NULL, *local = NULL;
@@ -339,26 +384,10 @@ int ax_room_send(ax_txn_t *txn, const ax_origin_t *o, const ax_draft_t *d, ax_se
     prev_t prev = {.n = 0};
     if (!is_create && (rc = ax_db_extremities_foreach(txn, d->room_id, collect_prev, &prev)) != 0)
         goto out;
-    json_t *prev_events = json_array();
-    for (size_t i = 0; i < prev.n && i < MAX_PREV_EVENTS; ++i)
-        json_array_append_new(prev_events, json_string(prev.ids[i]));
-    json_int_t depth = json_integer_value(json_object_get(room, "depth")) + 1;
-    pdu = json_pack("{s:O, s:I, s:I, s:o, s:s, s:s}", "content", d->content, "depth", depth, "origin_server_ts",
-                    (json_int_t)(d->ts != 0 ? d->ts : ax_now_ms()), "prev_events", prev_events, "sender", d->sender,
-                    "type", d->type);
-    if (pdu == NULL) {
+    if ((pdu = build_pdu(&cache, o, rv, d, room, &prev, is_create)) == NULL) {
         rc = AX_EINVAL;
         goto out;
     }
-    if (d->room_id != NULL && !(is_create && rv->room_id_from_create))
-        json_object_set_new(pdu, "room_id", json_string(d->room_id));
-    if (d->state_key != NULL)
-        json_object_set_new(pdu, "state_key", json_string(d->state_key));
-    if (!rv->msc3989_redact_origin)
-        json_object_set_new(pdu, "origin", json_string(o->server_name));
-    if (d->redacts != NULL && !rv->msc2176_redaction_rules)
-        json_object_set_new(pdu, "redacts", json_string(d->redacts)); /* v11 moved it into content */
-    json_object_set_new(pdu, "auth_events", select_auth_events(&cache, rv, pdu));
 
     if (rv->strict_canonical_json && ax_cjson_check_strict(pdu) != 0) {
         snprintf(reason, rlen, "event contains floats or integers out of range");
@@ -452,7 +481,8 @@ int ax_room_send(ax_txn_t *txn, const ax_origin_t *o, const ax_draft_t *d, ax_se
         }
     }
 
-    json_object_set_new(room, "depth", json_integer(depth));
+    json_object_set_new(room, "depth",
+                        json_object_get(pdu, "depth") ? json_incref(json_object_get(pdu, "depth")) : json_integer(0));
     json_object_set_new(room, "last_pos", json_integer((json_int_t)out->pos));
     rc = ax_db_room_put(txn, out->room_id, room);
 

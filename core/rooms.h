@@ -53,6 +53,15 @@ typedef struct st_ax_sent_t {
  */
 int ax_room_send(ax_txn_t *txn, const ax_origin_t *o, const ax_draft_t *d, ax_sent_t *out, char *reason, size_t rlen);
 
+/**
+ * The PDU 'd' would be, built on the room's current extremities and state
+ * but neither signed, hashed, authorised nor stored (a new reference in
+ * '*out'; the room's version in '*rv' when not NULL): the template a
+ * make_join/make_leave/make_knock answer carries, or an event another
+ * server must sign first (an invite).  AX_ENOTFOUND for an unknown room.
+ */
+int ax_room_build(ax_txn_t *txn, const ax_origin_t *o, const ax_draft_t *d, json_t **out, const ax_room_version_t **rv);
+
 /* ---- ingest.c -- events from other servers ---- */
 
 typedef enum {
@@ -95,6 +104,24 @@ int ax_room_ingest_outlier(ax_txn_t *txn, const ax_room_version_t *rv, const cha
                            const json_t *pdu, ax_ingest_t *out);
 
 /**
+ * The state before 'pdu' (a stored event's PDU): the state after its prev
+ * event, or the resolution of the states after its prev events (a new
+ * reference in '*out').  AX_ENOTFOUND when a prev event has no known state.
+ */
+int ax_room_state_before_event(ax_txn_t *txn, const ax_room_version_t *rv, const char *room_id, const json_t *pdu,
+                               json_t **out);
+
+/**
+ * The auth chain of the events 'event_ids' (a JSON array of IDs) of room
+ * 'room_id' (version 'rv'): every stored event reachable through
+ * auth_events, each once, as a new JSON array of IDs in '*out' (the inputs
+ * themselves only when one is another's auth event), and in v12 rooms the
+ * create event the room ID implies.  Unknown events end their branch.
+ */
+int ax_room_auth_chain(ax_txn_t *txn, const ax_room_version_t *rv, const char *room_id, const json_t *event_ids,
+                       json_t **out);
+
+/**
  * A reader of a room's current state for the auth rules and power-level
  * helpers (core/events.h's ax_auth_lookup_fn): pass ax_room_lookup as the
  * function and the struct as its argument.  Events read are cached until
@@ -131,6 +158,13 @@ void ax_room_membership(ax_txn_t *txn, const char *room_id, const char *user_id,
  * change an incremental /sync must find in the room.
  */
 void ax_room_notify_members(ax_txn_t *txn, const char *room_id, const char *also);
+
+/**
+ * The stripped state (spec: "Stripped state") of the room's create, join
+ * rules, name, avatar, canonical alias, encryption and topic events: what
+ * an invitee or a knocker is shown (a new JSON array).
+ */
+json_t *ax_room_stripped_state(ax_txn_t *txn, const char *room_id);
 
 /** Writer side: wakes the room's members for news that is not in the room (presence). */
 void ax_room_wake_members(ax_txn_t *txn, const char *room_id);

@@ -96,6 +96,27 @@ const char *ax_state_map_get(const json_t *map, const char *type, const char *st
     return json_string_value(json_object_get(json_object_get(map, type), state_key));
 }
 
+/* ---- what an invitee or knocker may see ---- */
+
+json_t *ax_room_stripped_state(ax_txn_t *txn, const char *room_id)
+{
+    static const char *const types[] = {"m.room.create",          "m.room.join_rules", "m.room.name", "m.room.avatar",
+                                        "m.room.canonical_alias", "m.room.encryption", "m.room.topic"};
+    json_t *events = json_array();
+    for (size_t i = 0; i < AX_ARRAY_SIZE(types); ++i) {
+        char eid[256];
+        json_t *ev = NULL;
+        if (ax_db_state_get(txn, room_id, types[i], "", eid, sizeof(eid)) != 0 ||
+            ax_db_event_get(txn, eid, &ev, NULL) != 0)
+            continue;
+        json_array_append_new(events, json_pack("{s:O, s:s, s:O, s:O}", "content", json_object_get(ev, "content"),
+                                                "state_key", "", "type", json_object_get(ev, "type"), "sender",
+                                                json_object_get(ev, "sender")));
+        json_decref(ev);
+    }
+    return events;
+}
+
 /* ---- who hears about a room ---- */
 
 static int notify_member(void *arg, const char *user_id, const char *membership)

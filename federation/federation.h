@@ -17,6 +17,7 @@
 #include "common/common.h"
 #include "config/config.h"
 #include "core/core.h"
+#include "core/events.h"
 #include "storage/storage.h"
 
 #include <sys/socket.h>
@@ -331,6 +332,7 @@ typedef struct st_ax_key_want_t {
 /** A batch of key lookups as one task: 'super.result' is 0 once every item has its own result. */
 typedef struct st_ax_key_lookup_t {
     ax_task_t super;
+    void *user; /* the submitter's own pointer, untouched by the keyring */
     size_t n;
     /* private */
     size_t _pending;
@@ -377,5 +379,55 @@ uint64_t ax_keyring_event_valid_at(const ax_room_version_t *rv, uint64_t origin_
  * AX_EINVAL (malformed) or AX_EBADSIG.
  */
 int ax_keyring_check_doc(const json_t *doc, const char *server_name);
+
+/* ---- pdu.c -- checking events from other servers ------------------------------------------- */
+
+struct st_ax_req_t;
+
+/** A key one signature of a PDU may have been made with. */
+typedef struct st_ax_pdu_key_t {
+    char server[256];
+    char key_id[AX_KEY_ID_MAX];
+    bool found;
+    uint8_t public_key[crypto_sign_PUBLICKEYBYTES];
+} ax_pdu_key_t;
+
+/** One PDU being checked. */
+typedef struct st_ax_pdu_t {
+    json_t *pdu;                 /* owned; replaced by its redacted form when its content hash fails */
+    const ax_room_version_t *rv; /* the room's version (NULL: unknown, the PDU fails) */
+    char event_id[256];          /* once checked */
+    int result;                  /* 0: fine; AX_EINVAL: malformed; AX_EBADSIG: a signature missing or bad */
+    bool redacted;               /* its content hash did not match: it is kept redacted */
+    char error[160];             /* why it failed */
+    /* private */
+    char signers[AX_EVENT_SIGNERS_MAX][256];
+    size_t nsigners;
+    ax_pdu_key_t *keys;
+    size_t nkeys;
+    uint64_t valid_at;
+} ax_pdu_t;
+
+typedef struct st_ax_pdu_batch_t {
+    ax_pdu_t *items;
+    size_t n, cap;
+} ax_pdu_batch_t;
+
+/** Appends 'pdu' (stolen) of a room of version 'rv' to 'b'. */
+void ax_pdu_batch_add(ax_pdu_batch_t *b, json_t *pdu, const ax_room_version_t *rv);
+void ax_pdu_batch_dispose(ax_pdu_batch_t *b);
+
+typedef void (*ax_pdu_done_fn)(struct st_ax_req_t *r, void *arg);
+
+/**
+ * Checks every PDU of 'b' (borrowed until 'done') for request 'r': format
+ * of its room version, event ID, a valid signature of each server that
+ * must sign (keys from the keyring, fetched when needed), content hash
+ * (redacted on mismatch).  Results are in each item.  Then 'done(r, arg)'
+ * runs on r's thread; if the request went away meanwhile, 'free_arg(arg)'
+ * runs instead.  Signatures are checked on the worker pool.
+ */
+void ax_pdu_verify(struct st_ax_req_t *r, ax_pdu_batch_t *b, ax_pdu_done_fn done, void *arg,
+                   void (*free_arg)(void *arg));
 
 #endif

@@ -183,4 +183,16 @@ int ax_fed_query_profile(ax_req_t *r);
 int ax_fed_query_directory(ax_req_t *r);
 int ax_fed_user_devices(ax_req_t *r);
 
+/* federation/membership.c -- joins, leaves, knocks and invites, the resident side */
+int ax_fed_make_join(ax_req_t *r);
+int ax_fed_make_leave(ax_req_t *r);
+int ax_fed_make_knock(ax_req_t *r);
+int ax_fed_send_join(ax_req_t *r);
+int ax_fed_send_join_v1(ax_req_t *r);
+int ax_fed_send_leave(ax_req_t *r);
+int ax_fed_send_leave_v1(ax_req_t *r);
+int ax_fed_send_knock(ax_req_t *r);
+int ax_fed_invite(ax_req_t *r);
+int ax_fed_invite_v1(ax_req_t *r);
+
 #endif

@@ -187,6 +187,18 @@ const ax_route_t ax_routes[] = {
     {"GET",  FED "/v1/query/profile",                  ax_fed_query_profile,    AX_ROUTE_FED},
     {"GET",  FED "/v1/query/directory",                ax_fed_query_directory,  AX_ROUTE_FED},
     {"GET",  FED "/v1/user/devices/{userId}",          ax_fed_user_devices,     AX_ROUTE_FED},
+
+    /* federation: joining, leaving, knocking, inviting (federation/membership.c) */
+    {"GET",  FED "/v1/make_join/{roomId}/{userId}",    ax_fed_make_join,        AX_ROUTE_FED},
+    {"GET",  FED "/v1/make_leave/{roomId}/{userId}",   ax_fed_make_leave,       AX_ROUTE_FED},
+    {"GET",  FED "/v1/make_knock/{roomId}/{userId}",   ax_fed_make_knock,       AX_ROUTE_FED},
+    {"PUT",  FED "/v2/send_join/{roomId}/{eventId}",   ax_fed_send_join,        AX_ROUTE_FED},
+    {"PUT",  FED "/v1/send_join/{roomId}/{eventId}",   ax_fed_send_join_v1,     AX_ROUTE_FED},
+    {"PUT",  FED "/v2/send_leave/{roomId}/{eventId}",  ax_fed_send_leave,       AX_ROUTE_FED},
+    {"PUT",  FED "/v1/send_leave/{roomId}/{eventId}",  ax_fed_send_leave_v1,    AX_ROUTE_FED},
+    {"PUT",  FED "/v1/send_knock/{roomId}/{eventId}",  ax_fed_send_knock,       AX_ROUTE_FED},
+    {"PUT",  FED "/v2/invite/{roomId}/{eventId}",      ax_fed_invite,           AX_ROUTE_FED},
+    {"PUT",  FED "/v1/invite/{roomId}/{eventId}",      ax_fed_invite_v1,        AX_ROUTE_FED},
 };
 /* clang-format on */
 

@@ -192,6 +192,8 @@ int ax_req_json_body_or_reply(ax_req_t *r, json_t **out);
  * pool), or NULL when absent.  A present but undecodable value reads as "".
  */
 const char *ax_req_query(ax_req_t *r, const char *name);
+/** The 'nth' (from 0) occurrence of a repeated query parameter ("ver", "server_name"), or NULL. */
+const char *ax_req_query_nth(ax_req_t *r, const char *name, size_t nth);
 
 /* Typed fields of a JSON object (borrowed values).  A JSON null counts as
  * absent.  A wrong type replies 400 M_BAD_JSON, a missing required field

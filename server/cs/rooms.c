@@ -118,23 +118,17 @@ static int pick_authoriser(void *arg, const char *user_id, const char *membershi
     return 0;
 }
 
-/*
- * Restricted rooms (v8+, "Restricted rooms" in the spec): a user who is not
- * invited may join when they are in one of the rooms the join rules allow;
- * the join then names a local member with the power to invite, whose server
- * (this one) vouches for it by signing.  Writes the authoriser into
- * 'content'.  Returns 0, or AX_EFORBIDDEN with 'reason'.
- */
-static int authorise_restricted_join(ax_txn_t *txn, member_job_t *j, json_t *content)
+int ax_cs_restricted_authoriser(ax_txn_t *txn, const char *room_id, const char *user_id, const char *our_server,
+                                json_t *content, char *reason, size_t rlen)
 {
-    const ax_room_version_t *rv = ax_room_version_of(txn, j->room_id);
+    const ax_room_version_t *rv = ax_room_version_of(txn, room_id);
     if (rv == NULL || !rv->restricted)
         return 0;
     char m[16];
-    ax_room_membership(txn, j->room_id, j->target, m, sizeof(m));
+    ax_room_membership(txn, room_id, user_id, m, sizeof(m));
     if (strcmp(m, "invite") == 0 || strcmp(m, "join") == 0)
         return 0;
-    json_t *rules = ax_room_state_content(txn, j->room_id, "m.room.join_rules", "");
+    json_t *rules = ax_room_state_content(txn, room_id, "m.room.join_rules", "");
     const char *rule = json_string_value(json_object_get(rules, "join_rule"));
     bool restricted = ax_streq(rule, "restricted") || (ax_streq(rule, "knock_restricted") && rv->knock_restricted);
     bool allowed = false;
@@ -146,7 +140,7 @@ static int authorise_restricted_join(ax_txn_t *txn, member_job_t *j, json_t *con
         if (!allowed && ax_streq(json_string_value(json_object_get(cond, "type")), "m.room_membership") &&
             room != NULL) {
             char theirs[16];
-            ax_room_membership(txn, room, j->target, theirs, sizeof(theirs));
+            ax_room_membership(txn, room, user_id, theirs, sizeof(theirs));
             allowed = strcmp(theirs, "join") == 0;
         }
     }
@@ -154,17 +148,17 @@ static int authorise_restricted_join(ax_txn_t *txn, member_job_t *j, json_t *con
     if (!restricted)
         return 0;
     if (!allowed) {
-        snprintf(j->reason, sizeof(j->reason), "You are not a member of a room this room's join rules allow");
+        snprintf(reason, rlen, "You are not a member of a room this room's join rules allow");
         return AX_EFORBIDDEN;
     }
-    ax_room_lookup_t lk = {.txn = txn, .room_id = j->room_id};
-    authoriser_t a = {.txn = txn, .rv = rv, .lk = &lk, .server = j->origin->server_name, .need = 0};
+    ax_room_lookup_t lk = {.txn = txn, .room_id = room_id};
+    authoriser_t a = {.txn = txn, .rv = rv, .lk = &lk, .server = our_server, .need = 0};
     ax_power_level_named(rv, ax_room_lookup, &lk, "invite", &a.need);
-    ax_db_room_members_foreach(txn, j->room_id, pick_authoriser, &a);
+    ax_db_room_members_foreach(txn, room_id, pick_authoriser, &a);
     ax_room_lookup_dispose(&lk);
     if (a.found[0] == '\0') {
-        snprintf(j->reason, sizeof(j->reason), "No member of this server may invite you to this room");
-        return AX_EFORBIDDEN;
+        snprintf(reason, rlen, "No member of this server may invite you to this room");
+        return AX_ENOAUTHORISER;
     }
     json_object_set_new(content, "join_authorised_via_users_server", json_string(a.found));
     return 0;
@@ -183,7 +177,10 @@ int ax_cs_member_apply(ax_txn_t *txn, void *data)
     if (j->extra != NULL)
         json_object_update(content, j->extra);
     if (strcmp(j->membership, "join") == 0 && strcmp(j->sender, j->target) == 0) {
-        int rc = authorise_restricted_join(txn, j, content);
+        int rc = ax_cs_restricted_authoriser(txn, j->room_id, j->target, j->origin->server_name, content, j->reason,
+                                             sizeof(j->reason));
+        if (rc == AX_ENOAUTHORISER)
+            rc = AX_EFORBIDDEN;
         if (rc != 0) {
             json_decref(content);
             return rc;

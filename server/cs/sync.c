@@ -371,20 +371,18 @@ static json_t *room_section(sync_t *s, const char *room_id, uint64_t upto, bool 
 /* The stripped state an invitee or knocker sees (spec: "Stripped state"). */
 static json_t *stripped_state(sync_t *s, const char *room_id, const char *member_event_id)
 {
-    static const char *const types[] = {"m.room.create",          "m.room.join_rules", "m.room.name", "m.room.avatar",
-                                        "m.room.canonical_alias", "m.room.encryption", "m.room.topic"};
-    json_t *events = json_array();
-    for (size_t i = 0; i < AX_ARRAY_SIZE(types); ++i) {
-        char eid[256];
-        if (ax_db_state_get(s->txn, room_id, types[i], "", eid, sizeof(eid)) != 0)
-            continue;
-        json_t *ev = ax_event_load_client(s->txn, eid, NULL, NULL, NULL);
-        if (ev == NULL)
-            continue;
-        json_array_append_new(events, json_pack("{s:O, s:s, s:O, s:O}", "content", json_object_get(ev, "content"),
-                                                "state_key", "", "type", json_object_get(ev, "type"), "sender",
-                                                json_object_get(ev, "sender")));
-        json_decref(ev);
+    json_t *events = ax_room_stripped_state(s->txn, room_id);
+    if (json_array_size(events) == 0) {
+        /* an invite from another server to a room this one is not in: the state it sent along */
+        json_t *pdu = NULL;
+        if (ax_db_event_get(s->txn, member_event_id, &pdu, NULL) == 0) {
+            json_t *given = json_object_get(json_object_get(pdu, "unsigned"), "invite_room_state");
+            if (!json_is_array(given))
+                given = json_object_get(json_object_get(pdu, "unsigned"), "knock_room_state");
+            if (json_is_array(given))
+                json_array_extend(events, given);
+            json_decref(pdu);
+        }
     }
     json_t *m = ax_event_load_client(s->txn, member_event_id, NULL, NULL, NULL);
     if (m != NULL) {
