@@ -160,6 +160,12 @@ void ax_room_membership(ax_txn_t *txn, const char *room_id, const char *user_id,
 void ax_room_notify_members(ax_txn_t *txn, const char *room_id, const char *also);
 
 /**
+ * True when a user of 'our_server' is joined to 'room_id': only then may
+ * this server build events of the room or speak for it to others.
+ */
+bool ax_room_has_local_member(ax_txn_t *txn, const char *room_id, const char *our_server);
+
+/**
  * The stripped state (spec: "Stripped state") of the room's create, join
  * rules, name, avatar, canonical alias, encryption and topic events: what
  * an invitee or a knocker is shown (a new JSON array).

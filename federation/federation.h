@@ -212,6 +212,7 @@ enum {
  */
 typedef struct st_ax_fed_request_t {
     ax_task_t super;
+    void *user; /* the submitter's own pointer, untouched by the client */
     /* the request (owned by this struct; change only before submitting) */
     char *destination; /* Matrix server name: resolved, signed with X-Matrix */
     char *method;
@@ -380,9 +381,35 @@ uint64_t ax_keyring_event_valid_at(const ax_room_version_t *rv, uint64_t origin_
  */
 int ax_keyring_check_doc(const json_t *doc, const char *server_name);
 
-/* ---- pdu.c -- checking events from other servers ------------------------------------------- */
-
 struct st_ax_req_t;
+
+/* ---- join.c -- our users' memberships in rooms that live elsewhere ---- */
+
+/**
+ * Joins, knocks on or leaves (rejecting an invite, withdrawing a knock)
+ * 'room_id' for the requesting user through the first of 'servers' (a JSON
+ * array of server names, stolen) that answers make_<membership> and
+ * send_<membership>; 'extra' (stolen, may be NULL) is added to the event's
+ * content (displayname, avatar_url, reason).  Replies to the client: the
+ * room ID for a join or knock, {} for a leave; the last refusal's errcode
+ * when every server refused; 404 when none could be reached.  Returns 0.
+ */
+int ax_fed_remote_membership(struct st_ax_req_t *r, const char *room_id, const char *membership, json_t *servers,
+                             json_t *extra);
+
+/** The same for a room known by an alias of another server: its directory is asked first. */
+int ax_fed_remote_membership_by_alias(struct st_ax_req_t *r, const char *alias, const char *membership, json_t *servers,
+                                      json_t *extra);
+
+/**
+ * Invites 'invitee', a user of another server, to 'room_id' on behalf of the
+ * requesting user: builds and signs the invite, has the invitee's server
+ * sign it too (/invite), then takes it into the room.  'extra' (stolen, may
+ * be NULL) joins the content (reason, is_direct).  Replies {} or the error.
+ */
+int ax_fed_remote_invite(struct st_ax_req_t *r, const char *room_id, const char *invitee, json_t *extra);
+
+/* ---- pdu.c -- checking events from other servers ------------------------------------------- */
 
 /** A key one signature of a PDU may have been made with. */
 typedef struct st_ax_pdu_key_t {

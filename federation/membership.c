@@ -33,29 +33,6 @@ static bool their_user_or_reply(ax_req_t *r, const char *user_id)
     return true;
 }
 
-typedef struct st_local_member_t {
-    const char *server;
-    bool found;
-} local_member_t;
-
-static int find_local_member(void *arg, const char *user_id, const char *membership)
-{
-    local_member_t *l = arg;
-    if (strcmp(membership, "join") == 0 && ax_streq(ax_id_domain(user_id), l->server)) {
-        l->found = true;
-        return 1;
-    }
-    return 0;
-}
-
-/* True when one of our users is joined: only then may we speak for the room. */
-static bool resident(ax_txn_t *txn, const char *room_id, const char *our_server)
-{
-    local_member_t l = {our_server, false};
-    ax_db_room_members_foreach(txn, room_id, find_local_member, &l);
-    return l.found;
-}
-
 /* Whether the request's "ver" parameters (default "1") include 'rv'. */
 static bool version_accepted(ax_req_t *r, const ax_room_version_t *rv)
 {
@@ -80,7 +57,7 @@ static int make_membership(ax_req_t *r, const char *membership)
     if (ax_db_read_begin(srv->db, &txn) != 0)
         return ax_reply_error(r, AX_M_INTERNAL, "Database unavailable");
     const ax_room_version_t *rv = ax_room_version_of(txn, room_id);
-    if (rv == NULL || !resident(txn, room_id, srv->cfg->server_name)) {
+    if (rv == NULL || !ax_room_has_local_member(txn, room_id, srv->cfg->server_name)) {
         ax_db_read_end(txn);
         return ax_reply_error(r, AX_M_NOT_FOUND, "Unknown room");
     }
@@ -184,7 +161,7 @@ static const ax_room_version_t *room_version(ax_server_t *srv, const char *room_
         return NULL;
     const ax_room_version_t *rv = ax_room_version_of(txn, room_id);
     if (is_resident != NULL)
-        *is_resident = rv != NULL && resident(txn, room_id, srv->cfg->server_name);
+        *is_resident = rv != NULL && ax_room_has_local_member(txn, room_id, srv->cfg->server_name);
     ax_db_read_end(txn);
     return rv;
 }

@@ -480,6 +480,13 @@ static int room_cb(void *arg, const char *room_id, json_t *m)
         if ((s->since == 0 && include_leave) || (changed && s->since != 0) || (s->full_state && include_leave)) {
             /* the room as it was up to the leave, kick or ban */
             json_t *room = room_section(s, room_id, mpos, s->since == 0, rad, false);
+            if (room == NULL && changed) {
+                /* a room this server never had (a declined invite from another server): the leave alone */
+                json_t *ev = load_event(s, event_id, false);
+                if (ev != NULL)
+                    room = json_pack("{s:{s:[]}, s:{s:[o], s:b}, s:{s:[]}}", "state", "events", "timeline", "events",
+                                     ev, "limited", 0, "account_data", "events");
+            }
             if (room != NULL)
                 json_object_set_new(rs->leave, room_id, room);
         }

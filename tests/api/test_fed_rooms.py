@@ -312,5 +312,126 @@ class ResidentSide(unittest.TestCase):
         self.assertNotIn("invite", s.get("rooms", {}))
 
 
+class TwoServers(unittest.TestCase):
+    """Users of axon B joining, knocking on, being invited to and leaving rooms of axon A."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.ca = TestCA()
+        cls.cert, cls.key = cls.ca.leaf("node", "DNS:localhost,IP:127.0.0.1")
+        cls.a = fed_server(cls.ca, cls.cert, cls.key, "localhost").start()
+        cls.b = fed_server(cls.ca, cls.cert, cls.key, "ip").start()
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            for s in (cls.a, cls.b):
+                s.stop()
+        finally:
+            cls.a.cleanup()
+            cls.b.cleanup()
+            cls.ca.cleanup()
+
+    def user(self, server):
+        u = server.register(unique())
+        return u["user_id"], u["access_token"]
+
+    def sync(self, server, token, since=None):
+        path = V3 + "/sync?timeout=0&set_presence=offline" + ("&since=" + since if since else "")
+        r = server.request("GET", path, token=token)
+        self.assertEqual(r.status, 200, r.json)
+        return r.json
+
+    def joined(self, server, token, room):
+        r = server.request("GET", V3 + "/rooms/%s/joined_members" % q(room), token=token)
+        self.assertEqual(r.status, 200, r.json)
+        return set(r.json["joined"])
+
+    def test_join_by_room_id_and_by_alias(self):
+        alice, at = self.user(self.a)
+        alias_name = unique("pub")
+        r = self.a.request("POST", V3 + "/createRoom", token=at,
+                           body={"preset": "public_chat", "name": "Room A", "room_alias_name": alias_name})
+        room = r.json["room_id"]
+        bob, bt = self.user(self.b)
+        r = self.b.request("POST", V3 + "/join/%s?server_name=%s" % (q(room), q(self.a.server_name)), body={},
+                           token=bt)
+        self.assertEqual((r.status, r.json), (200, {"room_id": room}))
+        self.assertEqual(self.joined(self.a, at, room), {alice, bob})
+        s = self.sync(self.b, bt)
+        joined = s["rooms"]["join"][room]
+        events = joined["state"]["events"] + joined["timeline"]["events"]
+        self.assertIn("Room A", [e["content"].get("name") for e in events if e["type"] == "m.room.name"])
+        self.assertIn(bob, [e["state_key"] for e in events if e["type"] == "m.room.member"])
+        self.assertEqual(self.joined(self.b, bt, room), {alice, bob})
+        # by alias, with no hint at all
+        carol, ct = self.user(self.b)
+        alias = "#%s:%s" % (alias_name, self.a.server_name)
+        r = self.b.request("POST", V3 + "/join/" + q(alias), body={}, token=ct)
+        self.assertEqual((r.status, r.json), (200, {"room_id": room}))
+        self.assertEqual(self.joined(self.a, at, room), {alice, bob, carol})
+        # the profile went along
+        r = self.a.request("GET", V3 + "/rooms/%s/state/m.room.member/%s" % (q(room), q(carol)), token=at)
+        self.assertEqual(r.json["membership"], "join")
+
+    def test_refusals_are_passed_on(self):
+        alice, at = self.user(self.a)
+        private = self.a.request("POST", V3 + "/createRoom", token=at, body={"preset": "private_chat"}).json["room_id"]
+        dave, dt = self.user(self.b)
+        r = self.b.request("POST", V3 + "/join/%s?via=%s" % (q(private), q(self.a.server_name)), body={}, token=dt)
+        self.assertEqual((r.status, r.json["errcode"]), (403, "M_FORBIDDEN"))
+        self.assertNotIn("rooms", self.sync(self.b, dt))
+        # a room nobody can tell us about
+        r = self.b.request("POST", V3 + "/join/" + q("!unknownunknownunknownunknownunknownunknown1"), body={},
+                           token=dt)
+        self.assertEqual((r.status, r.json["errcode"]), (404, "M_NOT_FOUND"))
+        r = self.b.request("POST", V3 + "/join/" + q("#nope:" + self.a.server_name), body={}, token=dt)
+        self.assertEqual((r.status, r.json["errcode"]), (404, "M_NOT_FOUND"))
+
+    def test_invite_then_reject_or_accept(self):
+        alice, at = self.user(self.a)
+        room = self.a.request("POST", V3 + "/createRoom", token=at,
+                              body={"preset": "private_chat", "name": "Private A"}).json["room_id"]
+        erin, et = self.user(self.b)
+        frank, ft = self.user(self.b)
+        since_e = self.sync(self.b, et)["next_batch"]
+        for who in (erin, frank):
+            r = self.a.request("POST", V3 + "/rooms/%s/invite" % q(room), body={"user_id": who}, token=at)
+            self.assertEqual((r.status, r.json), (200, {}))
+        s = self.sync(self.b, et, since_e)
+        invite = s["rooms"]["invite"][room]["invite_state"]["events"]
+        self.assertIn("Private A", [e["content"].get("name") for e in invite])
+        # erin declines: her leave goes to A through the inviter's server
+        r = self.b.request("POST", V3 + "/rooms/%s/leave" % q(room), body={"reason": "no thanks"}, token=et)
+        self.assertEqual((r.status, r.json), (200, {}))
+        r = self.a.request("GET", V3 + "/rooms/%s/state/m.room.member/%s" % (q(room), q(erin)), token=at)
+        self.assertEqual((r.json["membership"], r.json.get("reason")), ("leave", "no thanks"))
+        s = self.sync(self.b, et, s["next_batch"])
+        self.assertIn(room, s["rooms"].get("leave", {}))
+        # frank accepts: no hint needed, the invite says where to go
+        r = self.b.request("POST", V3 + "/rooms/%s/join" % q(room), body={}, token=ft)
+        self.assertEqual((r.status, r.json), (200, {"room_id": room}))
+        self.assertEqual(self.joined(self.a, at, room), {alice, frank})
+        # a user B does not have: B refuses, A says so
+        r = self.a.request("POST", V3 + "/rooms/%s/invite" % q(room),
+                           body={"user_id": "@nobody:" + self.b.server_name}, token=at)
+        self.assertEqual((r.status, r.json["errcode"]), (403, "M_FORBIDDEN"))
+
+    def test_knock(self):
+        alice, at = self.user(self.a)
+        room = self.a.request("POST", V3 + "/createRoom", token=at, body={
+            "name": "Knock A", "initial_state": [{"type": "m.room.join_rules", "state_key": "",
+                                                  "content": {"join_rule": "knock"}}]}).json["room_id"]
+        gina, gt = self.user(self.b)
+        r = self.b.request("POST", V3 + "/knock/%s?via=%s" % (q(room), q(self.a.server_name)),
+                           body={"reason": "let me in"}, token=gt)
+        self.assertEqual((r.status, r.json), (200, {"room_id": room}))
+        r = self.a.request("GET", V3 + "/rooms/%s/state/m.room.member/%s" % (q(room), q(gina)), token=at)
+        self.assertEqual((r.json["membership"], r.json.get("reason")), ("knock", "let me in"))
+        s = self.sync(self.b, gt)
+        state = s["rooms"]["knock"][room]["knock_state"]["events"]
+        self.assertIn("Knock A", [e["content"].get("name") for e in state])
+
+
 if __name__ == "__main__":
     main()
