@@ -162,7 +162,15 @@ const char *ax_state_map_get(const json_t *map, const char *type, const char *st
 json_t *ax_event_client_format(const json_t *pdu, const char *event_id, const char *user_id, const char *device_id,
                                uint64_t now_ms);
 
-/** Loads event 'event_id' and returns it in client format for 'user_id'/'device_id' (a new reference), or NULL. */
+/**
+ * Loads event 'event_id' and returns it in client format for
+ * 'user_id'/'device_id' (a new reference), or NULL.  Besides what
+ * ax_event_client_format gives, unsigned carries the server-side
+ * aggregations (m.relations) and, when 'user_id' is not NULL and the event
+ * is in the timeline, 'user_id''s membership at the event (spec v1.11
+ * unsigned.membership: the event's own change included, "leave" when none),
+ * in redacted_because too.  'rec' (may be NULL) gets the stored record.
+ */
 json_t *ax_event_load_client(ax_txn_t *txn, const char *event_id, const char *user_id, const char *device_id,
                              ax_event_rec_t *rec);
 
