@@ -128,6 +128,9 @@ const ax_route_t ax_routes[] = {
     {"GET",    CS "/presence/{userId}/status",         ax_cs_presence_get,            AX_ROUTE_AUTH},
     {"PUT",    CS "/presence/{userId}/status",         ax_cs_presence_put,            AX_ROUTE_AUTH},
 
+    /* VoIP (server/cs/voip.c) */
+    {"GET",    CS "/voip/turnServer",                  ax_cs_voip_turn_server,        AX_ROUTE_AUTH},
+
     /* the content repository (server/cs/media.c) */
     {"POST",   "/_matrix/media/v3/upload",             ax_cs_media_upload,            AX_ROUTE_AUTH | AX_ROUTE_UPLOAD},
     {"PUT",    "/_matrix/media/v3/upload/{serverName}/{mediaId}", ax_cs_media_upload_put,
