@@ -145,6 +145,9 @@ int ax_cs_media_legacy_preview_url(ax_req_t *r);
 void ax_cs_media_tick(ax_server_t *srv,
                       void (*submit)(ax_server_t *srv, ax_apply_fn apply, void *data, void (*free_data)(void *)));
 
+/* server/cs/spaces.c -- the space hierarchy */
+int ax_cs_spaces_hierarchy(ax_req_t *r);
+
 /* server/cs/admin.c -- server administration */
 int ax_cs_admin_whois(ax_req_t *r);
 

@@ -90,6 +90,9 @@ const ax_route_t ax_routes[] = {
                                                                                       AX_ROUTE_AUTH},
     {"GET",    "/_matrix/client/v1/rooms/{roomId}/threads", ax_cs_threads,            AX_ROUTE_AUTH},
 
+    /* spaces (server/cs/spaces.c) */
+    {"GET",    "/_matrix/client/v1/rooms/{roomId}/hierarchy", ax_cs_spaces_hierarchy,  AX_ROUTE_AUTH},
+
     /* search (server/cs/search.c) */
     {"POST",   CS "/search",                           ax_cs_search,                  AX_ROUTE_AUTH},
     {"POST",   CS "/user_directory/search",            ax_cs_user_directory_search,   AX_ROUTE_AUTH},
