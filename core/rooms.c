@@ -641,8 +641,41 @@ static void add_aggregations(ax_txn_t *txn, json_t *ev, const json_t *pdu, const
         json_decref(relations);
 }
 
-json_t *ax_event_load_client(ax_txn_t *txn, const char *event_id, const char *user_id, const char *device_id,
-                             ax_event_rec_t *rec)
+/*
+ * unsigned.membership (spec v1.11, MSC4115; client_event.yaml): the
+ * requesting user's membership at the event at 'pos' of 'room_id', the
+ * event's own change included, "leave" when they had none.  One range
+ * lookup in roomuser_pos_membership.  Outliers (pos 0) have no place in the
+ * timeline to answer for: the spec lets servers leave it out, and we do.
+ */
+static void add_membership(ax_txn_t *txn, json_t *uns, const char *room_id, uint64_t pos, const char *user_id)
+{
+    char m[32];
+    if (user_id == NULL || pos == 0 || !json_is_object(uns) ||
+        ax_db_membership_at(txn, room_id, user_id, pos, m, sizeof(m)) != 0)
+        return;
+    json_object_set_new(uns, "membership", json_string(m[0] != '\0' ? m : "leave"));
+}
+
+/* The same for the redaction kept in unsigned.redacted_because, which is stored without it. */
+static void add_redaction_membership(ax_txn_t *txn, json_t *uns, const char *user_id)
+{
+    json_t *because = json_object_get(uns, "redacted_because");
+    const char *id = json_string_value(json_object_get(because, "event_id"));
+    ax_event_rec_t rr;
+    if (user_id == NULL || id == NULL || ax_db_event_get_raw(txn, id, &rr) != 0)
+        return;
+    json_t *buns = json_object_get(because, "unsigned");
+    if (buns == NULL) {
+        buns = json_object();
+        json_object_set_new(because, "unsigned", buns);
+    }
+    add_membership(txn, buns, rr.room_id, rr.pos, user_id);
+}
+
+/* Loads and formats an event for 'user_id'/'device_id'; with 'aggregate', adds unsigned.m.relations. */
+static json_t *load_formatted(ax_txn_t *txn, const char *event_id, const char *user_id, const char *device_id,
+                              ax_event_rec_t *rec, bool aggregate)
 {
     json_t *pdu = NULL;
     ax_event_rec_t r;
@@ -651,7 +684,11 @@ json_t *ax_event_load_client(ax_txn_t *txn, const char *event_id, const char *us
     if (json_object_get(pdu, "room_id") == NULL) /* v12 create events carry no room_id */
         json_object_set_new(pdu, "room_id", json_string(r.room_id));
     json_t *out = ax_event_client_format(pdu, event_id, user_id, device_id, ax_now_ms());
-    if (json_object_get(pdu, "state_key") == NULL && (r.flags & AX_EVENT_F_REDACTED) == 0)
+    json_t *uns = json_object_get(out, "unsigned");
+    add_membership(txn, uns, r.room_id, r.pos, user_id);
+    if (json_object_get(uns, "redacted_because") != NULL)
+        add_redaction_membership(txn, uns, user_id);
+    if (aggregate && json_object_get(pdu, "state_key") == NULL && (r.flags & AX_EVENT_F_REDACTED) == 0)
         add_aggregations(txn, out, pdu, event_id, user_id, device_id);
     json_decref(pdu);
     if (rec != NULL)
@@ -659,19 +696,15 @@ json_t *ax_event_load_client(ax_txn_t *txn, const char *event_id, const char *us
     return out;
 }
 
+json_t *ax_event_load_client(ax_txn_t *txn, const char *event_id, const char *user_id, const char *device_id,
+                             ax_event_rec_t *rec)
+{
+    return load_formatted(txn, event_id, user_id, device_id, rec, true);
+}
+
 /* The client format without aggregations (for the events inside them). */
 static json_t *load_plain(ax_txn_t *txn, const char *event_id, const char *user_id, const char *device_id,
                           ax_event_rec_t *rec)
 {
-    json_t *pdu = NULL;
-    ax_event_rec_t r;
-    if (ax_db_event_get(txn, event_id, &pdu, &r) != 0)
-        return NULL;
-    if (json_object_get(pdu, "room_id") == NULL) /* v12 create events carry no room_id */
-        json_object_set_new(pdu, "room_id", json_string(r.room_id));
-    json_t *out = ax_event_client_format(pdu, event_id, user_id, device_id, ax_now_ms());
-    json_decref(pdu);
-    if (rec != NULL)
-        *rec = r;
-    return out;
+    return load_formatted(txn, event_id, user_id, device_id, rec, false);
 }

@@ -202,7 +202,15 @@ const char *ax_state_map_get(const json_t *map, const char *type, const char *st
 json_t *ax_event_client_format(const json_t *pdu, const char *event_id, const char *user_id, const char *device_id,
                                uint64_t now_ms);
 
-/** Loads event 'event_id' and returns it in client format for 'user_id'/'device_id' (a new reference), or NULL. */
+/**
+ * Loads event 'event_id' and returns it in client format for
+ * 'user_id'/'device_id' (a new reference), or NULL.  Besides what
+ * ax_event_client_format gives, unsigned carries the server-side
+ * aggregations (m.relations) and, when 'user_id' is not NULL and the event
+ * is in the timeline, 'user_id''s membership at the event (spec v1.11
+ * unsigned.membership: the event's own change included, "leave" when none),
+ * in redacted_because too.  'rec' (may be NULL) gets the stored record.
+ */
 json_t *ax_event_load_client(ax_txn_t *txn, const char *event_id, const char *user_id, const char *device_id,
                              ax_event_rec_t *rec);
 
@@ -221,5 +229,61 @@ void ax_search_terms(const char *text, void (*cb)(void *arg, const char *term), 
  * since, invited/joined at that point per the visibility in force then.
  */
 bool ax_room_user_can_see(ax_txn_t *txn, const char *room_id, const char *user_id, uint64_t pos);
+
+/* ---- spaces.c -- room summaries and the space hierarchy (spec: "Spaces") ---- */
+
+/**
+ * The PublishedRoomsChunk of local room 'room_id' (public_rooms_chunk.yaml;
+ * a new reference): room_id, num_joined_members, world_readable,
+ * guest_can_join, and name, topic, avatar_url, canonical_alias, join_rule
+ * and room_type when the room's current state sets them.  NULL when the
+ * room is not known here.
+ */
+json_t *ax_room_summary(ax_txn_t *txn, const char *room_id);
+
+/**
+ * True when 'user_id' may see local room 'room_id' in a space hierarchy
+ * (space_hierarchy.yaml, "rooms"): joined or invited; the room is public,
+ * knockable in its room version, restricted to a room the user is joined
+ * to, or world_readable.  False for a banned user and an unknown room.
+ */
+bool ax_room_user_may_preview(ax_txn_t *txn, const char *room_id, const char *user_id);
+
+/**
+ * Summary of a room this server does not know, as its servers would give it
+ * (the "room" of GET /_matrix/federation/v1/hierarchy: a room summary with
+ * room_type and children_state): a new reference, or NULL when there is
+ * none.  'via' (borrowed, may be NULL) is the server list of the link that
+ * led to the room.  Runs inside the walk's read transaction: it must not
+ * block (answer from what federation fetched beforehand).
+ */
+typedef json_t *(*ax_space_remote_fn)(void *arg, const char *room_id, const json_t *via);
+
+/** One page of a space hierarchy: what to walk, and what was found. */
+typedef struct st_ax_space_walk_t {
+    const char *user_id;       /* whose view (borrowed) */
+    unsigned max_depth;        /* rooms deeper than this are not listed; the root is depth 0 */
+    bool suggested_only;       /* follow and list only links marked "suggested" */
+    size_t skip;               /* rooms earlier pages listed */
+    size_t limit;              /* rooms to list (at least 1) */
+    size_t max_rooms;          /* most rooms one walk looks at; the rest of a larger hierarchy is not listed */
+    ax_space_remote_fn remote; /* rooms not known here; NULL: left out */
+    void *remote_arg;
+    json_t *rooms; /* out: SpaceHierarchyRoomsChunks (a new reference owned by the caller) */
+    bool more;     /* out: another page follows (at skip + limit) */
+} ax_space_walk_t;
+
+/**
+ * Walks the space tree under 'root' depth-first for 'w->user_id': each room
+ * is listed (with its children_state: the m.space.child links that count,
+ * in the spec's order) the first time the walk reaches it, if the user may
+ * preview it, followed by what lies under it when it is a space.  Rooms the
+ * user may not see are left out with their subtree.  The walk is the same
+ * for the same state, so pages resume it by 'skip'.
+ *
+ * @return 0 with 'w->rooms' and 'w->more' set; AX_ENOTFOUND when the root
+ *         is unknown; AX_EFORBIDDEN when the user may not preview the root.
+ */
+int ax_space_hierarchy(ax_txn_t *txn, const char *root, ax_space_walk_t *w);
 
 #endif

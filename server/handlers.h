@@ -171,6 +171,15 @@ int ax_cs_dehydrated_put(ax_req_t *r);
 int ax_cs_dehydrated_delete(ax_req_t *r);
 int ax_cs_dehydrated_events(ax_req_t *r);
 
+/* server/cs/spaces.c -- the space hierarchy */
+int ax_cs_spaces_hierarchy(ax_req_t *r);
+
+/* server/cs/admin.c -- server administration */
+int ax_cs_admin_whois(ax_req_t *r);
+
+/* server/cs/voip.c -- TURN servers for calls */
+int ax_cs_voip_turn_server(ax_req_t *r);
+
 /* federation/api_keys.c -- server keys and version */
 /* federation/api_keys.c -- server keys, the notary, version */
 int ax_fed_keys_server(ax_req_t *r);

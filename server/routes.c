@@ -91,6 +91,9 @@ const ax_route_t ax_routes[] = {
                                                                                       AX_ROUTE_AUTH},
     {"GET",    "/_matrix/client/v1/rooms/{roomId}/threads", ax_cs_threads,            AX_ROUTE_AUTH},
 
+    /* spaces (server/cs/spaces.c) */
+    {"GET",    "/_matrix/client/v1/rooms/{roomId}/hierarchy", ax_cs_spaces_hierarchy,  AX_ROUTE_AUTH},
+
     /* search (server/cs/search.c) */
     {"POST",   CS "/search",                           ax_cs_search,                  AX_ROUTE_AUTH},
     {"POST",   CS "/user_directory/search",            ax_cs_user_directory_search,   AX_ROUTE_AUTH},
@@ -128,6 +131,12 @@ const ax_route_t ax_routes[] = {
     {"POST",   CS "/rooms/{roomId}/read_markers",      ax_cs_read_markers,            AX_ROUTE_AUTH},
     {"GET",    CS "/presence/{userId}/status",         ax_cs_presence_get,            AX_ROUTE_AUTH},
     {"PUT",    CS "/presence/{userId}/status",         ax_cs_presence_put,            AX_ROUTE_AUTH},
+
+    /* server administration (server/cs/admin.c) */
+    {"GET",    CS "/admin/whois/{userId}",             ax_cs_admin_whois,             AX_ROUTE_AUTH},
+
+    /* VoIP (server/cs/voip.c) */
+    {"GET",    CS "/voip/turnServer",                  ax_cs_voip_turn_server,        AX_ROUTE_AUTH},
 
     /* the content repository (server/cs/media.c) */
     {"POST",   "/_matrix/media/v3/upload",             ax_cs_media_upload,            AX_ROUTE_AUTH | AX_ROUTE_UPLOAD},

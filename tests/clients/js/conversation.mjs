@@ -536,6 +536,43 @@ step("alice redacts a message; bob sees it redacted", async () => {
     eq(fetched.unsigned?.redacted_because?.event_id, r.event_id, "the server's redacted_because");
 });
 
+step("alice puts the room in a space; bob walks it (getRoomHierarchy) and reads unsigned.membership", async () => {
+    const created = await alice.client.createRoom({
+        name: "JS space",
+        preset: "public_chat",
+        creation_content: { type: "m.space" },
+    });
+    const space = created.room_id;
+    await alice.client.sendStateEvent(space, "m.space.child", { via: [SERVER_NAME], suggested: true }, roomId);
+    const page = await bob.client.getRoomHierarchy(space, 10, 5, false);
+    eq(
+        page.rooms.map((r) => r.room_id),
+        [space, roomId],
+        "the rooms of the space, depth first",
+    );
+    eq([page.rooms[0].name, page.rooms[0].room_type], ["JS space", "m.space"], "the space's summary");
+    eq([page.rooms[1].name, page.rooms[1].num_joined_members], ["JS room", 2], "the room's summary");
+    eq(
+        page.rooms[0].children_state.map((e) => [e.type, e.state_key, e.content.suggested]),
+        [["m.space.child", roomId, true]],
+        "the space's links",
+    );
+    check(page.next_batch === undefined, "one page", page.next_batch);
+    // every message bob got came after his join; the room's creation came before it
+    const messages = bob.client
+        .getRoom(roomId)
+        .getLiveTimeline()
+        .getEvents()
+        .filter((e) => e.getType() === "m.room.message");
+    check(messages.length > 0, "bob has messages");
+    for (const e of messages) {
+        eq(e.getUnsigned().membership, "join", "unsigned.membership of a message bob was joined for");
+        eq(e.getMembershipAtEvent(), "join", "the SDK's getMembershipAtEvent()");
+    }
+    const create = alice.client.getRoom(roomId).currentState.getStateEvents("m.room.create", "").getId();
+    eq((await bob.client.fetchRoomEvent(roomId, create)).unsigned?.membership, "leave", "before bob was invited");
+});
+
 step("bob leaves; alice sees it, bob's room is left", async () => {
     const aliceSees = waitFor(
         "bob's leave in alice's room",
