@@ -204,4 +204,7 @@ int ax_fed_send_knock(ax_req_t *r);
 int ax_fed_invite(ax_req_t *r);
 int ax_fed_invite_v1(ax_req_t *r);
 
+/* federation/send.c -- transactions from other servers */
+int ax_fed_send_txn(ax_req_t *r);
+
 #endif

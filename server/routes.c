@@ -208,6 +208,9 @@ const ax_route_t ax_routes[] = {
     {"PUT",  FED "/v1/send_knock/{roomId}/{eventId}",  ax_fed_send_knock,       AX_ROUTE_FED},
     {"PUT",  FED "/v2/invite/{roomId}/{eventId}",      ax_fed_invite,           AX_ROUTE_FED},
     {"PUT",  FED "/v1/invite/{roomId}/{eventId}",      ax_fed_invite_v1,        AX_ROUTE_FED},
+
+    /* federation: transactions (federation/send.c) */
+    {"PUT",  FED "/v1/send/{txnId}",                   ax_fed_send_txn,         AX_ROUTE_FED},
 };
 /* clang-format on */
 

@@ -118,6 +118,10 @@
  * backup_roomkey        key = user_id 0x00 be64 version room_id 0x00 session_id; value = json
  *                       KeyBackupData {first_message_index, forwarded_count, is_verified, session_data}
  *
+ * Transactions other servers sent (storage/fedtxn.c), kept a day to answer retries the same way.
+ * origintxn_answer      key = origin 0x00 txn_id; value = be64 received_ms | json answer
+ * ts_origintxn          key = be64 received_ms origin 0x00 txn_id; value = ""  (oldest first, for pruning)
+ *
  * Federation (storage/federation.c).
  * serverkeyid_key       key = server_name 0x00 key_id; value = json {key: unpadded base64 ed25519 public key,
  *                       valid_until_ts, expired_ts? (listed under old_verify_keys), fetched_ts, from: the server
@@ -187,7 +191,9 @@
     X(backup_roomkey, 0) \
     X(serverkeyid_key, 0) \
     X(keyid_oldkey, 0) \
-    X(destination_state, 0)
+    X(destination_state, 0) \
+    X(origintxn_answer, 0) \
+    X(ts_origintxn, 0)
 /* clang-format on */
 
 #endif

@@ -637,4 +637,11 @@ extern const double ax_writer_commit_bounds[AX_WRITER_COMMIT_BUCKETS];
 /** Copies the writer's counters (any thread). */
 void ax_writer_stats(ax_writer_t *w, ax_writer_stats_t *out);
 
+/* ---- fedtxn.c -- answers to transactions other servers sent ------------------------------- */
+
+/** The answer given to 'origin''s transaction 'txn_id' (a new reference), or AX_ENOTFOUND. */
+int ax_db_fedtxn_get(ax_txn_t *txn, const char *origin, const char *txn_id, json_t **answer);
+/** Keeps the answer to a transaction for a day (older ones are pruned a few at a time). */
+int ax_db_fedtxn_put(ax_txn_t *txn, const char *origin, const char *txn_id, const json_t *answer, uint64_t now_ms);
+
 #endif

@@ -160,6 +160,7 @@ class FakeRemote:
         self.profiles = {}
         self.key_sources = {}
         self.requests = []
+        self.routes = {}  # path regex -> fn(method, url, body, *groups) -> (status, body)
         self.connections = 0
         self.lock = threading.Lock()
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -186,6 +187,9 @@ class FakeRemote:
 
             def do_POST(self):
                 fake.handle(self, "POST")
+
+            def do_PUT(self):
+                fake.handle(self, "PUT")
 
         class TLSServer(http.server.ThreadingHTTPServer):
             daemon_threads = True
@@ -258,6 +262,11 @@ class FakeRemote:
             self.requests.append(rec)
         if err is not None:
             return h.reply(401, {"errcode": "M_UNAUTHORIZED", "error": err})
+        for pattern, fn in list(self.routes.items()):
+            m = re.fullmatch(pattern, url.path)
+            if m is not None:
+                status, answer = fn(method, url, body, *m.groups())
+                return h.reply(status, answer)
         if url.path == "/_matrix/federation/v1/query/profile":
             qs = urllib.parse.parse_qs(url.query)
             prof = self.profiles.get(qs.get("user_id", [""])[0])

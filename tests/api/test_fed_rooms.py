@@ -6,6 +6,8 @@ its own rooms.  Every answer's events are checked against axon's published
 key; every refusal against the spec's errcode."""
 
 import copy
+import threading
+import time
 import unittest
 
 import signedjson.key
@@ -431,6 +433,231 @@ class TwoServers(unittest.TestCase):
         s = self.sync(self.b, gt)
         state = s["rooms"]["knock"][room]["knock_state"]["events"]
         self.assertIn("Knock A", [e["content"].get("name") for e in state])
+
+
+class Transactions(unittest.TestCase):
+    """PUT /send from a fake remote whose user joined a room of axon (federation/send.c)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.ca = TestCA()
+        cls.cert, cls.key = cls.ca.leaf("node", "DNS:localhost,IP:127.0.0.1")
+        cls.a = fed_server(cls.ca, cls.cert, cls.key, "localhost").start()
+        cls.fake = FakeRemote(cls.cert, cls.key)
+        cls.fake.key_sources[cls.a.server_name] = cls.a.port
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.a.stop()
+        finally:
+            cls.a.cleanup()
+            cls.fake.stop()
+            cls.ca.cleanup()
+
+    def fed(self, method, path, body=None):
+        return self.fake.send(self.a, method, path, body, ca=self.ca)
+
+    def setUp(self):
+        """alice's public room on axon, which bob of the fake server has joined."""
+        u = self.a.register(unique())
+        self.alice, self.at = u["user_id"], u["access_token"]
+        self.room = self.a.request("POST", V3 + "/createRoom", token=self.at,
+                                   body={"preset": "public_chat", "room_version": "10"}).json["room_id"]
+        self.bob = "@%s:%s" % (unique("bob"), self.fake.server_name)
+        status, tmpl = self.fed("GET", "%s/make_join/%s/%s?ver=10" % (FED1, q(self.room), q(self.bob)))
+        self.assertEqual(status, 200, tmpl)
+        join = sign_event(tmpl["event"], "10", self.fake.server_name, self.fake.signing_key)
+        self.join_id = event_id(join, "10")
+        status, body = self.fed("PUT", "%s/send_join/%s/%s" % (FED2, q(self.room), q(self.join_id)), join)
+        self.assertEqual(status, 200, body)
+        state = {(e["type"], e["state_key"]): event_id(e, "10") for e in body["state"]}
+        self.state_events = body["state"] + [join]
+        self.auth_chain = body["auth_chain"]
+        self.auth = {"create": state[("m.room.create", "")], "pl": state[("m.room.power_levels", "")],
+                     "bob": self.join_id}
+        self.last = [self.join_id]
+        self.depth = tmpl["event"]["depth"]
+        self.since = self.sync()["next_batch"]
+
+    def sync(self, since=None):
+        path = V3 + "/sync?timeout=0&set_presence=offline" + ("&since=" + since if since else "")
+        return self.a.request("GET", path, token=self.at).json
+
+    def pdu(self, type_, content, state_key=None, prev=None, auth=None, sender=None):
+        self.depth += 1
+        ev = {"type": type_, "sender": sender or self.bob, "content": content, "room_id": self.room,
+              "origin": self.fake.server_name, "origin_server_ts": int(time.time() * 1000), "depth": self.depth,
+              "prev_events": prev if prev is not None else list(self.last),
+              "auth_events": auth if auth is not None else [self.auth["create"], self.auth["pl"], self.auth["bob"]]}
+        if state_key is not None:
+            ev["state_key"] = state_key
+        sign_event(ev, "10", self.fake.server_name, self.fake.signing_key)
+        return event_id(ev, "10"), ev
+
+    def send(self, pdus, edus=(), txn=None, origin=None):
+        txn = txn or unique("txn")
+        path = "%s/send/%s" % (FED1, txn)
+        body = {"origin": origin or self.fake.server_name, "origin_server_ts": int(time.time() * 1000),
+                "pdus": list(pdus), "edus": list(edus)}
+        return self.fed("PUT", path, body)
+
+    def messages(self):
+        r = self.a.request("GET", V3 + "/rooms/%s/messages?dir=b&limit=30" % q(self.room), token=self.at)
+        return [e["event_id"] for e in r.json["chunk"]]
+
+    def test_messages_arrive_once_and_wake_sync(self):
+        eid, ev = self.pdu("m.room.message", {"msgtype": "m.text", "body": "hello from afar"})
+        woke = {}
+
+        def poll():
+            path = V3 + "/sync?timeout=10000&set_presence=offline&since=" + self.since
+            woke["r"] = self.a.request("GET", path, token=self.at)
+
+        th = threading.Thread(target=poll)
+        th.start()
+        time.sleep(0.3)
+        txn = unique("txn")
+        status, body = self.send([ev], txn=txn)
+        th.join()
+        self.assertEqual((status, body), (200, {"pdus": {eid: {}}}))
+        self.assertEqual(spec_errors("PUT", FED1 + "/send/" + txn, status, body), [])
+        timeline = woke["r"].json["rooms"]["join"][self.room]["timeline"]["events"]
+        self.assertEqual([(e["event_id"], e["content"]["body"]) for e in timeline], [(eid, "hello from afar")])
+        # the same transaction again: the same answer, the event still once
+        status, again = self.send([ev], txn=txn)
+        self.assertEqual((status, again), (200, body))
+        self.assertEqual(self.messages().count(eid), 1)
+        # the same event in another transaction: fine, still once
+        status, body = self.send([ev])
+        self.assertEqual((status, body), (200, {"pdus": {eid: {}}}))
+        self.assertEqual(self.messages().count(eid), 1)
+
+    def test_bad_pdus_are_reported_and_change_nothing(self):
+        before = self.messages()
+        pl_id, pl = self.pdu("m.room.power_levels", {"users": {self.bob: 100}}, state_key="")
+        forged_id, forged = self.pdu("m.room.message", {"body": "forged"})
+        forged["signatures"][self.fake.server_name] = {self.fake.key_id: "C" * 86}
+        stranger_id, stranger = self.pdu("m.room.message", {"body": "who am I"},
+                                         sender="@stranger:" + self.fake.server_name,
+                                         auth=[self.auth["create"], self.auth["pl"]])
+        other_room = dict(forged, room_id="!elsewhere:" + self.fake.server_name)
+        status, body = self.send([pl, forged, stranger, other_room])
+        self.assertEqual(status, 200, body)
+        for eid in (pl_id, forged_id, stranger_id):
+            self.assertIn("error", body["pdus"][eid], eid)
+        self.assertEqual(len(body["pdus"]), 4)
+        self.assertEqual(self.messages(), before)
+        r = self.a.request("GET", V3 + "/rooms/%s/state/m.room.power_levels" % q(self.room), token=self.at)
+        self.assertNotIn(self.bob, r.json["users"])
+
+    def test_transaction_refusals(self):
+        _, ev = self.pdu("m.room.message", {"body": "x"})
+        status, body = self.send([ev], origin="someone.else.example")
+        self.assertEqual((status, body["errcode"]), (403, "M_FORBIDDEN"))
+        status, body = self.send([ev] * 51)
+        self.assertEqual((status, body["errcode"]), (400, "M_BAD_JSON"))
+        status, body = self.fed("PUT", FED1 + "/send/" + unique("txn"), {"origin": self.fake.server_name})
+        self.assertEqual((status, body["errcode"]), (400, "M_MISSING_PARAM"))
+        status, body = self.fake.send(self.a, "PUT", FED1 + "/send/x", {"origin": self.fake.server_name, "pdus": []},
+                                      auth="", ca=self.ca)
+        self.assertEqual((status, body["errcode"]), (401, "M_UNAUTHORIZED"))
+
+    def test_missing_events_are_fetched(self):
+        # bob sent A and B, but only C reaches axon: axon asks for what lies between
+        a_id, a = self.pdu("m.room.message", {"body": "A"})
+        self.last = [a_id]
+        b_id, b = self.pdu("m.room.message", {"body": "B"})
+        self.last = [b_id]
+        c_id, c = self.pdu("m.room.message", {"body": "C"})
+        asked = []
+
+        def missing(method, url, body, room):
+            asked.append(body)
+            return 200, {"events": [a, b]}
+
+        self.fake.routes[r"/_matrix/federation/v1/get_missing_events/(.+)"] = missing
+        try:
+            status, body = self.send([c])
+        finally:
+            del self.fake.routes[r"/_matrix/federation/v1/get_missing_events/(.+)"]
+        self.assertEqual((status, body), (200, {"pdus": {c_id: {}}}))
+        self.assertEqual(asked[0]["latest_events"], [c_id])
+        self.assertIn(self.join_id, asked[0]["earliest_events"])
+        self.assertEqual(self.messages()[:3], [c_id, b_id, a_id])
+
+    def test_gap_filled_with_state(self):
+        # D's history cannot be had: axon takes the state before D instead
+        x_id, x = self.pdu("m.room.message", {"body": "lost"})
+        self.last = [x_id]
+        d_id, d = self.pdu("m.room.message", {"body": "D"})
+        state_asked = []
+
+        def missing(method, url, body, room):
+            return 200, {"events": []}
+
+        def state(method, url, body, room):
+            state_asked.append(url.query)
+            return 200, {"pdus": [], "auth_chain": []}
+
+        self.fake.routes[r"/_matrix/federation/v1/get_missing_events/(.+)"] = missing
+        self.fake.routes[r"/_matrix/federation/v1/state/(.+)"] = state
+        try:
+            status, body = self.send([d])
+        finally:
+            self.fake.routes.clear()
+        self.assertEqual(status, 200, body)
+        self.assertIn("event_id=" + q(d_id), state_asked[0])
+        # an empty state cannot let D in: it is reported, not taken
+        self.assertIn("error", body["pdus"][d_id])
+        self.assertNotIn(d_id, self.messages())
+
+    def test_gap_filled_with_the_state_before(self):
+        x_id, x = self.pdu("m.room.message", {"body": "lost for good"})
+        self.last = [x_id]
+        d_id, d = self.pdu("m.room.message", {"body": "after the gap"})
+        self.fake.routes[r"/_matrix/federation/v1/get_missing_events/(.+)"] = lambda *a: (200, {"events": []})
+        self.fake.routes[r"/_matrix/federation/v1/state/(.+)"] = \
+            lambda *a: (200, {"pdus": self.state_events, "auth_chain": self.auth_chain})
+        try:
+            status, body = self.send([d])
+        finally:
+            self.fake.routes.clear()
+        self.assertEqual((status, body), (200, {"pdus": {d_id: {}}}))
+        self.assertEqual(self.messages()[0], d_id)
+        self.assertNotIn(x_id, self.messages())
+        # the room goes on: alice's reply builds on bob's event
+        r = self.a.request("PUT", V3 + "/rooms/%s/send/m.room.message/after-gap" % q(self.room), token=self.at,
+                           body={"msgtype": "m.text", "body": "welcome back"})
+        self.assertEqual(r.status, 200, r.json)
+
+    def test_edus(self):
+        s0 = self.since
+        typing = {"edu_type": "m.typing", "content": {"room_id": self.room, "user_id": self.bob, "typing": True}}
+        receipt = {"edu_type": "m.receipt", "content": {self.room: {"m.read": {
+            self.bob: {"event_ids": [self.join_id], "data": {"ts": 1234}}}}}}
+        presence = {"edu_type": "m.presence", "content": {"push": [
+            {"user_id": self.bob, "presence": "online", "last_active_ago": 5000, "currently_active": True}]}}
+        devices = self.a.request("GET", V3 + "/devices", token=self.at).json["devices"]
+        to_device = {"edu_type": "m.direct_to_device", "content": {
+            "sender": self.bob, "type": "m.room_key_request", "message_id": unique("msg"),
+            "messages": {self.alice: {devices[0]["device_id"]: {"hello": "there"}}}}}
+        spoofed = {"edu_type": "m.typing", "content": {"room_id": self.room, "user_id": self.alice, "typing": True}}
+        status, body = self.send([], [typing, receipt, presence, to_device, spoofed])
+        self.assertEqual((status, body), (200, {"pdus": {}}))
+        s = self.sync(s0)
+        eph = s["rooms"]["join"][self.room]["ephemeral"]["events"]
+        typing_now = [e["content"]["user_ids"] for e in eph if e["type"] == "m.typing"]
+        self.assertEqual(typing_now, [[self.bob]])  # alice cannot be made to type by another server
+        receipts = [e["content"] for e in eph if e["type"] == "m.receipt"]
+        self.assertEqual(receipts[0][self.join_id]["m.read"][self.bob]["ts"], 1234)
+        self.assertIn(self.bob, [e["sender"] for e in s["presence"]["events"]])
+        self.assertEqual([(e["sender"], e["content"]) for e in s["to_device"]["events"]],
+                         [(self.bob, {"hello": "there"})])
+        # the same to-device message again is not delivered twice
+        status, body = self.send([], [to_device])
+        s2 = self.sync(s["next_batch"])
+        self.assertNotIn("to_device", s2)
 
 
 if __name__ == "__main__":
