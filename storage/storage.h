@@ -329,6 +329,73 @@ int ax_db_presence_put(ax_txn_t *txn, const char *user_id, const json_t *presenc
 int ax_db_presence_changes(ax_txn_t *txn, uint64_t after, int (*cb)(void *arg, uint64_t pos, const char *user_id),
                            void *arg);
 
+/* ---- push.c -- unread counts, notifications, pushers, the push queue --------------------- */
+
+/** The generation of push rules and pushers: bumped by every change to either. */
+uint64_t ax_db_push_gen(ax_txn_t *txn);
+/** Bumps the generation (push rule writers call it; pusher writers below do it themselves). */
+int ax_db_push_gen_bump(ax_txn_t *txn);
+
+/** Unread counts of one user in one room and thread, with the read mark they count from. */
+typedef struct st_ax_unread_t {
+    uint64_t read_pos; /* events at or before this position are read */
+    uint64_t last_pos; /* the newest notification counted */
+    uint32_t notifications;
+    uint32_t highlights;
+} ax_unread_t;
+
+/** The counts of ('user_id', 'room_id', 'thread' ("" or NULL: main timeline)); AX_ENOTFOUND if none. */
+int ax_db_unread_get(ax_txn_t *txn, const char *user_id, const char *room_id, const char *thread, ax_unread_t *out);
+int ax_db_unread_put(ax_txn_t *txn, const char *user_id, const char *room_id, const char *thread, const ax_unread_t *u);
+/** Calls 'cb' for each count record of the user (in 'room_id' only, when not NULL). */
+int ax_db_unread_foreach(ax_txn_t *txn, const char *user_id, const char *room_id,
+                         int (*cb)(void *arg, const char *room_id, const char *thread, const ax_unread_t *u),
+                         void *arg);
+
+/** A notification record; strings are borrowed for the call that hands it out. */
+typedef struct st_ax_notif_t {
+    bool highlight;
+    uint64_t ts; /* when it was made, ms */
+    const char *room_id;
+    const char *thread;  /* "" for the main timeline */
+    const char *actions; /* compact JSON */
+} ax_notif_t;
+
+/** Records that the event at 'pos' notified 'user_id'. */
+int ax_db_notif_put(ax_txn_t *txn, const char *user_id, uint64_t pos, const ax_notif_t *n);
+/**
+ * Walks the user's notifications by position from 'from' (inclusive)
+ * forwards, or backwards (UINT64_MAX: the newest), until 'cb' returns nonzero.
+ */
+int ax_db_notif_scan(ax_txn_t *txn, const char *user_id, uint64_t from, bool backwards,
+                     int (*cb)(void *arg, uint64_t pos, const ax_notif_t *n), void *arg);
+/** Deletes up to 'max' of the user's oldest notifications made before 'before_ts'; '*pruned' (may be NULL) counts them.
+ */
+int ax_db_notif_prune(ax_txn_t *txn, const char *user_id, uint64_t before_ts, size_t max, size_t *pruned);
+
+/** A pusher {kind, app_id, pushkey, ..., data} (a new reference) or AX_ENOTFOUND. */
+int ax_db_pusher_get(ax_txn_t *txn, const char *user_id, const char *app_id, const char *pushkey, json_t **out);
+/** Stores a pusher (and its pushkey index entry); bumps the push generation. */
+int ax_db_pusher_put(ax_txn_t *txn, const char *user_id, const char *app_id, const char *pushkey, const json_t *pusher);
+/** Deletes a pusher; AX_ENOTFOUND when there is none.  Bumps the push generation. */
+int ax_db_pusher_del(ax_txn_t *txn, const char *user_id, const char *app_id, const char *pushkey);
+/** Calls 'cb' for each pusher of the user ('pusher' borrowed for the call). */
+int ax_db_pusher_foreach(ax_txn_t *txn, const char *user_id,
+                         int (*cb)(void *arg, const char *app_id, const char *pushkey, json_t *pusher), void *arg);
+/** Calls 'cb' for each user with a pusher of ('app_id', 'pushkey'). */
+int ax_db_pusher_users(ax_txn_t *txn, const char *app_id, const char *pushkey,
+                       int (*cb)(void *arg, const char *user_id), void *arg);
+
+/** Queues a push of 'entry' (borrowed) for the pusher (user, app_id, pushkey) at position 'pos'. */
+int ax_db_pushq_put(ax_txn_t *txn, uint64_t pos, const char *user_id, const char *app_id, const char *pushkey,
+                    const json_t *entry);
+int ax_db_pushq_del(ax_txn_t *txn, uint64_t pos, const char *user_id, const char *app_id, const char *pushkey);
+/** Walks the queue from position 'from' (inclusive) in order; 'entry' is borrowed for the call. */
+int ax_db_pushq_scan(ax_txn_t *txn, uint64_t from,
+                     int (*cb)(void *arg, uint64_t pos, const char *user_id, const char *app_id, const char *pushkey,
+                               json_t *entry),
+                     void *arg);
+
 /* ---- writer.c -- the single writer with group commit ------------------------------ */
 
 typedef struct st_ax_wjob_t ax_wjob_t;
@@ -402,6 +469,14 @@ uint64_t ax_txn_next_stream_pos(ax_txn_t *txn);
  * someone for nothing, which only costs them a re-check.
  */
 void ax_txn_notify(ax_txn_t *txn, const char *key);
+
+/**
+ * Inside 'apply': the writer's abort count when this transaction began.
+ * Caches the writer thread builds from what transactions read (core/push.c)
+ * stamp their entries with it: when it changes, a transaction they read was
+ * rolled back, and whatever they learnt from it may never have happened.
+ */
+uint64_t ax_txn_epoch(ax_txn_t *txn);
 
 /** The last committed stream position (any thread). */
 uint64_t ax_writer_stream_pos(ax_writer_t *w);
