@@ -230,6 +230,9 @@ int ax_db_device_logout(ax_txn_t *txn, const char *user_id, const char *device_i
         char key[1024];
         size_t klen = device_key(key, sizeof(key), user_id, device_id);
         rc = ax_kv_del(txn, AX_DBI_userdevice_device, key, klen, NULL, 0);
+        /* a logged-out phone must stop getting pushes: its pushers go with it */
+        if (rc == 0)
+            rc = ax_db_pushers_del_device(txn, user_id, device_id);
     } else {
         rc = ax_db_device_put(txn, user_id, device_id, dev);
     }

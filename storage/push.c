@@ -337,6 +337,34 @@ int ax_db_pusher_users(ax_txn_t *txn, const char *app_id, const char *pushkey,
     return ax_kv_scan(txn, AX_DBI_apppushkey_user, p.b, p.n, NULL, 0, pushkey_cb, &s);
 }
 
+typedef struct st_device_pushers_t {
+    const char *device_id;
+    char (*ids)[2][1024];
+    size_t n;
+} device_pushers_t;
+
+static int device_pusher_cb(void *arg, const char *app_id, const char *pushkey, json_t *pusher)
+{
+    device_pushers_t *d = arg;
+    if (!ax_streq(json_string_value(json_object_get(pusher, "device_id")), d->device_id))
+        return 0;
+    d->ids = ax_realloc(d->ids, (d->n + 1) * sizeof(*d->ids));
+    snprintf(d->ids[d->n][0], sizeof(d->ids[0][0]), "%s", app_id);
+    snprintf(d->ids[d->n][1], sizeof(d->ids[0][1]), "%s", pushkey);
+    d->n++;
+    return 0;
+}
+
+int ax_db_pushers_del_device(ax_txn_t *txn, const char *user_id, const char *device_id)
+{
+    device_pushers_t d = {device_id, NULL, 0};
+    int rc = ax_db_pusher_foreach(txn, user_id, device_pusher_cb, &d);
+    for (size_t i = 0; rc == 0 && i < d.n; ++i)
+        rc = ax_db_pusher_del(txn, user_id, d.ids[i][0], d.ids[i][1]);
+    free(d.ids);
+    return rc;
+}
+
 /* ---- the push queue ---- */
 
 static ax_key_t pushq_key(uint64_t pos, const char *user_id, const char *app_id, const char *pushkey)
@@ -356,6 +384,15 @@ int ax_db_pushq_put(ax_txn_t *txn, uint64_t pos, const char *user_id, const char
     if (k.overflow)
         return AX_ETOOBIG;
     return ax_kv_put_json(txn, AX_DBI_pospusher_push, k.b, k.n, entry);
+}
+
+int ax_db_pushq_get(ax_txn_t *txn, uint64_t pos, const char *user_id, const char *app_id, const char *pushkey,
+                    json_t **out)
+{
+    ax_key_t k = pushq_key(pos, user_id, app_id, pushkey);
+    if (k.overflow)
+        return AX_ENOTFOUND;
+    return ax_kv_get_json(txn, AX_DBI_pospusher_push, k.b, k.n, out);
 }
 
 int ax_db_pushq_del(ax_txn_t *txn, uint64_t pos, const char *user_id, const char *app_id, const char *pushkey)

@@ -134,7 +134,10 @@ int ax_db_device_login(ax_txn_t *txn, const char *user_id, const char *device_id
                        const char *ip, const uint8_t access_hash[AX_TOKEN_HASH_BYTES], uint64_t expires_ms,
                        const uint8_t *refresh_hash, const uint8_t *prev_refresh);
 
-/** Revokes the device's tokens and, when 'delete_device', the device itself.  AX_ENOTFOUND if unknown. */
+/**
+ * Revokes the device's tokens and, when 'delete_device', the device itself
+ * and the pushers it created.  AX_ENOTFOUND if unknown.
+ */
 int ax_db_device_logout(ax_txn_t *txn, const char *user_id, const char *device_id, bool delete_device);
 
 /* ---- tokens.c -- refresh tokens, login tokens, UIA sessions, registration tokens ------ */
@@ -200,6 +203,9 @@ int ax_db_timeline_scan(ax_txn_t *txn, const char *room_id, uint64_t from, bool 
 /** Walks every room's timeline after position 'after' in order (the global stream). */
 int ax_db_stream_scan(ax_txn_t *txn, uint64_t after,
                       int (*cb)(void *arg, uint64_t pos, const char *room_id, const char *event_id), void *arg);
+
+/** The event ID at stream position 'pos' into 'event_id' (cap bytes); AX_ENOTFOUND when none. */
+int ax_db_stream_event_at(ax_txn_t *txn, uint64_t pos, char *event_id, size_t cap);
 
 int ax_db_room_get(ax_txn_t *txn, const char *room_id, json_t **out);
 int ax_db_room_put(ax_txn_t *txn, const char *room_id, const json_t *room);
@@ -382,6 +388,8 @@ int ax_db_pusher_del(ax_txn_t *txn, const char *user_id, const char *app_id, con
 /** Calls 'cb' for each pusher of the user ('pusher' borrowed for the call). */
 int ax_db_pusher_foreach(ax_txn_t *txn, const char *user_id,
                          int (*cb)(void *arg, const char *app_id, const char *pushkey, json_t *pusher), void *arg);
+/** Deletes the pushers 'device_id' of 'user_id' created (device logout and deletion call it). */
+int ax_db_pushers_del_device(ax_txn_t *txn, const char *user_id, const char *device_id);
 /** Calls 'cb' for each user with a pusher of ('app_id', 'pushkey'). */
 int ax_db_pusher_users(ax_txn_t *txn, const char *app_id, const char *pushkey,
                        int (*cb)(void *arg, const char *user_id), void *arg);
@@ -389,6 +397,9 @@ int ax_db_pusher_users(ax_txn_t *txn, const char *app_id, const char *pushkey,
 /** Queues a push of 'entry' (borrowed) for the pusher (user, app_id, pushkey) at position 'pos'. */
 int ax_db_pushq_put(ax_txn_t *txn, uint64_t pos, const char *user_id, const char *app_id, const char *pushkey,
                     const json_t *entry);
+/** A queued push's entry (a new reference) or AX_ENOTFOUND. */
+int ax_db_pushq_get(ax_txn_t *txn, uint64_t pos, const char *user_id, const char *app_id, const char *pushkey,
+                    json_t **out);
 int ax_db_pushq_del(ax_txn_t *txn, uint64_t pos, const char *user_id, const char *app_id, const char *pushkey);
 /** Walks the queue from position 'from' (inclusive) in order; 'entry' is borrowed for the call. */
 int ax_db_pushq_scan(ax_txn_t *txn, uint64_t from,
