@@ -126,7 +126,7 @@ static void hport_on_message(h2o_multithread_receiver_t *receiver, h2o_linklist_
     }
 }
 
-static void hport_init(ax_hport_t *hp, h2o_multithread_queue_t *queue)
+void ax_hport_init(ax_hport_t *hp, h2o_multithread_queue_t *queue)
 {
     memset(hp, 0, sizeof(*hp));
     hp->super.post = hport_post;
@@ -136,7 +136,7 @@ static void hport_init(ax_hport_t *hp, h2o_multithread_queue_t *queue)
 }
 
 /* Runs what is still queued with its owner cleared (the loop is gone). */
-static void hport_dispose(ax_hport_t *hp, h2o_multithread_queue_t *queue)
+void ax_hport_dispose(ax_hport_t *hp, h2o_multithread_queue_t *queue)
 {
     h2o_multithread_unregister_receiver(queue, &hp->receiver);
     ax_task_t *chain = hp->head;
@@ -1240,7 +1240,7 @@ static void thread_dispose_loop(ax_thread_t *t)
         h2o_timeout_unlink(&t->log_flush_entry);
     h2o_timeout_dispose(t->loop, &t->log_flush_timeout);
     h2o_multithread_unregister_receiver(t->ctx.queue, &t->control);
-    hport_dispose(&t->port, t->ctx.queue);
+    ax_hport_dispose(&t->port, t->ctx.queue);
     for (size_t i = 0; i < t->nlisteners; ++i)
         if (t->listeners[i].sock != NULL)
             h2o_socket_close(t->listeners[i].sock), t->listeners[i].sock = NULL;
@@ -1295,7 +1295,7 @@ static ax_thread_t *thread_new(ax_server_t *srv, unsigned index)
     t->accept_plain.hosts = http->globalconf.hosts;
     t->accept_tls = t->accept_plain;
     t->accept_tls.ssl_ctx = http->ssl_ctx;
-    hport_init(&t->port, t->ctx.queue);
+    ax_hport_init(&t->port, t->ctx.queue);
     h2o_multithread_register_receiver(t->ctx.queue, &t->control, on_control);
     h2o_multithread_register_receiver(t->ctx.queue, &t->notify_recv, on_notify);
     t->waiter_tick.cb = on_waiter_tick;

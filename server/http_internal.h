@@ -1,6 +1,7 @@
 /*
- * http_internal.h -- h2o-facing structs shared by server/http.c and
- * server/metrics.c.  Handlers never need these: they see ax_req_t only.
+ * http_internal.h -- h2o-facing structs shared by server/http.c,
+ * server/metrics.c and server/outbound.c.  Handlers never need these: they
+ * see ax_req_t only.
  */
 #ifndef AX_HTTP_INTERNAL_H
 #define AX_HTTP_INTERNAL_H
@@ -11,7 +12,7 @@
 #include <h2o.h>
 #include <openssl/ssl.h>
 
-/* A completion port backed by h2o's multithread queue (one per thread). */
+/* A completion port backed by h2o's multithread queue (one per loop thread). */
 typedef struct st_ax_hport_t {
     ax_port_t super;
     h2o_multithread_receiver_t receiver;
@@ -20,6 +21,11 @@ typedef struct st_ax_hport_t {
     ax_task_t *head, **tail;
     bool msg_pending;
 } ax_hport_t;
+
+/** Makes 'hp' a port whose tasks complete on the loop of 'queue' (HTTP threads, the outbound thread). */
+void ax_hport_init(ax_hport_t *hp, h2o_multithread_queue_t *queue);
+/** Unregisters the port and runs what is still queued with its owner cleared (the loop is going away). */
+void ax_hport_dispose(ax_hport_t *hp, h2o_multithread_queue_t *queue);
 
 /* One configured listen address: a SO_REUSEPORT socket per thread. */
 typedef struct st_ax_listener_spec_t {
