@@ -6,9 +6,12 @@
  * before anything is written to the data dir, so a bad config or a taken
  * port fails with one line and exit status 2 and leaves no trace.
  */
+#include "core/push.h"
 #include "server/admin.h"
 #include "server/cs/cs.h"
 #include "server/handlers.h"
+#include "server/outbound.h"
+#include "server/pusher.h"
 #include "server/typing.h"
 
 #include <errno.h>
@@ -132,10 +135,13 @@ static void housekeeping(ax_server_t *srv)
     ax_presence_tick(srv, submit_background);
 }
 
-/* The writer's commit hook: news for long-polls. */
+/* The writer's commit hook: news for long-polls, and for the push sender. */
 static void notify_hook(void *arg, const ax_commit_info_t *info)
 {
-    ax_http_notify(arg, info);
+    ax_server_t *srv = arg;
+    ax_http_notify(srv, info);
+    if (ax_push_take_queued(srv->origin.push))
+        ax_pusher_wake(srv->pusher);
 }
 
 static int serve(const char *config_path)
@@ -161,6 +167,17 @@ static int serve(const char *config_path)
     open_data(&srv);
     srv.origin.server_name = cfg->server_name;
     srv.origin.key = &srv.signing_key;
+    srv.origin.push = ax_push_new(cfg->server_name);
+    ax_outbound_opts_t oo = {.allow_private = cfg->outbound_allow_private,
+                             .verify_tls = cfg->federation_verify_tls,
+                             .ca_file = cfg->federation_ca_file,
+                             .timeout_ms = 15000,
+                             .max_per_host = 8};
+    if ((srv.outbound = ax_outbound_new(&oo, err, sizeof(err))) == NULL) {
+        fprintf(stderr, "axon: %s\n", err);
+        return 2;
+    }
+    srv.pusher = ax_pusher_new(&srv, srv.outbound);
     srv.typing = ax_typing_new();
     srv.presence = ax_presence_new();
     srv.on_tick = housekeeping;
@@ -177,6 +194,11 @@ static int serve(const char *config_path)
         fprintf(stderr, "axon: cannot start the database writer\n");
         return 2;
     }
+    if (ax_outbound_start(srv.outbound) != 0) {
+        fprintf(stderr, "axon: cannot start the outbound HTTP thread\n");
+        return 2;
+    }
+    ax_pusher_start(srv.pusher);
     srv.workers = ax_workers_new(cfg->worker_threads);
     srv.router = ax_router_new(ax_routes, ax_routes_count);
     srv.limits.login = ax_ratelimit_new(cfg->rl_login_per_second, cfg->rl_login_burst);
@@ -185,8 +207,13 @@ static int serve(const char *config_path)
 
     ax_http_run(&srv);
 
-    /* threads are joined: finish queued writes, then free everything */
+    /* threads are joined: stop sending (its last writes go through the writer), finish queued
+     * writes, then free everything */
+    ax_outbound_stop(srv.outbound);
     ax_writer_stop(srv.writer);
+    ax_pusher_free(srv.pusher);
+    ax_outbound_free(srv.outbound);
+    ax_push_free(srv.origin.push);
     ax_workers_free(srv.workers);
     ax_http_dispose(&srv);
     ax_writer_free(srv.writer);

@@ -349,6 +349,8 @@ struct st_ax_server_t {
     uint64_t started_at_ms;
     struct st_ax_typing_t *typing;
     struct st_ax_presence_t *presence;
+    struct st_ax_outbound_t *outbound; /* the outbound HTTP client thread (server/outbound.h) */
+    struct st_ax_pusher_t *pusher;     /* the push sender running on it (server/pusher.h) */
     void (*on_tick)(ax_server_t *srv); /* run every second on HTTP thread 0 */
     struct {
         ax_ratelimit_t *login;

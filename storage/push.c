@@ -200,6 +200,8 @@ int ax_db_notif_prune(ax_txn_t *txn, const char *user_id, uint64_t before_ts, si
 {
     prune_t p = {before_ts, max, ax_malloc((max ? max : 1) * sizeof(uint64_t)), 0};
     int rc = ax_db_notif_scan(txn, user_id, 0, false, prune_cb, &p);
+    if (rc > 0)
+        rc = 0; /* the scan stopped at the first one to keep */
     for (size_t i = 0; rc == 0 && i < p.n; ++i) {
         ax_key_t k = {0};
         ax_key_str(&k, user_id, true);

@@ -8,6 +8,7 @@
  * them through the writer.
  */
 #include "server/cs/cs.h"
+#include "core/push.h"
 #include "core/rooms.h"
 #include "server/typing.h"
 
@@ -97,12 +98,14 @@ int ax_cs_typing(ax_req_t *r)
 /* ---- receipts and read markers ---- */
 
 typedef struct st_receipt_write_t {
+    ax_push_t *push;
     char room_id[256];
     char user_id[256];
     struct {
         char type[32];
         char event_id[256];
         char thread_id[256];
+        uint64_t event_pos; /* set by the writer */
     } items[3];
     size_t n;
     bool bad_event; /* set by the writer: an event is not in this room */
@@ -118,6 +121,7 @@ static int receipt_apply(ax_txn_t *txn, void *data)
             w->bad_event = true;
             return 0;
         }
+        w->items[i].event_pos = rec.pos;
     }
     for (size_t i = 0; i < w->n; ++i) {
         uint64_t pos = ax_txn_next_stream_pos(txn);
@@ -135,6 +139,10 @@ static int receipt_apply(ax_txn_t *txn, void *data)
                 ax_txn_notify(txn, w->user_id);
             else
                 ax_room_notify_members(txn, w->room_id, NULL);
+            /* both read receipts clear notifications (spec: "Marking notifications as read") */
+            if (rc == 0 && w->push != NULL)
+                rc = ax_push_receipt(w->push, txn, w->user_id, w->room_id, w->items[i].thread_id, w->items[i].event_pos,
+                                     pos);
         }
         if (rc != 0)
             return rc;
@@ -176,6 +184,7 @@ int ax_cs_receipt(ax_req_t *r)
     if (joined_or_reply(r, room_id) != 0)
         return 0;
     receipt_write_t *w = ax_calloc(1, sizeof(*w));
+    w->push = r->srv->origin.push;
     snprintf(w->room_id, sizeof(w->room_id), "%s", room_id);
     snprintf(w->user_id, sizeof(w->user_id), "%s", r->auth.user_id);
     snprintf(w->items[0].type, sizeof(w->items[0].type), "%s", type);
@@ -202,6 +211,7 @@ int ax_cs_read_markers(ax_req_t *r)
     if (joined_or_reply(r, room_id) != 0)
         return 0;
     receipt_write_t *w = ax_calloc(1, sizeof(*w));
+    w->push = r->srv->origin.push;
     snprintf(w->room_id, sizeof(w->room_id), "%s", room_id);
     snprintf(w->user_id, sizeof(w->user_id), "%s", r->auth.user_id);
     const char *types[3] = {"m.fully_read", "m.read", "m.read.private"};
