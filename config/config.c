@@ -91,6 +91,19 @@ static const cfg_key_t keys[] = {
      "Room version for new rooms: 10, 11 or 12."},
     {NULL, "access_token_lifetime", T_UINT, OFF(access_token_lifetime), "3600", 60, 31536000, NULL,
      "Seconds an access token lives when the client asked for a refresh token (others never expire)."},
+    {NULL, "media_legacy_unauthenticated", T_BOOL, OFF(media_legacy_unauthenticated), "true", 0, 0, NULL,
+     "Also serve media without an access token on the deprecated /_matrix/media/v3 download,\n"
+     "thumbnail, config and preview_url paths (clients before Matrix 1.11 need them). Deprecated:\n"
+     "turn it off once your users' clients use /_matrix/client/v1/media."},
+    {NULL, "media_pending_lifetime", T_UINT, OFF(media_pending_lifetime), "86400", 1, 31536000, NULL,
+     "Seconds a media ID from POST /_matrix/media/v1/create waits for its upload before it expires."},
+    {NULL, "media_max_pending", T_UINT, OFF(media_max_pending), "10", 1, 100000, NULL,
+     "Media IDs from /create one user may have waiting for an upload at once (429 beyond)."},
+    {NULL, "media_thumbnail_max_size", T_SIZE, OFF(media_thumbnail_max_size), "50M", 1024, 1ULL << 32, NULL,
+     "Largest original file that gets thumbnailed (413 M_TOO_LARGE above it)."},
+    {NULL, "media_thumbnail_max_mpixels", T_UINT, OFF(media_thumbnail_max_mpixels), "100", 1, 10000, NULL,
+     "Largest image, in megapixels, that gets thumbnailed: bigger ones are refused before decoding\n"
+     "(decompression bombs)."},
     {"ratelimit", "login_per_second", T_DOUBLE, OFF(rl_login_per_second), "0.5", 0, 1000000, NULL,
      "Login attempts per second allowed from one client address (sustained)."},
     {"ratelimit", "login_burst", T_UINT, OFF(rl_login_burst), "10", 1, 1000000, NULL,
@@ -99,6 +112,10 @@ static const cfg_key_t keys[] = {
      "Registration requests per second allowed from one client address (sustained)."},
     {"ratelimit", "register_burst", T_UINT, OFF(rl_register_burst), "10", 1, 1000000, NULL,
      "Registration requests one client address may make at once."},
+    {"ratelimit", "media_per_second", T_DOUBLE, OFF(rl_media_per_second), "2", 0, 1000000, NULL,
+     "Media uploads (and /create calls) per second allowed for one user (sustained)."},
+    {"ratelimit", "media_burst", T_UINT, OFF(rl_media_burst), "20", 1, 1000000, NULL,
+     "Media uploads one user may make at once."},
 };
 
 #define NKEYS AX_ARRAY_SIZE(keys)

@@ -72,6 +72,15 @@ typedef struct st_ax_config_t {
     double rl_register_per_second;
     unsigned rl_register_burst;
     unsigned access_token_lifetime; /* seconds, for clients that ask for refresh tokens */
+    double rl_media_per_second;     /* uploads and /create per user */
+    unsigned rl_media_burst;
+
+    /* media repository (server/cs/media.c, core/media.c) */
+    bool media_legacy_unauthenticated; /* serve the deprecated /_matrix/media/v3 download paths */
+    unsigned media_pending_lifetime;   /* seconds an ID from /create waits for its upload */
+    unsigned media_max_pending;        /* pending /create IDs per user */
+    uint64_t media_thumbnail_max_size; /* largest original (bytes) that is thumbnailed */
+    unsigned media_thumbnail_max_mpixels;
 } ax_config_t;
 
 /**

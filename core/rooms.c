@@ -9,6 +9,7 @@
  * always the current ones.
  */
 #include "core/rooms.h"
+#include "core/rooms_internal.h"
 #include "core/events.h"
 #include "core/push.h"
 
@@ -17,6 +18,7 @@
 #include <string.h>
 
 #define MAX_PREV_EVENTS 10
+#define MAX_EXTREMITIES 64
 #define EVENT_SIZE_MAX  65536
 
 const ax_room_version_t *ax_room_version_of(ax_txn_t *txn, const char *room_id)
@@ -67,8 +69,14 @@ static const json_t *lookup_load(ax_room_lookup_t *lk, const char *type, const c
         return json_is_null(hit) ? NULL : hit;
     json_t *ev = NULL;
     char eid[256];
-    if (lk->room_id != NULL && ax_db_state_get(lk->txn, lk->room_id, type, state_key, eid, sizeof(eid)) == 0 &&
-        ax_db_event_get(lk->txn, eid, &ev, NULL) == 0)
+    bool found;
+    if (lk->map != NULL) {
+        const char *id = ax_state_map_get(lk->map, type, state_key);
+        found = id != NULL && snprintf(eid, sizeof(eid), "%s", id) < (int)sizeof(eid);
+    } else {
+        found = lk->room_id != NULL && ax_db_state_get(lk->txn, lk->room_id, type, state_key, eid, sizeof(eid)) == 0;
+    }
+    if (found && ax_db_event_get(lk->txn, eid, &ev, NULL) == 0)
         json_object_set_new(cache_slot(lk, "id", type), state_key, json_string(eid));
     json_object_set_new(evs, state_key, ev != NULL ? ev : json_null());
     return ev;
@@ -120,15 +128,17 @@ static json_t *select_auth_events(ax_room_lookup_t *c, const ax_room_version_t *
 
 /* ---- storing ---- */
 
+/* The room's forward extremities: the first MAX_PREV_EVENTS become prev_events,
+ * the rest stay extremities beside the new event. */
 typedef struct st_prev_t {
-    char ids[MAX_PREV_EVENTS][128];
+    char ids[MAX_EXTREMITIES][256];
     size_t n;
 } prev_t;
 
 static int collect_prev(void *arg, const char *event_id)
 {
     prev_t *p = arg;
-    if (p->n < MAX_PREV_EVENTS)
+    if (p->n < MAX_EXTREMITIES)
         snprintf(p->ids[p->n++], sizeof(p->ids[0]), "%s", event_id);
     return 0;
 }
@@ -211,7 +221,7 @@ static int index_text(ax_txn_t *txn, const char *room_id, uint64_t pos, const ch
 }
 
 static int store_indexes(ax_txn_t *txn, const ax_room_version_t *rv, json_t *room, const char *room_id,
-                         const char *event_id, json_t *pdu, const ax_draft_t *d, uint64_t pos)
+                         const char *event_id, json_t *pdu, const ax_draft_t *d, uint64_t pos, const prev_t *prev)
 {
     int rc;
     const char *type = d->type;
@@ -232,8 +242,12 @@ static int store_indexes(ax_txn_t *txn, const ax_room_version_t *rv, json_t *roo
         return rc;
     if ((rc = ax_db_timeline_add(txn, room_id, pos, event_id)) != 0)
         return rc;
-    const char *ext[1] = {event_id};
-    if ((rc = ax_db_extremities_set(txn, room_id, ext, 1)) != 0)
+    const char *ext[MAX_EXTREMITIES];
+    size_t next = 0;
+    for (size_t i = MAX_PREV_EVENTS; i < prev->n && next < MAX_EXTREMITIES - 1; ++i)
+        ext[next++] = prev->ids[i];
+    ext[next++] = event_id;
+    if ((rc = ax_db_extremities_set(txn, room_id, ext, next)) != 0)
         return rc;
 
     if (is_state && strcmp(type, "m.room.member") == 0) {
@@ -246,22 +260,29 @@ static int store_indexes(ax_txn_t *txn, const ax_room_version_t *rv, json_t *roo
         if (hv != NULL && (rc = ax_db_visibility_put(txn, room_id, pos, hv)) != 0)
             return rc;
     }
-    json_t *rel = json_object_get(d->content, "m.relates_to");
+    (void)rv;
+    (void)pdu;
+    return ax_room_index_content(txn, room_id, pos, event_id, type, d->content);
+}
+
+int ax_room_index_content(ax_txn_t *txn, const char *room_id, uint64_t pos, const char *event_id, const char *type,
+                          const json_t *content)
+{
+    int rc;
+    json_t *rel = json_object_get(content, "m.relates_to");
     const char *rel_type = json_string_value(json_object_get(rel, "rel_type"));
     const char *parent = json_string_value(json_object_get(rel, "event_id"));
     if (rel_type != NULL && parent != NULL && (rc = ax_db_relation_put(txn, parent, rel_type, pos, event_id)) != 0)
         return rc;
     if (ax_streq(rel_type, "m.thread") && parent != NULL && (rc = ax_db_thread_touch(txn, room_id, parent, pos)) != 0)
         return rc;
-    (void)rv;
-    (void)pdu;
-    return index_text(txn, room_id, pos, event_id, type, d->content);
+    return index_text(txn, room_id, pos, event_id, type, content);
 }
 
 /* Applies a redaction to its target, if the target is in the same room and
  * the spec's "Handling redactions" rules say it applies. */
-static int apply_redaction(ax_txn_t *txn, const ax_room_version_t *rv, ax_room_lookup_t *lk, const char *room_id,
-                           const char *target, const json_t *redaction, json_t *redaction_client)
+int ax_room_apply_redaction(ax_txn_t *txn, const ax_room_version_t *rv, ax_room_lookup_t *lk, const char *room_id,
+                            const char *target, const json_t *redaction, json_t *redaction_client)
 {
     json_t *ev = NULL;
     ax_event_rec_t rec;
@@ -320,7 +341,7 @@ int ax_room_send(ax_txn_t *txn, const ax_origin_t *o, const ax_draft_t *d, ax_se
     if (!is_create && (rc = ax_db_extremities_foreach(txn, d->room_id, collect_prev, &prev)) != 0)
         goto out;
     json_t *prev_events = json_array();
-    for (size_t i = 0; i < prev.n; ++i)
+    for (size_t i = 0; i < prev.n && i < MAX_PREV_EVENTS; ++i)
         json_array_append_new(prev_events, json_string(prev.ids[i]));
     json_int_t depth = json_integer_value(json_object_get(room, "depth")) + 1;
     pdu = json_pack("{s:O, s:I, s:I, s:o, s:s, s:s}", "content", d->content, "depth", depth, "origin_server_ts",
@@ -369,7 +390,26 @@ int ax_room_send(ax_txn_t *txn, const ax_origin_t *o, const ax_draft_t *d, ax_se
 
     if (is_create) {
         if (rv->room_id_from_create) {
-            snprintf(out->room_id, sizeof(out->room_id), "!%s", out->event_id + 1);
+            /* the room ID is the create event's hash: two rooms created by the same user in the
+             * same millisecond would be one room.  Move the timestamp on until the ID is new. */
+            json_t *existing = NULL;
+            for (int tries = 0; tries < 1000; ++tries) {
+                snprintf(out->room_id, sizeof(out->room_id), "!%s", out->event_id + 1);
+                if (ax_db_room_get(txn, out->room_id, &existing) != 0)
+                    break;
+                json_decref(existing);
+                existing = NULL;
+                json_int_t ts = json_integer_value(json_object_get(pdu, "origin_server_ts"));
+                json_object_set_new(pdu, "origin_server_ts", json_integer(ts + 1));
+                if ((rc = ax_event_sign(pdu, rv, o->server_name, o->key)) != 0 ||
+                    (rc = ax_event_compute_id(pdu, rv, out->event_id, sizeof(out->event_id))) != 0)
+                    goto out;
+            }
+            if (existing != NULL || ax_db_room_get(txn, out->room_id, &existing) == 0) {
+                json_decref(existing);
+                rc = AX_ECONFLICT;
+                goto out;
+            }
         } else {
             snprintf(out->room_id, sizeof(out->room_id), "%s", d->room_id);
         }
@@ -398,7 +438,7 @@ int ax_room_send(ax_txn_t *txn, const ax_origin_t *o, const ax_draft_t *d, ax_se
     stored.room_id = out->room_id;
     if ((rc = ax_db_event_put(txn, out->event_id, out->room_id, out->pos, d->state_key ? AX_EVENT_F_STATE : 0, pdu)) !=
             0 ||
-        (rc = store_indexes(txn, rv, room, out->room_id, out->event_id, pdu, &stored, out->pos)) != 0)
+        (rc = store_indexes(txn, rv, room, out->room_id, out->event_id, pdu, &stored, out->pos, &prev)) != 0)
         goto out;
 
     if (strcmp(d->type, "m.room.redaction") == 0) {
@@ -406,7 +446,7 @@ int ax_room_send(ax_txn_t *txn, const ax_origin_t *o, const ax_draft_t *d, ax_se
         if (target != NULL) {
             json_t *client = ax_event_client_format(pdu, out->event_id, NULL, NULL, 0);
             json_object_del(json_object_get(client, "unsigned"), "age");
-            rc = apply_redaction(txn, rv, &cache, out->room_id, target, pdu, client);
+            rc = ax_room_apply_redaction(txn, rv, &cache, out->room_id, target, pdu, client);
             json_decref(client);
             if (rc != 0)
                 goto out;

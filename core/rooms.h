@@ -62,6 +62,47 @@ typedef struct st_ax_sent_t {
  */
 int ax_room_send(ax_txn_t *txn, const ax_origin_t *o, const ax_draft_t *d, ax_sent_t *out, char *reason, size_t rlen);
 
+/* ---- ingest.c -- events from other servers ---- */
+
+typedef enum {
+    AX_INGEST_ACCEPTED,    /* in the timeline at 'pos' */
+    AX_INGEST_DUPLICATE,   /* already there */
+    AX_INGEST_OUTLIER,     /* stored outside the timeline (ax_room_ingest_outlier) */
+    AX_INGEST_REJECTED,    /* failed the auth rules: kept, flagged, never shown */
+    AX_INGEST_SOFT_FAILED, /* allowed by its own state, not by the current state: kept, never shown */
+} ax_ingest_outcome_t;
+
+typedef struct st_ax_ingest_t {
+    ax_ingest_outcome_t outcome;
+    uint64_t pos;
+    char reason[256]; /* why rejected or soft-failed; the missing event's ID with AX_ENOTFOUND */
+} ax_ingest_t;
+
+/**
+ * Takes a PDU from another server (borrowed; format, signatures and hashes
+ * already checked by the caller) into room 'room_id': auth against its auth
+ * events, against the state before it -- 'state_before' when given (a map
+ * the caller fetched), else computed from its prev events -- and against
+ * current state; stores it (rejected and soft-failed events too, flagged)
+ * and, when accepted, moves the timeline, forward extremities and current
+ * state on and notifies the room (core/ingest.c has the details).  A room
+ * not known yet is adopted when 'state_before' holds its create event.
+ *
+ * @return 0 with the outcome in 'out'; AX_ENOTFOUND when an auth event or
+ *         the state after a prev event is missing ('out->reason' names the
+ *         event: fetch it and try again); a storage error.
+ */
+int ax_room_ingest(ax_txn_t *txn, const ax_room_version_t *rv, const char *room_id, const char *event_id,
+                   const json_t *pdu, const json_t *state_before, ax_ingest_t *out);
+
+/**
+ * Stores a PDU that is not part of the timeline (an auth chain or state
+ * event from a join or a gap), checked against its own auth events only,
+ * which must be known (AX_ENOTFOUND otherwise).  Give events in auth order.
+ */
+int ax_room_ingest_outlier(ax_txn_t *txn, const ax_room_version_t *rv, const char *room_id, const char *event_id,
+                           const json_t *pdu, ax_ingest_t *out);
+
 /**
  * A reader of a room's current state for the auth rules and power-level
  * helpers (core/events.h's ax_auth_lookup_fn): pass ax_room_lookup as the
@@ -72,6 +113,7 @@ typedef struct st_ax_room_lookup_t {
     ax_txn_t *txn;
     const char *room_id; /* NULL: the room has no state yet */
     json_t *cache;       /* {type: {state_key: event | null}} */
+    const json_t *map;   /* when not NULL: judge against this state map instead of current state */
 } ax_room_lookup_t;
 
 const json_t *ax_room_lookup(void *arg, const char *type, const char *state_key);
@@ -92,11 +134,15 @@ json_t *ax_room_state_content(ax_txn_t *txn, const char *room_id, const char *ty
 void ax_room_membership(ax_txn_t *txn, const char *room_id, const char *user_id, char *out, size_t cap);
 
 /**
- * Writer side: says every joined or invited member of 'room_id' (and
- * 'also', when not NULL) has news, so their /sync long-polls wake after the
- * commit.
+ * Writer side: says 'room_id' changed (a new event, a receipt) and every
+ * joined, invited or knocking member of it (and 'also', when not NULL) has
+ * news, so their /sync long-polls wake after the commit.  Call it for every
+ * change an incremental /sync must find in the room.
  */
 void ax_room_notify_members(ax_txn_t *txn, const char *room_id, const char *also);
+
+/** Writer side: wakes the room's members for news that is not in the room (presence). */
+void ax_room_wake_members(ax_txn_t *txn, const char *room_id);
 
 /* ---- state at a point in a room's timeline ---- */
 

@@ -58,14 +58,15 @@ bool ax_room_user_can_see(ax_txn_t *txn, const char *room_id, const char *user_i
 
 typedef struct st_first_t {
     char event_id[256];
+    uint64_t pos;
     bool found;
 } first_t;
 
 static int first_cb(void *arg, uint64_t pos, const char *event_id)
 {
-    (void)pos;
     first_t *f = arg;
     snprintf(f->event_id, sizeof(f->event_id), "%s", event_id);
+    f->pos = pos;
     f->found = true;
     return 1;
 }
@@ -76,8 +77,11 @@ json_t *ax_room_state_at(ax_txn_t *txn, const char *room_id, uint64_t pos)
     uint64_t group = 0;
     ax_db_timeline_scan(txn, room_id, pos, true, first_cb, &f);
     json_t *map = NULL;
-    if (f.found && ax_db_event_stategroup_get(txn, f.event_id, &group) == 0 && group != 0 &&
-        ax_db_stategroup_load(txn, group, &map) == 0)
+    /* the room's state then: the event's own state, unless its arrival resolved a fork */
+    if (f.found &&
+        (ax_db_pos_stategroup_get(txn, room_id, f.pos, &group) == 0 ||
+         ax_db_event_stategroup_get(txn, f.event_id, &group) == 0) &&
+        group != 0 && ax_db_stategroup_load(txn, group, &map) == 0)
         return map;
     return json_object();
 }
@@ -101,9 +105,15 @@ static int notify_member(void *arg, const char *user_id, const char *membership)
     return 0;
 }
 
-void ax_room_notify_members(ax_txn_t *txn, const char *room_id, const char *also)
+void ax_room_wake_members(ax_txn_t *txn, const char *room_id)
 {
     ax_db_room_members_foreach(txn, room_id, notify_member, txn);
+}
+
+void ax_room_notify_members(ax_txn_t *txn, const char *room_id, const char *also)
+{
+    ax_txn_notify(txn, room_id); /* the room ID itself feeds the room change index of /sync */
+    ax_room_wake_members(txn, room_id);
     if (also != NULL)
         ax_txn_notify(txn, also);
 }

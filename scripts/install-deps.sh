@@ -14,17 +14,17 @@ for profile in "$@"; do
     case "$profile" in
     build)
         pkgs="$pkgs gcc libc6-dev pkg-config meson ninja-build libh2o-evloop-dev liblmdb-dev libsodium-dev
-              libssl-dev libjansson-dev libinih-dev"
+              libssl-dev libjansson-dev libinih-dev libvips-dev"
         ;;
     runtime)
-        pkgs="$pkgs libh2o-evloop0.13 liblmdb0 libsodium23 libssl3 libjansson4 libinih1 ca-certificates curl"
+        pkgs="$pkgs libh2o-evloop0.13 liblmdb0 libsodium23 libssl3 libjansson4 libinih1 libvips42 ca-certificates curl"
         ;;
     test)
         pkgs="$pkgs libcmocka-dev python3 python3-yaml python3-jsonschema python3-signedjson python3-nacl
-              python3-matrix-nio curl openssl nginx lmdb-utils"
+              python3-matrix-nio python3-pil curl openssl nginx lmdb-utils"
         ;;
     bench)
-        pkgs="$pkgs apache2-utils wrk nginx nghttp2-client gnuplot-nox procps"
+        pkgs="$pkgs python3 apache2-utils wrk nginx nghttp2-client gnuplot-nox procps"
         ;;
     *)
         echo "install-deps.sh: unknown profile '$profile' (build, runtime, test, bench)" >&2

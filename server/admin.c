@@ -8,11 +8,16 @@
 #include "server/admin.h"
 #include "server/cs/cs.h"
 #include "core/events.h"
+#include "storage/schema.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -35,6 +40,11 @@ static void admin_usage(FILE *fp)
                 "  registration-token create [--uses N] [--expires-in SECONDS] [--token TOKEN]\n"
                 "  registration-token list [--json]\n"
                 "  registration-token delete TOKEN\n"
+                "  backup DIR                                      consistent online copy of the database,\n"
+                "                                                  signing key and media into DIR (new or empty)\n"
+                "  media list-user USER [--json]                   a user's uploads (and pending /create IDs)\n"
+                "  media delete MXC                                delete mxc://server/id; its file goes when no\n"
+                "                                                  other media ID has the same content\n"
                 "USER is @name:server or just name.  The data dir comes from the config (-c, AXON_CONFIG,\n"
                 "AXON_DATA_DIR, or the embedded default ./axon-data).\n");
 }
@@ -262,7 +272,19 @@ static int cmd_deactivate(admin_t *a, int argc, char **argv)
     char *uid = resolve_user(a, argv[0]);
     if (uid == NULL)
         return fail("'%s' is not a user of %s", argv[0], a->cfg->server_name);
-    ax_cs_deactivate_t d = {{0}, false};
+    /* leaving the user's rooms means signing events as this server */
+    char err[512];
+    char *keypath = ax_asprintf("%s/signing.key", a->cfg->data_dir);
+    ax_signing_key_t key;
+    if (ax_signing_key_load_or_create(keypath, &key, err, sizeof(err)) != 0) {
+        free(keypath);
+        free(uid);
+        return fail("%s", err);
+    }
+    free(keypath);
+    /* no push engine: the leave events of a deactivation notify nobody (.m.rule.member_event) */
+    ax_origin_t origin = {a->cfg->server_name, &key, NULL};
+    ax_cs_deactivate_t d = {.origin = &origin};
     snprintf(d.user_id, sizeof(d.user_id), "%s", uid);
     int rc = run_write(a, ax_cs_deactivate_apply, &d);
     if (rc == AX_ENOTFOUND)
@@ -270,7 +292,8 @@ static int cmd_deactivate(admin_t *a, int argc, char **argv)
     else if (rc != 0)
         rc = fail("cannot deactivate %s: %s", uid, ax_strerror(rc));
     else
-        printf("deactivated %s\n", uid);
+        printf("deactivated %s (left %u rooms)\n", uid, d.rooms_left);
+    ax_signing_key_dispose(&key);
     free(uid);
     return rc;
 }
@@ -438,6 +461,302 @@ static int cmd_registration_token(admin_t *a, int argc, char **argv)
     return 0;
 }
 
+/* ---- backup ---- */
+
+/* Copies one regular file to a new file 'dst' with 'mode', then fsyncs it. */
+static int copy_file(const char *src, const char *dst, mode_t mode, uint64_t *bytes)
+{
+    int in = open(src, O_RDONLY | O_CLOEXEC);
+    if (in < 0)
+        return fail("cannot read %s: %s", src, strerror(errno));
+    int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    if (out < 0) {
+        int e = errno;
+        close(in);
+        return fail("cannot create %s: %s", dst, strerror(e));
+    }
+    char buf[65536];
+    ssize_t n;
+    int rc = 0;
+    while ((n = read(in, buf, sizeof(buf))) != 0) {
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            rc = fail("reading %s: %s", src, strerror(errno));
+            break;
+        }
+        for (ssize_t off = 0; off < n;) {
+            ssize_t w = write(out, buf + off, (size_t)(n - off));
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w < 0) {
+                rc = fail("writing %s: %s", dst, strerror(errno));
+                goto done;
+            }
+            off += w;
+        }
+        *bytes += (uint64_t)n;
+    }
+    if (rc == 0 && fsync(out) != 0)
+        rc = fail("writing %s: %s", dst, strerror(errno));
+done:
+    close(in);
+    if (close(out) != 0 && rc == 0)
+        rc = fail("writing %s: %s", dst, strerror(errno));
+    return rc;
+}
+
+/* Copies the tree 'src' (directories and regular files) into a new 'dst'. */
+static int copy_tree(const char *src, const char *dst, uint64_t *files, uint64_t *bytes)
+{
+    if (mkdir(dst, 0700) != 0)
+        return fail("cannot create %s: %s", dst, strerror(errno));
+    DIR *d = opendir(src);
+    if (d == NULL)
+        return fail("cannot read %s: %s", src, strerror(errno));
+    int rc = 0;
+    struct dirent *e;
+    while (rc == 0 && (e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        char *s = ax_asprintf("%s/%s", src, e->d_name), *t = ax_asprintf("%s/%s", dst, e->d_name);
+        struct stat st;
+        if (lstat(s, &st) != 0) {
+            /* removed since readdir: a file the database snapshot no longer needs */
+            if (errno != ENOENT)
+                rc = fail("cannot read %s: %s", s, strerror(errno));
+        } else if (S_ISDIR(st.st_mode)) {
+            rc = copy_tree(s, t, files, bytes);
+        } else if (S_ISREG(st.st_mode)) {
+            rc = copy_file(s, t, st.st_mode & 0777, bytes);
+            *files += rc == 0;
+        }
+        free(s);
+        free(t);
+    }
+    closedir(d);
+    return rc;
+}
+
+static int fsync_path(const char *path, int flags)
+{
+    int fd = open(path, flags | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+/* The target must not exist yet or be an empty directory, so that nothing is overwritten. */
+static int prepare_backup_dir(const char *dir)
+{
+    if (mkdir(dir, 0700) == 0)
+        return 0;
+    if (errno != EEXIST)
+        return fail("cannot create %s: %s", dir, strerror(errno));
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return fail("%s: %s", dir, strerror(errno));
+    struct dirent *e;
+    int rc = 0;
+    while ((e = readdir(d)) != NULL)
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+            rc = fail("%s is not empty; back up into a new directory", dir);
+    closedir(d);
+    return rc;
+}
+
+/*
+ * The database first, from one read snapshot (the server keeps writing
+ * meanwhile), then the signing key and the media files.  Media files are
+ * content-addressed and never change, so every file the snapshot refers to
+ * is still there unless it was purged while the copy ran.
+ */
+static int cmd_backup(admin_t *a, int argc, char **argv)
+{
+    if (argc != 1)
+        return admin_usage(stderr), 2;
+    const char *dir = argv[0];
+    if (prepare_backup_dir(dir) != 0)
+        return 1;
+    char err[512];
+    uint64_t key_bytes = 0, media_files = 0, media_bytes = 0;
+    char *dbdir = ax_asprintf("%s/db", dir), *dbfile = ax_asprintf("%s/db/data.mdb", dir);
+    char *key_src = ax_asprintf("%s/signing.key", a->cfg->data_dir), *key_dst = ax_asprintf("%s/signing.key", dir);
+    char *media_src = ax_asprintf("%s/media", a->cfg->data_dir), *media_dst = ax_asprintf("%s/media", dir);
+    char *manifest = ax_asprintf("%s/axon-backup.json", dir);
+    struct stat st;
+    int rc = 0;
+    if (mkdir(dbdir, 0700) != 0)
+        rc = fail("cannot create %s: %s", dbdir, strerror(errno));
+    else if (ax_db_copy(a->db, dbdir, err, sizeof(err)) != 0)
+        rc = fail("%s", err);
+    else if (fsync_path(dbfile, O_RDONLY) != 0)
+        rc = fail("cannot sync %s: %s", dbfile, strerror(errno));
+    if (rc == 0)
+        rc = copy_file(key_src, key_dst, 0600, &key_bytes);
+    if (rc == 0 && stat(media_src, &st) == 0 && S_ISDIR(st.st_mode))
+        rc = copy_tree(media_src, media_dst, &media_files, &media_bytes);
+    if (rc == 0) {
+        json_t *m = json_pack("{s:s, s:s, s:i, s:I}", "server_name", a->cfg->server_name, "axon_version", AX_VERSION,
+                              "schema_version", AX_SCHEMA_VERSION, "created_ts", (json_int_t)ax_now_ms());
+        if (json_dump_file(m, manifest, JSON_INDENT(2)) != 0 || fsync_path(manifest, O_RDONLY) != 0)
+            rc = fail("cannot write %s", manifest);
+        json_decref(m);
+    }
+    if (rc == 0 && fsync_path(dir, O_RDONLY | O_DIRECTORY) != 0)
+        rc = fail("cannot sync %s: %s", dir, strerror(errno));
+    if (rc == 0) {
+        stat(dbfile, &st);
+        printf("backed up %s to %s: database %.1f MB, signing key, %" PRIu64 " media files (%.1f MB)\n",
+               a->cfg->server_name, dir, (double)st.st_size / 1e6, media_files, (double)media_bytes / 1e6);
+    }
+    free(dbdir);
+    free(dbfile);
+    free(key_src);
+    free(key_dst);
+    free(media_src);
+    free(media_dst);
+    free(manifest);
+    return rc;
+}
+
+/* ---- media ---- */
+
+static void print_time(uint64_t ms, char *out, size_t cap)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+typedef struct st_media_list_t {
+    admin_t *a;
+    json_t *out; /* NULL: text */
+} media_list_t;
+
+static int media_list_cb(void *arg, const char *media_id, json_t *rec)
+{
+    media_list_t *l = arg;
+    char *mxc = ax_asprintf("mxc://%s/%s", l->a->cfg->server_name, media_id);
+    if (l->out != NULL) {
+        json_t *row = json_deep_copy(rec);
+        json_object_set_new(row, "content_uri", json_string(mxc));
+        json_array_append_new(l->out, row);
+        free(mxc);
+        return 0;
+    }
+    char when[32];
+    print_time((uint64_t)json_integer_value(json_object_get(rec, "created_ts")), when, sizeof(when));
+    if (json_is_true(json_object_get(rec, "pending"))) {
+        char until[32];
+        print_time((uint64_t)json_integer_value(json_object_get(rec, "expires_ts")), until, sizeof(until));
+        printf("%s  pending (created %s, expires %s)\n", mxc, when, until);
+    } else {
+        const char *name = json_string_value(json_object_get(rec, "filename"));
+        printf("%s  %lld bytes  %s  %s%s%s\n", mxc, (long long)json_integer_value(json_object_get(rec, "size")),
+               json_string_value(json_object_get(rec, "content_type")), when, name != NULL ? "  " : "",
+               name != NULL ? name : "");
+    }
+    free(mxc);
+    return 0;
+}
+
+typedef struct st_media_del_t {
+    const char *key;
+    const ax_media_store_t *store;
+    uint8_t sha[AX_MEDIA_HASH_BYTES];
+    uint64_t refs_left;
+    bool removed;
+} media_del_t;
+
+static int media_delete_apply(ax_txn_t *txn, void *arg)
+{
+    media_del_t *d = arg;
+    return ax_db_media_delete(txn, d->key, d->sha, &d->refs_left);
+}
+
+/* The second step, once the deletion is durable: the file goes if nothing refers to it any more. */
+static int media_gc_apply(ax_txn_t *txn, void *arg)
+{
+    media_del_t *d = arg;
+    return ax_media_gc_apply(txn, d->store, d->sha, &d->removed);
+}
+
+static int cmd_media(admin_t *a, int argc, char **argv)
+{
+    if (argc < 2)
+        return admin_usage(stderr), 2;
+    if (strcmp(argv[0], "list-user") == 0) {
+        bool as_json = argc == 3 && strcmp(argv[2], "--json") == 0;
+        if (argc > 3 || (argc == 3 && !as_json))
+            return admin_usage(stderr), 2;
+        char *uid = resolve_user(a, argv[1]);
+        if (uid == NULL)
+            return fail("'%s' is not a user of %s", argv[1], a->cfg->server_name);
+        ax_txn_t *txn;
+        if (ax_db_read_begin(a->db, &txn) != 0) {
+            free(uid);
+            return fail("cannot read the database");
+        }
+        media_list_t l = {a, as_json ? json_array() : NULL};
+        int rc = ax_db_media_user_foreach(txn, uid, media_list_cb, &l);
+        ax_db_read_end(txn);
+        free(uid);
+        if (l.out != NULL) {
+            char *s = json_dumps(l.out, JSON_INDENT(2));
+            puts(s);
+            free(s);
+            json_decref(l.out);
+        }
+        return rc == 0 ? 0 : fail("cannot list media: %s", ax_strerror(rc));
+    }
+    if (strcmp(argv[0], "delete") != 0 || argc != 2)
+        return admin_usage(stderr), 2;
+    /* mxc://server/id: our own media by ID, a cached remote one as "server/id" */
+    const char *mxc = argv[1];
+    if (strncmp(mxc, "mxc://", 6) != 0 || strchr(mxc + 6, '/') == NULL)
+        return fail("'%s' is not an mxc:// URI", mxc);
+    const char *slash = strchr(mxc + 6, '/');
+    char *server = ax_strndup(mxc + 6, (size_t)(slash - mxc - 6));
+    const char *id = slash + 1;
+    bool ok = *id != '\0' && strlen(id) <= 255;
+    for (const char *p = id; *p; ++p)
+        ok = ok && (isalnum((unsigned char)*p) || *p == '_' || *p == '-');
+    if (!ok || *server == '\0') {
+        free(server);
+        return fail("'%s' is not an mxc:// URI", mxc);
+    }
+    char *key = strcmp(server, a->cfg->server_name) == 0 ? ax_strdup(id) : ax_asprintf("%s/%s", server, id);
+    free(server);
+    char err[512];
+    ax_media_store_t store;
+    if (ax_media_store_open(&store, a->cfg->data_dir, false, err, sizeof(err)) != 0) {
+        free(key);
+        return fail("%s", err);
+    }
+    media_del_t d = {.key = key, .store = &store};
+    int rc = run_write(a, media_delete_apply, &d);
+    if (rc == AX_ENOTFOUND) {
+        rc = fail("no such media %s", mxc);
+    } else if (rc != 0) {
+        rc = fail("cannot delete %s: %s", mxc, ax_strerror(rc));
+    } else {
+        if (d.refs_left == 0 && (rc = run_write(a, media_gc_apply, &d)) != 0)
+            rc = fail("deleted %s, but its file could not be removed: %s", mxc, ax_strerror(rc));
+        else if (d.removed)
+            printf("deleted %s and its file\n", mxc);
+        else
+            printf("deleted %s%s\n", mxc,
+                   d.refs_left == UINT64_MAX ? " (it had no content yet)" : " (other media IDs share its file)");
+    }
+    ax_media_store_dispose(&store);
+    free(key);
+    return rc;
+}
+
 int ax_admin_main(int argc, char **argv)
 {
     const char *config = NULL;
@@ -465,7 +784,9 @@ int ax_admin_main(int argc, char **argv)
                 {"reset-password", cmd_reset_password},
                 {"deactivate", cmd_deactivate},
                 {"list-users", cmd_list_users},
-                {"registration-token", cmd_registration_token}};
+                {"registration-token", cmd_registration_token},
+                {"backup", cmd_backup},
+                {"media", cmd_media}};
     int (*fn)(admin_t *, int, char **) = NULL;
     for (size_t k = 0; k < AX_ARRAY_SIZE(cmds); ++k)
         if (strcmp(argv[i], cmds[k].name) == 0)

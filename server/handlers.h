@@ -139,6 +139,24 @@ int ax_cs_pushrule_put_actions(ax_req_t *r);
 int ax_cs_pushers_get(ax_req_t *r);
 int ax_cs_pushers_set(ax_req_t *r);
 int ax_cs_notifications(ax_req_t *r);
+/* server/cs/media.c -- the content repository */
+int ax_cs_media_upload(ax_req_t *r);
+int ax_cs_media_upload_put(ax_req_t *r);
+int ax_cs_media_create(ax_req_t *r);
+int ax_cs_media_download(ax_req_t *r);
+int ax_cs_media_thumbnail(ax_req_t *r);
+int ax_cs_media_config(ax_req_t *r);
+int ax_cs_media_preview_url(ax_req_t *r);
+int ax_cs_media_legacy_download(ax_req_t *r);
+int ax_cs_media_legacy_thumbnail(ax_req_t *r);
+int ax_cs_media_legacy_config(ax_req_t *r);
+int ax_cs_media_legacy_preview_url(ax_req_t *r);
+/**
+ * Housekeeping (HTTP thread 0, every second): every few seconds, removes
+ * expired /create IDs through 'submit'.
+ */
+void ax_cs_media_tick(ax_server_t *srv,
+                      void (*submit)(ax_server_t *srv, ax_apply_fn apply, void *data, void (*free_data)(void *)));
 
 /* federation/api_keys.c -- server keys and version */
 int ax_fed_keys_server(ax_req_t *r);

@@ -108,6 +108,7 @@ struct st_ax_thread_t {
     size_t nconns;
     int64_t inflight;
     int64_t tasks_outstanding; /* writer jobs and worker tasks not yet come back */
+    int64_t streams;           /* file replies still sending their body (ax_reply_file) */
 
     bool shutting_down, conns_closed, exit_loop, clean;
     uint64_t shutdown_deadline_ms;

@@ -8,6 +8,7 @@
  */
 #include "core/push.h"
 #include "server/admin.h"
+#include "server/changes.h"
 #include "server/cs/cs.h"
 #include "server/handlers.h"
 #include "server/outbound.h"
@@ -20,6 +21,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/* room changes kept for incremental /sync (16 bytes each): clients whose token is older
+ * than the last 64k room changes get the slower look at every room */
+#define ROOM_CHANGES_KEPT 65536
 
 extern char **environ;
 
@@ -133,12 +138,15 @@ static void housekeeping(ax_server_t *srv)
 {
     ax_typing_expire(srv->typing, ax_now_ms(), typing_expired, srv);
     ax_presence_tick(srv, submit_background);
+    ax_cs_media_tick(srv, submit_background);
 }
 
 /* The writer's commit hook: news for long-polls, and for the push sender. */
 static void notify_hook(void *arg, const ax_commit_info_t *info)
 {
     ax_server_t *srv = arg;
+    /* record before waking anyone: a woken /sync reads up to the recorded position */
+    ax_changes_record(srv->changes, info->stream_pos, info->keys, info->nkeys);
     ax_http_notify(srv, info);
     if (ax_push_take_queued(srv->origin.push))
         ax_pusher_wake(srv->pusher);
@@ -146,6 +154,15 @@ static void notify_hook(void *arg, const ax_commit_info_t *info)
 
 static int serve(const char *config_path)
 {
+    /* block SIGTERM/SIGINT before any thread exists (writer, workers, libvips' pool): every
+     * thread inherits the mask, so only ax_http_run's sigwait receives them; a thread with
+     * them unblocked would let the default action kill the process without a clean stop */
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+
     ax_config_t *cfg = load_config(config_path);
     ax_log_setup((ax_log_level_t)cfg->log_level, (ax_log_format_t)cfg->log_format);
 
@@ -165,6 +182,14 @@ static int serve(const char *config_path)
         return 2;
     }
     open_data(&srv);
+    if (ax_media_store_open(&srv.media.store, cfg->data_dir, true, err, sizeof(err)) != 0) {
+        fprintf(stderr, "axon: %s\n", err);
+        return 2;
+    }
+    if (ax_thumbnail_init(err, sizeof(err)) == 0)
+        srv.media.thumbnails = true;
+    else
+        ax_log(AX_LOG_ERROR, "thumbnails are off: %s", err);
     srv.origin.server_name = cfg->server_name;
     srv.origin.key = &srv.signing_key;
     srv.origin.push = ax_push_new(cfg->server_name);
@@ -194,6 +219,7 @@ static int serve(const char *config_path)
         fprintf(stderr, "axon: cannot start the database writer\n");
         return 2;
     }
+    srv.changes = ax_changes_new(ax_writer_stream_pos(srv.writer), ROOM_CHANGES_KEPT);
     if (ax_outbound_start(srv.outbound) != 0) {
         fprintf(stderr, "axon: cannot start the outbound HTTP thread\n");
         return 2;
@@ -203,6 +229,7 @@ static int serve(const char *config_path)
     srv.router = ax_router_new(ax_routes, ax_routes_count);
     srv.limits.login = ax_ratelimit_new(cfg->rl_login_per_second, cfg->rl_login_burst);
     srv.limits.register_ = ax_ratelimit_new(cfg->rl_register_per_second, cfg->rl_register_burst);
+    srv.limits.media = ax_ratelimit_new(cfg->rl_media_per_second, cfg->rl_media_burst);
     ax_cs_versions_prepare(&srv);
 
     ax_http_run(&srv);
@@ -221,8 +248,12 @@ static int serve(const char *config_path)
     ax_router_free(srv.router);
     ax_ratelimit_free(srv.limits.login);
     ax_ratelimit_free(srv.limits.register_);
+    ax_ratelimit_free(srv.limits.media);
+    ax_thumbnail_shutdown(); /* the workers that used libvips are joined */
+    ax_media_store_dispose(&srv.media.store);
     ax_signing_key_dispose(&srv.signing_key);
     ax_typing_free(srv.typing);
+    ax_changes_free(srv.changes);
     ax_presence_free(srv.presence);
     free(srv.versions_body);
     free(srv.key_body);

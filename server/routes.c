@@ -6,8 +6,9 @@
  */
 #include "server/handlers.h"
 
-#define CS  "/_matrix/client/v3"
-#define FED "/_matrix/federation"
+#define CS    "/_matrix/client/v3"
+#define FED   "/_matrix/federation"
+#define MEDIA "/_matrix/client/v1/media"
 
 /* clang-format off */
 const ax_route_t ax_routes[] = {
@@ -140,6 +141,22 @@ const ax_route_t ax_routes[] = {
     {"GET",    CS "/pushers",                          ax_cs_pushers_get,             AX_ROUTE_AUTH},
     {"POST",   CS "/pushers/set",                      ax_cs_pushers_set,             AX_ROUTE_AUTH},
     {"GET",    CS "/notifications",                    ax_cs_notifications,           AX_ROUTE_AUTH},
+    /* the content repository (server/cs/media.c) */
+    {"POST",   "/_matrix/media/v3/upload",             ax_cs_media_upload,            AX_ROUTE_AUTH | AX_ROUTE_UPLOAD},
+    {"PUT",    "/_matrix/media/v3/upload/{serverName}/{mediaId}", ax_cs_media_upload_put,
+                                                                                      AX_ROUTE_AUTH | AX_ROUTE_UPLOAD},
+    {"POST",   "/_matrix/media/v1/create",             ax_cs_media_create,            AX_ROUTE_AUTH},
+    {"GET",    MEDIA "/download/{serverName}/{mediaId}", ax_cs_media_download,        AX_ROUTE_AUTH},
+    {"GET",    MEDIA "/download/{serverName}/{mediaId}/{fileName}", ax_cs_media_download, AX_ROUTE_AUTH},
+    {"GET",    MEDIA "/thumbnail/{serverName}/{mediaId}", ax_cs_media_thumbnail,      AX_ROUTE_AUTH},
+    {"GET",    MEDIA "/config",                        ax_cs_media_config,            AX_ROUTE_AUTH},
+    {"GET",    MEDIA "/preview_url",                   ax_cs_media_preview_url,       AX_ROUTE_AUTH},
+    /* deprecated unauthenticated paths (config media_legacy_unauthenticated) */
+    {"GET",    "/_matrix/media/v3/download/{serverName}/{mediaId}", ax_cs_media_legacy_download, 0},
+    {"GET",    "/_matrix/media/v3/download/{serverName}/{mediaId}/{fileName}", ax_cs_media_legacy_download, 0},
+    {"GET",    "/_matrix/media/v3/thumbnail/{serverName}/{mediaId}", ax_cs_media_legacy_thumbnail, 0},
+    {"GET",    "/_matrix/media/v3/config",             ax_cs_media_legacy_config,     AX_ROUTE_AUTH},
+    {"GET",    "/_matrix/media/v3/preview_url",        ax_cs_media_legacy_preview_url, AX_ROUTE_AUTH},
 
     /* federation: keys and version */
     {"GET",  "/_matrix/key/v2/server",                 ax_fed_keys_server,      0},

@@ -15,6 +15,7 @@
 #include "common/workers.h"
 #include "config/config.h"
 #include "core/core.h"
+#include "core/media.h"
 #include "core/rooms.h"
 #include "storage/storage.h"
 
@@ -221,6 +222,18 @@ int ax_reply_json_new(ax_req_t *r, int status, json_t *body);
 /** Replies 'status' with bytes already serialized ('body' is copied if not in the pool). */
 int ax_reply_raw(ax_req_t *r, int status, const char *content_type, const char *body, size_t len);
 
+/**
+ * Replies 'status' with the 'size' bytes of the open file 'fd', with
+ * 'content_type' (copied; may be NULL) and the headers added by
+ * ax_reply_header().  'fd' passes to the reply, which closes it when the
+ * body is sent or the client goes away (also on a second reply, which is
+ * ignored).  The body is streamed from the file in chunks on the request's
+ * thread (see http.c for why); a read error cuts the response short.
+ * Metrics and the access log count the reply when its headers are sent;
+ * graceful shutdown waits for the body.  Returns 0.
+ */
+int ax_reply_file(ax_req_t *r, int status, const char *content_type, int fd, uint64_t size);
+
 /** Replies with the Matrix error 'code' and its usual status. */
 int ax_reply_error(ax_req_t *r, ax_errcode_t code, const char *message);
 
@@ -281,6 +294,9 @@ typedef void (*ax_wake_fn)(ax_req_t *r, bool timed_out);
  */
 void ax_req_park(ax_req_t *r, const char *key, uint64_t seen_pos, uint64_t timeout_ms, ax_wake_fn wake);
 
+/** True once the server is shutting down: a woken long-poll should answer with what it has, not park again. */
+bool ax_req_shutting_down(const ax_req_t *r);
+
 /** The writer's commit hook: wakes, on every HTTP thread, the long-polls waiting on 'keys'. */
 void ax_http_notify(ax_server_t *srv, const ax_commit_info_t *info);
 
@@ -333,6 +349,19 @@ void ax_metrics_record(ax_thread_t *t, size_t route_index, int status, uint64_t 
 
 typedef struct st_ax_http_t ax_http_t;
 
+/**
+ * Federation's hook for media of other servers (server/cs/media.c calls it
+ * when mxc://'server_name'/'media_id' is not in the local cache): fetch the
+ * content into the store, record it under the media key
+ * "'server_name'/'media_id'" through the writer, then call 'done' on the
+ * request's thread with 0 (the download is then served from the cache),
+ * AX_ENOTFOUND (the remote has no such media), AX_ETOOBIG (over
+ * max_upload_size: 502 M_TOO_LARGE) or another AX_E* code (502).  'done'
+ * gets r == NULL if the client went away meanwhile.
+ */
+typedef void (*ax_media_fetch_fn)(ax_req_t *r, const char *server_name, const char *media_id,
+                                  void (*done)(ax_req_t *r, int result));
+
 struct st_ax_server_t {
     const ax_config_t *cfg;
     ax_http_t *http;
@@ -349,13 +378,22 @@ struct st_ax_server_t {
     uint64_t started_at_ms;
     struct st_ax_typing_t *typing;
     struct st_ax_presence_t *presence;
+    struct st_ax_changes_t *changes;   /* rooms changed per stream position (changes.h) */
     struct st_ax_outbound_t *outbound; /* the outbound HTTP client thread (server/outbound.h) */
     struct st_ax_pusher_t *pusher;     /* the push sender running on it (server/pusher.h) */
     void (*on_tick)(ax_server_t *srv); /* run every second on HTTP thread 0 */
     struct {
         ax_ratelimit_t *login;
         ax_ratelimit_t *register_;
+        ax_ratelimit_t *media; /* per user: uploads and /create */
     } limits;
+    /* the media repository (server/cs/media.c) */
+    struct {
+        ax_media_store_t store;
+        bool thumbnails;              /* libvips started */
+        ax_media_fetch_fn fetch;      /* remote media; NULL until federation fetches media */
+        _Atomic uint64_t swept_at_ms; /* last sweep of expired /create IDs */
+    } media;
     /* nonces of the shared-secret registration endpoint (server/cs/register.c) */
     pthread_mutex_t nonce_mutex;
     struct ax_nonce_t {

@@ -1,9 +1,13 @@
 /*
  * typing.c -- typing notifications in memory (spec: Client-Server API
  * "Typing Notifications").  A room's entry lists its typing users with
- * their deadlines; rooms nobody types in are removed.
+ * their deadlines and the serial of its last change; entries stay when the
+ * list empties, so an older token still sees that change.  A change ring
+ * (changes.h, keyed by serial) tells /sync which rooms changed since its
+ * token without looking at every room.
  */
 #include "server/typing.h"
+#include "server/changes.h"
 #include "common/strmap.h"
 
 #include <pthread.h>
@@ -25,12 +29,16 @@ struct st_ax_typing_t {
     pthread_mutex_t mutex;
     ax_strmap_t rooms; /* room_id -> room_typing_t */
     uint64_t serial;
+    ax_changes_t *changes; /* which room changed at which serial */
 };
+
+#define TYPING_CHANGES_KEPT 4096
 
 ax_typing_t *ax_typing_new(void)
 {
     ax_typing_t *t = ax_calloc(1, sizeof(*t));
     pthread_mutex_init(&t->mutex, NULL);
+    t->changes = ax_changes_new(0, TYPING_CHANGES_KEPT);
     return t;
 }
 
@@ -50,6 +58,7 @@ void ax_typing_free(ax_typing_t *t)
         return;
     ax_strmap_foreach(&t->rooms, room_free, NULL);
     ax_strmap_dispose(&t->rooms);
+    ax_changes_free(t->changes);
     pthread_mutex_destroy(&t->mutex);
     free(t);
 }
@@ -86,8 +95,10 @@ bool ax_typing_set(ax_typing_t *t, const char *room_id, const char *user_id, boo
         remove_at(rt, i);
         changed = true;
     }
-    if (changed)
+    if (changed) {
         rt->changed_at = ++t->serial;
+        ax_changes_record(t->changes, rt->changed_at, &room_id, 1);
+    }
     pthread_mutex_unlock(&t->mutex);
     return changed;
 }
@@ -135,6 +146,7 @@ static void expire_room(void *arg, const char *room_id, void *value)
     }
     if (changed) {
         rt->changed_at = ++e->t->serial;
+        ax_changes_record(e->t->changes, rt->changed_at, &room_id, 1);
         if (e->n == e->cap)
             e->changed = ax_realloc(e->changed, (e->cap = e->cap ? e->cap * 2 : 8) * sizeof(char *));
         e->changed[e->n++] = ax_strdup(room_id);
@@ -153,4 +165,10 @@ void ax_typing_expire(ax_typing_t *t, uint64_t now_ms, void (*cb)(void *arg, con
         free(e.changed[i]);
     }
     free(e.changed);
+}
+
+bool ax_typing_rooms_changed(ax_typing_t *t, uint64_t since, uint64_t upto, void (*cb)(void *arg, const char *room_id),
+                             void *arg)
+{
+    return ax_changes_rooms(t->changes, since, upto, cb, arg);
 }

@@ -28,6 +28,14 @@ bool ax_typing_set(ax_typing_t *t, const char *room_id, const char *user_id, boo
  */
 json_t *ax_typing_get(ax_typing_t *t, const char *room_id, uint64_t now_ms, uint64_t *changed_at);
 
+/**
+ * Calls 'cb' once for each room whose typing list changed after serial
+ * 'since' and at or before 'upto'; false (calling nothing) when changes
+ * that old are no longer remembered.
+ */
+bool ax_typing_rooms_changed(ax_typing_t *t, uint64_t since, uint64_t upto, void (*cb)(void *arg, const char *room_id),
+                             void *arg);
+
 /** The serial of the latest change anywhere. */
 uint64_t ax_typing_serial(ax_typing_t *t);
 

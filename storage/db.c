@@ -309,6 +309,16 @@ int ax_db_stats(ax_db_t *db, ax_db_stats_t *out)
     return 0;
 }
 
+int ax_db_copy(ax_db_t *db, const char *dir, char *err, size_t errlen)
+{
+    int rc = mdb_env_copy2(db->env, dir, MDB_CP_COMPACT);
+    if (rc != 0) {
+        snprintf(err, errlen, "copying the database to %s: %s", dir, mdb_strerror(rc));
+        return AX_EIO;
+    }
+    return 0;
+}
+
 /* ---- JSON values and range scans ---- */
 
 int ax_kv_get_json(ax_txn_t *txn, int dbi, const void *key, size_t klen, json_t **out)

@@ -248,6 +248,14 @@ int ax_db_state_put(ax_txn_t *txn, const char *room_id, const char *type, const 
     return ax_kv_put(txn, AX_DBI_roomid_state, k.b, k.n, event_id, strlen(event_id), 0);
 }
 
+int ax_db_state_del(ax_txn_t *txn, const char *room_id, const char *type, const char *skey)
+{
+    ax_key_t k = state_key(room_id, type, skey);
+    if (k.overflow)
+        return AX_ETOOBIG;
+    return ax_kv_del(txn, AX_DBI_roomid_state, k.b, k.n, NULL, 0);
+}
+
 typedef struct st_state_scan_t {
     size_t plen;
     int (*cb)(void *arg, const char *type, const char *state_key, const char *event_id);
@@ -425,6 +433,40 @@ int ax_db_event_stategroup_put(ax_txn_t *txn, const char *event_id, uint64_t gro
     uint8_t v[8];
     ax_be64_put(v, group);
     return ax_kv_put(txn, AX_DBI_eventid_stategroup, event_id, strlen(event_id), v, 8, 0);
+}
+
+static ax_key_t room_pos_key(const char *room_id, uint64_t pos)
+{
+    ax_key_t k = {0};
+    ax_key_str(&k, room_id, true);
+    ax_key_u64(&k, pos);
+    return k;
+}
+
+int ax_db_pos_stategroup_put(ax_txn_t *txn, const char *room_id, uint64_t pos, uint64_t group)
+{
+    ax_key_t k = room_pos_key(room_id, pos);
+    if (k.overflow)
+        return AX_ETOOBIG;
+    uint8_t v[8];
+    ax_be64_put(v, group);
+    return ax_kv_put(txn, AX_DBI_roompos_stategroup, k.b, k.n, v, 8, 0);
+}
+
+int ax_db_pos_stategroup_get(ax_txn_t *txn, const char *room_id, uint64_t pos, uint64_t *group)
+{
+    ax_key_t k = room_pos_key(room_id, pos);
+    if (k.overflow)
+        return AX_ENOTFOUND;
+    const void *v;
+    size_t vlen;
+    int rc = ax_kv_get(txn, AX_DBI_roompos_stategroup, k.b, k.n, &v, &vlen);
+    if (rc != 0)
+        return rc;
+    if (vlen != 8)
+        return AX_EIO;
+    *group = ax_be64_get(v);
+    return 0;
 }
 
 int ax_db_event_stategroup_get(ax_txn_t *txn, const char *event_id, uint64_t *group)

@@ -46,7 +46,10 @@
  * roomid_extremity      key = room_id 0x00 event_id; value = ""                 (forward extremities)
  * stategroup_state      key = be64 group; value = json {prev: group (0: full snapshot), chain: n,
  *                       delta: {type: {state_key: event_id | null}}}
- * eventid_stategroup    key = event_id; value = be64 group of the state after the event
+ * eventid_stategroup    key = event_id; value = be64 group of the state after the event (its DAG state)
+ * roompos_stategroup    key = room_id 0x00 be64 pos; value = be64 group of the room's current state
+ *                       after the timeline event at pos, written only where that differs from the
+ *                       event's own state (federated forks resolved by state resolution)
  * roomuser_pos_membership  key = room_id 0x00 user_id 0x00 be64 pos; value = membership
  *                       (every membership change, for "membership at position")
  * userid_membership     key = user_id 0x00 room_id; value = json {membership, event_id, pos}
@@ -87,6 +90,15 @@
  *                       prio, tweaks?, ts}  (the push queue: one entry per notification and pusher, deleted
  *                       once the gateway took it; pos is the event's, or the receipt's for badge updates)
  * meta "push_gen"       bumped whenever push rules or pushers change (core/push.c reloads its caches)
+ * Media repository (storage/media.c).  The bytes live in files under data_dir/media named by their
+ * SHA-256 (core/media.c); these tables hold what points at them.
+ * mediaid_media         key = media_id; value = json {uploader, created_ts, and either
+ *                       pending: true, expires_ts (an ID from /create awaiting its upload) or
+ *                       sha256 (hex), size, content_type, filename?}
+ * userid_media          key = uploader 0x00 be64 created_ts media_id; value = ""  (a user's media, oldest first)
+ * userpending_mediaid   key = uploader 0x00 media_id; value = be64 expires_ts    (pending IDs per user)
+ * expiry_mediaid        key = be64 expires_ts media_id; value = ""               (pending IDs by expiry)
+ * sha256_refs           key = sha256 (32 bytes); value = be64 number of media IDs with that content
  */
 /* clang-format off */
 #define AX_SCHEMA_DBS(X) \
@@ -107,6 +119,7 @@
     X(roomid_extremity, 0) \
     X(stategroup_state, 0) \
     X(eventid_stategroup, 0) \
+    X(roompos_stategroup, 0) \
     X(roomuser_pos_membership, 0) \
     X(userid_membership, 0) \
     X(roomid_members, 0) \
@@ -130,7 +143,12 @@
     X(userpos_notif, 0) \
     X(userapppushkey_pusher, 0) \
     X(apppushkey_user, 0) \
-    X(pospusher_push, 0)
+    X(pospusher_push, 0) \
+    X(mediaid_media, 0) \
+    X(userid_media, 0) \
+    X(userpending_mediaid, 0) \
+    X(expiry_mediaid, 0) \
+    X(sha256_refs, 0)
 /* clang-format on */
 
 #endif

@@ -67,6 +67,13 @@ typedef struct st_ax_db_stats_t {
 
 int ax_db_stats(ax_db_t *db, ax_db_stats_t *out);
 
+/**
+ * Writes a consistent, compacted copy of the whole environment to 'dir' (an
+ * existing empty directory) as dir/data.mdb, from one read snapshot: safe
+ * while another thread or process writes.  Returns 0 or AX_EIO with 'err'.
+ */
+int ax_db_copy(ax_db_t *db, const char *dir, char *err, size_t errlen);
+
 /** The directory this database lives in (borrowed). */
 const char *ax_db_path(const ax_db_t *db);
 
@@ -215,6 +222,7 @@ int ax_db_room_foreach(ax_txn_t *txn, int (*cb)(void *arg, const char *room_id, 
 /** The current state event ID for (type, state_key) into 'out' (cap bytes). */
 int ax_db_state_get(ax_txn_t *txn, const char *room_id, const char *type, const char *state_key, char *out, size_t cap);
 int ax_db_state_put(ax_txn_t *txn, const char *room_id, const char *type, const char *state_key, const char *event_id);
+int ax_db_state_del(ax_txn_t *txn, const char *room_id, const char *type, const char *state_key);
 /** Calls 'cb' for each current state entry of the room (of 'type' only, when not NULL). */
 int ax_db_state_foreach(ax_txn_t *txn, const char *room_id, const char *type,
                         int (*cb)(void *arg, const char *type, const char *state_key, const char *event_id), void *arg);
@@ -234,6 +242,12 @@ int ax_db_stategroup_new(ax_txn_t *txn, uint64_t prev, const json_t *delta, uint
 int ax_db_stategroup_load(ax_txn_t *txn, uint64_t group, json_t **out);
 int ax_db_event_stategroup_put(ax_txn_t *txn, const char *event_id, uint64_t group);
 int ax_db_event_stategroup_get(ax_txn_t *txn, const char *event_id, uint64_t *group);
+/**
+ * The room's current state after the timeline event at 'pos' when it is not
+ * that event's own state (a fork resolved on arrival); AX_ENOTFOUND otherwise.
+ */
+int ax_db_pos_stategroup_put(ax_txn_t *txn, const char *room_id, uint64_t pos, uint64_t group);
+int ax_db_pos_stategroup_get(ax_txn_t *txn, const char *room_id, uint64_t pos, uint64_t *group);
 
 /** Records that 'user_id' has 'membership' in the room since 'pos' through 'event_id'. */
 int ax_db_membership_put(ax_txn_t *txn, const char *room_id, const char *user_id, const char *membership,
@@ -406,6 +420,54 @@ int ax_db_pushq_scan(ax_txn_t *txn, uint64_t from,
                      int (*cb)(void *arg, uint64_t pos, const char *user_id, const char *app_id, const char *pushkey,
                                json_t *entry),
                      void *arg);
+/* ---- media.c -- media repository records ------------------------------------------------
+ * Records are JSON (layout in schema.h): {uploader, created_ts} plus either
+ * {pending: true, expires_ts} for an ID from /create that awaits its upload,
+ * or {sha256 (hex), size, content_type, filename?} once content is stored.
+ * Every stored record counts one reference on its content hash. */
+
+#define AX_MEDIA_HASH_BYTES 32
+
+/** The record of 'media_id' (a new reference in '*out').  Returns 0, AX_ENOTFOUND or AX_EIO. */
+int ax_db_media_get(ax_txn_t *txn, const char *media_id, json_t **out);
+
+/**
+ * Stores 'rec' (borrowed) under 'media_id' (write txn).  A new record is
+ * indexed under its uploader; a pending one also by expiry.  Completing a
+ * pending record (same uploader and created_ts, no longer pending) replaces
+ * it.  Stored content takes one reference on its hash.
+ * @return 0; AX_EEXIST when 'media_id' already has content or is taken;
+ *         AX_EINVAL for a malformed record; AX_EMAPFULL or AX_EIO.
+ */
+int ax_db_media_put(ax_txn_t *txn, const char *media_id, const json_t *rec);
+
+/**
+ * Deletes 'media_id' and its index entries (write txn).  For stored content,
+ * writes its hash into 'sha' and the references left on it into
+ * '*refs_left' (0: no media ID points at the file any more); for a pending
+ * record '*refs_left' is UINT64_MAX.  Returns 0, AX_ENOTFOUND or AX_EIO.
+ */
+int ax_db_media_delete(ax_txn_t *txn, const char *media_id, uint8_t sha[AX_MEDIA_HASH_BYTES], uint64_t *refs_left);
+
+/** How many media IDs point at content 'sha' (0 when none).  Returns 0 or AX_EIO. */
+int ax_db_media_refs(ax_txn_t *txn, const uint8_t sha[AX_MEDIA_HASH_BYTES], uint64_t *n);
+
+/** Parses a lower-case hex SHA-256 into 'sha'.  Returns 0 or AX_EINVAL. */
+int ax_db_media_sha_from_hex(const char *hex, uint8_t sha[AX_MEDIA_HASH_BYTES]);
+
+/** Counts the pending IDs of 'user_id' that expire after 'now_ms'. */
+int ax_db_media_pending_count(ax_txn_t *txn, const char *user_id, uint64_t now_ms, size_t *n);
+
+/**
+ * Calls 'cb' for each media record of 'user_id' (pending ones too), oldest
+ * first, until it returns nonzero (which is returned).  'rec' is borrowed
+ * for the call.
+ */
+int ax_db_media_user_foreach(ax_txn_t *txn, const char *user_id,
+                             int (*cb)(void *arg, const char *media_id, json_t *rec), void *arg);
+
+/** Deletes up to 'max' pending IDs that expired at or before 'now_ms' (write txn); counts them in '*n'. */
+int ax_db_media_expire(ax_txn_t *txn, uint64_t now_ms, size_t max, size_t *n);
 
 /* ---- writer.c -- the single writer with group commit ------------------------------ */
 

@@ -115,14 +115,19 @@ static void run_batch(ax_writer_t *w, ax_wjob_t **jobs, size_t n)
     int rc;
 
 attempt:
-    pos = committed;
     t.epoch = w->aborts;
-    t.pos = &pos;
     ax_strmap_clear(&notify);
     if ((rc = mdb_txn_begin(w->db->env, NULL, 0, &t.txn)) != 0) {
         fail_all(jobs, n, ax_db_err(w->db, rc));
         goto out;
     }
+    /* `axon admin` writes from another process with a writer of its own: continue after
+     * the positions it handed out (LMDB serialises the two write transactions) */
+    uint64_t stored;
+    if (ax_db_meta_get_u64(&t, "stream_pos", &stored) == 0 && stored > committed)
+        committed = stored;
+    pos = committed;
+    t.pos = &pos;
     for (size_t i = 0; i < n; ++i) {
         if (failed[i])
             continue;

@@ -114,6 +114,49 @@ int ax_cs_account_password(ax_req_t *r)
 
 /* ---- POST /account/deactivate ---- */
 
+typedef struct st_rooms_to_leave_t {
+    char **ids;
+    size_t n, cap;
+} rooms_to_leave_t;
+
+static int collect_room_to_leave(void *arg, const char *room_id, json_t *m)
+{
+    rooms_to_leave_t *l = arg;
+    const char *membership = json_string_value(json_object_get(m, "membership"));
+    if (membership == NULL || strcmp(membership, "leave") == 0 || strcmp(membership, "ban") == 0)
+        return 0;
+    if (l->n == l->cap)
+        l->ids = ax_realloc(l->ids, (l->cap = l->cap ? l->cap * 2 : 16) * sizeof(char *));
+    l->ids[l->n++] = ax_strdup(room_id);
+    return 0;
+}
+
+/*
+ * Leaves every room the user is in, invited to or knocking on (spec:
+ * "the server SHOULD make the user leave all rooms"), so nobody waits for
+ * an answer from an account that is gone.
+ */
+static int leave_all_rooms(ax_txn_t *txn, ax_cs_deactivate_t *d)
+{
+    rooms_to_leave_t l = {0};
+    int rc = ax_db_user_rooms_foreach(txn, d->user_id, collect_room_to_leave, &l);
+    for (size_t i = 0; i < l.n; ++i) {
+        if (rc == 0) {
+            char reason[256];
+            int r = ax_cs_member_leave(txn, d->origin, l.ids[i], d->user_id, reason, sizeof(reason));
+            if (r == 0)
+                d->rooms_left++;
+            else if (r == AX_EFORBIDDEN || r == AX_ENOTFOUND)
+                ax_log(AX_LOG_WARN, "deactivating %s: cannot leave %s: %s", d->user_id, l.ids[i], reason);
+            else
+                rc = r;
+        }
+        free(l.ids[i]);
+    }
+    free(l.ids);
+    return rc;
+}
+
 /* Deactivates 'user_id' (writer side): shared with `axon admin deactivate`. */
 int ax_cs_deactivate_apply(ax_txn_t *txn, void *data)
 {
@@ -122,6 +165,10 @@ int ax_cs_deactivate_apply(ax_txn_t *txn, void *data)
     int rc = ax_db_account_get(txn, d->user_id, &acct);
     if (rc != 0)
         return rc;
+    if (json_is_true(json_object_get(acct, "deactivated"))) {
+        json_decref(acct);
+        return 0; /* already gone: nothing more to do, and the leaves were sent then */
+    }
     /* the record stays so the ID is never handed out again */
     json_object_set_new(acct, "deactivated", json_true());
     json_object_set_new(acct, "password_hash", json_null());
@@ -135,6 +182,8 @@ int ax_cs_deactivate_apply(ax_txn_t *txn, void *data)
         rc = ax_db_profile_put(txn, d->user_id, empty);
         json_decref(empty);
     }
+    if (rc == 0)
+        rc = leave_all_rooms(txn, d);
     return rc;
 }
 
@@ -155,6 +204,7 @@ static void deactivate_authorised(ax_req_t *r, json_t *body, json_t *session, vo
     ax_cs_deactivate_t *d = ax_calloc(1, sizeof(*d));
     snprintf(d->user_id, sizeof(d->user_id), "%s", r->auth.user_id);
     d->erase = erase;
+    d->origin = &r->srv->origin;
     ax_req_write(r, ax_cs_deactivate_apply, deactivate_written, d, free);
 }
 

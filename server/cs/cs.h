@@ -84,6 +84,8 @@ void ax_cs_device_id_new(char out[11]);
 typedef struct st_ax_cs_deactivate_t {
     char user_id[256];
     bool erase;
+    const ax_origin_t *origin; /* signs the leave events (borrowed) */
+    unsigned rooms_left;       /* out */
 } ax_cs_deactivate_t;
 
 /** Writer side: logs out and deletes every device of 'user_id' except 'keep' (may be NULL). */
@@ -102,6 +104,10 @@ json_t *ax_cs_member_profile(ax_txn_t *txn, const char *user_id);
  * profile, if it changed (profile changes propagate to rooms).
  */
 int ax_cs_member_refresh(ax_txn_t *txn, const ax_origin_t *origin, const char *room_id, const char *user_id);
+
+/** Writer side: 'user_id' leaves (or declines, or withdraws a knock on) 'room_id'; 'reason' on refusal. */
+int ax_cs_member_leave(ax_txn_t *txn, const ax_origin_t *origin, const char *room_id, const char *user_id, char *reason,
+                       size_t rlen);
 
 /** A room ID, or a local alias resolved to one (in the pool); NULL after replying. */
 const char *ax_cs_resolve_room_or_reply(ax_req_t *r, const char *id_or_alias);

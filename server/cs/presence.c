@@ -79,7 +79,7 @@ static void presence_write_free(void *p)
 static int notify_room(void *arg, const char *room_id, json_t *m)
 {
     if (ax_streq(json_string_value(json_object_get(m, "membership")), "join"))
-        ax_room_notify_members(arg, room_id, NULL);
+        ax_room_wake_members(arg, room_id);
     return 0;
 }
 

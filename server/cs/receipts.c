@@ -135,9 +135,10 @@ static int receipt_apply(ax_txn_t *txn, void *data)
         } else {
             rc = ax_db_receipt_put(txn, w->room_id, w->items[i].type, w->user_id, w->items[i].thread_id,
                                    w->items[i].event_id, ax_now_ms(), pos);
-            if (strcmp(w->items[i].type, "m.read.private") == 0)
+            if (strcmp(w->items[i].type, "m.read.private") == 0) {
                 ax_txn_notify(txn, w->user_id);
-            else
+                ax_txn_notify(txn, w->room_id); /* the room changed, for the owner's eyes only */
+            } else
                 ax_room_notify_members(txn, w->room_id, NULL);
             /* both read receipts clear notifications (spec: "Marking notifications as read") */
             if (rc == 0 && w->push != NULL)

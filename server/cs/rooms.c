@@ -226,6 +226,19 @@ int ax_cs_member_refresh(ax_txn_t *txn, const ax_origin_t *origin, const char *r
     return ax_cs_member_apply(txn, &j);
 }
 
+int ax_cs_member_leave(ax_txn_t *txn, const ax_origin_t *origin, const char *room_id, const char *user_id, char *reason,
+                       size_t rlen)
+{
+    member_job_t j = {.origin = origin};
+    snprintf(j.room_id, sizeof(j.room_id), "%s", room_id);
+    snprintf(j.sender, sizeof(j.sender), "%s", user_id);
+    snprintf(j.target, sizeof(j.target), "%s", user_id);
+    snprintf(j.membership, sizeof(j.membership), "leave");
+    int rc = ax_cs_member_apply(txn, &j);
+    snprintf(reason, rlen, "%s", j.reason);
+    return rc;
+}
+
 static void member_written(ax_req_t *r, int result, void *data)
 {
     member_job_t *j = data;

@@ -13,9 +13,11 @@
  * the whole sync runs again.
  */
 #include "server/cs/cs.h"
+#include "common/strmap.h"
 #include "core/filter.h"
 #include "core/push.h"
 #include "core/rooms.h"
+#include "server/changes.h"
 #include "server/typing.h"
 
 #include <stdlib.h>
@@ -24,9 +26,10 @@
 #define DEFAULT_TIMELINE_LIMIT 10
 #define MAX_TIMEOUT_MS         (5ULL * 60 * 1000)
 #define MAX_HEROES             5
+#define HEAVY_ROOMS            50 /* changed rooms above which a sync runs on a worker */
 
 typedef struct st_sync_t {
-    ax_req_t *r;
+    ax_server_t *srv;
     const char *user_id;
     const char *device_id;
     uint64_t since; /* 0: initial sync */
@@ -273,7 +276,7 @@ static json_t *ephemeral_events(sync_t *s, const char *room_id, bool fresh)
     json_t *events = json_array();
     const json_t *ef = room_filter(s, "ephemeral");
     uint64_t changed_at;
-    json_t *typing = ax_typing_get(s->r->srv->typing, room_id, s->now_ms, &changed_at);
+    json_t *typing = ax_typing_get(s->srv->typing, room_id, s->now_ms, &changed_at);
     if (fresh ? json_array_size(typing) > 0 : changed_at > s->since_typing) {
         json_t *ev = json_pack("{s:s, s:{s:O}}", "type", "m.typing", "content", "user_ids", typing);
         if (ax_filter_event_matches(ef, ev))
@@ -365,9 +368,10 @@ static json_t *room_section(sync_t *s, const char *room_id, uint64_t upto, bool 
     json_decref(before);
     json_decref(old);
 
-    json_t *room =
-        json_pack("{s:{s:o}, s:{s:o, s:b, s:s}}", "state", "events", state, "timeline", "events", timeline, "limited",
-                  t.limited, "prev_batch", ax_psprintf(s->r, "t%llu", (unsigned long long)(first - 1)));
+    char prev_batch[32];
+    snprintf(prev_batch, sizeof(prev_batch), "t%llu", (unsigned long long)(first - 1));
+    json_t *room = json_pack("{s:{s:o}, s:{s:o, s:b, s:s}}", "state", "events", state, "timeline", "events", timeline,
+                             "limited", t.limited, "prev_batch", prev_batch);
     if (joined) {
         json_object_set_new(room, "ephemeral", json_pack("{s:o}", "events", ephemeral));
         if (whole_state || t.n != 0)
@@ -543,10 +547,62 @@ static int presence_cb(void *arg, uint64_t pos, const char *user_id)
     return 0;
 }
 
+/* ---- which rooms to look at ---- */
+
+typedef struct st_candidates_t {
+    ax_strmap_t rooms; /* room IDs (values unused) */
+    size_t limit;      /* count_candidates: stop counting here */
+} candidates_t;
+
+static void add_candidate(void *arg, const char *room_id)
+{
+    candidates_t *c = arg;
+    if (c->limit == 0 || c->rooms.size < c->limit)
+        ax_strmap_put(&c->rooms, room_id, (void *)1);
+}
+
+typedef struct st_room_visit_t {
+    rooms_t *rs;
+    int rc;
+} room_visit_t;
+
+static void visit_candidate(void *arg, const char *room_id, void *value)
+{
+    (void)value;
+    room_visit_t *v = arg;
+    json_t *m = NULL;
+    if (ax_db_membership_get(v->rs->s->txn, room_id, v->rs->s->user_id, &m) != 0)
+        return; /* not the user's room (or forgotten) */
+    room_cb(v->rs, room_id, m);
+    json_decref(m);
+}
+
+static void add_room_ad(void *arg, const char *room_id, void *value)
+{
+    (void)value;
+    add_candidate(arg, room_id);
+}
+
+/*
+ * The rooms an incremental sync must look at: those changed after the token
+ * (events, receipts: the room change ring; typing: its own ring; the
+ * user's room account data: its per-user index).  False when the rings no
+ * longer reach back to the token: then every room of the user is looked at.
+ */
+static bool changed_rooms(sync_t *s, candidates_t *c)
+{
+    ax_server_t *srv = s->srv;
+    if (!ax_changes_rooms(srv->changes, s->since, s->upto, add_candidate, c) ||
+        !ax_typing_rooms_changed(srv->typing, s->since_typing, s->typing_now, add_candidate, c))
+        return false;
+    return true;
+}
+
 static json_t *build(sync_t *s)
 {
-    ax_server_t *srv = s->r->srv;
-    s->upto = ax_writer_stream_pos(srv->writer);
+    ax_server_t *srv = s->srv;
+    /* read up to what the change ring has recorded: committed, and known to the ring */
+    s->upto = ax_changes_position(srv->changes);
     s->typing_now = ax_typing_serial(srv->typing);
     s->now_ms = ax_now_ms();
     if (ax_db_read_begin(srv->db, &s->txn) != 0)
@@ -574,7 +630,17 @@ static json_t *build(sync_t *s)
     json_decref(pr.seen);
 
     rooms_t rs = {s, &ad, json_object(), json_object(), json_object(), json_object()};
-    ax_db_user_rooms_foreach(s->txn, s->user_id, room_cb, &rs);
+    candidates_t c = {AX_STRMAP_INIT, 0};
+    if (s->since != 0 && !s->full_state && changed_rooms(s, &c)) {
+        const char *key;
+        json_t *v;
+        json_object_foreach(ad.per_room, key, v) add_room_ad(&c, key, v);
+        room_visit_t visit = {&rs, 0};
+        ax_strmap_foreach(&c.rooms, visit_candidate, &visit);
+    } else {
+        ax_db_user_rooms_foreach(s->txn, s->user_id, room_cb, &rs);
+    }
+    ax_strmap_dispose(&c.rooms);
     ax_db_read_end(s->txn);
     s->txn = NULL;
     json_decref(s->ignored);
@@ -594,9 +660,10 @@ static json_t *build(sync_t *s)
     json_decref(rs.leave);
     json_decref(rs.knock);
 
-    json_t *out =
-        json_pack("{s:s}", "next_batch",
-                  ax_psprintf(s->r, "s%llu_%llu", (unsigned long long)s->upto, (unsigned long long)s->typing_now));
+    char next_batch[48];
+    snprintf(next_batch, sizeof(next_batch), "s%llu_%llu", (unsigned long long)s->upto,
+             (unsigned long long)s->typing_now);
+    json_t *out = json_pack("{s:s}", "next_batch", next_batch);
     if (json_object_size(rooms) != 0)
         json_object_set(out, "rooms", rooms);
     if (json_array_size(ad.global) != 0)
@@ -617,23 +684,93 @@ static bool has_news(const json_t *out)
            json_object_get(out, "device_lists") != NULL;
 }
 
+/*
+ * Whether this run is big enough to take to a worker thread rather than
+ * hold up the HTTP thread's other connections: an initial or full-state
+ * sync, a token older than the change rings, or many changed rooms.
+ */
+static bool heavy(sync_t *s)
+{
+    if (s->since == 0 || s->full_state)
+        return true;
+    candidates_t c = {AX_STRMAP_INIT, HEAVY_ROOMS + 1};
+    s->upto = ax_changes_position(s->srv->changes);
+    s->typing_now = ax_typing_serial(s->srv->typing);
+    bool known = changed_rooms(s, &c);
+    size_t n = c.rooms.size;
+    ax_strmap_dispose(&c.rooms);
+    return !known || n > HEAVY_ROOMS;
+}
+
+/* A sync run on a worker: a copy of the inputs that lives as long as the job. */
+typedef struct st_sync_job_t {
+    sync_t s;
+    char *user_id, *device_id;
+    json_t *filter;
+    json_t *out;
+    bool timed_out;
+} sync_job_t;
+
+static int job_run(void *data)
+{
+    sync_job_t *j = data;
+    j->out = build(&j->s);
+    return j->out != NULL ? 0 : AX_EIO;
+}
+
+static void job_free(void *data)
+{
+    sync_job_t *j = data;
+    free(j->user_id);
+    free(j->device_id);
+    json_decref(j->filter);
+    json_decref(j->out);
+    free(j);
+}
+
 static void run(ax_req_t *r, bool timed_out);
+
+/* Replies with 'out' (stolen), or parks the request when there is nothing to say yet. */
+static void finish(ax_req_t *r, sync_t *s, json_t *out, uint64_t covered, bool timed_out)
+{
+    if (!has_news(out) && !timed_out && s->timeout_ms > 0 && s->since != 0) {
+        json_decref(out);
+        ax_req_park(r, s->user_id, covered, s->timeout_ms, run);
+        return;
+    }
+    ax_reply_json_new(r, 200, out);
+}
+
+static void job_done(ax_req_t *r, int result, void *data)
+{
+    sync_job_t *j = data;
+    if (result != 0)
+        return (void)ax_reply_error(r, AX_M_INTERNAL, "Database unavailable");
+    json_t *out = j->out;
+    j->out = NULL;
+    finish(r, r->route_data, out, j->s.upto, j->timed_out);
+}
 
 static void run(ax_req_t *r, bool timed_out)
 {
     sync_t *s = r->route_data;
-    uint64_t seen = ax_writer_stream_pos(r->srv->writer);
+    if (heavy(s)) {
+        sync_job_t *j = ax_calloc(1, sizeof(*j));
+        j->s = *s;
+        j->s.user_id = j->user_id = ax_strdup(s->user_id);
+        j->s.device_id = j->device_id = s->device_id ? ax_strdup(s->device_id) : NULL;
+        j->s.filter = j->filter = s->filter ? json_deep_copy(s->filter) : NULL;
+        j->s.set_presence = NULL;
+        j->timed_out = timed_out;
+        ax_req_work(r, job_run, job_done, j, job_free);
+        return;
+    }
     json_t *out = build(s);
     if (out == NULL) {
         ax_reply_error(r, AX_M_INTERNAL, "Database unavailable");
         return;
     }
-    if (!has_news(out) && !timed_out && s->timeout_ms > 0 && s->since != 0) {
-        json_decref(out);
-        ax_req_park(r, s->user_id, seen, s->timeout_ms, run);
-        return;
-    }
-    ax_reply_json_new(r, 200, out);
+    finish(r, s, out, s->upto, timed_out);
 }
 
 /* GET /_matrix/client/v3/sync */
@@ -641,7 +778,7 @@ int ax_cs_sync(ax_req_t *r)
 {
     sync_t *s = ax_palloc(r, sizeof(*s));
     memset(s, 0, sizeof(*s));
-    s->r = r;
+    s->srv = r->srv;
     s->user_id = r->auth.user_id;
     s->device_id = r->auth.device_id;
     r->route_data = s;

@@ -8,6 +8,7 @@ as the official nginx image or Debian's sites-enabled/ would include it.
 Nothing listens on or talks to anything but the loopback interface.
 """
 
+import itertools
 import os
 import re
 import shutil
@@ -21,6 +22,7 @@ from axontest import SOURCE_ROOT, free_port
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None)
 CURL = shutil.which("curl")
+_curl_seq = itertools.count()
 OPENSSL = shutil.which("openssl")
 
 TEMPLATE = os.path.join(SOURCE_ROOT, "docker", "nginx", "axon.conf.template")
@@ -195,12 +197,14 @@ http {
     def url(self, port, path, scheme="https"):
         return "%s://%s:%d%s" % (scheme, HOST, port, path)
 
-    def curl(self, url, *args, data_file=None, interface=None):
-        """One request with curl; returns (status, http_version, headers dict, body bytes)."""
+    def curl(self, url, *args, data_file=None, interface=None, max_time=30):
+        """One request with curl; returns (status, http_version, headers dict, body bytes).
+        Safe to call from several threads at once."""
         port = int(re.match(r"\w+://[^:/]+:(\d+)", url).group(1))
-        body_path = os.path.join(self.prefix, "curl-body")
-        head_path = os.path.join(self.prefix, "curl-head")
-        cmd = [CURL, "-sS", "--noproxy", "*", "--max-time", "30", "--cacert", self.ca,
+        n = next(_curl_seq)
+        body_path = os.path.join(self.prefix, "curl-body-%d" % n)
+        head_path = os.path.join(self.prefix, "curl-head-%d" % n)
+        cmd = [CURL, "-sS", "--noproxy", "*", "--max-time", str(max_time), "--cacert", self.ca,
                "--resolve", "%s:%d:127.0.0.1" % (HOST, port), "-o", body_path, "-D", head_path,
                "-w", "%{http_code} %{http_version}"]
         if interface:
@@ -208,7 +212,7 @@ http {
         if data_file:
             cmd += ["--data-binary", "@" + data_file, "-H", "Content-Type: application/json", "-H", "Expect:"]
         cmd += list(args) + [url]
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=max_time + 30)
         if out.returncode != 0:
             raise AssertionError("curl %s failed (%d): %s" % (url, out.returncode, out.stderr))
         status, version = out.stdout.split()
@@ -218,8 +222,12 @@ http {
                 if ":" in line:
                     k, v = line.split(":", 1)
                     headers[k.strip().lower()] = v.strip()
-        with open(body_path, "rb") as f:
-            body = f.read()
+        body = b""
+        if os.path.exists(body_path):  # curl creates it only when a body arrives
+            with open(body_path, "rb") as f:
+                body = f.read()
+            os.unlink(body_path)
+        os.unlink(head_path)
         return int(status), version, headers, body
 
 

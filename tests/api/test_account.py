@@ -152,6 +152,26 @@ class Deactivate(AxonTestCase):
                                                      "auth": {"type": "m.login.dummy"}})
         self.assertError(r, 400, "M_USER_IN_USE")
 
+    def test_deactivate_leaves_rooms_and_declines_invites(self):
+        owner = self.server.register(unique())
+        u = self.server.register(unique(), password="pw")
+        joined = self.req("POST", V3 + "/createRoom", token=owner["access_token"],
+                          body={"preset": "public_chat"}).json["room_id"]
+        invited = self.req("POST", V3 + "/createRoom", token=owner["access_token"], body={}).json["room_id"]
+        self.assertEqual(self.req("POST", V3 + "/join/" + joined, token=u["access_token"], body={}).status, 200)
+        self.assertEqual(self.req("POST", V3 + "/rooms/%s/invite" % invited, token=owner["access_token"],
+                                  body={"user_id": u["user_id"]}).status, 200)
+        r = self.req("POST", V3 + "/account/deactivate", token=u["access_token"], body={})
+        r = self.req("POST", V3 + "/account/deactivate", token=u["access_token"],
+                     body={"auth": password_auth(u["user_id"], "pw", r.json["session"])})
+        self.assertEqual(r.status, 200, r)
+        for room in (joined, invited):
+            r = self.req("GET", V3 + "/rooms/%s/state/m.room.member/%s" % (room, u["user_id"]),
+                         token=owner["access_token"])
+            self.assertEqual((r.status, r.json.get("membership")), (200, "leave"), room)
+        r = self.req("GET", V3 + "/rooms/%s/joined_members" % joined, token=owner["access_token"])
+        self.assertEqual(list(r.json["joined"]), [owner["user_id"]])
+
     def test_wrong_password_keeps_account(self):
         name = unique()
         u = self.server.register(name, password="pw")

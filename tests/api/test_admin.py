@@ -50,6 +50,22 @@ class Admin(AxonTestCase):
         self.assertEqual(self.req("GET", "/_matrix/client/v3/account/whoami", token=u["access_token"]).status, 401)
         self.assertEqual(self.server.login(name).status, 403)
 
+    def test_deactivate_leaves_rooms_without_clashing_with_the_server(self):
+        """The admin process hands out stream positions too: the server continues after them."""
+        a = self.server.register(unique())
+        b = self.server.register(unique())
+        room = self.req("POST", "/_matrix/client/v3/createRoom", {"preset": "public_chat"},
+                        token=a["access_token"]).json["room_id"]
+        self.assertEqual(self.req("POST", "/_matrix/client/v3/join/" + room, {}, token=b["access_token"]).status, 200)
+        self.assertEqual(self.admin("deactivate", b["user_id"]).returncode, 0)
+        r = self.req("PUT", "/_matrix/client/v3/rooms/%s/send/m.room.message/after" % room,
+                     {"msgtype": "m.text", "body": "after"}, token=a["access_token"])
+        self.assertEqual(r.status, 200, r.json)
+        r = self.req("GET", "/_matrix/client/v3/rooms/%s/messages?dir=b&limit=3" % room, token=a["access_token"])
+        got = [(e["type"], e.get("state_key"), e["content"].get("membership") or e["content"].get("body"))
+               for e in r.json["chunk"]]
+        self.assertEqual(got[:2], [("m.room.message", None, "after"), ("m.room.member", b["user_id"], "leave")])
+
     def test_registration_tokens(self):
         out = self.admin("registration-token", "create", "--uses", "2", "--expires-in", "3600")
         self.assertEqual(out.returncode, 0, out.stderr)

@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
@@ -533,6 +534,92 @@ class Backup(unittest.TestCase):
             self.assertEqual(key2["server_name"], key["server_name"])
             self.assertEqual(set(key2["verify_keys"]), set(key["verify_keys"]))
             self.assertEqual(key2["verify_keys"], key["verify_keys"])
+        finally:
+            if restored is not None:
+                restored.stop()
+                restored.cleanup()
+            s.stop()
+            s.cleanup()
+
+
+class AdminBackup(unittest.TestCase):
+    """`axon admin backup DIR` (server/admin.c) under write load, and the restore of docs/backup.md."""
+
+    def admin(self, s, *args):
+        return subprocess.run([AXON_BIN, "admin", "-c", s.write_config()] + list(args),
+                              capture_output=True, text=True, timeout=120)
+
+    def test_backup_under_write_load_restores_every_acknowledged_event(self):
+        s = Server().start()
+        restored = None
+        try:
+            u = s.register("writer", password="pw-backup")
+            tok = u["access_token"]
+            blob = os.urandom(3000)
+            r = s.request("POST", "/_matrix/media/v3/upload?filename=b.bin", raw=blob, token=tok,
+                          headers={"Content-Type": "application/octet-stream"})
+            self.assertEqual(r.status, 200, r.json)
+            mxc = r.json["content_uri"]
+            rooms = [s.request("POST", "/_matrix/client/v3/createRoom", {}, token=tok).json["room_id"]
+                     for _ in range(2)]
+            acked = []  # (event_id, room_id) in acknowledgement order
+            lock = threading.Lock()
+            stop = threading.Event()
+
+            def write(room, n=[0]):
+                while not stop.is_set():
+                    with lock:
+                        n[0] += 1
+                        txn = "t%d" % n[0]
+                    r = s.request("PUT", "/_matrix/client/v3/rooms/%s/send/m.room.message/%s" % (room, txn),
+                                  {"msgtype": "m.text", "body": txn}, token=tok)
+                    if r.status == 200:
+                        with lock:
+                            acked.append((r.json["event_id"], room))
+
+            threads = [threading.Thread(target=write, args=(room,)) for room in rooms for _ in range(2)]
+            for t in threads:
+                t.start()
+            try:
+                time.sleep(1.0)
+                with lock:
+                    before = list(acked)
+                dest = os.path.join(s.tmp, "backup")
+                out = self.admin(s, "backup", dest)
+                time.sleep(0.3)
+            finally:
+                stop.set()
+                for t in threads:
+                    t.join()
+            self.assertEqual(out.returncode, 0, out.stderr)
+            self.assertIn("backed up", out.stdout)
+            self.assertGreater(len(before), 10)
+            self.assertGreater(len(acked), len(before))  # the writes went on during the copy
+            self.assertEqual(sorted(os.listdir(dest)), ["axon-backup.json", "db", "media", "signing.key"])
+            manifest = json.load(open(os.path.join(dest, "axon-backup.json")))
+            self.assertEqual(manifest["server_name"], s.server_name)
+            self.assertEqual(os.stat(os.path.join(dest, "signing.key")).st_mode & 0o777, 0o600)
+            # a second backup into the same, now non-empty, directory is refused and changes nothing
+            again = self.admin(s, "backup", dest)
+            self.assertEqual(again.returncode, 1)
+            self.assertIn("not empty", again.stderr)
+            self.assertEqual(self.admin(s, "backup").returncode, 2)
+            key = s.request("GET", "/_matrix/key/v2/server").json
+            s.stop()
+
+            # restore (docs/backup.md): the backup directory is a data dir
+            restored = Server(server_name=s.server_name, data_dir=dest).start()
+            self.assertEqual(restored.request("GET", "/_matrix/key/v2/server").json["verify_keys"],
+                             key["verify_keys"])
+            tok2 = restored.login("writer", password="pw-backup").json["access_token"]
+            r = restored.request("GET", "/_matrix/client/v1/media/download/" + mxc[len("mxc://"):], token=tok2)
+            self.assertEqual((r.status, r.raw), (200, blob))
+            for event_id, room in before:
+                r = restored.request("GET", "/_matrix/client/v3/rooms/%s/event/%s" % (room, event_id), token=tok2)
+                self.assertEqual(r.status, 200, (event_id, r.json))
+            r = restored.request("PUT", "/_matrix/client/v3/rooms/%s/send/m.room.message/after" % rooms[0],
+                                 {"msgtype": "m.text", "body": "after restore"}, token=tok2)
+            self.assertEqual(r.status, 200, r.json)
         finally:
             if restored is not None:
                 restored.stop()

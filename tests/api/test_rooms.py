@@ -2,6 +2,8 @@
 """Rooms: creation, presets, membership, power levels, aliases, the
 directory (server/cs/rooms.c, directory.c; core/rooms.c; auth rules)."""
 
+import threading
+
 from axontest import main, unique
 from roomutil import RoomTestCase, V3, q
 
@@ -21,6 +23,25 @@ class CreateRoom(RoomTestCase):
         self.assertEqual(pl["events"]["m.room.tombstone"], 150)
         jr = self.req("GET", V3 + "/rooms/%s/state/m.room.join_rules" % q(room), token=t).json
         self.assertEqual(jr["join_rule"], "invite")
+
+    def test_rooms_created_at_once_are_distinct(self):
+        """v12 room IDs are the create event's hash: identical creates in the same millisecond
+        must still make different rooms, each with only its own events."""
+        uid, t = self.user()
+        rooms = [None] * 24
+
+        def create(i):
+            rooms[i] = self.req("POST", V3 + "/createRoom", token=t, body={}).json["room_id"]
+
+        threads = [threading.Thread(target=create, args=(i,)) for i in range(len(rooms))]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        self.assertEqual(len(set(rooms)), len(rooms))
+        for room in rooms[:4]:
+            chunk = self.req("GET", V3 + "/rooms/%s/messages?dir=b&limit=50" % q(room), token=t).json["chunk"]
+            self.assertEqual([e["type"] for e in chunk].count("m.room.create"), 1)
 
     def test_room_versions_10_and_11(self):
         uid, t = self.user()

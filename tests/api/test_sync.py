@@ -400,6 +400,57 @@ class Restart(RoomTestCase):
             srv.stop()
             srv.cleanup()
 
+    def test_news_from_before_a_restart(self):
+        """A token older than the server's start: the room change index (in memory) cannot
+        answer it, so every room is looked at, and nothing is missed or repeated."""
+        srv = Server().start()
+        try:
+            t = srv.register(unique())["access_token"]
+            rooms = [srv.request("POST", V3 + "/createRoom", token=t, body={}).json["room_id"] for _ in range(3)]
+            since = srv.request("GET", V3 + "/sync?set_presence=offline", token=t).json["next_batch"]
+            eid = srv.request("PUT", V3 + "/rooms/%s/send/m.room.message/x" % q(rooms[1]), token=t,
+                              body={"msgtype": "m.text", "body": "before restart"}).json["event_id"]
+            srv.stop()
+            srv.start()
+            r = srv.request("GET", V3 + "/sync?set_presence=offline&since=" + since, token=t)
+            self.assertEqual(list(r.json["rooms"]["join"]), [rooms[1]])
+            self.assertEqual(ids(r.json["rooms"]["join"][rooms[1]]["timeline"]["events"]), [eid])
+            r = srv.request("GET", V3 + "/sync?set_presence=offline&since=" + r.json["next_batch"], token=t)
+            self.assertNotIn("rooms", r.json)
+        finally:
+            srv.stop()
+            srv.cleanup()
+
+
+class ManyRooms(RoomTestCase):
+    def test_only_changed_rooms_of_the_user(self):
+        """Incremental sync visits the rooms changed since the token (the change index), and only
+        the user's: 60 changed rooms (past the worker threshold) and others' rooms left out."""
+        aid, at = self.user()
+        bid, bt = self.user()
+        mine = [self.create_room(at) for _ in range(70)]
+        others = [self.create_room(bt) for _ in range(3)]
+        since = self.sync(at)["next_batch"]
+        sent = {room: self.send(at, room) for room in mine[:60]}
+        for room in others:
+            self.send(bt, room)
+        self.state(at, mine[65], "m.room.topic", {"topic": "changed"})
+        s = self.sync(at, since=since)
+        expected = set(sent) | {mine[65]}
+        self.assertEqual(set(s["rooms"]["join"]), expected)
+        for room, eid in sent.items():
+            self.assertEqual(ids(self.timeline(s, room)), [eid])
+        # a few rooms: answered on the HTTP thread, same result
+        e = self.send(at, mine[69])
+        s2 = self.sync(at, since=s["next_batch"])
+        self.assertEqual(list(s2["rooms"]["join"]), [mine[69]])
+        self.assertEqual(ids(self.timeline(s2, mine[69])), [e])
+        # an invite into a room the user was never in is a change in that room
+        self.invite(bt, others[0], aid)
+        s3 = self.sync(at, since=s2["next_batch"])
+        self.assertEqual(list(s3["rooms"]["invite"]), [others[0]])
+        self.assertNotIn("join", s3["rooms"])
+
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,50 @@
+#!/bin/sh
+# bench_quick.sh AXON_BIN SOURCE_ROOT -- TAP: `bench/run --quick` works end to
+# end (build skipped: it uses AXON_BIN; starts axon and nginx, drives wrk, ab
+# and h2load, writes the Markdown and JSON report and the plots).  It asserts
+# nothing about performance.  Skipped when wrk, ab or nginx is missing.
+axon=$1
+root=$2
+echo "1..1"
+missing=""
+for t in wrk ab; do
+    command -v "$t" >/dev/null 2>&1 || missing="$missing $t"
+done
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+    missing="$missing nginx"
+fi
+if [ -n "$missing" ]; then
+    echo "ok 1 - bench quick # SKIP missing:$missing (scripts/install-deps.sh bench)"
+    exit 0
+fi
+out=$(mktemp -d "${TMPDIR:-/tmp}/axon-bench-quick.XXXXXX") || exit 1
+trap 'rm -rf "$out"' EXIT INT TERM
+status=0
+/usr/bin/python3 "$root/bench/run" --quick --json --axon "$axon" --output "$out/results" \
+    >"$out/stdout" 2>"$out/stderr" || status=$?
+check=$(/usr/bin/python3 - "$out/results" <<'PY' 2>&1
+import glob, json, sys
+d = sys.argv[1]
+md, js = glob.glob(d + "/*.md"), glob.glob(d + "/*.json")
+assert len(md) == 1 and len(js) == 1, "expected one report and one JSON file in %s" % d
+data = json.load(open(js[0]))
+assert not data["meta"].get("fatal"), data["meta"].get("fatal")
+sc = {s["name"]: s for s in data["scenarios"]}
+v = sc["versions"]
+assert v["status"] == "ok", v["reason"]
+assert v["results"], "no measurement"
+for r in v["results"]:
+    assert not r.get("error"), r["error"]
+    assert r["requests"] and r["requests"] > 0, r
+assert {r["server"] for r in v["results"]} == {"axon", "nginx"}
+assert "## Headline" in open(md[0]).read()
+PY
+) || status=1
+if [ "$status" -eq 0 ]; then
+    echo "ok 1 - bench quick"
+else
+    echo "not ok 1 - bench quick"
+    [ -n "$check" ] && echo "$check" | sed 's/^/# /'
+    tail -n 40 "$out/stderr" | sed 's/^/# /'
+fi
+exit 0
