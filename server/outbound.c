@@ -17,6 +17,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
+#include <openssl/x509v3.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,7 +107,7 @@ static bool v4_private(uint32_t a)
            (a >> 28) >= 14;                         /* multicast, reserved, broadcast */
 }
 
-bool ax_addr_is_private(const struct sockaddr *sa)
+bool ax_outbound_addr_private(const struct sockaddr *sa)
 {
     if (sa->sa_family == AF_INET)
         return v4_private(ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr));
@@ -126,14 +127,14 @@ bool ax_addr_is_private(const struct sockaddr *sa)
            (b[0] == 0x20 && b[1] == 0x01 && b[2] == 0x0D && b[3] == 0xB8); /* documentation */
 }
 
-bool ax_host_is_private(const char *host)
+bool ax_outbound_host_private(const char *host)
 {
     struct sockaddr_in sin = {.sin_family = AF_INET};
     struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6};
     if (inet_pton(AF_INET, host, &sin.sin_addr) == 1)
-        return ax_addr_is_private((struct sockaddr *)&sin);
+        return ax_outbound_addr_private((struct sockaddr *)&sin);
     if (inet_pton(AF_INET6, host, &sin6.sin6_addr) == 1)
-        return ax_addr_is_private((struct sockaddr *)&sin6);
+        return ax_outbound_addr_private((struct sockaddr *)&sin6);
     size_t n = strlen(host);
     while (n > 0 && host[n - 1] == '.')
         --n; /* "localhost." is localhost */
@@ -145,6 +146,8 @@ bool ax_host_is_private(const char *host)
 
 typedef struct st_dest_t {
     h2o_socketpool_t pool;
+    SSL_CTX *ssl_ctx;                 /* https: verifies the chain and this destination's host name */
+    h2o_http1client_ctx_t client_ctx; /* the outbound loop's, with ssl_ctx */
     uint64_t created_at;
     int refs;
     bool retired; /* no longer in the map: freed when its last request is done */
@@ -157,11 +160,12 @@ typedef struct st_call_msg_t {
     h2o_multithread_message_t super;
     void (*fn)(void *arg);
     void *arg;
+    struct st_call_msg_t *next_early;
 } call_msg_t;
 
 struct st_ax_outbound_t {
     ax_outbound_opts_t opts;
-    SSL_CTX *ssl_ctx;
+    X509_STORE *store; /* trusted CAs: the system's and opts.ca_file */
     pthread_t tid;
     bool started;
 
@@ -178,7 +182,11 @@ struct st_ax_outbound_t {
     void *tick_arg;
 
     pthread_mutex_t call_mutex;
-    bool calls_closed;
+    pthread_cond_t ready_cond;
+    bool ready;        /* the loop exists: calls go to its queue */
+    bool calls_closed; /* the loop is gone: calls run on the caller */
+    call_msg_t *early; /* calls made before the loop existed, oldest first */
+    call_msg_t **early_tail;
 
     _Atomic bool stopping;
     bool stop_handled;
@@ -212,6 +220,8 @@ struct st_oreq_t {
 static void dest_free(dest_t *d)
 {
     h2o_socketpool_dispose(&d->pool);
+    if (d->ssl_ctx != NULL)
+        SSL_CTX_free(d->ssl_ctx);
     free(d);
 }
 
@@ -337,7 +347,31 @@ static void start_client(oreq_t *r, dest_t *d)
 {
     r->dest = d;
     d->refs++;
-    h2o_http1client_connect_with_pool(&r->client, r, &r->ob->client_ctx, &d->pool, on_connect);
+    h2o_http1client_connect_with_pool(&r->client, r, &d->client_ctx, &d->pool, on_connect);
+}
+
+/*
+ * A TLS context for one destination: the shared trust store, and OpenSSL's
+ * own host name check (X509_check_host rules: no partial wildcards) during
+ * the handshake.  h2o 2.2.5 checks the name again with its own matcher,
+ * which cannot match IP addresses: https to an IP literal is not supported.
+ */
+static SSL_CTX *dest_ssl_ctx(ax_outbound_t *ob, const char *host)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (ctx == NULL)
+        ax_fatal("outbound: cannot create a TLS context");
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set1_cert_store(ctx, ob->store);
+    if (ob->opts.verify_tls) {
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+        X509_VERIFY_PARAM *param = SSL_CTX_get0_param(ctx);
+        X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+        X509_VERIFY_PARAM_set1_host(param, host, 0);
+    } else {
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+    }
+    return ctx;
 }
 
 /* A pool for the address 'sa' of 'r''s destination, replacing an older one. */
@@ -345,6 +379,9 @@ static dest_t *dest_new(oreq_t *r, const struct sockaddr *sa, socklen_t salen)
 {
     ax_outbound_t *ob = r->ob;
     dest_t *d = ax_calloc(1, sizeof(*d));
+    d->client_ctx = ob->client_ctx;
+    if (r->url.https)
+        d->client_ctx.ssl_ctx = d->ssl_ctx = dest_ssl_ctx(ob, r->url.host);
     h2o_socketpool_init_by_address(&d->pool, (struct sockaddr *)sa, salen, r->url.https,
                                    ob->opts.max_per_host ? ob->opts.max_per_host : 8);
     if (r->url.https) {
@@ -376,7 +413,7 @@ static void on_getaddr(h2o_hostinfo_getaddr_req_t *greq, const char *errstr, str
     for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
         if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
             continue;
-        if (!ob->opts.allow_private && ax_addr_is_private(ai->ai_addr))
+        if (!ob->opts.allow_private && ax_outbound_addr_private(ai->ai_addr))
             continue;
         start_client(r, dest_new(r, ai->ai_addr, ai->ai_addrlen));
         return;
@@ -448,7 +485,7 @@ void ax_outbound_post_json(ax_outbound_t *ob, const char *url, const char *body,
     else if (inet_pton(AF_INET6, r->url.host, &sin6.sin6_addr) == 1)
         sa = (struct sockaddr *)&sin6, salen = sizeof(sin6);
     if (sa != NULL) {
-        if (!ob->opts.allow_private && ax_addr_is_private(sa)) {
+        if (!ob->opts.allow_private && ax_outbound_addr_private(sa)) {
             r->refused = true;
             r->error = "the address is loopback or private (outbound_allow_private is off)";
             r->later.cb = on_later_fail;
@@ -490,7 +527,13 @@ void ax_outbound_call(ax_outbound_t *ob, void (*fn)(void *arg), void *arg)
     call_msg_t *m = ax_calloc(1, sizeof(*m));
     m->fn = fn;
     m->arg = arg;
-    h2o_multithread_send_message(&ob->call_receiver, &m->super);
+    if (ob->ready) {
+        h2o_multithread_send_message(&ob->call_receiver, &m->super);
+    } else {
+        /* the loop does not exist yet: it takes these when it starts */
+        *ob->early_tail = m;
+        ob->early_tail = &m->next_early;
+    }
     pthread_mutex_unlock(&ob->call_mutex);
 }
 
@@ -541,44 +584,56 @@ uint64_t ax_outbound_now(ax_outbound_t *ob)
 
 ax_outbound_t *ax_outbound_new(const ax_outbound_opts_t *opts, char *err, size_t errlen)
 {
-    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-    if (ctx == NULL) {
-        snprintf(err, errlen, "outbound: cannot create a TLS context");
+    X509_STORE *store = X509_STORE_new();
+    if (store == NULL || X509_STORE_set_default_paths(store) != 1) {
+        snprintf(err, errlen, "outbound: cannot load the system's trusted certificates");
+        X509_STORE_free(store);
         return NULL;
     }
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    if (opts->verify_tls) {
-        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-        SSL_CTX_set_default_verify_paths(ctx);
-        if (opts->ca_file != NULL && SSL_CTX_load_verify_locations(ctx, opts->ca_file, NULL) != 1) {
-            snprintf(err, errlen, "outbound: cannot load the CA file '%s'", opts->ca_file);
-            SSL_CTX_free(ctx);
-            return NULL;
-        }
-    } else {
-        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+    if (opts->ca_file != NULL && X509_STORE_load_file(store, opts->ca_file) != 1) {
+        snprintf(err, errlen, "outbound: cannot load the CA file '%s'", opts->ca_file);
+        X509_STORE_free(store);
+        return NULL;
     }
     ax_outbound_t *ob = ax_calloc(1, sizeof(*ob));
     ob->opts = *opts;
     ob->opts.ca_file = NULL;
-    ob->ssl_ctx = ctx;
+    ob->store = store;
     pthread_mutex_init(&ob->call_mutex, NULL);
+    pthread_cond_init(&ob->ready_cond, NULL);
+    ob->early_tail = &ob->early;
     /* h2o resolves on a global pool of one thread by default: allow a few lookups at once */
     if (h2o_hostinfo_max_threads < 4)
         h2o_hostinfo_max_threads = 4;
+    return ob;
+}
 
+/*
+ * Builds the loop on the outbound thread itself: h2o sockets take their
+ * buffers from the creating thread's per-thread cache, so a loop built on
+ * another thread would share that thread's (unsynchronised) cache.
+ */
+static void build_loop(ax_outbound_t *ob)
+{
     ob->loop = h2o_evloop_create();
     ob->queue = h2o_multithread_create_queue(ob->loop);
     h2o_multithread_register_receiver(ob->queue, &ob->getaddr_receiver, h2o_hostinfo_getaddr_receiver);
     h2o_multithread_register_receiver(ob->queue, &ob->call_receiver, on_calls);
     ax_hport_init(&ob->port, ob->queue);
-    h2o_timeout_init(ob->loop, &ob->io_timeout, opts->timeout_ms ? opts->timeout_ms : 30000);
+    h2o_timeout_init(ob->loop, &ob->io_timeout, ob->opts.timeout_ms ? ob->opts.timeout_ms : 30000);
     h2o_timeout_init(ob->loop, &ob->zero_timeout, 0);
-    ob->client_ctx = (h2o_http1client_ctx_t){.loop = ob->loop,
-                                             .getaddr_receiver = &ob->getaddr_receiver,
-                                             .io_timeout = &ob->io_timeout,
-                                             .ssl_ctx = ob->ssl_ctx};
-    return ob;
+    ob->client_ctx = (h2o_http1client_ctx_t){
+        .loop = ob->loop, .getaddr_receiver = &ob->getaddr_receiver, .io_timeout = &ob->io_timeout};
+    pthread_mutex_lock(&ob->call_mutex);
+    ob->ready = true;
+    for (call_msg_t *m = ob->early, *next; m != NULL; m = next) {
+        next = m->next_early;
+        h2o_multithread_send_message(&ob->call_receiver, &m->super);
+    }
+    ob->early = NULL;
+    ob->early_tail = &ob->early;
+    pthread_cond_broadcast(&ob->ready_cond);
+    pthread_mutex_unlock(&ob->call_mutex);
 }
 
 /* The loop sees the stop: requests in flight end now, with an error. */
@@ -640,6 +695,7 @@ static void teardown(ax_outbound_t *ob)
 static void *outbound_main(void *arg)
 {
     ax_outbound_t *ob = arg;
+    build_loop(ob);
     for (;;) {
         h2o_evloop_run(ob->loop, 100);
         if (!atomic_load(&ob->stopping))
@@ -659,6 +715,10 @@ int ax_outbound_start(ax_outbound_t *ob)
     if (pthread_create(&ob->tid, NULL, outbound_main, ob) != 0)
         return AX_ERR;
     ob->started = true;
+    pthread_mutex_lock(&ob->call_mutex);
+    while (!ob->ready)
+        pthread_cond_wait(&ob->ready_cond, &ob->call_mutex);
+    pthread_mutex_unlock(&ob->call_mutex);
     return 0;
 }
 
@@ -681,12 +741,20 @@ void ax_outbound_free(ax_outbound_t *ob)
 {
     if (ob == NULL)
         return;
-    if (ob->loop != NULL) {
-        /* never started: take the loop apart here */
-        atomic_store(&ob->stopping, true);
-        teardown(ob);
+    /* calls made while it never ran: they only clean up once they see the stop */
+    atomic_store(&ob->stopping, true);
+    pthread_mutex_lock(&ob->call_mutex);
+    ob->calls_closed = true;
+    call_msg_t *early = ob->early;
+    ob->early = NULL;
+    pthread_mutex_unlock(&ob->call_mutex);
+    for (call_msg_t *m = early, *next; m != NULL; m = next) {
+        next = m->next_early;
+        m->fn(m->arg);
+        free(m);
     }
-    SSL_CTX_free(ob->ssl_ctx);
+    X509_STORE_free(ob->store);
+    pthread_cond_destroy(&ob->ready_cond);
     pthread_mutex_destroy(&ob->call_mutex);
     free(ob);
 }

@@ -38,14 +38,14 @@ int ax_url_parse(const char *url, ax_url_t *out);
  * loopback, private (RFC 1918, ULA), link-local, CGNAT, unspecified,
  * multicast, reserved and broadcast ranges, and IPv4-mapped forms of them.
  */
-bool ax_addr_is_private(const struct sockaddr *sa);
+bool ax_outbound_addr_private(const struct sockaddr *sa);
 
 /**
- * True when 'host' is an IP literal ax_addr_is_private() refuses, or
+ * True when 'host' is an IP literal ax_outbound_addr_private() refuses, or
  * "localhost" / a name under ".localhost".  Other names are checked when
  * they are resolved.
  */
-bool ax_host_is_private(const char *host);
+bool ax_outbound_host_private(const char *host);
 
 /* ---- the client ---- */
 

@@ -388,7 +388,7 @@ static int gateway_url_or_reply(ax_req_t *r, const char *url)
         return ax_reply_error(r, AX_M_INVALID_PARAM, "data.url must have the path " PUSH_PATH), -1;
     if (!u.https && !allow_private)
         return ax_reply_error(r, AX_M_INVALID_PARAM, "data.url must be an https URL"), -1;
-    if (!allow_private && ax_host_is_private(u.host))
+    if (!allow_private && ax_outbound_host_private(u.host))
         return ax_reply_error(r, AX_M_INVALID_PARAM, "data.url points at a loopback or private address"), -1;
     return 0;
 }
