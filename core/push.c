@@ -141,6 +141,16 @@ void ax_push_free(ax_push_t *p)
     free(p);
 }
 
+void ax_push_attach(ax_push_t *push, ax_writer_t *writer)
+{
+    ax_writer_set_state(writer, push);
+}
+
+ax_push_t *ax_push_of(ax_txn_t *txn)
+{
+    return ax_txn_writer_state(txn); /* the writer's one attached state is the push engine */
+}
+
 bool ax_push_take_queued(ax_push_t *p)
 {
     return atomic_exchange(&p->queued, false);

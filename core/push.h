@@ -173,6 +173,17 @@ ax_push_t *ax_push_new(const char *server_name);
 void ax_push_free(ax_push_t *push);
 
 /**
+ * Attaches 'push' to 'writer' (before it starts): every event its jobs
+ * store, local (ax_room_send) or from another server (ax_room_ingest), and
+ * every read receipt then goes through the engine.  A writer without one
+ * (`axon admin`, unit tests) evaluates nothing.
+ */
+void ax_push_attach(ax_push_t *push, ax_writer_t *writer);
+
+/** Inside 'apply': the engine attached to the writer running 'txn', or NULL. */
+ax_push_t *ax_push_of(ax_txn_t *txn);
+
+/**
  * Writer side, called by ax_room_send() once 'pdu' (borrowed) is stored as
  * 'event_id' at 'pos' of 'room_id' ('state_group': the room's state after
  * it, which keys the cached member list): evaluates the push rules of every local

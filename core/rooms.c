@@ -459,8 +459,9 @@ int ax_room_send(ax_txn_t *txn, const ax_origin_t *o, const ax_draft_t *d, ax_se
         goto out;
 
     /* push rules of the local members: their counts commit with the event */
-    if (o->push != NULL)
-        rc = ax_push_event(o->push, txn, rv, out->room_id, out->event_id, out->pos,
+    ax_push_t *push = ax_push_of(txn);
+    if (push != NULL)
+        rc = ax_push_event(push, txn, rv, out->room_id, out->event_id, out->pos,
                            (uint64_t)json_integer_value(json_object_get(room, "state_group")), pdu);
 
 out:

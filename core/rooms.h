@@ -14,17 +14,10 @@
 #include "core/core.h"
 #include "storage/storage.h"
 
-typedef struct st_ax_push_t ax_push_t;
-
-/**
- * Who we are when we build events: our server name and signing key (both
- * borrowed), and the push engine that evaluates every stored event (NULL:
- * no push evaluation, for tools and tests that only build rooms).
- */
+/** Who we are when we build events: our server name and signing key (both borrowed). */
 typedef struct st_ax_origin_t {
     const char *server_name;
     const ax_signing_key_t *key;
-    ax_push_t *push;
 } ax_origin_t;
 
 /** What a local user wants to send; every pointer is borrowed for the call. */
@@ -52,8 +45,9 @@ typedef struct st_ax_sent_t {
  * checks the auth rules, the 64 KiB size limit and the room version's
  * canonical-JSON rules, signs it as 'o', and stores it with its timeline
  * position, state, membership, visibility and relation indexes; then the
- * push rules of the room's local members run on it (core/push.h), so their
- * unread counts change in the same transaction.
+ * push rules of the room's local members run on it (core/push.h, when the
+ * writer has a push engine attached), so their unread counts change in the
+ * same transaction.
  *
  * @return 0 with 'out' filled; AX_ENOTFOUND for an unknown room;
  *         AX_EFORBIDDEN (the auth rules said no; 'reason' says why);

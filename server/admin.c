@@ -282,8 +282,7 @@ static int cmd_deactivate(admin_t *a, int argc, char **argv)
         return fail("%s", err);
     }
     free(keypath);
-    /* no push engine: the leave events of a deactivation notify nobody (.m.rule.member_event) */
-    ax_origin_t origin = {a->cfg->server_name, &key, NULL};
+    ax_origin_t origin = {a->cfg->server_name, &key};
     ax_cs_deactivate_t d = {.origin = &origin};
     snprintf(d.user_id, sizeof(d.user_id), "%s", uid);
     int rc = run_write(a, ax_cs_deactivate_apply, &d);

@@ -148,7 +148,7 @@ static void notify_hook(void *arg, const ax_commit_info_t *info)
     /* record before waking anyone: a woken /sync reads up to the recorded position */
     ax_changes_record(srv->changes, info->stream_pos, info->keys, info->nkeys);
     ax_http_notify(srv, info);
-    if (ax_push_take_queued(srv->origin.push))
+    if (ax_push_take_queued(srv->push))
         ax_pusher_wake(srv->pusher);
 }
 
@@ -192,7 +192,7 @@ static int serve(const char *config_path)
         ax_log(AX_LOG_ERROR, "thumbnails are off: %s", err);
     srv.origin.server_name = cfg->server_name;
     srv.origin.key = &srv.signing_key;
-    srv.origin.push = ax_push_new(cfg->server_name);
+    srv.push = ax_push_new(cfg->server_name);
     ax_outbound_opts_t oo = {.allow_private = cfg->outbound_allow_private,
                              .verify_tls = cfg->federation_verify_tls,
                              .ca_file = cfg->federation_ca_file,
@@ -215,6 +215,7 @@ static int serve(const char *config_path)
 
     srv.writer = ax_writer_new(srv.db);
     ax_writer_set_commit_hook(srv.writer, notify_hook, &srv);
+    ax_push_attach(srv.push, srv.writer);
     if (ax_writer_start(srv.writer) != 0) {
         fprintf(stderr, "axon: cannot start the database writer\n");
         return 2;
@@ -240,7 +241,7 @@ static int serve(const char *config_path)
     ax_writer_stop(srv.writer);
     ax_pusher_free(srv.pusher);
     ax_outbound_free(srv.outbound);
-    ax_push_free(srv.origin.push);
+    ax_push_free(srv.push);
     ax_workers_free(srv.workers);
     ax_http_dispose(&srv);
     ax_writer_free(srv.writer);

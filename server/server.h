@@ -379,6 +379,7 @@ struct st_ax_server_t {
     struct st_ax_typing_t *typing;
     struct st_ax_presence_t *presence;
     struct st_ax_changes_t *changes;   /* rooms changed per stream position (changes.h) */
+    struct st_ax_push_t *push;         /* the push engine, attached to the writer (core/push.h) */
     struct st_ax_outbound_t *outbound; /* the outbound HTTP client thread (server/outbound.h) */
     struct st_ax_pusher_t *pusher;     /* the push sender running on it (server/pusher.h) */
     void (*on_tick)(ax_server_t *srv); /* run every second on HTTP thread 0 */

@@ -551,6 +551,16 @@ void ax_txn_notify(ax_txn_t *txn, const char *key);
  */
 uint64_t ax_txn_epoch(ax_txn_t *txn);
 
+/**
+ * Attaches 'state' (borrowed) to every write transaction of 'w', for
+ * writer-thread state of the layers above that every job touching rooms
+ * needs without each caller passing it: core/push.c's push engine is the
+ * one user (ax_push_attach).  Set before ax_writer_start().
+ */
+void ax_writer_set_state(ax_writer_t *w, void *state);
+/** Inside 'apply': the writer's attached state, or NULL (read txns, writers without one). */
+void *ax_txn_writer_state(ax_txn_t *txn);
+
 /** The last committed stream position (any thread). */
 uint64_t ax_writer_stream_pos(ax_writer_t *w);
 

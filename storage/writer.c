@@ -37,6 +37,7 @@ struct st_ax_writer_t {
 
     _Atomic uint64_t stream_pos; /* last committed position */
     uint64_t aborts;             /* write txns aborted so far (writer thread only): ax_txn_epoch */
+    void *state;                 /* attached by the layer above: ax_txn_writer_state */
     void (*hook)(void *arg, const ax_commit_info_t *info);
     void *hook_arg;
 
@@ -71,6 +72,16 @@ uint64_t ax_txn_next_stream_pos(ax_txn_t *txn)
 uint64_t ax_txn_epoch(ax_txn_t *txn)
 {
     return txn->epoch;
+}
+
+void ax_writer_set_state(ax_writer_t *w, void *state)
+{
+    w->state = state;
+}
+
+void *ax_txn_writer_state(ax_txn_t *txn)
+{
+    return txn->write ? txn->state : NULL;
 }
 
 void ax_txn_notify(ax_txn_t *txn, const char *key)
@@ -110,7 +121,7 @@ static void run_batch(ax_writer_t *w, ax_wjob_t **jobs, size_t n)
     uint64_t committed = atomic_load(&w->stream_pos);
     bool *failed = ax_calloc(n, sizeof(*failed));
     ax_strmap_t notify = AX_STRMAP_INIT;
-    ax_txn_t t = {.db = w->db, .write = true, .notify = &notify};
+    ax_txn_t t = {.db = w->db, .write = true, .notify = &notify, .state = w->state};
     uint64_t pos;
     int rc;
 

@@ -98,7 +98,6 @@ int ax_cs_typing(ax_req_t *r)
 /* ---- receipts and read markers ---- */
 
 typedef struct st_receipt_write_t {
-    ax_push_t *push;
     char room_id[256];
     char user_id[256];
     struct {
@@ -141,9 +140,9 @@ static int receipt_apply(ax_txn_t *txn, void *data)
             } else
                 ax_room_notify_members(txn, w->room_id, NULL);
             /* both read receipts clear notifications (spec: "Marking notifications as read") */
-            if (rc == 0 && w->push != NULL)
-                rc = ax_push_receipt(w->push, txn, w->user_id, w->room_id, w->items[i].thread_id, w->items[i].event_pos,
-                                     pos);
+            if (rc == 0 && ax_push_of(txn) != NULL)
+                rc = ax_push_receipt(ax_push_of(txn), txn, w->user_id, w->room_id, w->items[i].thread_id,
+                                     w->items[i].event_pos, pos);
         }
         if (rc != 0)
             return rc;
@@ -185,7 +184,6 @@ int ax_cs_receipt(ax_req_t *r)
     if (joined_or_reply(r, room_id) != 0)
         return 0;
     receipt_write_t *w = ax_calloc(1, sizeof(*w));
-    w->push = r->srv->origin.push;
     snprintf(w->room_id, sizeof(w->room_id), "%s", room_id);
     snprintf(w->user_id, sizeof(w->user_id), "%s", r->auth.user_id);
     snprintf(w->items[0].type, sizeof(w->items[0].type), "%s", type);
@@ -212,7 +210,6 @@ int ax_cs_read_markers(ax_req_t *r)
     if (joined_or_reply(r, room_id) != 0)
         return 0;
     receipt_write_t *w = ax_calloc(1, sizeof(*w));
-    w->push = r->srv->origin.push;
     snprintf(w->room_id, sizeof(w->room_id), "%s", room_id);
     snprintf(w->user_id, sizeof(w->user_id), "%s", r->auth.user_id);
     const char *types[3] = {"m.fully_read", "m.read", "m.read.private"};

@@ -206,7 +206,7 @@ static int setup_version(void **state, const char *version)
     memset(seed_b, 2, sizeof(seed_b));
     ax_signing_key_from_seed(&f->key_a, "ed25519:a", seed_a);
     ax_signing_key_from_seed(&f->key_b, "ed25519:b", seed_b);
-    f->a = (ax_origin_t){"a.test", &f->key_a, NULL};
+    f->a = (ax_origin_t){"a.test", &f->key_a};
     f->rv = ax_room_version_get(version);
     f->ts = 1700000000000;
     *state = f;
