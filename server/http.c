@@ -1391,27 +1391,17 @@ static void on_one_second(h2o_timeout_entry_t *entry)
         h2o_timeout_link(t->loop, &t->ctx.one_sec_timeout, &t->tick_entry);
 }
 
-static void *thread_main(void *arg)
+/*
+ * Builds the thread's loop, context, port and listener sockets on the thread
+ * itself.  h2o sockets take their buffers from the per-thread cache of the
+ * thread that created them (h2o_socket_buffer_prototype is __thread); a loop
+ * built on the main thread made every HTTP thread free and take its queue's
+ * buffers from the main thread's cache, unsynchronised, which corrupted the
+ * heap under write load (each writer completion is a queue message).
+ */
+static void thread_build(ax_thread_t *t)
 {
-    ax_thread_t *t = arg;
-    if (t->index == 0) {
-        t->tick_entry.cb = on_one_second;
-        h2o_timeout_link(t->loop, &t->ctx.one_sec_timeout, &t->tick_entry);
-    }
-    while (!t->exit_loop)
-        h2o_evloop_run(t->loop, INT32_MAX);
-    flush_access_log(t);
-    if (t->clean)
-        thread_dispose_loop(t);
-    return NULL;
-}
-
-static ax_thread_t *thread_new(ax_server_t *srv, unsigned index)
-{
-    ax_http_t *http = srv->http;
-    ax_thread_t *t = ax_calloc(1, sizeof(*t));
-    t->srv = srv;
-    t->index = index;
+    ax_http_t *http = t->srv->http;
     t->loop = h2o_evloop_create();
     h2o_context_init(&t->ctx, t->loop, &http->globalconf);
     t->accept_plain.ctx = &t->ctx;
@@ -1424,8 +1414,42 @@ static ax_thread_t *thread_new(ax_server_t *srv, unsigned index)
     t->waiter_tick.cb = on_waiter_tick;
     h2o_timeout_init(t->loop, &t->log_flush_timeout, LOG_FLUSH_MS);
     t->log_flush_entry.cb = on_log_flush_timeout;
-    t->metrics = ax_calloc(ax_routes_count + 1, sizeof(ax_route_metrics_t));
+    for (size_t i = 0; i < t->nlisteners; ++i) {
+        ax_listener_t *l = &t->listeners[i];
+        l->sock = h2o_evloop_socket_create(t->loop, l->fd, H2O_SOCKET_FLAG_DONT_READ);
+        l->sock->data = l;
+        h2o_socket_read_start(l->sock, on_accept);
+    }
+    pthread_mutex_lock(&http->ready_mutex);
+    http->ready++;
+    pthread_cond_broadcast(&http->ready_cond);
+    pthread_mutex_unlock(&http->ready_mutex);
+}
 
+static void *thread_main(void *arg)
+{
+    ax_thread_t *t = arg;
+    thread_build(t);
+    if (t->index == 0) {
+        t->tick_entry.cb = on_one_second;
+        h2o_timeout_link(t->loop, &t->ctx.one_sec_timeout, &t->tick_entry);
+    }
+    while (!t->exit_loop)
+        h2o_evloop_run(t->loop, INT32_MAX);
+    flush_access_log(t);
+    if (t->clean)
+        thread_dispose_loop(t);
+    return NULL;
+}
+
+/* The thread's struct; its loop is built by the thread itself (thread_build). */
+static ax_thread_t *thread_new(ax_server_t *srv, unsigned index)
+{
+    ax_http_t *http = srv->http;
+    ax_thread_t *t = ax_calloc(1, sizeof(*t));
+    t->srv = srv;
+    t->index = index;
+    t->metrics = ax_calloc(ax_routes_count + 1, sizeof(ax_route_metrics_t));
     t->nlisteners = http->nlisteners;
     t->listeners = ax_calloc(t->nlisteners, sizeof(*t->listeners));
     for (size_t i = 0; i < http->nlisteners; ++i) {
@@ -1433,9 +1457,6 @@ static ax_thread_t *thread_new(ax_server_t *srv, unsigned index)
         l->fd = http->listeners[i].fds[index];
         l->tls = http->listeners[i].tls;
         l->thread = t;
-        l->sock = h2o_evloop_socket_create(t->loop, l->fd, H2O_SOCKET_FLAG_DONT_READ);
-        l->sock->data = l;
-        h2o_socket_read_start(l->sock, on_accept);
     }
     return t;
 }
@@ -1481,9 +1502,13 @@ int ax_http_run(ax_server_t *srv)
 {
     ax_http_t *http = srv->http;
     setup_globalconf(srv);
-    srv->threads = ax_calloc(srv->nthreads, sizeof(*srv->threads));
+    pthread_mutex_init(&http->ready_mutex, NULL);
+    pthread_cond_init(&http->ready_cond, NULL);
+    /* every struct exists before the array is published: the writer's commit hook reads it */
+    ax_thread_t **threads = ax_calloc(srv->nthreads, sizeof(*threads));
     for (unsigned i = 0; i < srv->nthreads; ++i)
-        srv->threads[i] = thread_new(srv, i);
+        threads[i] = thread_new(srv, i);
+    srv->threads = threads;
     http->fds_taken = true;
 
     /* signals are handled here with sigwait; every other thread has them blocked */
@@ -1496,6 +1521,10 @@ int ax_http_run(ax_server_t *srv)
     for (unsigned i = 0; i < srv->nthreads; ++i)
         if (pthread_create(&srv->threads[i]->tid, NULL, thread_main, srv->threads[i]) != 0)
             ax_fatal("cannot start HTTP thread");
+    pthread_mutex_lock(&http->ready_mutex);
+    while (http->ready < srv->nthreads)
+        pthread_cond_wait(&http->ready_cond, &http->ready_mutex);
+    pthread_mutex_unlock(&http->ready_mutex);
 
     for (size_t i = 0; i < http->nlisteners; ++i)
         ax_log(AX_LOG_INFO, "listening on %s%s", http->listeners[i].tls ? "https://" : "http://",

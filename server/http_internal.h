@@ -53,6 +53,10 @@ struct st_ax_http_t {
     ax_listener_spec_t *listeners;
     size_t nlisteners;
     bool fds_taken; /* the threads own (and close) the listener sockets */
+    /* threads build their loops themselves; ax_http_run waits until all have */
+    pthread_mutex_t ready_mutex;
+    pthread_cond_t ready_cond;
+    unsigned ready;
 };
 
 typedef struct st_ax_handler_glue_t {
