@@ -407,11 +407,11 @@ int ax_db_stategroup_new(ax_txn_t *txn, uint64_t prev, const json_t *delta, uint
     json_t *rec;
     if (prev == 0 || chain >= STATEGROUP_MAX_CHAIN) {
         /* a full snapshot keeps every lookup within STATEGROUP_MAX_CHAIN steps */
-        json_t *full = json_object();
-        if (prev != 0 && (rc = ax_db_stategroup_load(txn, prev, &full)) != 0) {
-            json_decref(full);
+        json_t *full = NULL;
+        if (prev == 0)
+            full = json_object();
+        else if ((rc = ax_db_stategroup_load(txn, prev, &full)) != 0)
             return rc;
-        }
         apply_delta(full, delta);
         rec = json_pack("{s:i, s:i, s:o}", "prev", 0, "chain", 0, "delta", full);
     } else {
