@@ -25,8 +25,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_THREAD_HOPS       3                             /* spec: "a maximum of 3 hops is recommended" */
-#define NOTIF_KEEP_MS         (30ULL * 24 * 60 * 60 * 1000) /* notifications listed for 30 days */
+#define MAX_THREAD_HOPS       3 /* spec: "a maximum of 3 hops is recommended" */
+#define DAY_MS                (24ULL * 60 * 60 * 1000)
+#define NOTIF_KEEP_MS         DAY_MS        /* GET /notifications lists plain notifications for a day, */
+#define HIGHLIGHT_KEEP_MS     (30 * DAY_MS) /* and highlights (mentions) for 30 days */
 #define NOTIF_PRUNE_BATCH     64
 #define CACHE_MAX_USERS       100000
 #define CACHE_MAX_ROOMS       20000
@@ -42,6 +44,7 @@ typedef struct st_user_t {
     ax_push_rules_t *rules; /* own compiled rules, or NULL for the shared defaults */
     pusher_ref_t *pushers;
     size_t npushers;
+    uint64_t prune_at; /* when the user's oldest notifications may next be old enough to delete */
 } user_t;
 
 /* What the engine knows about a room at one state group. */
@@ -446,6 +449,15 @@ static int notify_user(ax_push_t *p, ax_txn_t *txn, user_t *u, const char *user_
         .highlight = res->highlight, .ts = now, .room_id = room_id, .thread = thread, .actions = res->actions_json};
     if ((rc = ax_db_notif_put(txn, user_id, pos, &n)) != 0)
         return rc;
+    if (now >= u->prune_at) {
+        /* the list stays bounded for users who never read (bots, people gone): checked when the oldest
+         * kept entry may have aged out, so most notifications cost no extra read */
+        uint64_t next = 0;
+        rc = ax_db_notif_prune(txn, user_id, now - NOTIF_KEEP_MS, now - HIGHLIGHT_KEEP_MS, NOTIF_PRUNE_BATCH, &next);
+        if (rc != 0)
+            return rc;
+        u->prune_at = next == 1 ? now : next != 0 ? next + NOTIF_KEEP_MS : now + NOTIF_KEEP_MS;
+    }
     if (u->npushers == 0)
         return 0;
     /* spec (push gateway): prio may be "low" for what is not urgent; a phone has to wake up for
@@ -569,8 +581,6 @@ int ax_push_receipt(ax_push_t *p, ax_txn_t *txn, const char *user_id, const char
     for (size_t i = 0; i < t.n && rc == 0; ++i)
         rc = mark_read(txn, user_id, room_id, t.ids[i], event_pos, &changed);
     free(t.ids);
-    if (rc == 0)
-        rc = ax_db_notif_prune(txn, user_id, ax_now_ms() - NOTIF_KEEP_MS, NOTIF_PRUNE_BATCH, NULL);
     if (rc == 0 && changed) {
         /* the phone's badge should drop too: a counts-only push to each pusher */
         void *a[3] = {txn, (void *)user_id, &receipt_pos};

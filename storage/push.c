@@ -181,27 +181,38 @@ int ax_db_notif_scan(ax_txn_t *txn, const char *user_id, uint64_t from, bool bac
 }
 
 typedef struct st_prune_t {
-    uint64_t before_ts;
-    size_t max;
+    uint64_t plain_before, highlight_before;
+    size_t max, seen;
     uint64_t *positions;
     size_t n;
+    uint64_t next_ts;
+    bool full;
 } prune_t;
 
 static int prune_cb(void *arg, uint64_t pos, const ax_notif_t *n)
 {
     prune_t *p = arg;
-    if (n->ts >= p->before_ts || p->n == p->max)
+    if (p->seen++ == p->max) {
+        p->full = true;
         return 1;
-    p->positions[p->n++] = pos;
-    return 0;
+    }
+    if (n->ts < (n->highlight ? p->highlight_before : p->plain_before)) {
+        p->positions[p->n++] = pos;
+        return 0;
+    }
+    if (n->highlight)
+        return 0; /* a recent enough highlight: older plain ones may lie behind it */
+    p->next_ts = n->ts;
+    return 1; /* the oldest plain notification to keep: everything after it is newer */
 }
 
-int ax_db_notif_prune(ax_txn_t *txn, const char *user_id, uint64_t before_ts, size_t max, size_t *pruned)
+int ax_db_notif_prune(ax_txn_t *txn, const char *user_id, uint64_t plain_before, uint64_t highlight_before, size_t max,
+                      uint64_t *next_ts)
 {
-    prune_t p = {before_ts, max, ax_malloc((max ? max : 1) * sizeof(uint64_t)), 0};
+    prune_t p = {plain_before, highlight_before, max, 0, ax_malloc((max ? max : 1) * sizeof(uint64_t)), 0, 0, false};
     int rc = ax_db_notif_scan(txn, user_id, 0, false, prune_cb, &p);
     if (rc > 0)
-        rc = 0; /* the scan stopped at the first one to keep */
+        rc = 0; /* the scan stopped early, as it should */
     for (size_t i = 0; rc == 0 && i < p.n; ++i) {
         ax_key_t k = {0};
         ax_key_str(&k, user_id, true);
@@ -209,8 +220,8 @@ int ax_db_notif_prune(ax_txn_t *txn, const char *user_id, uint64_t before_ts, si
         rc = ax_kv_del(txn, AX_DBI_userpos_notif, k.b, k.n, NULL, 0);
     }
     free(p.positions);
-    if (pruned != NULL)
-        *pruned = p.n;
+    if (next_ts != NULL)
+        *next_ts = p.full ? (p.n != 0 ? 1 : 0) : p.next_ts; /* 1: it deleted a full batch, call again */
     return rc;
 }
 

@@ -389,9 +389,15 @@ int ax_db_notif_put(ax_txn_t *txn, const char *user_id, uint64_t pos, const ax_n
  */
 int ax_db_notif_scan(ax_txn_t *txn, const char *user_id, uint64_t from, bool backwards,
                      int (*cb)(void *arg, uint64_t pos, const ax_notif_t *n), void *arg);
-/** Deletes up to 'max' of the user's oldest notifications made before 'before_ts'; '*pruned' (may be NULL) counts them.
+/**
+ * Deletes the user's oldest notifications: plain ones made before
+ * 'plain_before', highlights made before 'highlight_before', looking at
+ * most at 'max' records.  '*next_ts' (may be NULL) gets the time the oldest
+ * plain notification kept was made, 0 when none is left (or 'max' recent
+ * highlights were all it saw), or 1 when it deleted up to 'max' (call again).
  */
-int ax_db_notif_prune(ax_txn_t *txn, const char *user_id, uint64_t before_ts, size_t max, size_t *pruned);
+int ax_db_notif_prune(ax_txn_t *txn, const char *user_id, uint64_t plain_before, uint64_t highlight_before, size_t max,
+                      uint64_t *next_ts);
 
 /** A pusher {kind, app_id, pushkey, ..., data} (a new reference) or AX_ENOTFOUND. */
 int ax_db_pusher_get(ax_txn_t *txn, const char *user_id, const char *app_id, const char *pushkey, json_t **out);

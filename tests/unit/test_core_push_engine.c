@@ -371,6 +371,60 @@ static void test_rule_change_is_seen(void **state)
     json_decref(stored);
 }
 
+typedef struct st_notif_job_t {
+    const char *user;
+    uint64_t pos, ts;
+    bool highlight;
+    uint64_t plain_before, highlight_before, next;
+    int op; /* 0 put, 1 prune */
+} notif_job_t;
+
+static int notif_apply(ax_txn_t *txn, void *arg)
+{
+    notif_job_t *j = arg;
+    if (j->op == 1)
+        return ax_db_notif_prune(txn, j->user, j->plain_before, j->highlight_before, 4, &j->next);
+    ax_notif_t n = {
+        .highlight = j->highlight, .ts = j->ts, .room_id = "!r:a.test", .thread = "", .actions = "[\"notify\"]"};
+    return ax_db_notif_put(txn, j->user, j->pos, &n);
+}
+
+/* The notifications list stays bounded: old plain entries go after a day, highlights after 30. */
+static void test_notification_pruning(void **state)
+{
+    fixture_t *f = *state;
+    const uint64_t day = 86400000ULL, now = 100 * day;
+    /* pos: age in days (h = highlight): 1:40h 2:10h 3:5 4:3 5:2h 6:0.5 7:0.2h 8:0.1 */
+    static const struct {
+        uint64_t pos;
+        double age;
+        bool hl;
+    } rows[] = {{1, 40, true}, {2, 10, true},   {3, 5, false},  {4, 3, false},
+                {5, 2, true},  {6, 0.5, false}, {7, 0.2, true}, {8, 0.1, false}};
+    for (size_t i = 0; i < AX_ARRAY_SIZE(rows); ++i) {
+        notif_job_t j = {CAROL, rows[i].pos, now - (uint64_t)(rows[i].age * (double)day), rows[i].hl, 0, 0, 0, 0};
+        assert_int_equal(run_write(f, notif_apply, &j), 0);
+    }
+    assert_int_equal(notifications(f, CAROL), 8);
+    /* at most 4 looked at: deletes 1 (a highlight over 30 days), 3 and 4 (plain over a day), keeps 2 */
+    notif_job_t p = {CAROL, 0, 0, false, now - day, now - 30 * day, 0, 1};
+    assert_int_equal(run_write(f, notif_apply, &p), 0);
+    assert_int_equal(p.next, 1); /* a full batch: more may be due */
+    assert_int_equal(notifications(f, CAROL), 5);
+    assert_int_equal(run_write(f, notif_apply, &p), 0);
+    /* stops at 6, the oldest plain one to keep; the highlights 2 and 5 stay */
+    assert_int_equal(p.next, now - day / 2);
+    assert_int_equal(notifications(f, CAROL), 5);
+    /* a month later only what is recent enough is left */
+    p.plain_before = now + 30 * day;
+    p.highlight_before = now - 5 * day;
+    do {
+        assert_int_equal(run_write(f, notif_apply, &p), 0);
+    } while (p.next == 1);
+    assert_int_equal(notifications(f, CAROL), 2); /* 5 and 7, highlights younger than 5 days */
+    assert_int_equal(p.next, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -379,6 +433,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_receipts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rollback_forgets_cached_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rule_change_is_seen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_notification_pruning, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
