@@ -700,6 +700,17 @@ class Delivery(PushCase):
         self.assertEqual(n["prio"], "high")
         self.assertEqual(n["devices"][0]["tweaks"], {"sound": "default", "highlight": True})
         self.assertEqual(n["counts"], {"unread": 2})
+        # operators see it in /metrics
+        # (the gateway records a notification before axon has read its answer)
+        deadline = time.time() + 10
+        while True:
+            metrics = self.req("GET", "/metrics").raw.decode()
+            sent = [line for line in metrics.splitlines() if line.startswith("axon_push_sent_total ")]
+            if (sent and int(sent[0].split()[1]) >= 2) or time.time() > deadline:
+                break
+            time.sleep(0.05)
+        self.assertTrue(sent and int(sent[0].split()[1]) >= 2, sent)
+        self.assertIn("axon_push_queued ", metrics)
 
     def test_event_id_only(self):
         (aid, at), (bid, bt), room, key = self.with_pusher(fmt="event_id_only")
