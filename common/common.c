@@ -39,6 +39,8 @@ const char *ax_strerror(int code)
         return "shutting down";
     case AX_ECONFLICT:
         return "conflict";
+    case AX_EUNREACHABLE:
+        return "remote server unreachable";
     default:
         return "unknown error";
     }

@@ -35,18 +35,19 @@
  * server/errors.c; these say what went wrong inside the process. */
 enum {
     AX_OK = 0,
-    AX_ERR = -1,        /* unspecified failure, already logged where detected */
-    AX_ENOTFOUND = -2,  /* no such record */
-    AX_EEXIST = -3,     /* record already exists */
-    AX_EINVAL = -4,     /* malformed input */
-    AX_EIO = -5,        /* disk or OS error */
-    AX_EMAPFULL = -6,   /* LMDB map full: the database needs a larger map_size */
-    AX_EFORBIDDEN = -7, /* not allowed */
-    AX_ETOOBIG = -8,    /* over a size limit */
-    AX_ECANCELED = -9,  /* the request went away before the work finished */
-    AX_EBADSIG = -10,   /* signature or hash does not verify */
-    AX_ESHUTDOWN = -11, /* the component is stopping and accepts no more work */
-    AX_ECONFLICT = -12, /* concurrent change or a stale precondition */
+    AX_ERR = -1,           /* unspecified failure, already logged where detected */
+    AX_ENOTFOUND = -2,     /* no such record */
+    AX_EEXIST = -3,        /* record already exists */
+    AX_EINVAL = -4,        /* malformed input */
+    AX_EIO = -5,           /* disk or OS error */
+    AX_EMAPFULL = -6,      /* LMDB map full: the database needs a larger map_size */
+    AX_EFORBIDDEN = -7,    /* not allowed */
+    AX_ETOOBIG = -8,       /* over a size limit */
+    AX_ECANCELED = -9,     /* the request went away before the work finished */
+    AX_EBADSIG = -10,      /* signature or hash does not verify */
+    AX_ESHUTDOWN = -11,    /* the component is stopping and accepts no more work */
+    AX_ECONFLICT = -12,    /* concurrent change or a stale precondition */
+    AX_EUNREACHABLE = -13, /* a remote server could not be reached or gave no usable answer */
 };
 
 /**

@@ -159,6 +159,14 @@ void ax_signing_key_dispose(ax_signing_key_t *key);
 int ax_signing_key_load_or_create(const char *path, ax_signing_key_t *key, char *err, size_t errlen);
 
 /**
+ * Generates a new key with key id "ed25519:a_<random>" into 'key' and
+ * writes it to 'path' (mode 0600, through a temporary file renamed over
+ * any existing one, so a crash leaves the old key or the new one).
+ * Returns 0, or AX_EIO with 'err' set.
+ */
+int ax_signing_key_generate(const char *path, ax_signing_key_t *key, char *err, size_t errlen);
+
+/**
  * Signs JSON object 'obj' in place as 'server_name' with 'key': the
  * signature covers the canonical JSON of 'obj' without "signatures" and
  * "unsigned", and is added under signatures.<server_name>.<key_id>.
@@ -199,5 +207,52 @@ int ax_event_compute_id(const json_t *event, const ax_room_version_t *rv, char *
  * signature into 'event'.  Returns 0 or AX_EINVAL.
  */
 int ax_event_sign(json_t *event, const ax_room_version_t *rv, const char *server_name, const ax_signing_key_t *key);
+
+/**
+ * Adds the signature of 'server_name' to an event another server made and
+ * hashed (a restricted join it vouches for, an invite of one of its users),
+ * leaving its hashes alone.  Returns 0 or AX_EINVAL.
+ */
+int ax_event_cosign(json_t *event, const ax_room_version_t *rv, const char *server_name, const ax_signing_key_t *key);
+
+/* ---- e2ee.c -- checks on end-to-end encryption keys and backups --------------------------- */
+
+/**
+ * Splits "<algorithm>:<key_id>" (exactly one colon, both parts non-empty)
+ * into 'algorithm' (alen bytes) and 'id' (idlen bytes).  Returns 0 or
+ * AX_EINVAL (malformed, or a part does not fit).
+ */
+int ax_e2ee_split_key_id(const char *s, char *algorithm, size_t alen, char *id, size_t idlen);
+
+/** Decodes an unpadded base64 ed25519 public key.  Returns 0, or AX_EINVAL unless it is 32 bytes. */
+int ax_e2ee_decode_ed25519(const char *b64, uint8_t out[crypto_sign_PUBLICKEYBYTES]);
+
+/**
+ * Checks the signature of 'user_id' with key 'key_id' ("ed25519:...") over
+ * 'obj' (borrowed), made by the ed25519 public key 'public_key_b64'.
+ * Returns 0, AX_ENOTFOUND (no such signature), AX_EBADSIG, or AX_EINVAL
+ * (the public key is not an ed25519 key).
+ */
+int ax_e2ee_verify(const json_t *obj, const char *user_id, const char *key_id,
+                   const char *public_key_b64) AX_WARN_UNUSED;
+
+/** True when 'a' and 'b' are equal once their top-level "signatures" and "unsigned" are ignored. */
+bool ax_e2ee_same_signed_content(const json_t *a, const json_t *b);
+
+/**
+ * Checks the shape of cross-signing key 'key' (borrowed): it belongs to
+ * 'user_id', lists 'usage', and has exactly one key "ed25519:<public key>"
+ * whose value is that 32-byte public key.  Signatures are not checked.
+ * On success stores the public key (borrowed from 'key') in '*public_key'
+ * when not NULL.  Returns 0 or AX_EINVAL.
+ */
+int ax_e2ee_xsign_check(const json_t *key, const char *user_id, const char *usage, const char **public_key);
+
+/**
+ * Orders two backed-up copies of one room key (KeyBackupData) the spec's
+ * way: positive when 'a' is better than 'b', negative when worse, 0 when
+ * neither is.
+ */
+int ax_e2ee_backup_compare(const json_t *a, const json_t *b);
 
 #endif

@@ -556,3 +556,57 @@ done:
     json_decref(room);
     return rc;
 }
+
+/* ---- for answering other servers ---- */
+
+int ax_room_state_before_event(ax_txn_t *txn, const ax_room_version_t *rv, const char *room_id, const json_t *pdu,
+                               json_t **out)
+{
+    uint64_t groups[AX_STATERES_MAX_SETS];
+    size_t n = 0;
+    char missing[256];
+    if (ax_streq(json_string_value(json_object_get(pdu, "type")), "m.room.create")) {
+        *out = json_object();
+        return 0;
+    }
+    int rc = prev_groups(txn, pdu, groups, &n, missing, sizeof(missing));
+    return rc != 0 ? rc : resolve_groups(txn, rv, room_id, groups, n, out);
+}
+
+int ax_room_auth_chain(ax_txn_t *txn, const ax_room_version_t *rv, const char *room_id, const json_t *event_ids,
+                       json_t **out)
+{
+    json_t *seen = json_object(), *todo = json_array(), *chain = json_array();
+    size_t i;
+    json_t *id;
+    /* v12: no event lists the create event, which the room ID implies; it is still part of every chain */
+    char create_id[256];
+    if (rv->room_id_from_create && ax_event_create_id_from_room_id(rv, room_id, create_id, sizeof(create_id)) == 0) {
+        json_object_set_new(seen, create_id, json_true());
+        json_array_append_new(chain, json_string(create_id));
+    }
+    json_array_foreach(event_ids, i, id)
+    {
+        json_array_append(todo, id);
+    }
+    while (json_array_size(todo) != 0) {
+        json_t *next = json_incref(json_array_get(todo, json_array_size(todo) - 1));
+        json_array_remove(todo, json_array_size(todo) - 1);
+        json_t *ev = load_event(txn, json_string_value(next), NULL);
+        json_decref(next);
+        json_array_foreach(json_object_get(ev, "auth_events"), i, id)
+        {
+            const char *aid = json_string_value(id);
+            if (aid == NULL || json_object_get(seen, aid) != NULL)
+                continue;
+            json_object_set_new(seen, aid, json_true());
+            json_array_append(chain, id);
+            json_array_append(todo, id);
+        }
+        json_decref(ev);
+    }
+    json_decref(seen);
+    json_decref(todo);
+    *out = chain;
+    return 0;
+}

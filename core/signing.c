@@ -36,6 +36,41 @@ static bool valid_key_version(const char *v)
     return true;
 }
 
+int ax_signing_key_generate(const char *path, ax_signing_key_t *key, char *err, size_t errlen)
+{
+    uint8_t seed[crypto_sign_SEEDBYTES];
+    char line[256];
+    int rc = 0;
+    char version[7];
+    ax_random_alnum(version, 6);
+    randombytes_buf(seed, sizeof(seed));
+    char b64[AX_B64_LEN(crypto_sign_SEEDBYTES) + 1];
+    ax_b64_encode(b64, seed, sizeof(seed), false);
+    int len = snprintf(line, sizeof(line), "ed25519 a_%s %s\n", version, b64);
+    sodium_memzero(b64, sizeof(b64));
+    /* written 0600 under a temporary name and renamed: the secret is never exposed, and a
+     * crash leaves either the old file or the new one */
+    char *tmp = ax_asprintf("%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || write(fd, line, (size_t)len) != len || fsync(fd) != 0 || close(fd) != 0 ||
+        (fd = -1, rename(tmp, path) != 0)) {
+        snprintf(err, errlen, "signing key %s: cannot write: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        unlink(tmp);
+        rc = AX_EIO;
+    } else {
+        char key_id[32];
+        snprintf(key_id, sizeof(key_id), "ed25519:a_%s", version);
+        ax_signing_key_from_seed(key, key_id, seed);
+        ax_log(AX_LOG_INFO, "generated signing key %s in %s", key_id, path);
+    }
+    free(tmp);
+    sodium_memzero(line, sizeof(line));
+    sodium_memzero(seed, sizeof(seed));
+    return rc;
+}
+
 int ax_signing_key_load_or_create(const char *path, ax_signing_key_t *key, char *err, size_t errlen)
 {
     uint8_t seed[crypto_sign_SEEDBYTES];
@@ -59,6 +94,7 @@ int ax_signing_key_load_or_create(const char *path, ax_signing_key_t *key, char 
             snprintf(key_id, sizeof(key_id), "ed25519:%s", version);
             ax_signing_key_from_seed(key, key_id, seed);
         }
+        sodium_memzero(b64, sizeof(b64));
         fclose(fp);
         goto out;
     }
@@ -67,34 +103,11 @@ int ax_signing_key_load_or_create(const char *path, ax_signing_key_t *key, char 
         rc = AX_EIO;
         goto out;
     }
-
-    /* first start: make a key, write it 0600 without ever exposing it */
-    char version[7];
-    ax_random_alnum(version, 6);
-    randombytes_buf(seed, sizeof(seed));
-    char b64[AX_B64_LEN(crypto_sign_SEEDBYTES) + 1];
-    ax_b64_encode(b64, seed, sizeof(seed), false);
-    int len = snprintf(line, sizeof(line), "ed25519 a_%s %s\n", version, b64);
-    sodium_memzero(b64, sizeof(b64));
-    char *tmp = ax_asprintf("%s.tmp", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0 || write(fd, line, (size_t)len) != len || fsync(fd) != 0 || close(fd) != 0 ||
-        (fd = -1, rename(tmp, path) != 0)) {
-        snprintf(err, errlen, "signing key %s: cannot write: %s", path, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        unlink(tmp);
-        rc = AX_EIO;
-    } else {
-        char key_id[32];
-        snprintf(key_id, sizeof(key_id), "ed25519:a_%s", version);
-        ax_signing_key_from_seed(key, key_id, seed);
-        ax_log(AX_LOG_INFO, "generated signing key %s in %s", key_id, path);
-    }
-    free(tmp);
-    sodium_memzero(line, sizeof(line));
+    /* first start: make a key */
+    rc = ax_signing_key_generate(path, key, err, errlen);
 
 out:
+    sodium_memzero(line, sizeof(line));
     sodium_memzero(seed, sizeof(seed));
     return rc;
 }
@@ -207,7 +220,12 @@ int ax_event_sign(json_t *event, const ax_room_version_t *rv, const char *server
     char b64[AX_B64_LEN(crypto_hash_sha256_BYTES) + 1];
     ax_b64_encode(b64, hash, sizeof(hash), false);
     json_object_set_new(event, "hashes", json_pack("{s:s}", "sha256", b64));
+    return ax_event_cosign(event, rv, server_name, key);
+}
 
+int ax_event_cosign(json_t *event, const ax_room_version_t *rv, const char *server_name, const ax_signing_key_t *key)
+{
+    int rc;
     json_t *redacted = ax_event_redact(event, rv);
     rc = ax_sign_json(redacted, server_name, key);
     if (rc == 0) {

@@ -5,7 +5,8 @@
 #
 #   build    compiler, meson and the -dev libraries
 #   runtime  the shared libraries the axon binary needs (the container's runtime stage)
-#   test     what the test suite drives: cmocka, Python libs, matrix-nio, curl, openssl, nginx
+#   test     what the test suite drives: cmocka, Python libs, matrix-nio with olm (E2EE), npm (which
+#            installs matrix-js-sdk and Node 22 for tests/clients/test_jssdk.py), curl, openssl, nginx
 #   bench    load generators and the nginx baseline
 set -eu
 
@@ -14,14 +15,14 @@ for profile in "$@"; do
     case "$profile" in
     build)
         pkgs="$pkgs gcc libc6-dev pkg-config meson ninja-build libh2o-evloop-dev liblmdb-dev libsodium-dev
-              libssl-dev libjansson-dev libinih-dev libvips-dev"
+              libssl-dev libjansson-dev libinih-dev libvips-dev libc-ares-dev"
         ;;
     runtime)
-        pkgs="$pkgs libh2o-evloop0.13 liblmdb0 libsodium23 libssl3 libjansson4 libinih1 libvips42 ca-certificates curl"
+        pkgs="$pkgs libh2o-evloop0.13 liblmdb0 libsodium23 libssl3 libjansson4 libinih1 libvips42 libc-ares2 ca-certificates curl"
         ;;
     test)
         pkgs="$pkgs libcmocka-dev python3 python3-yaml python3-jsonschema python3-signedjson python3-nacl
-              python3-matrix-nio python3-pil curl openssl nginx lmdb-utils"
+              python3-matrix-nio python3-olm python3-pil npm curl openssl nginx lmdb-utils"
         ;;
     bench)
         pkgs="$pkgs python3 apache2-utils wrk nginx nghttp2-client gnuplot-nox procps"
@@ -37,6 +38,11 @@ missing=""
 for p in $pkgs; do
     # any nginx flavour will do (nginx-light, nginx-core, ...)
     if [ "$p" = nginx ] && [ -x /usr/sbin/nginx ]; then
+        continue
+    fi
+    # any npm will do: a nodejs from elsewhere (NodeSource's) bundles npm and conflicts with
+    # Debian's npm package, which apt would otherwise install by removing that nodejs
+    if [ "$p" = npm ] && command -v npm >/dev/null 2>&1; then
         continue
     fi
     case " $missing " in *" $p "*) continue ;; esac

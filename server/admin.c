@@ -45,6 +45,10 @@ static void admin_usage(FILE *fp)
                 "  media list-user USER [--json]                   a user's uploads (and pending /create IDs)\n"
                 "  media delete MXC                                delete mxc://server/id; its file goes when no\n"
                 "                                                  other media ID has the same content\n"
+                "  rotate-key                                      new signing key; the old one is kept under\n"
+                "                                                  old_verify_keys (restart axon to use the new key)\n"
+                "  federation destinations [--json]                outbound backoff state of each remote server\n"
+                "  federation reset SERVER                         forget SERVER's failures: retry it at once\n"
                 "USER is @name:server or just name.  The data dir comes from the config (-c, AXON_CONFIG,\n"
                 "AXON_DATA_DIR, or the embedded default ./axon-data).\n");
 }
@@ -756,6 +760,156 @@ static int cmd_media(admin_t *a, int argc, char **argv)
     return rc;
 }
 
+/* ---- rotate-key ---- */
+
+typedef struct st_old_key_op_t {
+    const char *key_id;
+    json_t *rec;
+} old_key_op_t;
+
+static int old_key_apply(ax_txn_t *txn, void *arg)
+{
+    old_key_op_t *o = arg;
+    return ax_db_old_key_put(txn, o->key_id, o->rec);
+}
+
+static int cmd_rotate_key(admin_t *a, int argc, char **argv)
+{
+    AX_UNUSED(argv);
+    if (argc != 0)
+        return admin_usage(stderr), 2;
+    char *path = ax_asprintf("%s/signing.key", a->cfg->data_dir);
+    char err[512];
+    ax_signing_key_t old, fresh;
+    int rc = 0;
+    if (access(path, F_OK) != 0 || ax_signing_key_load_or_create(path, &old, err, sizeof(err)) != 0) {
+        rc = fail("cannot read the signing key %s", path);
+        goto out;
+    }
+    /* 1. the old key becomes old_verify_keys, durably, before the file changes */
+    char pk[AX_B64_LEN(crypto_sign_PUBLICKEYBYTES) + 1];
+    ax_b64_encode(pk, old.public_key, sizeof(old.public_key), false);
+    old_key_op_t op = {old.key_id, json_pack("{s:s, s:I}", "key", pk, "expired_ts", (json_int_t)ax_now_ms())};
+    rc = run_write(a, old_key_apply, &op);
+    json_decref(op.rec);
+    if (rc != 0) {
+        ax_signing_key_dispose(&old);
+        rc = fail("cannot record the old key: %s", ax_strerror(rc));
+        goto out;
+    }
+    /* 2. keep the old secret next to it (same 0600 file, a second name), then write the new key */
+    char *keep = ax_asprintf("%s.%s.retired", path, old.key_id + 8);
+    if (link(path, keep) != 0 && errno != EEXIST)
+        fprintf(stderr, "axon admin: warning: cannot keep a copy of the old key as %s: %s\n", keep, strerror(errno));
+    if (ax_signing_key_generate(path, &fresh, err, sizeof(err)) != 0) {
+        rc = fail("%s", err);
+    } else {
+        printf("rotated %s -> %s (old key kept as %s); restart axon to sign with the new key\n", old.key_id,
+               fresh.key_id, keep);
+        ax_signing_key_dispose(&fresh);
+    }
+    free(keep);
+    ax_signing_key_dispose(&old);
+out:
+    free(path);
+    return rc;
+}
+
+/* ---- federation destinations ---- */
+
+static void print_ts(const char *label, json_t *v)
+{
+    if (!json_is_integer(v) || json_integer_value(v) <= 0)
+        return;
+    time_t t = (time_t)(json_integer_value(v) / 1000);
+    struct tm tm;
+    char when[32];
+    gmtime_r(&t, &tm);
+    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    printf(" %s %s", label, when);
+}
+
+static int dest_list_cb(void *arg, const char *server, json_t *rec)
+{
+    json_t *out = arg;
+    if (out != NULL) {
+        json_t *row = json_deep_copy(rec);
+        json_object_set_new(row, "destination", json_string(server));
+        json_array_append_new(out, row);
+        return 0;
+    }
+    json_int_t failures = json_integer_value(json_object_get(rec, "failures"));
+    json_int_t retry_at = json_integer_value(json_object_get(rec, "retry_at_ms"));
+    uint64_t now = ax_now_ms();
+    printf("%-40s failures %lld", server, (long long)failures);
+    if (failures > 0 && retry_at > (json_int_t)now)
+        printf(" backing off %llus", (unsigned long long)(((uint64_t)retry_at - now + 999) / 1000));
+    else if (failures > 0)
+        printf(" retrying");
+    print_ts("last-success", json_object_get(rec, "last_success_ts"));
+    print_ts("last-failure", json_object_get(rec, "last_failure_ts"));
+    const char *e = json_string_value(json_object_get(rec, "last_error"));
+    if (failures > 0 && e != NULL && *e != '\0')
+        printf(" error \"%s\"", e);
+    printf("\n");
+    return 0;
+}
+
+typedef struct st_dest_reset_t {
+    const char *server;
+    bool found;
+} dest_reset_t;
+
+static int dest_reset_apply(ax_txn_t *txn, void *arg)
+{
+    dest_reset_t *d = arg;
+    json_t *rec = NULL;
+    int rc = ax_db_destination_get(txn, d->server, &rec);
+    d->found = rc == 0;
+    if (rc == AX_ENOTFOUND)
+        return 0;
+    if (rc != 0)
+        return rc;
+    json_object_set_new(rec, "failures", json_integer(0));
+    json_object_set_new(rec, "retry_at_ms", json_integer(0));
+    rc = ax_db_destination_put(txn, d->server, rec);
+    json_decref(rec);
+    return rc;
+}
+
+static int cmd_federation(admin_t *a, int argc, char **argv)
+{
+    if (argc >= 1 && strcmp(argv[0], "destinations") == 0) {
+        bool as_json = argc == 2 && strcmp(argv[1], "--json") == 0;
+        if (argc > 2 || (argc == 2 && !as_json))
+            return admin_usage(stderr), 2;
+        ax_txn_t *txn;
+        if (ax_db_read_begin(a->db, &txn) != 0)
+            return fail("cannot read the database");
+        json_t *out = as_json ? json_array() : NULL;
+        ax_db_destinations_foreach(txn, dest_list_cb, out);
+        ax_db_read_end(txn);
+        if (out != NULL) {
+            char *text = json_dumps(out, JSON_INDENT(2));
+            puts(text);
+            free(text);
+            json_decref(out);
+        }
+        return 0;
+    }
+    if (argc == 2 && strcmp(argv[0], "reset") == 0) {
+        dest_reset_t d = {argv[1], false};
+        int rc = run_write(a, dest_reset_apply, &d);
+        if (rc != 0)
+            return fail("cannot reset %s: %s", argv[1], ax_strerror(rc));
+        if (!d.found)
+            return fail("unknown destination %s", argv[1]);
+        printf("reset %s: it will be retried at once\n", argv[1]);
+        return 0;
+    }
+    return admin_usage(stderr), 2;
+}
+
 int ax_admin_main(int argc, char **argv)
 {
     const char *config = NULL;
@@ -785,7 +939,9 @@ int ax_admin_main(int argc, char **argv)
                 {"list-users", cmd_list_users},
                 {"registration-token", cmd_registration_token},
                 {"backup", cmd_backup},
-                {"media", cmd_media}};
+                {"media", cmd_media},
+                {"rotate-key", cmd_rotate_key},
+                {"federation", cmd_federation}};
     int (*fn)(admin_t *, int, char **) = NULL;
     for (size_t k = 0; k < AX_ARRAY_SIZE(cmds); ++k)
         if (strcmp(argv[i], cmds[k].name) == 0)

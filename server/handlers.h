@@ -157,9 +157,67 @@ int ax_cs_media_legacy_preview_url(ax_req_t *r);
  */
 void ax_cs_media_tick(ax_server_t *srv,
                       void (*submit)(ax_server_t *srv, ax_apply_fn apply, void *data, void (*free_data)(void *)));
+/* server/cs/keys.c -- end-to-end encryption keys and cross-signing */
+int ax_cs_keys_upload(ax_req_t *r);
+int ax_cs_keys_query(ax_req_t *r);
+int ax_cs_keys_claim(ax_req_t *r);
+int ax_cs_keys_changes(ax_req_t *r);
+int ax_cs_keys_device_signing_upload(ax_req_t *r);
+int ax_cs_keys_signatures_upload(ax_req_t *r);
+
+/* server/cs/to_device.c -- send-to-device messaging */
+int ax_cs_send_to_device(ax_req_t *r);
+
+/* server/cs/key_backup.c -- server-side key backups */
+int ax_cs_backup_version_create(ax_req_t *r);
+int ax_cs_backup_version_current(ax_req_t *r);
+int ax_cs_backup_version_get(ax_req_t *r);
+int ax_cs_backup_version_update(ax_req_t *r);
+int ax_cs_backup_version_delete(ax_req_t *r);
+int ax_cs_backup_keys_put(ax_req_t *r);
+int ax_cs_backup_keys_get(ax_req_t *r);
+int ax_cs_backup_keys_delete(ax_req_t *r);
+
+/* server/cs/dehydrated.c -- dehydrated devices (MSC3814) */
+int ax_cs_dehydrated_get(ax_req_t *r);
+int ax_cs_dehydrated_put(ax_req_t *r);
+int ax_cs_dehydrated_delete(ax_req_t *r);
+int ax_cs_dehydrated_events(ax_req_t *r);
+
+/* server/cs/spaces.c -- the space hierarchy */
+int ax_cs_spaces_hierarchy(ax_req_t *r);
+
+/* server/cs/admin.c -- server administration */
+int ax_cs_admin_whois(ax_req_t *r);
+
+/* server/cs/voip.c -- TURN servers for calls */
+int ax_cs_voip_turn_server(ax_req_t *r);
 
 /* federation/api_keys.c -- server keys and version */
+/* federation/api_keys.c -- server keys, the notary, version */
 int ax_fed_keys_server(ax_req_t *r);
+int ax_fed_keys_query_get(ax_req_t *r);
+int ax_fed_keys_query_post(ax_req_t *r);
 int ax_fed_version(ax_req_t *r);
+
+/* federation/api_query.c -- queries and device lists */
+int ax_fed_query_profile(ax_req_t *r);
+int ax_fed_query_directory(ax_req_t *r);
+int ax_fed_user_devices(ax_req_t *r);
+
+/* federation/membership.c -- joins, leaves, knocks and invites, the resident side */
+int ax_fed_make_join(ax_req_t *r);
+int ax_fed_make_leave(ax_req_t *r);
+int ax_fed_make_knock(ax_req_t *r);
+int ax_fed_send_join(ax_req_t *r);
+int ax_fed_send_join_v1(ax_req_t *r);
+int ax_fed_send_leave(ax_req_t *r);
+int ax_fed_send_leave_v1(ax_req_t *r);
+int ax_fed_send_knock(ax_req_t *r);
+int ax_fed_invite(ax_req_t *r);
+int ax_fed_invite_v1(ax_req_t *r);
+
+/* federation/send.c -- transactions from other servers */
+int ax_fed_send_txn(ax_req_t *r);
 
 #endif

@@ -164,7 +164,7 @@ static void req_task_done(ax_task_t *task)
     cont(r, task);
 }
 
-static void bind_task(ax_req_t *r, ax_task_t *task, ax_req_cont_t cont)
+void ax_req_bind_task(ax_req_t *r, ax_task_t *task, ax_req_cont_t cont)
 {
     task->port = &r->thread->port.super;
     task->done = req_task_done;
@@ -176,13 +176,13 @@ static void bind_task(ax_req_t *r, ax_task_t *task, ax_req_cont_t cont)
 
 void ax_req_submit_write(ax_req_t *r, ax_wjob_t *job, ax_req_cont_t cont)
 {
-    bind_task(r, &job->super, cont);
+    ax_req_bind_task(r, &job->super, cont);
     ax_writer_submit(r->srv->writer, job);
 }
 
 void ax_req_submit_work(ax_req_t *r, ax_work_t *work, ax_req_cont_t cont)
 {
-    bind_task(r, &work->super, cont);
+    ax_req_bind_task(r, &work->super, cont);
     ax_workers_submit(r->srv->workers, work);
 }
 
@@ -238,7 +238,7 @@ void ax_req_write_detached(ax_req_t *r, ax_apply_fn apply, void *data, void (*fr
     j->apply = apply;
     j->data = data;
     j->free_data = free_data;
-    bind_task(r, &j->u.w.super, simple_cont);
+    ax_req_bind_task(r, &j->u.w.super, simple_cont);
     j->u.w.super.owner = NULL; /* nobody waits: the continuation only frees */
     r->pending = NULL;
     ax_writer_submit(r->srv->writer, &j->u.w);
@@ -730,6 +730,11 @@ static char *pdecode(ax_req_t *r, const char *s, size_t n, bool form)
 
 const char *ax_req_query(ax_req_t *r, const char *name)
 {
+    return ax_req_query_nth(r, name, 0);
+}
+
+const char *ax_req_query_nth(ax_req_t *r, const char *name, size_t nth)
+{
     h2o_req_t *req = r->req;
     if (req->query_at == SIZE_MAX)
         return NULL;
@@ -741,7 +746,7 @@ const char *ax_req_query(ax_req_t *r, const char *name)
         const char *eq = memchr(q, '=', (size_t)(pe - q));
         const char *ke = eq ? eq : pe;
         char *key = pdecode(r, q, (size_t)(ke - q), true);
-        if (key != NULL && strlen(key) == nlen && memcmp(key, name, nlen) == 0) {
+        if (key != NULL && strlen(key) == nlen && memcmp(key, name, nlen) == 0 && nth-- == 0) {
             if (eq == NULL)
                 return "";
             char *v = pdecode(r, eq + 1, (size_t)(pe - eq - 1), true);
@@ -760,6 +765,27 @@ const char *ax_req_header(ax_req_t *r, const char *name)
         return NULL;
     h2o_header_t *h = &req->headers.entries[i];
     return ax_pstrndup(r, h->value.base, h->value.len);
+}
+
+const char *ax_req_header_n(ax_req_t *r, const char *name, size_t n, size_t *len)
+{
+    h2o_req_t *req = r->req;
+    size_t nlen = strlen(name);
+    for (size_t i = 0; i < req->headers.size; ++i) {
+        h2o_header_t *h = &req->headers.entries[i];
+        if (h->name->len != nlen || memcmp(h->name->base, name, nlen) != 0)
+            continue;
+        if (n-- == 0) {
+            *len = h->value.len;
+            return h->value.base;
+        }
+    }
+    return NULL;
+}
+
+const char *ax_req_uri(ax_req_t *r)
+{
+    return ax_pstrndup(r, r->req->path.base, r->req->path.len);
 }
 
 const char *ax_req_method(ax_req_t *r)
@@ -925,6 +951,10 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         ax_req_auth_or_reply(r, (route->flags & AX_ROUTE_AUTH) == 0) != 0)
         return 0;
 
+    /* Server-Server requests: the handler runs once the X-Matrix signature verified (maybe after a key fetch) */
+    if ((route->flags & AX_ROUTE_FED) != 0)
+        return ax_fed_auth_run(r);
+
     return route->handler(r);
 }
 
@@ -979,7 +1009,9 @@ static void on_waiter_now(h2o_timeout_entry_t *entry)
     ax_req_t *r = w->r;
     atomic_fetch_add(&r->srv->inflight, 1);
     r->thread->inflight++;
-    w->wake(r, false);
+    /* a re-check after a commit is not a timeout; shutting down (or no timeout at all) is:
+     * the handler must answer with what it has instead of parking again */
+    w->wake(r, w->answer_now);
 }
 
 void ax_req_park(ax_req_t *r, const char *key, uint64_t seen_pos, uint64_t timeout_ms, ax_wake_fn wake)
@@ -1000,6 +1032,7 @@ void ax_req_park(ax_req_t *r, const char *key, uint64_t seen_pos, uint64_t timeo
     t->inflight--;
 
     if (t->shutting_down || timeout_ms == 0) {
+        w->answer_now = true;
         h2o_timeout_link(t->loop, &t->ctx.zero_timeout, &w->now_entry);
         if (t->shutting_down)
             w->deadline_ms = 0;
@@ -1007,6 +1040,7 @@ void ax_req_park(ax_req_t *r, const char *key, uint64_t seen_pos, uint64_t timeo
     }
     if (ax_writer_stream_pos(r->srv->writer) > seen_pos) {
         /* something committed after the request looked: look again */
+        w->answer_now = false;
         h2o_timeout_link(t->loop, &t->ctx.zero_timeout, &w->now_entry);
         return;
     }
@@ -1534,6 +1568,8 @@ int ax_http_run(ax_server_t *srv)
     int sig = 0;
     sigwait(&set, &sig);
     ax_log(AX_LOG_INFO, "received %s, shutting down gracefully", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    if (srv->on_stopping != NULL)
+        srv->on_stopping(srv);
     for (unsigned i = 0; i < srv->nthreads; ++i)
         h2o_multithread_send_message(&srv->threads[i]->control, &srv->threads[i]->control_msg);
     for (unsigned i = 0; i < srv->nthreads; ++i)

@@ -22,9 +22,9 @@ typedef struct st_ax_hport_t {
     bool msg_pending;
 } ax_hport_t;
 
-/** Makes 'hp' a port whose tasks complete on the loop of 'queue' (HTTP threads, the outbound thread). */
+/** Makes 'hp' a port whose tasks finish on the loop of 'queue' (register before other threads post). */
 void ax_hport_init(ax_hport_t *hp, h2o_multithread_queue_t *queue);
-/** Unregisters the port and runs what is still queued with its owner cleared (the loop is going away). */
+/** Unregisters 'hp'; tasks still queued run with their 'owner' cleared. */
 void ax_hport_dispose(ax_hport_t *hp, h2o_multithread_queue_t *queue);
 
 /* One configured listen address: a SO_REUSEPORT socket per thread. */
@@ -85,6 +85,7 @@ typedef struct st_ax_waiter_t {
     struct st_ax_waiter_t *key_next, **key_pprev;
     struct st_ax_waiter_t *dl_next, *dl_prev;
     h2o_timeout_entry_t now_entry; /* wake on the next loop turn */
+    bool answer_now;               /* now_entry: shutting down or no timeout, so answer (timed out) */
     bool parked;
 } ax_waiter_t;
 

@@ -14,6 +14,7 @@
 #include "server/outbound.h"
 #include "server/pusher.h"
 #include "server/typing.h"
+#include "federation/federation.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -141,6 +142,12 @@ static void housekeeping(ax_server_t *srv)
     ax_cs_media_tick(srv, submit_background);
 }
 
+/* SIGTERM: outbound federation requests end now, so the HTTP threads waiting on them can drain. */
+static void stopping(ax_server_t *srv)
+{
+    ax_fed_shutdown(srv->fed);
+}
+
 /* The writer's commit hook: news for long-polls, and for the push sender. */
 static void notify_hook(void *arg, const ax_commit_info_t *info)
 {
@@ -154,7 +161,7 @@ static void notify_hook(void *arg, const ax_commit_info_t *info)
 
 static int serve(const char *config_path)
 {
-    /* block SIGTERM/SIGINT before any thread exists (writer, workers, libvips' pool): every
+    /* block SIGTERM/SIGINT before any thread exists (writer, workers, federation, DNS, libvips): every
      * thread inherits the mask, so only ax_http_run's sigwait receives them; a thread with
      * them unblocked would let the default action kill the process without a clean stop */
     sigset_t stop_signals;
@@ -175,7 +182,8 @@ static int serve(const char *config_path)
     pthread_mutex_init(&srv.nonce_mutex, NULL);
 
     char err[512];
-    if (ax_http_bind(&srv, err, sizeof(err)) != 0) {
+    if ((cfg->federation_enabled && ax_fed_check_config(cfg, err, sizeof(err)) != 0) ||
+        ax_http_bind(&srv, err, sizeof(err)) != 0) {
         fprintf(stderr, "axon: %s\n", err);
         ax_http_dispose(&srv);
         ax_config_free(cfg);
@@ -226,6 +234,12 @@ static int serve(const char *config_path)
         return 2;
     }
     ax_pusher_start(srv.pusher);
+    if (cfg->federation_enabled &&
+        (srv.fed = ax_fed_start(cfg, &srv.signing_key, srv.db, srv.writer, err, sizeof(err))) == NULL) {
+        fprintf(stderr, "axon: %s\n", err);
+        return 2;
+    }
+    srv.on_stopping = stopping;
     srv.workers = ax_workers_new(cfg->worker_threads);
     srv.router = ax_router_new(ax_routes, ax_routes_count);
     srv.limits.login = ax_ratelimit_new(cfg->rl_login_per_second, cfg->rl_login_burst);
@@ -235,9 +249,10 @@ static int serve(const char *config_path)
 
     ax_http_run(&srv);
 
-    /* threads are joined: stop sending (its last writes go through the writer), finish queued
-     * writes, then free everything */
+    /* threads are joined: the push sender and the federation loop finish their own writes, then the
+     * writer drains */
     ax_outbound_stop(srv.outbound);
+    ax_fed_free(srv.fed);
     ax_writer_stop(srv.writer);
     ax_pusher_free(srv.pusher);
     ax_outbound_free(srv.outbound);

@@ -9,6 +9,7 @@
 #include "server/handlers.h"
 #include "server/http_internal.h"
 #include "server/pusher.h"
+#include "federation/federation.h"
 
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -197,6 +198,63 @@ static void write_push(ax_server_t *srv, ax_buf_t *b)
     ax_buf_printf(b, "axon_push_queued %llu\n", (unsigned long long)ps.queued);
 }
 
+typedef struct st_dest_scan_t {
+    ax_buf_t *b;
+    uint64_t now;
+    uint64_t ok, backoff;
+} dest_scan_t;
+
+static int dest_metric_cb(void *arg, const char *server, json_t *rec)
+{
+    dest_scan_t *d = arg;
+    json_int_t failures = json_integer_value(json_object_get(rec, "failures"));
+    json_int_t retry_at = json_integer_value(json_object_get(rec, "retry_at_ms"));
+    if (failures <= 0) {
+        d->ok++;
+        return 0;
+    }
+    if (retry_at > (json_int_t)d->now)
+        d->backoff++;
+    else
+        d->ok++;
+    ax_buf_puts(d->b, "axon_federation_destination_failures{destination=\"");
+    label_escape(d->b, server);
+    ax_buf_printf(d->b, "\"} %lld\n", (long long)failures);
+    return 0;
+}
+
+static void write_federation(ax_server_t *srv, ax_buf_t *b)
+{
+    if (srv->fed != NULL) {
+        ax_fed_stats_t fs;
+        ax_fed_stats(srv->fed, &fs);
+        header(b, "axon_federation_requests_total", "counter",
+               "Outbound federation requests, by outcome (ok: any answer below 500).");
+        for (size_t i = 0; i < AX_FED_RESULT__COUNT; ++i)
+            ax_buf_printf(b, "axon_federation_requests_total{result=\"%s\"} %llu\n",
+                          ax_fed_result_name((ax_fed_result_t)i), (unsigned long long)fs.requests[i]);
+        header(b, "axon_federation_requests_in_flight", "gauge", "Outbound federation requests in progress.");
+        ax_buf_printf(b, "axon_federation_requests_in_flight %llu\n", (unsigned long long)fs.in_flight);
+        header(b, "axon_federation_key_fetches_total", "counter",
+               "Fetches of other servers' signing keys (direct, then notaries), by outcome.");
+        ax_buf_printf(b, "axon_federation_key_fetches_total{result=\"ok\"} %llu\n",
+                      (unsigned long long)fs.key_fetches_ok);
+        ax_buf_printf(b, "axon_federation_key_fetches_total{result=\"failed\"} %llu\n",
+                      (unsigned long long)fs.key_fetches_failed);
+    }
+    ax_txn_t *txn;
+    if (ax_db_read_begin(srv->db, &txn) != 0)
+        return;
+    header(b, "axon_federation_destination_failures", "gauge",
+           "Consecutive failed requests to each remote server that is failing now (0 are not listed).");
+    dest_scan_t d = {b, ax_now_ms(), 0, 0};
+    ax_db_destinations_foreach(txn, dest_metric_cb, &d);
+    ax_db_read_end(txn);
+    header(b, "axon_federation_destinations", "gauge", "Remote servers contacted, by state.");
+    ax_buf_printf(b, "axon_federation_destinations{state=\"ok\"} %llu\n", (unsigned long long)d.ok);
+    ax_buf_printf(b, "axon_federation_destinations{state=\"backoff\"} %llu\n", (unsigned long long)d.backoff);
+}
+
 /* GET /metrics */
 int ax_ops_metrics(ax_req_t *r)
 {
@@ -212,6 +270,7 @@ int ax_ops_metrics(ax_req_t *r)
     ax_buf_printf(&b, "axon_http_connections %lld\n", (long long)atomic_load(&srv->connections));
     write_writer(srv, &b);
     write_push(srv, &b);
+    write_federation(srv, &b);
     ax_db_stats_t ds;
     if (ax_db_stats(srv->db, &ds) == 0) {
         header(&b, "axon_db_map_size_bytes", "gauge", "LMDB map size (map_size): the most the database can grow to.");

@@ -6,9 +6,10 @@
  */
 #include "server/handlers.h"
 
-#define CS    "/_matrix/client/v3"
-#define FED   "/_matrix/federation"
-#define MEDIA "/_matrix/client/v1/media"
+#define CS      "/_matrix/client/v3"
+#define FED     "/_matrix/federation"
+#define MEDIA   "/_matrix/client/v1/media"
+#define MSC3814 "/_matrix/client/unstable/org.matrix.msc3814.v1"
 
 /* clang-format off */
 const ax_route_t ax_routes[] = {
@@ -90,6 +91,9 @@ const ax_route_t ax_routes[] = {
                                                                                       AX_ROUTE_AUTH},
     {"GET",    "/_matrix/client/v1/rooms/{roomId}/threads", ax_cs_threads,            AX_ROUTE_AUTH},
 
+    /* spaces (server/cs/spaces.c) */
+    {"GET",    "/_matrix/client/v1/rooms/{roomId}/hierarchy", ax_cs_spaces_hierarchy,  AX_ROUTE_AUTH},
+
     /* search (server/cs/search.c) */
     {"POST",   CS "/search",                           ax_cs_search,                  AX_ROUTE_AUTH},
     {"POST",   CS "/user_directory/search",            ax_cs_user_directory_search,   AX_ROUTE_AUTH},
@@ -141,6 +145,12 @@ const ax_route_t ax_routes[] = {
     {"GET",    CS "/pushers",                          ax_cs_pushers_get,             AX_ROUTE_AUTH},
     {"POST",   CS "/pushers/set",                      ax_cs_pushers_set,             AX_ROUTE_AUTH},
     {"GET",    CS "/notifications",                    ax_cs_notifications,           AX_ROUTE_AUTH},
+    /* server administration (server/cs/admin.c) */
+    {"GET",    CS "/admin/whois/{userId}",             ax_cs_admin_whois,             AX_ROUTE_AUTH},
+
+    /* VoIP (server/cs/voip.c) */
+    {"GET",    CS "/voip/turnServer",                  ax_cs_voip_turn_server,        AX_ROUTE_AUTH},
+
     /* the content repository (server/cs/media.c) */
     {"POST",   "/_matrix/media/v3/upload",             ax_cs_media_upload,            AX_ROUTE_AUTH | AX_ROUTE_UPLOAD},
     {"PUT",    "/_matrix/media/v3/upload/{serverName}/{mediaId}", ax_cs_media_upload_put,
@@ -158,9 +168,62 @@ const ax_route_t ax_routes[] = {
     {"GET",    "/_matrix/media/v3/config",             ax_cs_media_legacy_config,     AX_ROUTE_AUTH},
     {"GET",    "/_matrix/media/v3/preview_url",        ax_cs_media_legacy_preview_url, AX_ROUTE_AUTH},
 
+    /* end-to-end encryption (server/cs/keys.c, to_device.c, key_backup.c) */
+    {"POST",   CS "/keys/upload",                      ax_cs_keys_upload,             AX_ROUTE_AUTH},
+    {"POST",   CS "/keys/query",                       ax_cs_keys_query,              AX_ROUTE_AUTH},
+    {"POST",   CS "/keys/claim",                       ax_cs_keys_claim,              AX_ROUTE_AUTH},
+    {"GET",    CS "/keys/changes",                     ax_cs_keys_changes,            AX_ROUTE_AUTH},
+    {"POST",   CS "/keys/device_signing/upload",       ax_cs_keys_device_signing_upload, AX_ROUTE_AUTH | AX_ROUTE_NO_R0},
+    {"POST",   CS "/keys/signatures/upload",           ax_cs_keys_signatures_upload,  AX_ROUTE_AUTH},
+    {"PUT",    CS "/sendToDevice/{eventType}/{txnId}", ax_cs_send_to_device,          AX_ROUTE_AUTH},
+    {"POST",   CS "/room_keys/version",                ax_cs_backup_version_create,   AX_ROUTE_AUTH},
+    {"GET",    CS "/room_keys/version",                ax_cs_backup_version_current,  AX_ROUTE_AUTH},
+    {"GET",    CS "/room_keys/version/{version}",      ax_cs_backup_version_get,      AX_ROUTE_AUTH},
+    {"PUT",    CS "/room_keys/version/{version}",      ax_cs_backup_version_update,   AX_ROUTE_AUTH},
+    {"DELETE", CS "/room_keys/version/{version}",      ax_cs_backup_version_delete,   AX_ROUTE_AUTH},
+    {"PUT",    CS "/room_keys/keys",                   ax_cs_backup_keys_put,         AX_ROUTE_AUTH},
+    {"GET",    CS "/room_keys/keys",                   ax_cs_backup_keys_get,         AX_ROUTE_AUTH},
+    {"DELETE", CS "/room_keys/keys",                   ax_cs_backup_keys_delete,      AX_ROUTE_AUTH},
+    {"PUT",    CS "/room_keys/keys/{roomId}",          ax_cs_backup_keys_put,         AX_ROUTE_AUTH},
+    {"GET",    CS "/room_keys/keys/{roomId}",          ax_cs_backup_keys_get,         AX_ROUTE_AUTH},
+    {"DELETE", CS "/room_keys/keys/{roomId}",          ax_cs_backup_keys_delete,      AX_ROUTE_AUTH},
+    {"PUT",    CS "/room_keys/keys/{roomId}/{sessionId}", ax_cs_backup_keys_put,      AX_ROUTE_AUTH},
+    {"GET",    CS "/room_keys/keys/{roomId}/{sessionId}", ax_cs_backup_keys_get,      AX_ROUTE_AUTH},
+    {"DELETE", CS "/room_keys/keys/{roomId}/{sessionId}", ax_cs_backup_keys_delete,   AX_ROUTE_AUTH},
+
+    /* dehydrated devices, MSC3814 (server/cs/dehydrated.c) */
+    {"GET",    MSC3814 "/dehydrated_device",           ax_cs_dehydrated_get,          AX_ROUTE_AUTH},
+    {"PUT",    MSC3814 "/dehydrated_device",           ax_cs_dehydrated_put,          AX_ROUTE_AUTH},
+    {"DELETE", MSC3814 "/dehydrated_device",           ax_cs_dehydrated_delete,       AX_ROUTE_AUTH},
+    {"GET",    MSC3814 "/dehydrated_device/{deviceId}/events", ax_cs_dehydrated_events, AX_ROUTE_AUTH},
+    {"POST",   MSC3814 "/dehydrated_device/{deviceId}/events", ax_cs_dehydrated_events, AX_ROUTE_AUTH},
+
     /* federation: keys and version */
+    /* federation: keys, the notary and version (federation/api_keys.c); no X-Matrix needed */
     {"GET",  "/_matrix/key/v2/server",                 ax_fed_keys_server,      0},
+    {"GET",  "/_matrix/key/v2/query/{serverName}",     ax_fed_keys_query_get,   0},
+    {"POST", "/_matrix/key/v2/query",                  ax_fed_keys_query_post,  0},
     {"GET",  FED "/v1/version",                        ax_fed_version,          0},
+
+    /* federation: queries (federation/api_query.c); X-Matrix signed */
+    {"GET",  FED "/v1/query/profile",                  ax_fed_query_profile,    AX_ROUTE_FED},
+    {"GET",  FED "/v1/query/directory",                ax_fed_query_directory,  AX_ROUTE_FED},
+    {"GET",  FED "/v1/user/devices/{userId}",          ax_fed_user_devices,     AX_ROUTE_FED},
+
+    /* federation: joining, leaving, knocking, inviting (federation/membership.c) */
+    {"GET",  FED "/v1/make_join/{roomId}/{userId}",    ax_fed_make_join,        AX_ROUTE_FED},
+    {"GET",  FED "/v1/make_leave/{roomId}/{userId}",   ax_fed_make_leave,       AX_ROUTE_FED},
+    {"GET",  FED "/v1/make_knock/{roomId}/{userId}",   ax_fed_make_knock,       AX_ROUTE_FED},
+    {"PUT",  FED "/v2/send_join/{roomId}/{eventId}",   ax_fed_send_join,        AX_ROUTE_FED},
+    {"PUT",  FED "/v1/send_join/{roomId}/{eventId}",   ax_fed_send_join_v1,     AX_ROUTE_FED},
+    {"PUT",  FED "/v2/send_leave/{roomId}/{eventId}",  ax_fed_send_leave,       AX_ROUTE_FED},
+    {"PUT",  FED "/v1/send_leave/{roomId}/{eventId}",  ax_fed_send_leave_v1,    AX_ROUTE_FED},
+    {"PUT",  FED "/v1/send_knock/{roomId}/{eventId}",  ax_fed_send_knock,       AX_ROUTE_FED},
+    {"PUT",  FED "/v2/invite/{roomId}/{eventId}",      ax_fed_invite,           AX_ROUTE_FED},
+    {"PUT",  FED "/v1/invite/{roomId}/{eventId}",      ax_fed_invite_v1,        AX_ROUTE_FED},
+
+    /* federation: transactions (federation/send.c) */
+    {"PUT",  FED "/v1/send/{txnId}",                   ax_fed_send_txn,         AX_ROUTE_FED},
 };
 /* clang-format on */
 

@@ -102,6 +102,7 @@ enum {
     AX_ROUTE_UPLOAD = 1 << 2,        /* body limit is max_upload_size, not max_request_size */
     AX_ROUTE_NO_R0 = 1 << 3,         /* a v3 path that has no r0 alias */
     AX_ROUTE_NO_LOG = 1 << 4,        /* no access-log line (health checks, metrics scrapes) */
+    AX_ROUTE_FED = 1 << 5,           /* Server-Server API: X-Matrix signature required (federation/auth.c) */
 };
 
 #define AX_ROUTE_MAX_PARAMS 6
@@ -142,6 +143,7 @@ typedef struct st_ax_auth_t {
     const char *user_id;
     const char *device_id;
     bool is_admin;
+    const char *server; /* AX_ROUTE_FED: the origin server whose X-Matrix signature verified */
 } ax_auth_t;
 
 struct st_ax_req_t {
@@ -190,6 +192,8 @@ int ax_req_json_body_or_reply(ax_req_t *r, json_t **out);
  * pool), or NULL when absent.  A present but undecodable value reads as "".
  */
 const char *ax_req_query(ax_req_t *r, const char *name);
+/** The 'nth' (from 0) occurrence of a repeated query parameter ("ver", "server_name"), or NULL. */
+const char *ax_req_query_nth(ax_req_t *r, const char *name, size_t nth);
 
 /* Typed fields of a JSON object (borrowed values).  A JSON null counts as
  * absent.  A wrong type replies 400 M_BAD_JSON, a missing required field
@@ -202,6 +206,15 @@ int ax_field_int_or_reply(ax_req_t *r, json_t *obj, const char *key, bool requir
 
 /** The value of request header 'name' (lower-case) copied into the pool, or NULL. */
 const char *ax_req_header(ax_req_t *r, const char *name);
+
+/**
+ * The value of the 'n'-th (from 0) header named 'name' (lower-case),
+ * borrowed from the request (not NUL-terminated; 'len' bytes), or NULL.
+ */
+const char *ax_req_header_n(ax_req_t *r, const char *name, size_t n, size_t *len);
+
+/** The raw request target as sent: path and query string (in the pool). */
+const char *ax_req_uri(ax_req_t *r);
 
 /** The request method ("GET") and raw path without the query string, in the pool. */
 const char *ax_req_method(ax_req_t *r);
@@ -252,6 +265,14 @@ void ax_reply_header(ax_req_t *r, const char *name, const char *value);
  * once and owns (frees) the task.
  */
 typedef void (*ax_req_cont_t)(ax_req_t *r, ax_task_t *task);
+
+/**
+ * Ties 'task' to the request: sets its 'done' and 'port' so that 'cont'
+ * continues the request on its thread when the task completes (or runs
+ * with r == NULL if the request went away).  The caller then hands the task
+ * to whatever completes it (the federation loop, the keyring).
+ */
+void ax_req_bind_task(ax_req_t *r, ax_task_t *task, ax_req_cont_t cont);
 
 /** Submits 'job' to the writer; 'cont' continues the request after the commit. */
 void ax_req_submit_write(ax_req_t *r, ax_wjob_t *job, ax_req_cont_t cont);
@@ -309,6 +330,16 @@ void ax_http_notify(ax_server_t *srv, const ax_commit_info_t *info);
  * returns -1.  With 'optional', a missing token is not an error.
  */
 int ax_req_auth_or_reply(ax_req_t *r, bool optional);
+
+/* ---- federation/auth.c -- the AX_ROUTE_FED guard -------------------------------------- */
+
+/**
+ * Authenticates a Server-Server request by its X-Matrix header and runs
+ * the route's handler with r->auth.server set, now or once the origin's key
+ * was fetched.  Replies 401 M_UNAUTHORIZED (or 404 when federation is
+ * disabled) otherwise.  Returns 0.
+ */
+int ax_fed_auth_run(ax_req_t *r);
 
 /* ---- ratelimit.c -- token buckets per key ------------------------------------------- */
 
@@ -378,11 +409,13 @@ struct st_ax_server_t {
     uint64_t started_at_ms;
     struct st_ax_typing_t *typing;
     struct st_ax_presence_t *presence;
-    struct st_ax_changes_t *changes;   /* rooms changed per stream position (changes.h) */
-    struct st_ax_push_t *push;         /* the push engine, attached to the writer (core/push.h) */
-    struct st_ax_outbound_t *outbound; /* the outbound HTTP client thread (server/outbound.h) */
-    struct st_ax_pusher_t *pusher;     /* the push sender running on it (server/pusher.h) */
-    void (*on_tick)(ax_server_t *srv); /* run every second on HTTP thread 0 */
+    struct st_ax_push_t *push;             /* the push engine, attached to the writer (core/push.h) */
+    struct st_ax_outbound_t *outbound;     /* the outbound HTTP client thread (server/outbound.h) */
+    struct st_ax_pusher_t *pusher;         /* the push sender running on it (server/pusher.h) */
+    struct st_ax_changes_t *changes;       /* rooms changed per stream position (changes.h) */
+    void (*on_tick)(ax_server_t *srv);     /* run every second on HTTP thread 0 */
+    void (*on_stopping)(ax_server_t *srv); /* run once on SIGTERM/SIGINT, before the threads drain */
+    struct st_ax_fed_t *fed;               /* the federation loop; NULL when federation is disabled */
     struct {
         ax_ratelimit_t *login;
         ax_ratelimit_t *register_;

@@ -162,6 +162,9 @@ int ax_db_device_login(ax_txn_t *txn, const char *user_id, const char *device_id
         dev = json_pack("{s:I}", "created_ts", (json_int_t)ax_now_ms());
         if (display_name != NULL)
             json_object_set_new(dev, "display_name", json_string(display_name));
+        /* a new device: whoever tracks this user's devices must look again */
+        if ((rc = ax_db_devicelist_touch(txn, user_id, NULL)) != 0)
+            goto out;
     } else if (rc != 0) {
         return rc;
     } else if ((rc = revoke_device_tokens(txn, dev, prev_refresh != NULL)) != 0) {
@@ -229,7 +232,9 @@ int ax_db_device_logout(ax_txn_t *txn, const char *user_id, const char *device_i
     if (delete_device) {
         char key[1024];
         size_t klen = device_key(key, sizeof(key), user_id, device_id);
-        rc = ax_kv_del(txn, AX_DBI_userdevice_device, key, klen, NULL, 0);
+        if ((rc = ax_kv_del(txn, AX_DBI_userdevice_device, key, klen, NULL, 0)) == 0 &&
+            (rc = ax_db_e2ee_device_delete(txn, user_id, device_id)) == 0)
+            rc = ax_db_devicelist_touch(txn, user_id, NULL);
         /* a logged-out phone must stop getting pushes: its pushers go with it */
         if (rc == 0)
             rc = ax_db_pushers_del_device(txn, user_id, device_id);

@@ -81,8 +81,45 @@ int ax_kv_del(ax_txn_t *txn, int dbi, const void *key, size_t klen, const void *
 
 /* ---- Schema version and migrations ---- */
 
-/* migrations[i] upgrades a database at version i+1 to i+2. None yet. */
-static int (*const migrations[])(ax_txn_t *txn) = {NULL};
+/* ---- 1 -> 2: the per-room membership change index (roomid_pos_member) ---- */
+
+typedef struct st_member_rows_t {
+    ax_buf_t rows; /* room_id 0x00 user_id 0x00 membership 0x00 be64 pos, repeated */
+} member_rows_t;
+
+static int collect_membership(void *arg, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    member_rows_t *m = arg;
+    /* key = room_id 0x00 user_id 0x00 be64 pos */
+    const char *k = key;
+    const char *sep = klen > 8 ? memchr(k, 0, klen - 8) : NULL;
+    if (sep == NULL || klen < 10 || k[klen - 9] != '\0' || memchr(val, 0, vlen) != NULL)
+        return 0;
+    ax_buf_append(&m->rows, k, klen - 8);
+    ax_buf_append(&m->rows, val, vlen);
+    ax_buf_append(&m->rows, "", 1);
+    ax_buf_append(&m->rows, k + klen - 8, 8);
+    return 0;
+}
+
+static int migrate_member_changes(ax_txn_t *txn)
+{
+    /* collect first: scans must not write */
+    member_rows_t m = {AX_BUF_INIT};
+    int rc = ax_kv_scan(txn, AX_DBI_roomuser_pos_membership, NULL, 0, NULL, 0, collect_membership, &m);
+    size_t off = 0;
+    while (rc == 0 && off < m.rows.len) {
+        const char *room = m.rows.base + off, *user = room + strlen(room) + 1, *membership = user + strlen(user) + 1;
+        const uint8_t *pos = (const uint8_t *)membership + strlen(membership) + 1;
+        rc = ax_db_member_change_put(txn, room, user, membership, ax_be64_get(pos));
+        off = (size_t)((const char *)pos + 8 - m.rows.base);
+    }
+    ax_buf_dispose(&m.rows);
+    return rc;
+}
+
+/* migrations[i] upgrades a database at version i+1 to i+2. */
+static int (*const migrations[])(ax_txn_t *txn) = {migrate_member_changes};
 
 typedef struct st_schema_arg_t {
     char *err;

@@ -505,7 +505,60 @@ int ax_db_membership_put(ax_txn_t *txn, const char *room_id, const char *user_id
         rc = ax_kv_put(txn, AX_DBI_roomid_members, rk.b, rk.n, membership, strlen(membership), 0);
     if (rc == 0)
         rc = ax_kv_put(txn, AX_DBI_roomuser_pos_membership, hk.b, hk.n, membership, strlen(membership), 0);
+    if (rc == 0)
+        rc = ax_db_member_change_put(txn, room_id, user_id, membership, pos);
     return rc;
+}
+
+int ax_db_member_change_put(ax_txn_t *txn, const char *room_id, const char *user_id, const char *membership,
+                            uint64_t pos)
+{
+    ax_key_t k = {0};
+    ax_key_str(&k, room_id, true);
+    ax_key_u64(&k, pos);
+    ax_key_t v = {0};
+    ax_key_str(&v, user_id, true);
+    ax_key_str(&v, membership, false);
+    if (k.overflow || v.overflow)
+        return AX_ETOOBIG;
+    return ax_kv_put(txn, AX_DBI_roomid_pos_member, k.b, k.n, v.b, v.n, 0);
+}
+
+typedef struct st_member_changes_t {
+    size_t plen;
+    uint64_t upto;
+    int (*cb)(void *arg, uint64_t pos, const char *user_id, const char *membership);
+    void *arg;
+} member_changes_t;
+
+static int member_changes_cb(void *arg, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    member_changes_t *s = arg;
+    if (klen != s->plen + 8)
+        return 0;
+    uint64_t pos = ax_be64_get((const uint8_t *)key + s->plen);
+    if (pos > s->upto)
+        return 1;
+    const char *v = val;
+    const char *nul = memchr(v, 0, vlen);
+    char user[256], m[32];
+    if (nul == NULL || !copy_part(user, sizeof(user), v, (size_t)(nul - v)) ||
+        !copy_part(m, sizeof(m), nul + 1, vlen - (size_t)(nul - v) - 1))
+        return 0;
+    return s->cb(s->arg, pos, user, m);
+}
+
+int ax_db_member_changes(ax_txn_t *txn, const char *room_id, uint64_t after, uint64_t upto,
+                         int (*cb)(void *arg, uint64_t pos, const char *user_id, const char *membership), void *arg)
+{
+    ax_key_t p = {0};
+    ax_key_str(&p, room_id, true);
+    ax_key_t f = p;
+    ax_key_u64(&f, after + 1);
+    if (f.overflow || after == UINT64_MAX)
+        return 0;
+    member_changes_t s = {p.n, upto, cb, arg};
+    return ax_kv_scan(txn, AX_DBI_roomid_pos_member, p.b, p.n, f.b, f.n, member_changes_cb, &s);
 }
 
 int ax_db_membership_get(ax_txn_t *txn, const char *room_id, const char *user_id, json_t **out)

@@ -14,7 +14,7 @@
 #ifndef AX_STORAGE_SCHEMA_H
 #define AX_STORAGE_SCHEMA_H
 
-#define AX_SCHEMA_VERSION 1
+#define AX_SCHEMA_VERSION 2 /* 2: roomid_pos_member (backfilled from roomuser_pos_membership) */
 
 /*
  * meta                  key = str name; value = per name: "schema_version" -> be64,
@@ -52,6 +52,8 @@
  *                       event's own state (federated forks resolved by state resolution)
  * roomuser_pos_membership  key = room_id 0x00 user_id 0x00 be64 pos; value = membership
  *                       (every membership change, for "membership at position")
+ * roomid_pos_member     key = room_id 0x00 be64 pos; value = user_id 0x00 membership
+ *                       (the same changes in room order: who joined or left since a sync token)
  * userid_membership     key = user_id 0x00 room_id; value = json {membership, event_id, pos}
  * roomid_members        key = room_id 0x00 user_id; value = membership          (current)
  * roomid_pos_visibility key = room_id 0x00 be64 pos; value = history_visibility   (every change)
@@ -99,6 +101,49 @@
  * userpending_mediaid   key = uploader 0x00 media_id; value = be64 expires_ts    (pending IDs per user)
  * expiry_mediaid        key = be64 expires_ts media_id; value = ""               (pending IDs by expiry)
  * sha256_refs           key = sha256 (32 bytes); value = be64 number of media IDs with that content
+ *
+ * End-to-end encryption (storage/e2ee.c).  The server only stores and hands out public keys and
+ * signatures; "dev" below is user_id 0x00 device_id.
+ * userdevice_keys       key = dev; value = json device_keys as uploaded (signatures by the user's
+ *                       self-signing key merged in)
+ * userdevicealgo_otk    key = dev 0x00 algorithm 0x00 key_id; value = be64 seq | json key
+ * otk_order             key = dev 0x00 algorithm 0x00 be64 seq key_id; value = ""   (oldest first:
+ *                       one-time keys are claimed in upload order; seq counts uploads, meta "otk_seq")
+ * userdevicealgo_fallback  key = dev 0x00 algorithm; value = json {key_id, key, used}
+ * userusage_crosssigning   key = user_id 0x00 usage ("master", "self_signing", "user_signing");
+ *                       value = json cross-signing key (signatures by the user's own devices merged in)
+ * keysig_signatures     key = target user_id 0x00 target key id (master public key) 0x00 signer
+ *                       user_id; value = json {signer key id: signature}   (user-signing signatures
+ *                       of other users' master keys: only their signer sees them)
+ * pos_devicelist        key = be64 pos; value = user_id 0x00 observer   (device-list changes, for
+ *                       /sync and /keys/changes; observer "" = everyone sharing a room with user_id,
+ *                       else only that user)
+ * devicelist_pos        key = user_id 0x00 observer; value = be64 pos   (moves the entry above, so
+ *                       the change index holds one entry per user and observer)
+ * dev_pos_todevice      key = dev 0x00 be64 pos; value = json {sender, type, content}  (a device's
+ *                       inbox; deleted once a /sync with a later since acknowledges them)
+ * todevicetxn_ts        key = dev 0x00 txn_id; value = be64 ts   (sendToDevice idempotency)
+ * userid_dehydrated     key = user_id; value = json {device_id, device_data}   (MSC3814: the user's
+ *                       dehydrated device, a device without tokens whose inbox fills while offline)
+ *
+ * Server-side key backup (storage/key_backup.c).
+ * userversion_backup    key = user_id 0x00 be64 version; value = json {algorithm, auth_data, etag,
+ *                       count, deleted?}   (deleted versions stay, so a number is never reused)
+ * backup_roomkey        key = user_id 0x00 be64 version room_id 0x00 session_id; value = json
+ *                       KeyBackupData {first_message_index, forwarded_count, is_verified, session_data}
+ *
+ * Transactions other servers sent (storage/fedtxn.c), kept a day to answer retries the same way.
+ * origintxn_answer      key = origin 0x00 txn_id; value = be64 received_ms | json answer
+ * ts_origintxn          key = be64 received_ms origin 0x00 txn_id; value = ""  (oldest first, for pruning)
+ *
+ * Federation (storage/federation.c).
+ * serverkeyid_key       key = server_name 0x00 key_id; value = json {key: unpadded base64 ed25519 public key,
+ *                       valid_until_ts, expired_ts? (listed under old_verify_keys), fetched_ts, from: the server
+ *                       that served it (itself or a notary), doc: the key document as its owner signed it}
+ * keyid_oldkey          key = key_id of one of our own former signing keys; value = json {key, expired_ts}
+ *                       (served under old_verify_keys; written by `axon admin rotate-key`)
+ * destination_state     key = server_name; value = json {failures, retry_at_ms, first_seen_ts,
+ *                       last_success_ts?, last_failure_ts?, last_error?}  (outbound backoff per destination)
  */
 /* clang-format off */
 #define AX_SCHEMA_DBS(X) \
@@ -148,7 +193,26 @@
     X(userid_media, 0) \
     X(userpending_mediaid, 0) \
     X(expiry_mediaid, 0) \
-    X(sha256_refs, 0)
+    X(sha256_refs, 0) \
+    X(roomid_pos_member, 0) \
+    X(userdevice_keys, 0) \
+    X(userdevicealgo_otk, 0) \
+    X(otk_order, 0) \
+    X(userdevicealgo_fallback, 0) \
+    X(userusage_crosssigning, 0) \
+    X(keysig_signatures, 0) \
+    X(pos_devicelist, 0) \
+    X(devicelist_pos, 0) \
+    X(dev_pos_todevice, 0) \
+    X(todevicetxn_ts, 0) \
+    X(userid_dehydrated, 0) \
+    X(userversion_backup, 0) \
+    X(backup_roomkey, 0) \
+    X(serverkeyid_key, 0) \
+    X(keyid_oldkey, 0) \
+    X(destination_state, 0) \
+    X(origintxn_answer, 0) \
+    X(ts_origintxn, 0)
 /* clang-format on */
 
 #endif

@@ -134,7 +134,8 @@ int ax_db_device_foreach(ax_txn_t *txn, const char *user_id,
  * when new) or keeps it, revokes the tokens the device had, and stores the
  * new access token hash (expiring at 'expires_ms', 0 = never) and, if not
  * NULL, the refresh token hash (replacing 'prev_refresh' if not NULL).
- * Records 'ip' (may be NULL) and now as the device's last activity.
+ * Records 'ip' (may be NULL) and now as the device's last activity.  A new
+ * device is a device-list change (ax_db_devicelist_touch).
  * Returns 0 or an AX_E* code.
  */
 int ax_db_device_login(ax_txn_t *txn, const char *user_id, const char *device_id, const char *display_name,
@@ -142,8 +143,9 @@ int ax_db_device_login(ax_txn_t *txn, const char *user_id, const char *device_id
                        const uint8_t *refresh_hash, const uint8_t *prev_refresh);
 
 /**
- * Revokes the device's tokens and, when 'delete_device', the device itself
- * and the pushers it created.  AX_ENOTFOUND if unknown.
+ * Revokes the device's tokens and, when 'delete_device', deletes the device
+ * with its encryption keys and inbox, as a device-list change, and the
+ * pushers it created.  AX_ENOTFOUND if unknown.
  */
 int ax_db_device_logout(ax_txn_t *txn, const char *user_id, const char *device_id, bool delete_device);
 
@@ -264,6 +266,15 @@ int ax_db_room_members_foreach(ax_txn_t *txn, const char *room_id,
                                int (*cb)(void *arg, const char *user_id, const char *membership), void *arg);
 /** Forgets the user's membership record of a room they left (POST /forget). */
 int ax_db_membership_forget(ax_txn_t *txn, const char *room_id, const char *user_id);
+/** Indexes a membership change in room order (ax_db_membership_put does it; migrations too). */
+int ax_db_member_change_put(ax_txn_t *txn, const char *room_id, const char *user_id, const char *membership,
+                            uint64_t pos);
+/**
+ * Calls 'cb' for each membership change of the room at a position in
+ * ('after', 'upto'], oldest first, until it returns nonzero.
+ */
+int ax_db_member_changes(ax_txn_t *txn, const char *room_id, uint64_t after, uint64_t upto,
+                         int (*cb)(void *arg, uint64_t pos, const char *user_id, const char *membership), void *arg);
 
 int ax_db_visibility_put(ax_txn_t *txn, const char *room_id, uint64_t pos, const char *visibility);
 /** The history_visibility in force at 'pos' ("shared" when never set) into 'out'. */
@@ -474,6 +485,140 @@ int ax_db_media_user_foreach(ax_txn_t *txn, const char *user_id,
 
 /** Deletes up to 'max' pending IDs that expired at or before 'now_ms' (write txn); counts them in '*n'. */
 int ax_db_media_expire(ax_txn_t *txn, uint64_t now_ms, size_t max, size_t *n);
+/* ---- e2ee.c -- device keys, one-time and fallback keys, cross-signing, device lists -------
+ * Public keys only.  Getters return a new reference in '*out' or
+ * AX_ENOTFOUND; putters borrow their JSON and need the writer's txn. */
+
+/** The device_keys object a device uploaded (with the signatures merged into it since). */
+int ax_db_devicekeys_get(ax_txn_t *txn, const char *user_id, const char *device_id, json_t **out);
+int ax_db_devicekeys_put(ax_txn_t *txn, const char *user_id, const char *device_id, const json_t *keys);
+/** Calls 'cb' for each device of 'user_id' that has uploaded keys, in device ID order. */
+int ax_db_devicekeys_foreach(ax_txn_t *txn, const char *user_id,
+                             int (*cb)(void *arg, const char *device_id, json_t *keys), void *arg);
+
+/** Hands out the next one-time key upload batch number (claims give out lower batches first). */
+int ax_db_otk_next_seq(ax_txn_t *txn, uint64_t *out);
+/** The one-time key 'algorithm':'key_id' of a device: a string or an object, a new reference. */
+int ax_db_otk_get(ax_txn_t *txn, const char *user_id, const char *device_id, const char *algorithm, const char *key_id,
+                  json_t **out);
+/** Adds a one-time key (borrowed) in upload batch 'seq'.  AX_ETOOBIG when the IDs are too long for a key. */
+int ax_db_otk_add(ax_txn_t *txn, const char *user_id, const char *device_id, const char *algorithm, const char *key_id,
+                  const json_t *key, uint64_t seq);
+/**
+ * Removes the device's oldest one-time key of 'algorithm' and returns it:
+ * its ID into 'key_id' (cap bytes) and the key in '*key' (a new
+ * reference).  AX_ENOTFOUND when none is left.  Write txn.
+ */
+int ax_db_otk_take(ax_txn_t *txn, const char *user_id, const char *device_id, const char *algorithm, char *key_id,
+                   size_t cap, json_t **key);
+/** The device's one-time key counts per algorithm ({algorithm: n}, a new reference; {} when none). */
+int ax_db_otk_counts(ax_txn_t *txn, const char *user_id, const char *device_id, json_t **out);
+
+/**
+ * Stores the device's fallback key for 'algorithm', replacing the previous
+ * one as unused; the very same key uploaded again keeps its used flag.
+ */
+int ax_db_fallback_put(ax_txn_t *txn, const char *user_id, const char *device_id, const char *algorithm,
+                       const char *key_id, const json_t *key);
+/** Returns the fallback key of 'algorithm' (ID into 'key_id', key a new reference) and marks it used. */
+int ax_db_fallback_claim(ax_txn_t *txn, const char *user_id, const char *device_id, const char *algorithm, char *key_id,
+                         size_t cap, json_t **key);
+/** The algorithms whose fallback key is unused ([string], a new reference). */
+int ax_db_fallback_unused(ax_txn_t *txn, const char *user_id, const char *device_id, json_t **out);
+
+/** A cross-signing key of 'usage' ("master", "self_signing", "user_signing"). */
+int ax_db_xsign_get(ax_txn_t *txn, const char *user_id, const char *usage, json_t **out);
+int ax_db_xsign_put(ax_txn_t *txn, const char *user_id, const char *usage, const json_t *key);
+/** Signatures 'signer' made of another user's key 'target_key' ({signer key id: signature}). */
+int ax_db_keysig_get(ax_txn_t *txn, const char *target_user, const char *target_key, const char *signer, json_t **out);
+int ax_db_keysig_put(ax_txn_t *txn, const char *target_user, const char *target_key, const char *signer,
+                     const char *signer_key_id, const char *signature);
+
+/** The user's dehydrated device (MSC3814) record {device_id, device_data}; AX_ENOTFOUND when none. */
+int ax_db_dehydrated_get(ax_txn_t *txn, const char *user_id, json_t **out);
+int ax_db_dehydrated_put(ax_txn_t *txn, const char *user_id, const json_t *rec);
+int ax_db_dehydrated_del(ax_txn_t *txn, const char *user_id);
+
+/** Deletes a device's keys, one-time and fallback keys, inbox and to-device transaction IDs. */
+int ax_db_e2ee_device_delete(ax_txn_t *txn, const char *user_id, const char *device_id);
+
+/**
+ * Writer side: records that the devices or keys of 'user_id' changed, at a
+ * new stream position.  'observer' NULL means everyone: the user and every
+ * user sharing a joined room with them see it in device_lists.changed, and
+ * their long-polls wake.  A non-NULL 'observer' limits it to that user
+ * (changes only they may know of, like their own user-signing key).
+ */
+int ax_db_devicelist_touch(ax_txn_t *txn, const char *user_id, const char *observer);
+/**
+ * Calls 'cb' for each device-list change at a position in ('after', 'upto'],
+ * oldest first; 'observer' is "" for changes everyone may see.  A user has
+ * at most one entry (their latest change) per observer.
+ */
+int ax_db_devicelist_changes(ax_txn_t *txn, uint64_t after, uint64_t upto,
+                             int (*cb)(void *arg, uint64_t pos, const char *user_id, const char *observer), void *arg);
+
+/* ---- todevice.c -- send-to-device inboxes ---------------------------------------------- */
+
+/** Puts 'msg' ({sender, type, content}, borrowed) in the device's inbox at stream position 'pos'. */
+int ax_db_todevice_put(ax_txn_t *txn, const char *user_id, const char *device_id, uint64_t pos, const json_t *msg);
+/** Calls 'cb' for the inbox messages after position 'after', oldest first ('msg' borrowed for the call). */
+int ax_db_todevice_scan(ax_txn_t *txn, const char *user_id, const char *device_id, uint64_t after,
+                        int (*cb)(void *arg, uint64_t pos, json_t *msg), void *arg);
+/** The position of the oldest message in the inbox; AX_ENOTFOUND when it is empty. */
+int ax_db_todevice_oldest(ax_txn_t *txn, const char *user_id, const char *device_id, uint64_t *pos);
+/** Deletes the inbox messages at positions <= 'upto' (acknowledged); counts them in '*n' (may be NULL). */
+int ax_db_todevice_ack(ax_txn_t *txn, const char *user_id, const char *device_id, uint64_t upto, size_t *n);
+/** 0 when the device already used send-to-device transaction 'txn_id', else AX_ENOTFOUND. */
+int ax_db_todevice_txn_get(ax_txn_t *txn, const char *user_id, const char *device_id, const char *txn_id);
+int ax_db_todevice_txn_put(ax_txn_t *txn, const char *user_id, const char *device_id, const char *txn_id, uint64_t ts);
+
+/* ---- key_backup.c -- server-side room key backups ---------------------------------------- */
+
+/** A backup version's record {algorithm, auth_data, etag, count, deleted?} (a new reference). */
+int ax_db_backup_version_get(ax_txn_t *txn, const char *user_id, uint64_t version, json_t **out);
+int ax_db_backup_version_put(ax_txn_t *txn, const char *user_id, uint64_t version, const json_t *info);
+/**
+ * The highest backup version of the user (skipping deleted ones unless
+ * 'include_deleted'), its record in '*out' when not NULL.  AX_ENOTFOUND when none.
+ */
+int ax_db_backup_version_latest(ax_txn_t *txn, const char *user_id, bool include_deleted, uint64_t *version,
+                                json_t **out);
+/** A stored session key (KeyBackupData, a new reference). */
+int ax_db_backup_key_get(ax_txn_t *txn, const char *user_id, uint64_t version, const char *room_id,
+                         const char *session_id, json_t **out);
+int ax_db_backup_key_put(ax_txn_t *txn, const char *user_id, uint64_t version, const char *room_id,
+                         const char *session_id, const json_t *key);
+/** Calls 'cb' for each key of the version (of 'room_id' only, when not NULL), by room then session. */
+int ax_db_backup_keys_foreach(ax_txn_t *txn, const char *user_id, uint64_t version, const char *room_id,
+                              int (*cb)(void *arg, const char *room_id, const char *session_id, json_t *key),
+                              void *arg);
+/** Deletes the version's keys (of a room, or one session); counts them in '*n' (may be NULL). */
+int ax_db_backup_keys_delete(ax_txn_t *txn, const char *user_id, uint64_t version, const char *room_id,
+                             const char *session_id, size_t *n);
+/* ---- federation.c -- remote server keys, our former keys, destination state ------------ */
+
+/**
+ * The stored record of key 'key_id' of 'server_name' (layout in schema.h; a
+ * new reference in '*out').  Returns 0, AX_ENOTFOUND or AX_EIO.
+ */
+int ax_db_server_key_get(ax_txn_t *txn, const char *server_name, const char *key_id, json_t **out);
+/** Stores (replaces) a key record ('rec' borrowed).  Returns 0, AX_ETOOBIG, AX_EMAPFULL or AX_EIO. */
+int ax_db_server_key_put(ax_txn_t *txn, const char *server_name, const char *key_id, const json_t *rec);
+/** Calls 'cb' for each stored key of 'server_name' (an index range) until it returns nonzero. */
+int ax_db_server_keys_foreach(ax_txn_t *txn, const char *server_name,
+                              int (*cb)(void *arg, const char *key_id, json_t *rec), void *arg);
+
+/** Records one of this server's former signing keys {key, expired_ts} ('rec' borrowed). */
+int ax_db_old_key_put(ax_txn_t *txn, const char *key_id, const json_t *rec);
+/** Calls 'cb' for each former signing key of this server, in key ID order. */
+int ax_db_old_keys_foreach(ax_txn_t *txn, int (*cb)(void *arg, const char *key_id, json_t *rec), void *arg);
+
+/** The backoff state of outbound destination 'server_name' (a new reference).  AX_ENOTFOUND when never contacted. */
+int ax_db_destination_get(ax_txn_t *txn, const char *server_name, json_t **out);
+int ax_db_destination_put(ax_txn_t *txn, const char *server_name, const json_t *rec);
+/** Calls 'cb' for every known destination, in server name order. */
+int ax_db_destinations_foreach(ax_txn_t *txn, int (*cb)(void *arg, const char *server_name, json_t *rec), void *arg);
 
 /* ---- writer.c -- the single writer with group commit ------------------------------ */
 
@@ -590,5 +735,12 @@ extern const double ax_writer_commit_bounds[AX_WRITER_COMMIT_BUCKETS];
 
 /** Copies the writer's counters (any thread). */
 void ax_writer_stats(ax_writer_t *w, ax_writer_stats_t *out);
+
+/* ---- fedtxn.c -- answers to transactions other servers sent ------------------------------- */
+
+/** The answer given to 'origin''s transaction 'txn_id' (a new reference), or AX_ENOTFOUND. */
+int ax_db_fedtxn_get(ax_txn_t *txn, const char *origin, const char *txn_id, json_t **answer);
+/** Keeps the answer to a transaction for a day (older ones are pruned a few at a time). */
+int ax_db_fedtxn_put(ax_txn_t *txn, const char *origin, const char *txn_id, const json_t *answer, uint64_t now_ms);
 
 #endif

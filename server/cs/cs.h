@@ -105,6 +105,19 @@ json_t *ax_cs_member_profile(ax_txn_t *txn, const char *user_id);
  */
 int ax_cs_member_refresh(ax_txn_t *txn, const ax_origin_t *origin, const char *room_id, const char *user_id);
 
+/**
+ * Restricted rooms (v8+, spec "Restricted rooms"): when 'user_id' is neither
+ * joined nor invited and the join rules are restricted, checks that the user
+ * is in a room the rules allow and writes a local member with the power to
+ * invite (whose server, 'our_server', vouches by signing) into 'content' as
+ * join_authorised_via_users_server.  Returns 0 (nothing to do, or done),
+ * AX_EFORBIDDEN (not in an allowed room) or AX_ENOAUTHORISER (no local
+ * member may invite), with 'reason'.
+ */
+#define AX_ENOAUTHORISER (-100)
+int ax_cs_restricted_authoriser(ax_txn_t *txn, const char *room_id, const char *user_id, const char *our_server,
+                                json_t *content, char *reason, size_t rlen);
+
 /** Writer side: 'user_id' leaves (or declines, or withdraws a knock on) 'room_id'; 'reason' on refusal. */
 int ax_cs_member_leave(ax_txn_t *txn, const ax_origin_t *origin, const char *room_id, const char *user_id, char *reason,
                        size_t rlen);
@@ -124,6 +137,59 @@ bool ax_cs_parse_pagination(const char *tok, uint64_t *pos);
 
 /** Wakes the long-polls of a room's joined members (typing changes, which skip the writer). */
 void ax_cs_typing_notify_room(ax_server_t *srv, const char *room_id);
+
+/* ---- keys.c / to_device.c -- end-to-end encryption ------------------------------------------ */
+
+/**
+ * Checks keys about to be published for 'device_id' of the requester (any
+ * may be NULL): device keys must be the requester's, for that device,
+ * well formed and self-signed (400 M_INVALID_SIGNATURE); one-time and
+ * fallback keys must be "<algorithm>:<key_id>" maps of keys.  Returns 0,
+ * or -1 after replying.
+ */
+int ax_cs_keys_check_or_reply(ax_req_t *r, const char *device_id, json_t *device_keys, json_t *one_time_keys,
+                              json_t *fallback_keys);
+
+/**
+ * Writer side: stores checked keys of a device (any may be NULL; borrowed).
+ * New device keys are a device-list change.  Returns 0, AX_ECONFLICT (the
+ * device has other identity keys) or AX_EEXIST (a one-time key ID already
+ * holds another key), with a reason in 'why' (cap bytes), or a storage error.
+ */
+int ax_cs_keys_store(ax_txn_t *txn, const char *user_id, const char *device_id, const json_t *device_keys,
+                     const json_t *one_time_keys, const json_t *fallback_keys, char *why, size_t cap);
+
+/**
+ * The device-list changes 'user_id' should hear of between stream positions
+ * 'from' (exclusive) and 'to' (inclusive): users sharing a room whose
+ * devices or cross-signing keys changed, or who now share a room with the
+ * user ('*changed'), and users who no longer share any room ('*left').
+ * Both are new references (arrays of user IDs), set even on failure.
+ * Returns 0 or a storage error.
+ */
+int ax_cs_device_lists(ax_txn_t *txn, const char *user_id, uint64_t from, uint64_t to, json_t **changed, json_t **left);
+
+/**
+ * /sync's end-to-end encryption sections for 'device_id' of 'user_id'
+ * (NULL: no device), read in 'txn' after 'since' (0: initial sync) up to
+ * '*upto': to_device, device_lists (incremental syncs only),
+ * device_one_time_keys_count and device_unused_fallback_key_types, as an
+ * object to merge into the response (a new reference).  When the device has
+ * more to-device messages than one response carries, lowers '*upto' to the
+ * last one delivered: the rest of the response must be bounded by it too.
+ * Touches no request, so it may run on a worker.  Sets '*ack' when
+ * messages up to 'since' wait to be deleted: then call
+ * ax_cs_to_device_ack() from the request's thread.
+ */
+json_t *ax_cs_e2ee_sync(ax_txn_t *txn, const char *user_id, const char *device_id, uint64_t since, uint64_t *upto,
+                        bool *ack);
+
+/** The to_device part of the above: the events to deliver (a new reference), '*upto' and '*ack' as above. */
+json_t *ax_cs_to_device_sync(ax_txn_t *txn, const char *user_id, const char *device_id, uint64_t since, uint64_t *upto,
+                             bool *ack);
+
+/** Deletes the requester's to-device messages up to 'since' (acknowledged by that token), without waiting. */
+void ax_cs_to_device_ack(ax_req_t *r, uint64_t since);
 
 /* ---- presence.c ---------------------------------------------------------------------- */
 

@@ -94,6 +94,9 @@ static int rename_apply(ax_txn_t *txn, void *data)
         json_object_del(dev, "display_name");
     rc = ax_db_device_put(txn, n->user_id, n->device_id, dev);
     json_decref(dev);
+    /* the name is part of what /keys/query shows others (unsigned.device_display_name) */
+    if (rc == 0)
+        rc = ax_db_devicelist_touch(txn, n->user_id, NULL);
     return rc;
 }
 

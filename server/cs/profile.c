@@ -6,6 +6,7 @@
  */
 #include "server/cs/cs.h"
 #include "core/events.h"
+#include "federation/federation.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -35,8 +36,64 @@ static bool valid_key(const char *k)
     }
 }
 
-/* Reads the stored profile of a local user (new reference), or replies 404 when there is no such user. */
-static json_t *load_or_reply(ax_req_t *r, const char *user_id)
+/* ---- Remote users: asked over federation (query/profile) ---- */
+
+static void remote_done(ax_req_t *r, ax_task_t *task)
+{
+    ax_fed_request_t *fr = (ax_fed_request_t *)task;
+    if (r != NULL) {
+        const char *field = r->route_data;
+        if (task->result != 0) {
+            ax_reply_error_status(r, 502, AX_M_UNKNOWN, ax_psprintf(r, "Could not get the profile: %s", fr->error));
+        } else if (fr->status == 200 && json_is_object(fr->json)) {
+            json_t *v = field != NULL ? json_object_get(fr->json, field) : NULL;
+            if (field == NULL)
+                ax_reply_json_new(r, 200, json_incref(fr->json));
+            else if (v == NULL || json_is_null(v))
+                ax_reply_error(r, AX_M_NOT_FOUND, "No such profile field");
+            else
+                ax_reply_json_new(r, 200, json_pack("{s:O}", field, v));
+        } else if (fr->status == 404) {
+            ax_reply_error(r, AX_M_NOT_FOUND, "Profile not found");
+        } else if (fr->status == 403) {
+            ax_reply_error(r, AX_M_FORBIDDEN, "The user's server does not share this profile");
+        } else {
+            ax_reply_error_status(r, 502, AX_M_UNKNOWN,
+                                  ax_psprintf(r, "The user's server answered HTTP %d", fr->status));
+        }
+    }
+    ax_fed_request_free(fr);
+}
+
+/* Asks the user's server for the profile (or one 'field' of it); replies later.  Returns 0. */
+static int remote_profile(ax_req_t *r, const char *user_id, const char *server, const char *field)
+{
+    if (r->srv->fed == NULL)
+        return ax_reply_error(r, AX_M_NOT_FOUND, "Profile not found (federation is disabled)");
+    ax_buf_t path = AX_BUF_INIT;
+    ax_buf_puts(&path, "/_matrix/federation/v1/query/profile?user_id=");
+    ax_fed_urlencode(&path, user_id);
+    if (field != NULL) {
+        ax_buf_puts(&path, "&field=");
+        ax_fed_urlencode(&path, field);
+    }
+    ax_fed_request_t *fr = ax_fed_request_new(server, "GET", path.base, NULL);
+    ax_buf_dispose(&path);
+    r->route_data = field != NULL ? ax_pstrdup(r, field) : NULL;
+    ax_req_bind_task(r, &fr->super, remote_done);
+    ax_fed_submit(r->srv->fed, fr);
+    return 0;
+}
+
+/* ---- Local users ---- */
+
+/*
+ * Reads the stored profile of a local user (new reference), or replies 404
+ * when there is no such user.  For a remote user it asks their server
+ * (reading 'field' only, when not NULL), replies when the answer comes, and
+ * returns NULL too.
+ */
+static json_t *load_or_reply(ax_req_t *r, const char *user_id, const char *field)
 {
     const char *server = ax_id_domain(user_id);
     if (!ax_id_is_valid_user_id(user_id) || server == NULL) {
@@ -44,7 +101,7 @@ static json_t *load_or_reply(ax_req_t *r, const char *user_id)
         return NULL;
     }
     if (strcmp(server, r->srv->cfg->server_name) != 0) {
-        ax_reply_error(r, AX_M_NOT_FOUND, "Profile not found");
+        remote_profile(r, user_id, server, field);
         return NULL;
     }
     ax_txn_t *txn;
@@ -68,7 +125,7 @@ static json_t *load_or_reply(ax_req_t *r, const char *user_id)
 /* GET /_matrix/client/v3/profile/{userId} */
 int ax_cs_profile_get(ax_req_t *r)
 {
-    json_t *profile = load_or_reply(r, r->params[0]);
+    json_t *profile = load_or_reply(r, r->params[0], NULL);
     if (profile == NULL)
         return 0;
     return ax_reply_json_new(r, 200, profile);
@@ -80,7 +137,7 @@ int ax_cs_profile_get_field(ax_req_t *r)
     const char *key = r->params[1];
     if (!valid_key(key))
         return ax_reply_error(r, AX_M_INVALID_PARAM, "Invalid profile key");
-    json_t *profile = load_or_reply(r, r->params[0]);
+    json_t *profile = load_or_reply(r, r->params[0], key);
     if (profile == NULL)
         return 0;
     json_t *v = json_object_get(profile, key);

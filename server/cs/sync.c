@@ -44,6 +44,7 @@ typedef struct st_sync_t {
     uint64_t typing_now;
     ax_txn_t *txn;
     uint64_t now_ms;
+    bool ack_to_device; /* to-device messages up to 'since' wait to be deleted */
 } sync_t;
 
 /* ---- tokens ---- */
@@ -392,20 +393,18 @@ static json_t *room_section(sync_t *s, const char *room_id, uint64_t upto, bool 
 /* The stripped state an invitee or knocker sees (spec: "Stripped state"). */
 static json_t *stripped_state(sync_t *s, const char *room_id, const char *member_event_id)
 {
-    static const char *const types[] = {"m.room.create",          "m.room.join_rules", "m.room.name", "m.room.avatar",
-                                        "m.room.canonical_alias", "m.room.encryption", "m.room.topic"};
-    json_t *events = json_array();
-    for (size_t i = 0; i < AX_ARRAY_SIZE(types); ++i) {
-        char eid[256];
-        if (ax_db_state_get(s->txn, room_id, types[i], "", eid, sizeof(eid)) != 0)
-            continue;
-        json_t *ev = ax_event_load_client(s->txn, eid, NULL, NULL, NULL);
-        if (ev == NULL)
-            continue;
-        json_array_append_new(events, json_pack("{s:O, s:s, s:O, s:O}", "content", json_object_get(ev, "content"),
-                                                "state_key", "", "type", json_object_get(ev, "type"), "sender",
-                                                json_object_get(ev, "sender")));
-        json_decref(ev);
+    json_t *events = ax_room_stripped_state(s->txn, room_id);
+    if (json_array_size(events) == 0) {
+        /* an invite from another server to a room this one is not in: the state it sent along */
+        json_t *pdu = NULL;
+        if (ax_db_event_get(s->txn, member_event_id, &pdu, NULL) == 0) {
+            json_t *given = json_object_get(json_object_get(pdu, "unsigned"), "invite_room_state");
+            if (!json_is_array(given))
+                given = json_object_get(json_object_get(pdu, "unsigned"), "knock_room_state");
+            if (json_is_array(given))
+                json_array_extend(events, given);
+            json_decref(pdu);
+        }
     }
     json_t *m = ax_event_load_client(s->txn, member_event_id, NULL, NULL, NULL);
     if (m != NULL) {
@@ -511,6 +510,13 @@ static int room_cb(void *arg, const char *room_id, json_t *m)
         if ((s->since == 0 && include_leave) || (changed && s->since != 0) || (s->full_state && include_leave)) {
             /* the room as it was up to the leave, kick or ban */
             json_t *room = room_section(s, room_id, mpos, s->since == 0, rad, false);
+            if (room == NULL && changed) {
+                /* a room this server never had (a declined invite from another server): the leave alone */
+                json_t *ev = load_event(s, event_id, false);
+                if (ev != NULL)
+                    room = json_pack("{s:{s:[]}, s:{s:[o], s:b}, s:{s:[]}}", "state", "events", "timeline", "events",
+                                     ev, "limited", 0, "account_data", "events");
+            }
             if (room != NULL)
                 json_object_set_new(rs->leave, room_id, room);
         }
@@ -607,6 +613,8 @@ static json_t *build(sync_t *s)
     s->now_ms = ax_now_ms();
     if (ax_db_read_begin(srv->db, &s->txn) != 0)
         return NULL;
+    /* first, as a long to-device inbox can lower s->upto for everything below */
+    json_t *e2ee = ax_cs_e2ee_sync(s->txn, s->user_id, s->device_id, s->since, &s->upto, &s->ack_to_device);
 
     json_t *ignore_list = NULL;
     if (ax_db_accountdata_get(s->txn, s->user_id, NULL, "m.ignored_user_list", &ignore_list, NULL) == 0) {
@@ -670,6 +678,7 @@ static json_t *build(sync_t *s)
         json_object_set_new(out, "account_data", json_pack("{s:O}", "events", ad.global));
     if (json_array_size(pr.events) != 0)
         json_object_set_new(out, "presence", json_pack("{s:O}", "events", pr.events));
+    json_object_update_new(out, e2ee);
     json_decref(pr.events);
     json_decref(rooms);
     json_decref(ad.global);
@@ -731,8 +740,10 @@ static void job_free(void *data)
 static void run(ax_req_t *r, bool timed_out);
 
 /* Replies with 'out' (stolen), or parks the request when there is nothing to say yet. */
-static void finish(ax_req_t *r, sync_t *s, json_t *out, uint64_t covered, bool timed_out)
+static void finish(ax_req_t *r, sync_t *s, json_t *out, uint64_t covered, bool ack_to_device, bool timed_out)
 {
+    if (ack_to_device)
+        ax_cs_to_device_ack(r, s->since);
     if (!has_news(out) && !timed_out && s->timeout_ms > 0 && s->since != 0) {
         json_decref(out);
         ax_req_park(r, s->user_id, covered, s->timeout_ms, run);
@@ -748,7 +759,7 @@ static void job_done(ax_req_t *r, int result, void *data)
         return (void)ax_reply_error(r, AX_M_INTERNAL, "Database unavailable");
     json_t *out = j->out;
     j->out = NULL;
-    finish(r, r->route_data, out, j->s.upto, j->timed_out);
+    finish(r, r->route_data, out, j->s.upto, j->s.ack_to_device, j->timed_out);
 }
 
 static void run(ax_req_t *r, bool timed_out)
@@ -770,7 +781,7 @@ static void run(ax_req_t *r, bool timed_out)
         ax_reply_error(r, AX_M_INTERNAL, "Database unavailable");
         return;
     }
-    finish(r, s, out, s->upto, timed_out);
+    finish(r, s, out, s->upto, s->ack_to_device, timed_out);
 }
 
 /* GET /_matrix/client/v3/sync */

@@ -18,7 +18,8 @@ void ax_cs_versions_prepare(ax_server_t *srv)
     json_t *list = json_array();
     for (size_t i = 0; i < AX_ARRAY_SIZE(versions); ++i)
         json_array_append_new(list, json_string(versions[i]));
-    json_t *body = json_pack("{s:o, s:{}}", "versions", list, "unstable_features");
+    /* unstable features clients look for before using them */
+    json_t *body = json_pack("{s:o, s:{s:b}}", "versions", list, "unstable_features", "org.matrix.msc3814", 1);
     srv->versions_body = json_dumps(body, JSON_COMPACT);
     srv->versions_len = strlen(srv->versions_body);
     json_decref(body);

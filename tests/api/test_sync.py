@@ -3,7 +3,9 @@
 wake-ups, limited timelines, invites/leaves, filters, typing, receipts,
 account data, tokens (garbage, future, across a restart)."""
 
+import http.client
 import json
+import signal
 import threading
 import time
 
@@ -130,6 +132,45 @@ class LongPoll(RoomTestCase):
         self.send(bt, other)
         th.join(10)
         self.assertNotIn("rooms", result["sync"])
+
+
+class Shutdown(RoomTestCase):
+    def test_long_poll_during_shutdown_is_answered_and_axon_exits(self):
+        """A /sync long-poll arriving while axon shuts down (slow logins still on the workers)
+        is answered at once; it used to park and re-run forever, and axon never exited."""
+        srv = Server(config={"threads": "1"}).start()
+        try:
+            u = srv.register(unique(), password="pw-shutdown")
+            tok = u["access_token"]
+            srv.request("POST", V3 + "/createRoom", token=tok, body={})
+            since = srv.request("GET", V3 + "/sync?set_presence=offline", token=tok).json["next_batch"]
+            poller = srv.connect()
+            srv.request("GET", V3 + "/account/whoami", token=tok, conn=poller)
+            logins = [srv.connect() for _ in range(8)]
+            body = json.dumps({"type": "m.login.password", "password": "pw-shutdown",
+                               "identifier": {"type": "m.id.user", "user": u["user_id"]}})
+            for c in logins:
+                c.request("POST", V3 + "/login", body=body, headers={"Content-Type": "application/json"})
+            time.sleep(0.02)
+            srv.proc.send_signal(signal.SIGTERM)
+            time.sleep(0.05)
+            t0 = time.monotonic()
+            try:
+                poller.request("GET", V3 + "/sync?set_presence=offline&timeout=3000&since=" + since,
+                               headers={"Authorization": "Bearer " + tok})
+                r = poller.getresponse()
+                r.read()
+                self.assertEqual(r.status, 200)
+                self.assertLess(time.monotonic() - t0, 2.5)
+            except (ConnectionError, http.client.HTTPException):
+                pass  # closed before it was read: also fine, as long as axon exits
+            srv.proc.wait(timeout=20)  # it used to spin forever here
+            srv.stop()  # exit status 0, no sanitizer report
+        finally:
+            if srv.proc is not None and srv.proc.poll() is None:
+                srv.proc.kill()
+                srv.stop(check=False)
+            srv.cleanup()
 
 
 class Membership(RoomTestCase):

@@ -1,0 +1,442 @@
+"""fedutil -- helpers for federation tests: a test certificate authority made
+with the openssl CLI, axon instances that federate over TLS on loopback,
+and a fake remote homeserver (Python, in this process) that signs its keys
+and requests with the spec's test seed, the way Complement's fake servers do.
+
+Nothing here talks to anything but 127.0.0.1.
+"""
+
+import base64
+import http.client
+import http.server
+import json
+import os
+import re
+import shutil
+import ssl
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.parse
+
+from axontest import SOURCE_ROOT, Server, free_port
+
+import signedjson.key
+import signedjson.sign
+
+OPENSSL = shutil.which("openssl")
+VECTORS = os.path.join(SOURCE_ROOT, "tests", "vectors", "spec-vectors.json")
+
+
+def spec_signing_key():
+    """The spec's test signing key (appendices), as (key id, signedjson signing key)."""
+    with open(VECTORS) as f:
+        v = json.load(f)["signing_key"]
+    version = v["key_id"].split(":", 1)[1]
+    return v["key_id"], signedjson.key.decode_signing_key_base64("ed25519", version, v["seed_base64"])
+
+
+class TestCA:
+    """A throw-away CA, and certificates it (or nobody) signs."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="axon-ca-")
+        self.cert = os.path.join(self.dir, "ca.pem")
+        self.key = os.path.join(self.dir, "ca.key")
+        self._run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                  "-keyout", self.key, "-out", self.cert, "-days", "2", "-subj", "/CN=axon test CA",
+                  "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign")
+
+    def _run(self, *args):
+        subprocess.run([OPENSSL] + list(args), check=True, capture_output=True, cwd=self.dir)
+
+    def leaf(self, name, san, signed=True):
+        """A certificate for 'san' ("DNS:localhost,IP:127.0.0.1"): (cert, key) paths."""
+        key = os.path.join(self.dir, name + ".key")
+        cert = os.path.join(self.dir, name + ".pem")
+        if not signed:
+            self._run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                      "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=" + name,
+                      "-addext", "subjectAltName=" + san)
+            return cert, key
+        csr = os.path.join(self.dir, name + ".csr")
+        ext = os.path.join(self.dir, name + ".ext")
+        with open(ext, "w") as f:
+            f.write("subjectAltName=%s\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n" % san)
+        self._run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key,
+                  "-out", csr, "-subj", "/CN=" + name)
+        self._run("x509", "-req", "-in", csr, "-CA", self.cert, "-CAkey", self.key, "-CAcreateserial",
+                  "-out", cert, "-days", "2", "-extfile", ext)
+        return cert, key
+
+    def client_context(self):
+        ctx = ssl.create_default_context(cafile=self.cert)
+        return ctx
+
+    def cleanup(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def fed_server(ca, cert, key, name_style="localhost", config=None):
+    """An axon that serves federation on its own TLS port; its server name is host:tls_port."""
+    tls_port = free_port()
+    host = "localhost" if name_style == "localhost" else "127.0.0.1"
+    cfg = {
+        "tls_listen": "127.0.0.1:%d" % tls_port,
+        "tls_certificate": cert,
+        "tls_private_key": key,
+        "federation_ca_file": ca.cert,
+        "outbound_allow_private": "true",
+        "trusted_key_servers": "",
+    }
+    cfg.update(config or {})
+    s = Server(config=cfg, server_name="%s:%d" % (host, tls_port))
+    s.tls_port = tls_port
+    return s
+
+
+# ---- X-Matrix ----------------------------------------------------------------------
+
+def xmatrix(origin, destination, key_id, signing_key, method, uri, content=None, quote_all=True):
+    """The Authorization header value for a request, signed as the spec's Python example does."""
+    obj = {"method": method, "uri": uri, "origin": origin, "destination": destination}
+    if content is not None:
+        obj["content"] = content
+    signed = signedjson.sign.sign_json(obj, origin, signing_key)
+    sig = signed["signatures"][origin][key_id]
+    return 'X-Matrix origin="%s",destination="%s",key="%s",sig="%s"' % (origin, destination, key_id, sig)
+
+
+_PARAM = re.compile(r'\s*([A-Za-z]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]+))\s*,?')
+
+
+def parse_xmatrix(value):
+    """The parameters of an X-Matrix header (a test-side parser, independent of axon's)."""
+    if not value or not value.startswith("X-Matrix "):
+        return None
+    rest = value[len("X-Matrix "):]
+    out = {}
+    for m in _PARAM.finditer(rest):
+        v = m.group(2) if m.group(2) is not None else m.group(3)
+        out[m.group(1).lower()] = re.sub(r"\\(.)", r"\1", v)
+    return out
+
+
+def fetch_keys_plain(base_port):
+    """An axon's key document over its plain listener."""
+    c = http.client.HTTPConnection("127.0.0.1", base_port, timeout=30)
+    try:
+        c.request("GET", "/_matrix/key/v2/server")
+        return json.loads(c.getresponse().read())
+    finally:
+        c.close()
+
+
+def verify_doc(doc, server_name):
+    """Checks a key document's self-signature; returns {key_id: verify key}."""
+    keys = {}
+    for kid, entry in doc["verify_keys"].items():
+        vk = signedjson.key.decode_verify_key_base64("ed25519", kid.split(":", 1)[1], entry["key"])
+        signedjson.sign.verify_signed_json(doc, server_name, vk)
+        keys[kid] = vk
+    return keys
+
+
+# ---- the fake remote homeserver ---------------------------------------------------------
+
+class FakeRemote:
+    """A minimal homeserver over TLS that signs with the spec's key.
+
+    'key_sources' maps origin server names to the plain port of the axon whose
+    key verifies its requests.  Every request it receives is recorded with
+    the outcome of its X-Matrix check."""
+
+    def __init__(self, cert, key, server_name=None):
+        self.port = free_port()
+        self.server_name = server_name or "127.0.0.1:%d" % self.port
+        self.key_id, self.signing_key = spec_signing_key()
+        self.serve_keys = True
+        self.profiles = {}
+        self.key_sources = {}
+        self.requests = []
+        self.routes = {}  # path regex -> fn(method, url, body, *groups) -> (status, body)
+        self.connections = 0
+        self.lock = threading.Lock()
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        self.ctx = ctx
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def reply(self, status, body):
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                fake.handle(self, "GET")
+
+            def do_POST(self):
+                fake.handle(self, "POST")
+
+            def do_PUT(self):
+                fake.handle(self, "PUT")
+
+        class TLSServer(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+
+            def get_request(self):
+                sock, addr = self.socket.accept()
+                with fake.lock:
+                    fake.connections += 1
+                return fake.ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
+
+            def handle_error(self, request, client_address):
+                pass  # failed handshakes are part of the tests
+
+        self.httpd = TLSServer(("127.0.0.1", self.port), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def key_doc(self):
+        doc = {
+            "server_name": self.server_name,
+            "valid_until_ts": int(time.time() * 1000) + 3600 * 1000,
+            "verify_keys": {self.key_id: {"key": signedjson.key.encode_verify_key_base64(
+                self.signing_key.verify_key)}},
+            "old_verify_keys": {},
+        }
+        return signedjson.sign.sign_json(doc, self.server_name, self.signing_key)
+
+    def check_auth(self, handler, method, body):
+        """The X-Matrix check a real server does; returns (origin, error)."""
+        p = parse_xmatrix(handler.headers.get("Authorization"))
+        if p is None or "origin" not in p or "key" not in p or "sig" not in p:
+            return None, "no X-Matrix"
+        if p.get("destination") != self.server_name:
+            return p["origin"], "wrong destination %r" % p.get("destination")
+        src = self.key_sources.get(p["origin"])
+        if src is None:
+            return p["origin"], "unknown origin"
+        doc = fetch_keys_plain(src)
+        keys = verify_doc(doc, p["origin"])
+        obj = {"method": method, "uri": handler.path, "origin": p["origin"], "destination": p["destination"],
+               "signatures": {p["origin"]: {p["key"]: p["sig"]}}}
+        if body is not None:
+            obj["content"] = body
+        try:
+            signedjson.sign.verify_signed_json(obj, p["origin"], keys[p["key"]])
+        except Exception as e:  # noqa: BLE001 - any failure is a failed check
+            return p["origin"], "bad signature: %s" % e
+        return p["origin"], None
+
+    def handle(self, h, method):
+        length = int(h.headers.get("Content-Length") or 0)
+        raw = h.rfile.read(length) if length else b""
+        body = json.loads(raw) if raw else None
+        url = urllib.parse.urlsplit(h.path)
+        rec = {"method": method, "path": h.path, "host": h.headers.get("Host"),
+               "authorization": h.headers.get("Authorization")}
+        if url.path == "/_matrix/key/v2/server":
+            with self.lock:
+                self.requests.append(rec)
+            if self.serve_keys:
+                return h.reply(200, self.key_doc())
+            return h.reply(404, {"errcode": "M_NOT_FOUND", "error": "keys are switched off"})
+        origin, err = self.check_auth(h, method, body)
+        rec["origin"], rec["auth_error"] = origin, err
+        with self.lock:
+            self.requests.append(rec)
+        if err is not None:
+            return h.reply(401, {"errcode": "M_UNAUTHORIZED", "error": err})
+        for pattern, fn in list(self.routes.items()):
+            m = re.fullmatch(pattern, url.path)
+            if m is not None:
+                status, answer = fn(method, url, body, *m.groups())
+                return h.reply(status, answer)
+        if url.path == "/_matrix/federation/v1/query/profile":
+            qs = urllib.parse.parse_qs(url.query)
+            prof = self.profiles.get(qs.get("user_id", [""])[0])
+            if prof is None:
+                return h.reply(404, {"errcode": "M_NOT_FOUND", "error": "no such user"})
+            field = qs.get("field", [None])[0]
+            if field is not None:
+                if field not in prof:
+                    return h.reply(404, {"errcode": "M_NOT_FOUND", "error": "no such field"})
+                return h.reply(200, {field: prof[field]})
+            return h.reply(200, prof)
+        return h.reply(404, {"errcode": "M_UNRECOGNIZED", "error": "Unrecognized request"})
+
+    # -- as a client of axon --
+
+    def send(self, axon, method, path, body=None, auth=None, destination=None, ca=None, key_id=None):
+        """Sends a request to 'axon' over its TLS port, signed unless 'auth' (a header value, or "") is given."""
+        if auth is None:
+            auth = xmatrix(self.server_name, destination or axon.server_name, key_id or self.key_id,
+                           self.signing_key, method, path, body)
+        ctx = ca.client_context() if ca is not None else ssl._create_unverified_context()
+        c = http.client.HTTPSConnection("127.0.0.1", axon.tls_port, timeout=60, context=ctx)
+        headers = {"Host": axon.server_name}
+        if auth:
+            headers["Authorization"] = auth
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        try:
+            c.request(method, path, body=data, headers=headers)
+            r = c.getresponse()
+            raw = r.read()
+            return r.status, (json.loads(raw) if raw else None)
+        finally:
+            c.close()
+
+
+def b64(data):
+    return base64.b64encode(data).decode().rstrip("=")
+
+
+# ---- events, built and signed the way another homeserver would -------------------------
+
+from signedjson.sign import encode_canonical_json  # noqa: E402
+import hashlib  # noqa: E402
+
+_KEEP_CONTENT = {
+    "m.room.member": ("membership", "join_authorised_via_users_server"),
+    "m.room.join_rules": ("join_rule", "allow"),
+    "m.room.power_levels": ("ban", "events", "events_default", "kick", "redact", "state_default", "users",
+                            "users_default"),
+    "m.room.history_visibility": ("history_visibility",),
+    "m.room.redaction": ("redacts",),
+}
+
+
+def redact(event, version):
+    """The redaction algorithm for room versions 10 to 12 (what event IDs and signatures cover)."""
+    keys = ["event_id", "type", "room_id", "sender", "state_key", "content", "hashes", "signatures", "depth",
+            "prev_events", "auth_events", "origin_server_ts"]
+    if int(version) < 11:
+        keys += ["origin", "membership", "prev_state"]
+    out = {k: v for k, v in event.items() if k in keys}
+    content = event.get("content", {})
+    t = event.get("type")
+    if t == "m.room.create":
+        out["content"] = dict(content) if int(version) >= 11 else {k: v for k, v in content.items() if k == "creator"}
+    else:
+        keep = _KEEP_CONTENT.get(t, ())
+        if t == "m.room.power_levels" and int(version) >= 11:
+            keep = keep + ("invite",)
+        out["content"] = {k: v for k, v in content.items() if k in keep}
+        if t == "m.room.member" and int(version) >= 11 and "third_party_invite" in content:
+            signed = content["third_party_invite"].get("signed")
+            if signed is not None:
+                out["content"]["third_party_invite"] = {"signed": signed}
+    return out
+
+
+def _b64(data, urlsafe=False):
+    s = base64.urlsafe_b64encode(data) if urlsafe else base64.b64encode(data)
+    return s.decode().rstrip("=")
+
+
+def event_id(event, version):
+    r = redact(event, version)
+    r.pop("signatures", None)
+    r.pop("unsigned", None)
+    return "$" + _b64(hashlib.sha256(encode_canonical_json(r)).digest(), urlsafe=int(version) >= 4)
+
+
+def sign_event(event, version, server_name, signing_key, hash_it=True):
+    """Adds the content hash (unless 'hash_it' is false) and the signature of 'server_name'."""
+    if hash_it:
+        body = {k: v for k, v in event.items() if k not in ("unsigned", "signatures", "hashes")}
+        event["hashes"] = {"sha256": _b64(hashlib.sha256(encode_canonical_json(body)).digest())}
+    signed = signedjson.sign.sign_json(redact(event, version), server_name, signing_key)
+    event.setdefault("signatures", {})[server_name] = signed["signatures"][server_name]
+    return event
+
+
+def verify_event(event, version, server_name, verify_key):
+    """Raises unless 'server_name' signed 'event' with 'verify_key'."""
+    signedjson.sign.verify_signed_json(redact(event, version), server_name, verify_key)
+
+
+class RemoteRoom:
+    """A room as a remote server holds it: events it makes and signs, with their DAG."""
+
+    def __init__(self, fake, version, creator):
+        self.fake, self.version, self.events, self.state = fake, version, {}, {}
+        self.depth, self.last = 0, []
+        content = {"room_version": version}
+        if int(version) < 11:
+            content["creator"] = creator
+        create = {"type": "m.room.create", "state_key": "", "sender": creator, "content": content,
+                  "origin_server_ts": int(time.time() * 1000), "depth": 1, "prev_events": [], "auth_events": []}
+        if int(version) < 12:
+            self.room_id = "!%s:%s" % (base64.b32encode(os.urandom(10)).decode().lower(), fake.server_name)
+            create["room_id"] = self.room_id
+        create["origin"] = fake.server_name
+        sign_event(create, version, fake.server_name, fake.signing_key)
+        cid = event_id(create, version)
+        if int(version) >= 12:
+            self.room_id = "!" + cid[1:]
+        self.create_id = cid
+        self._add(cid, create)
+
+    def _add(self, eid, ev):
+        self.events[eid] = ev
+        if "state_key" in ev:
+            self.state[(ev["type"], ev["state_key"])] = eid
+        self.depth = max(self.depth, ev["depth"])
+        self.last = [eid]
+
+    def auth_for(self, ev):
+        """Auth events selection against this room's state."""
+        keys = [("m.room.power_levels", ""), ("m.room.member", ev["sender"])]
+        if int(self.version) < 12:
+            keys.insert(0, ("m.room.create", ""))
+        if ev["type"] == "m.room.member":
+            keys.append(("m.room.member", ev["state_key"]))
+            if ev["content"].get("membership") in ("join", "invite", "knock"):
+                keys.append(("m.room.join_rules", ""))
+        out = []
+        for k in keys:
+            if k in self.state and self.state[k] not in out:
+                out.append(self.state[k])
+        return out
+
+    def make(self, sender, type_, content, state_key=None, prev=None, depth=None, add=True):
+        """A new event of this room signed by the fake server; returns (event_id, event)."""
+        ev = {"type": type_, "sender": sender, "content": content, "room_id": self.room_id,
+              "origin_server_ts": int(time.time() * 1000), "depth": depth or self.depth + 1,
+              "prev_events": list(prev if prev is not None else self.last)}
+        if state_key is not None:
+            ev["state_key"] = state_key
+        ev["origin"] = self.fake.server_name  # not covered by redaction from v11, but still sent
+        ev["auth_events"] = self.auth_for(ev)
+        sign_event(ev, self.version, self.fake.server_name, self.fake.signing_key)
+        eid = event_id(ev, self.version)
+        if add:
+            self._add(eid, ev)
+        return eid, ev
+
+    def stripped(self):
+        out = []
+        for (t, sk), eid in self.state.items():
+            if t in ("m.room.create", "m.room.join_rules", "m.room.name", "m.room.topic"):
+                ev = self.events[eid]
+                out.append({"type": t, "state_key": sk, "sender": ev["sender"], "content": ev["content"]})
+        return out
