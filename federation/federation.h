@@ -383,6 +383,9 @@ int ax_keyring_check_doc(const json_t *doc, const char *server_name);
 
 struct st_ax_req_t;
 
+/** A continuation of the asynchronous steps below, on the request's thread. */
+typedef void (*ax_pdu_done_fn)(struct st_ax_req_t *r, void *arg);
+
 /* ---- join.c -- our users' memberships in rooms that live elsewhere ---- */
 
 /**
@@ -408,6 +411,18 @@ int ax_fed_remote_membership_by_alias(struct st_ax_req_t *r, const char *alias, 
  * be NULL) joins the content (reason, is_direct).  Replies {} or the error.
  */
 int ax_fed_remote_invite(struct st_ax_req_t *r, const char *room_id, const char *invitee, json_t *extra);
+
+/* ---- backfill.c -- history from before this server joined ---- */
+
+/**
+ * Asks servers in 'room_id' for up to 'limit' events before 'from_event',
+ * checks them and stores them as the room's fetched history (outliers
+ * indexed by depth, see ax_db_backfill_scan); marks the room's history
+ * complete when nothing older exists.  Then 'done(r, arg)' on r's thread,
+ * whatever the outcome; 'free_arg(arg)' if the request went away.
+ */
+void ax_fed_backfill(struct st_ax_req_t *r, const char *room_id, const char *from_event, size_t limit,
+                     ax_pdu_done_fn done, void *arg, void (*free_arg)(void *));
 
 /* ---- pdu.c -- checking events from other servers ------------------------------------------- */
 
@@ -443,8 +458,6 @@ typedef struct st_ax_pdu_batch_t {
 /** Appends 'pdu' (stolen) of a room of version 'rv' to 'b'. */
 void ax_pdu_batch_add(ax_pdu_batch_t *b, json_t *pdu, const ax_room_version_t *rv);
 void ax_pdu_batch_dispose(ax_pdu_batch_t *b);
-
-typedef void (*ax_pdu_done_fn)(struct st_ax_req_t *r, void *arg);
 
 /**
  * Checks every PDU of 'b' (borrowed until 'done') for request 'r': format

@@ -271,6 +271,7 @@ static int serve(const char *config_path)
     ax_typing_free(srv.typing);
     ax_changes_free(srv.changes);
     ax_presence_free(srv.presence);
+    ax_auth_seen_dispose();
     free(srv.versions_body);
     free(srv.key_body);
     pthread_mutex_destroy(&srv.key_mutex);

@@ -331,6 +331,9 @@ void ax_http_notify(ax_server_t *srv, const ax_commit_info_t *info);
  */
 int ax_req_auth_or_reply(ax_req_t *r, bool optional);
 
+/** Frees the table of devices' last-seen writes (at shutdown). */
+void ax_auth_seen_dispose(void);
+
 /* ---- federation/auth.c -- the AX_ROUTE_FED guard -------------------------------------- */
 
 /**

@@ -946,3 +946,48 @@ int ax_db_search_scan(ax_txn_t *txn, const char *term, const char *room_id,
     timeline_scan_t s = {p.n, cb, arg};
     return ax_kv_scan_rev(txn, AX_DBI_term_roompos_event, p.b, p.n, NULL, 0, timeline_cb, &s);
 }
+
+/* ---- history fetched from other servers ---- */
+
+int ax_db_backfill_put(ax_txn_t *txn, const char *room_id, uint64_t depth, const char *event_id)
+{
+    ax_key_t k = {0};
+    ax_key_str(&k, room_id, true);
+    ax_key_u64(&k, depth);
+    ax_key_str(&k, event_id, false);
+    if (k.overflow)
+        return AX_ETOOBIG;
+    return ax_kv_put(txn, AX_DBI_roomdepth_backfill, k.b, k.n, "", 0, 0);
+}
+
+typedef struct st_backfill_scan_t {
+    size_t plen;
+    int (*cb)(void *arg, uint64_t depth, const char *event_id);
+    void *arg;
+} backfill_scan_t;
+
+static int backfill_cb(void *arg, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    (void)val, (void)vlen;
+    backfill_scan_t *s = arg;
+    if (klen < s->plen + 8)
+        return 0;
+    char eid[256];
+    if (!copy_part(eid, sizeof(eid), (const char *)key + s->plen + 8, klen - s->plen - 8))
+        return 0;
+    return s->cb(s->arg, ax_be64_get((const uint8_t *)key + s->plen), eid);
+}
+
+int ax_db_backfill_scan(ax_txn_t *txn, const char *room_id, uint64_t below,
+                        int (*cb)(void *arg, uint64_t depth, const char *event_id), void *arg)
+{
+    ax_key_t p = {0};
+    ax_key_str(&p, room_id, true);
+    if (p.overflow || below == 0)
+        return AX_ENOTFOUND;
+    ax_key_t f = p;
+    ax_key_u64(&f, below - 1);
+    ax_key_bytes(&f, "\xff", 1);
+    backfill_scan_t s = {p.n, cb, arg};
+    return ax_kv_scan_rev(txn, AX_DBI_roomdepth_backfill, p.b, p.n, f.b, f.n, backfill_cb, &s);
+}

@@ -47,6 +47,8 @@
  * stategroup_state      key = be64 group; value = json {prev: group (0: full snapshot), chain: n,
  *                       delta: {type: {state_key: event_id | null}}}
  * eventid_stategroup    key = event_id; value = be64 group of the state after the event (its DAG state)
+ * roomdepth_backfill    key = room_id 0x00 be64 depth event_id; value = ""  (history older than this server's
+ *                       first event of the room, fetched from other servers: outliers shown by /messages)
  * roompos_stategroup    key = room_id 0x00 be64 pos; value = be64 group of the room's current state
  *                       after the timeline event at pos, written only where that differs from the
  *                       event's own state (federated forks resolved by state resolution)
@@ -165,6 +167,7 @@
     X(stategroup_state, 0) \
     X(eventid_stategroup, 0) \
     X(roompos_stategroup, 0) \
+    X(roomdepth_backfill, 0) \
     X(roomuser_pos_membership, 0) \
     X(userid_membership, 0) \
     X(roomid_members, 0) \

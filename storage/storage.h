@@ -244,6 +244,12 @@ int ax_db_stategroup_new(ax_txn_t *txn, uint64_t prev, const json_t *delta, uint
 int ax_db_stategroup_load(ax_txn_t *txn, uint64_t group, json_t **out);
 int ax_db_event_stategroup_put(ax_txn_t *txn, const char *event_id, uint64_t group);
 int ax_db_event_stategroup_get(ax_txn_t *txn, const char *event_id, uint64_t *group);
+/** Indexes 'event_id', an outlier of the room's history before this server's first event, by its depth. */
+int ax_db_backfill_put(ax_txn_t *txn, const char *room_id, uint64_t depth, const char *event_id);
+/** Calls 'cb' for the room's fetched history below 'below' (depth), deepest first, until it returns nonzero. */
+int ax_db_backfill_scan(ax_txn_t *txn, const char *room_id, uint64_t below,
+                        int (*cb)(void *arg, uint64_t depth, const char *event_id), void *arg);
+
 /**
  * The room's current state after the timeline event at 'pos' when it is not
  * that event's own state (a fork resolved on arrival); AX_ENOTFOUND otherwise.

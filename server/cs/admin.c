@@ -13,8 +13,8 @@
 /*
  * One DeviceInfo.  A device is one login in axon (logging in again on it
  * revokes the old tokens, logging out deletes it), so it is one session,
- * whose connection is what the login recorded: the address and the time.
- * User agents are not recorded.
+ * whose connection is the last one recorded (server/auth.c writes it at
+ * most every few minutes): address, time and user agent.
  */
 static int whois_device_cb(void *arg, const char *device_id, json_t *dev)
 {
@@ -26,6 +26,9 @@ static int whois_device_cb(void *arg, const char *device_id, json_t *dev)
             json_object_set(c, "ip", ip);
         if (json_is_integer(ts))
             json_object_set(c, "last_seen", ts);
+        json_t *ua = json_object_get(dev, "last_seen_user_agent");
+        if (json_is_string(ua))
+            json_object_set(c, "user_agent", ua);
         json_array_append_new(connections, c);
     }
     json_object_set_new(arg, device_id, json_pack("{s:[{s:o}]}", "sessions", "connections", connections));

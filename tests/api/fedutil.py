@@ -440,3 +440,56 @@ class RemoteRoom:
                 ev = self.events[eid]
                 out.append({"type": t, "state_key": sk, "sender": ev["sender"], "content": ev["content"]})
         return out
+
+
+def serve_room(fake, rr):
+    """Makes 'fake' the resident server of RemoteRoom 'rr': make_join, send_join, backfill, event."""
+    def template(method, url, body, room, user):
+        content = {"membership": "join"}
+        ev = {"type": "m.room.member", "state_key": urllib.parse.unquote(user),
+              "sender": urllib.parse.unquote(user), "content": content, "room_id": rr.room_id,
+              "origin": fake.server_name, "origin_server_ts": int(time.time() * 1000), "depth": rr.depth + 1,
+              "prev_events": list(rr.last)}
+        ev["auth_events"] = rr.auth_for(ev)
+        return 200, {"event": ev, "room_version": rr.version}
+
+    def send_join(method, url, body, room, eid):
+        state = [rr.events[e] for e in rr.state.values()]
+        chain, todo = {}, [e for e in rr.state.values()] + list(body.get("auth_events", []))
+        while todo:
+            e = todo.pop()
+            if e in chain or e not in rr.events:
+                continue
+            chain[e] = rr.events[e]
+            todo.extend(rr.events[e]["auth_events"])
+        if int(rr.version) >= 12:
+            chain[rr.create_id] = rr.events[rr.create_id]
+        rr._add(urllib.parse.unquote(eid), body)
+        return 200, {"origin": fake.server_name, "state": state, "auth_chain": list(chain.values()),
+                     "members_omitted": False, "servers_in_room": [fake.server_name]}
+
+    def backfill(method, url, body, room):
+        qs = urllib.parse.parse_qs(url.query)
+        limit = int(qs.get("limit", ["10"])[0])
+        todo, out = list(qs.get("v", [])), []
+        seen = set()
+        while todo and len(out) < limit:
+            todo.sort(key=lambda e: rr.events[e]["depth"] if e in rr.events else -1)
+            e = todo.pop()
+            if e in seen or e not in rr.events:
+                continue
+            seen.add(e)
+            out.append(rr.events[e])
+            todo.extend(rr.events[e]["prev_events"])
+        return 200, {"origin": fake.server_name, "origin_server_ts": int(time.time() * 1000), "pdus": out}
+
+    def event(method, url, body, eid):
+        ev = rr.events.get(urllib.parse.unquote(eid))
+        if ev is None:
+            return 404, {"errcode": "M_NOT_FOUND", "error": "no such event"}
+        return 200, {"origin": fake.server_name, "origin_server_ts": int(time.time() * 1000), "pdus": [ev]}
+
+    fake.routes[r"/_matrix/federation/v1/make_join/([^/]+)/([^/]+)"] = template
+    fake.routes[r"/_matrix/federation/v2/send_join/([^/]+)/([^/]+)"] = send_join
+    fake.routes[r"/_matrix/federation/v1/backfill/([^/]+)"] = backfill
+    fake.routes[r"/_matrix/federation/v1/event/([^/]+)"] = event

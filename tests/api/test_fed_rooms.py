@@ -13,8 +13,8 @@ import unittest
 import signedjson.key
 
 from axontest import main, spec_errors, unique
-from fedutil import (FakeRemote, RemoteRoom, TestCA, event_id, fed_server, fetch_keys_plain, sign_event,
-                     verify_doc, verify_event)
+from fedutil import (FakeRemote, RemoteRoom, TestCA, event_id, fed_server, fetch_keys_plain, serve_room,
+                     sign_event, verify_doc, verify_event)
 from roomutil import V3, q
 
 FED1 = "/_matrix/federation/v1"
@@ -658,6 +658,89 @@ class Transactions(unittest.TestCase):
         status, body = self.send([], [to_device])
         s2 = self.sync(s["next_batch"])
         self.assertNotIn("to_device", s2)
+
+
+class JoiningElsewhere(unittest.TestCase):
+    """An axon user joining a room whose resident server is the fake remote, then paging back
+    through the history from before the join (federation/join.c, backfill.c)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.ca = TestCA()
+        cls.cert, cls.key = cls.ca.leaf("node", "DNS:localhost,IP:127.0.0.1")
+        cls.a = fed_server(cls.ca, cls.cert, cls.key, "localhost").start()
+        cls.fake = FakeRemote(cls.cert, cls.key)
+        cls.fake.key_sources[cls.a.server_name] = cls.a.port
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.a.stop()
+        finally:
+            cls.a.cleanup()
+            cls.fake.stop()
+            cls.ca.cleanup()
+
+    def tearDown(self):
+        self.fake.routes.clear()
+
+    def remote_room(self, version, history, messages):
+        creator = "@carol:%s" % self.fake.server_name
+        rr = RemoteRoom(self.fake, version, creator)
+        rr.make(creator, "m.room.member", {"membership": "join"}, state_key=creator)
+        rr.make(creator, "m.room.power_levels", {"users": {creator: 100}} if int(version) < 12 else {"users": {}},
+                state_key="")
+        rr.make(creator, "m.room.join_rules", {"join_rule": "public"}, state_key="")
+        rr.make(creator, "m.room.history_visibility", {"history_visibility": history}, state_key="")
+        rr.make(creator, "m.room.name", {"name": "Far away"}, state_key="")
+        ids = [rr.make(creator, "m.room.message", {"msgtype": "m.text", "body": "old %d" % i})[0]
+               for i in range(messages)]
+        return rr, ids
+
+    def page_all(self, token, room, limit=7):
+        seen, frm, pages = [], None, 0
+        while pages < 20:
+            path = V3 + "/rooms/%s/messages?dir=b&limit=%d" % (q(room), limit) + ("&from=" + frm if frm else "")
+            r = self.a.request("GET", path, token=token)
+            self.assertEqual(r.status, 200, r.json)
+            seen += r.json["chunk"]
+            pages += 1
+            frm = r.json.get("end")
+            if frm is None:
+                break
+        return seen
+
+    def test_join_then_backfill_history(self):
+        for version in ("10", "12"):
+            rr, ids = self.remote_room(version, "shared", 30)
+            serve_room(self.fake, rr)
+            u = self.a.register(unique())
+            r = self.a.request("POST", V3 + "/join/%s?server_name=%s" % (q(rr.room_id), q(self.fake.server_name)),
+                               body={}, token=u["access_token"])
+            self.assertEqual((r.status, r.json), (200, {"room_id": rr.room_id}), version)
+            chunk = self.page_all(u["access_token"], rr.room_id)
+            bodies = [e["content"].get("body") for e in chunk if e["type"] == "m.room.message"]
+            self.assertEqual(bodies, ["old %d" % i for i in reversed(range(30))], version)
+            types = [e["type"] for e in chunk]
+            self.assertEqual(types[0], "m.room.member")  # our join, newest
+            self.assertEqual(types[-1], "m.room.create")  # the very beginning, fetched from the fake
+            self.assertEqual(len(chunk), len({e["event_id"] for e in chunk}))  # each once
+            # asked once the history is complete, nobody is asked again
+            before = len([x for x in self.fake.requests if "/backfill/" in x["path"]])
+            self.page_all(u["access_token"], rr.room_id)
+            after = len([x for x in self.fake.requests if "/backfill/" in x["path"]])
+            self.assertEqual(before, after)
+            self.fake.routes.clear()
+
+    def test_joined_history_is_not_shown(self):
+        rr, ids = self.remote_room("10", "joined", 5)
+        serve_room(self.fake, rr)
+        u = self.a.register(unique())
+        r = self.a.request("POST", V3 + "/join/%s?server_name=%s" % (q(rr.room_id), q(self.fake.server_name)),
+                           body={}, token=u["access_token"])
+        self.assertEqual(r.status, 200, r.json)
+        chunk = self.page_all(u["access_token"], rr.room_id)
+        self.assertEqual([e["type"] for e in chunk], ["m.room.member"])
 
 
 if __name__ == "__main__":

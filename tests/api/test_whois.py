@@ -59,6 +59,26 @@ class Whois(AxonTestCase):
         devices = self.whois(u["user_id"], u["access_token"]).json["devices"]
         self.assertEqual(devices["PROXIED"]["sessions"][0]["connections"][0]["ip"], "198.51.100.7")
 
+    def test_last_seen_follows_use(self):
+        """The device's last use (time, address, user agent) is recorded, not only its login."""
+        u = self.server.register(unique(), device_id="ROAMING")
+        time.sleep(0.05)
+        used = int(time.time() * 1000)
+        r = self.req("GET", "/_matrix/client/v3/account/whoami", token=u["access_token"],
+                     headers={"X-Forwarded-For": "203.0.113.50", "User-Agent": "Element/1.11 (axon test)"})
+        self.assertEqual(r.status, 200, r)
+        deadline = time.time() + 5
+        while True:
+            conn = self.whois(u["user_id"], self.admin_token).json["devices"]["ROAMING"]["sessions"][0][
+                "connections"][0]
+            if conn.get("ip") == "203.0.113.50" or time.time() > deadline:
+                break
+            time.sleep(0.05)
+        self.assertEqual((conn["ip"], conn.get("user_agent")), ("203.0.113.50", "Element/1.11 (axon test)"))
+        self.assertGreaterEqual(conn["last_seen"], used)
+        r = self.req("GET", "/_matrix/client/v3/devices/ROAMING", token=u["access_token"])
+        self.assertEqual(r.json["last_seen_ip"], "203.0.113.50")
+
     def test_self(self):
         u = self.server.register(unique(), device_id="ONLY")
         r = self.whois(u["user_id"], u["access_token"])
