@@ -262,11 +262,11 @@ static int store_indexes(ax_txn_t *txn, const ax_room_version_t *rv, json_t *roo
     }
     (void)rv;
     (void)pdu;
-    return ax_room_index_content(txn, room_id, pos, event_id, type, d->content);
+    return ax_room_index_content(txn, room_id, pos, event_id, type, d->sender, d->content);
 }
 
 int ax_room_index_content(ax_txn_t *txn, const char *room_id, uint64_t pos, const char *event_id, const char *type,
-                          const json_t *content)
+                          const char *sender, const json_t *content)
 {
     int rc;
     json_t *rel = json_object_get(content, "m.relates_to");
@@ -274,7 +274,9 @@ int ax_room_index_content(ax_txn_t *txn, const char *room_id, uint64_t pos, cons
     const char *parent = json_string_value(json_object_get(rel, "event_id"));
     if (rel_type != NULL && parent != NULL && (rc = ax_db_relation_put(txn, parent, rel_type, pos, event_id)) != 0)
         return rc;
-    if (ax_streq(rel_type, "m.thread") && parent != NULL && (rc = ax_db_thread_touch(txn, room_id, parent, pos)) != 0)
+    if (ax_streq(rel_type, "m.thread") && parent != NULL &&
+        ((rc = ax_db_thread_touch(txn, room_id, parent, pos)) != 0 ||
+         (rc = ax_db_thread_note(txn, parent, event_id, sender)) != 0))
         return rc;
     return index_text(txn, room_id, pos, event_id, type, content);
 }
@@ -589,23 +591,6 @@ static int replace_cb(void *arg, const char *rel_type, uint64_t pos, const char 
     return 1; /* newest first: the first valid one wins */
 }
 
-static int thread_cb(void *arg, const char *rel_type, uint64_t pos, const char *child)
-{
-    (void)rel_type, (void)pos;
-    agg_t *a = arg;
-    if (a->count == 0)
-        snprintf(a->latest, sizeof(a->latest), "%s", child);
-    a->count++;
-    if (!a->participated && a->user_id != NULL) {
-        json_t *ev = NULL;
-        if (ax_db_event_get(a->txn, child, &ev, NULL) == 0) {
-            a->participated = ax_streq(json_string_value(json_object_get(ev, "sender")), a->user_id);
-            json_decref(ev);
-        }
-    }
-    return a->count >= 10000;
-}
-
 static int reference_cb(void *arg, const char *rel_type, uint64_t pos, const char *child)
 {
     (void)rel_type, (void)pos;
@@ -629,8 +614,13 @@ static void add_aggregations(ax_txn_t *txn, json_t *ev, const json_t *pdu, const
         if (edit != NULL)
             json_object_set_new(relations, "m.replace", edit);
     }
-    a.participated = user_id != NULL && ax_streq(json_string_value(json_object_get(pdu, "sender")), user_id);
-    ax_db_relation_scan(txn, event_id, "m.thread", UINT64_MAX, true, thread_cb, &a);
+    /* the thread's summary, kept up to date as replies arrive (no walk through the replies) */
+    uint64_t count = 0;
+    if (ax_db_thread_summary(txn, event_id, &count, a.latest, sizeof(a.latest)) == 0 && count != 0) {
+        a.count = count;
+        a.participated = user_id != NULL && (ax_streq(json_string_value(json_object_get(pdu, "sender")), user_id) ||
+                                             ax_db_thread_participant(txn, event_id, user_id));
+    }
     if (a.count != 0) {
         json_t *latest = load_plain(txn, a.latest, user_id, device_id, NULL);
         if (latest != NULL)

@@ -991,3 +991,47 @@ int ax_db_backfill_scan(ax_txn_t *txn, const char *room_id, uint64_t below,
     backfill_scan_t s = {p.n, cb, arg};
     return ax_kv_scan_rev(txn, AX_DBI_roomdepth_backfill, p.b, p.n, f.b, f.n, backfill_cb, &s);
 }
+
+/* ---- thread summaries: reply count, latest reply, who took part ---- */
+
+int ax_db_thread_note(ax_txn_t *txn, const char *root, const char *child, const char *sender)
+{
+    json_t *sum = NULL;
+    int rc = ax_kv_get_json(txn, AX_DBI_threadroot_summary, root, strlen(root), &sum);
+    if (rc == AX_ENOTFOUND)
+        sum = json_pack("{s:i}", "count", 0);
+    else if (rc != 0)
+        return rc;
+    json_object_set_new(sum, "count", json_integer(json_integer_value(json_object_get(sum, "count")) + 1));
+    json_object_set_new(sum, "latest", json_string(child));
+    rc = ax_kv_put_json(txn, AX_DBI_threadroot_summary, root, strlen(root), sum);
+    json_decref(sum);
+    ax_key_t k = {0};
+    ax_key_str(&k, root, true);
+    ax_key_str(&k, sender, false);
+    if (rc == 0 && !k.overflow)
+        rc = ax_kv_put(txn, AX_DBI_threadroot_user, k.b, k.n, "", 0, 0);
+    return rc;
+}
+
+int ax_db_thread_summary(ax_txn_t *txn, const char *root, uint64_t *count, char *latest, size_t cap)
+{
+    json_t *sum = NULL;
+    int rc = ax_kv_get_json(txn, AX_DBI_threadroot_summary, root, strlen(root), &sum);
+    if (rc != 0)
+        return rc;
+    *count = (uint64_t)json_integer_value(json_object_get(sum, "count"));
+    snprintf(latest, cap, "%s", json_string_value(json_object_get(sum, "latest")) ?: "");
+    json_decref(sum);
+    return 0;
+}
+
+bool ax_db_thread_participant(ax_txn_t *txn, const char *root, const char *user_id)
+{
+    ax_key_t k = {0};
+    ax_key_str(&k, root, true);
+    ax_key_str(&k, user_id, false);
+    const void *v;
+    size_t vlen;
+    return !k.overflow && ax_kv_get(txn, AX_DBI_threadroot_user, k.b, k.n, &v, &vlen) == 0;
+}

@@ -14,7 +14,7 @@
 #ifndef AX_STORAGE_SCHEMA_H
 #define AX_STORAGE_SCHEMA_H
 
-#define AX_SCHEMA_VERSION 2 /* 2: roomid_pos_member (backfilled from roomuser_pos_membership) */
+#define AX_SCHEMA_VERSION 3 /* 2: roomid_pos_member; 3: thread summaries (both backfilled) */
 
 /*
  * meta                  key = str name; value = per name: "schema_version" -> be64,
@@ -66,6 +66,8 @@
  * relation_child        key = parent_event_id 0x00 rel_type 0x00 be64 pos; value = child event_id
  * roomid_pos_threadroot key = room_id 0x00 be64 pos of the thread's latest event; value = root event_id
  * threadroot_pos        key = root event_id; value = be64 pos of its latest event (to move the entry above)
+ * threadroot_summary    key = root event_id; value = json {count, latest}   (replies of a thread)
+ * threadroot_user       key = root event_id 0x00 user_id; value = ""          (who replied in it)
  * term_roompos_event    key = search term 0x00 room_id 0x00 be64 pos; value = event_id (full-text index)
  *
  * Per-user data (storage/userdata.c).
@@ -179,6 +181,8 @@
     X(relation_child, 0) \
     X(roomid_pos_threadroot, 0) \
     X(threadroot_pos, 0) \
+    X(threadroot_summary, 0) \
+    X(threadroot_user, 0) \
     X(term_roompos_event, 0) \
     X(userroomtype_accountdata, 0) \
     X(userpos_accountdata, 0) \

@@ -244,6 +244,13 @@ int ax_db_stategroup_new(ax_txn_t *txn, uint64_t prev, const json_t *delta, uint
 int ax_db_stategroup_load(ax_txn_t *txn, uint64_t group, json_t **out);
 int ax_db_event_stategroup_put(ax_txn_t *txn, const char *event_id, uint64_t group);
 int ax_db_event_stategroup_get(ax_txn_t *txn, const char *event_id, uint64_t *group);
+/** Counts reply 'child' by 'sender' in the thread of 'root' (its summary and participants). */
+int ax_db_thread_note(ax_txn_t *txn, const char *root, const char *child, const char *sender);
+/** The thread's reply count and latest reply (AX_ENOTFOUND: no replies). */
+int ax_db_thread_summary(ax_txn_t *txn, const char *root, uint64_t *count, char *latest, size_t cap);
+/** Whether 'user_id' replied in the thread of 'root'. */
+bool ax_db_thread_participant(ax_txn_t *txn, const char *root, const char *user_id);
+
 /** Indexes 'event_id', an outlier of the room's history before this server's first event, by its depth. */
 int ax_db_backfill_put(ax_txn_t *txn, const char *room_id, uint64_t depth, const char *event_id);
 /** Calls 'cb' for the room's fetched history below 'below' (depth), deepest first, until it returns nonzero. */
