@@ -25,6 +25,7 @@
  * a timeline position differs from that (a resolved fork), roompos_stategroup
  * says so, for ax_room_state_at().
  */
+#include "core/push.h"
 #include "core/rooms_internal.h"
 
 #include <stdlib.h>
@@ -409,6 +410,10 @@ static int accept(ax_txn_t *txn, const ax_room_version_t *rv, json_t *room, cons
     json_object_set_new(room, "last_pos", json_integer((json_int_t)pos));
     json_object_set_new(room, "state_group", json_integer((json_int_t)new_group_id));
     if ((rc = ax_db_room_put(txn, room_id, room)) != 0)
+        return rc;
+    /* spec (push): the rules of the local members run on events from other servers too */
+    ax_push_t *push = ax_push_of(txn);
+    if (push != NULL && (rc = ax_push_event(push, txn, rv, room_id, event_id, pos, new_group_id, pdu)) != 0)
         return rc;
     const char *sk = json_string_value(json_object_get(pdu, "state_key"));
     ax_room_notify_members(txn, room_id, strcmp(type, "m.room.member") == 0 ? sk : NULL);

@@ -11,6 +11,7 @@
 #include "core/rooms.h"
 #include "core/rooms_internal.h"
 #include "core/events.h"
+#include "core/push.h"
 
 #include <ctype.h>
 #include <stdlib.h>
@@ -486,7 +487,14 @@ int ax_room_send(ax_txn_t *txn, const ax_origin_t *o, const ax_draft_t *d, ax_se
     json_object_set_new(room, "depth",
                         json_object_get(pdu, "depth") ? json_incref(json_object_get(pdu, "depth")) : json_integer(0));
     json_object_set_new(room, "last_pos", json_integer((json_int_t)out->pos));
-    rc = ax_db_room_put(txn, out->room_id, room);
+    if ((rc = ax_db_room_put(txn, out->room_id, room)) != 0)
+        goto out;
+
+    /* push rules of the local members: their counts commit with the event */
+    ax_push_t *push = ax_push_of(txn);
+    if (push != NULL)
+        rc = ax_push_event(push, txn, rv, out->room_id, out->event_id, out->pos,
+                           (uint64_t)json_integer_value(json_object_get(room, "state_group")), pdu);
 
 out:
     ax_room_lookup_dispose(&cache);

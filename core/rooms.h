@@ -44,7 +44,10 @@ typedef struct st_ax_sent_t {
  * forward extremities, auth_events chosen from current state, depth),
  * checks the auth rules, the 64 KiB size limit and the room version's
  * canonical-JSON rules, signs it as 'o', and stores it with its timeline
- * position, state, membership, visibility and relation indexes.
+ * position, state, membership, visibility and relation indexes; then the
+ * push rules of the room's local members run on it (core/push.h, when the
+ * writer has a push engine attached), so their unread counts change in the
+ * same transaction.
  *
  * @return 0 with 'out' filled; AX_ENOTFOUND for an unknown room;
  *         AX_EFORBIDDEN (the auth rules said no; 'reason' says why);

@@ -126,6 +126,19 @@ int ax_cs_typing(ax_req_t *r);
 int ax_cs_receipt(ax_req_t *r);
 int ax_cs_read_markers(ax_req_t *r);
 
+/* server/cs/push.c -- push rules, pushers, notifications */
+int ax_cs_pushrules_get_all(ax_req_t *r);
+int ax_cs_pushrules_get_global(ax_req_t *r);
+int ax_cs_pushrule_get(ax_req_t *r);
+int ax_cs_pushrule_put(ax_req_t *r);
+int ax_cs_pushrule_delete(ax_req_t *r);
+int ax_cs_pushrule_get_enabled(ax_req_t *r);
+int ax_cs_pushrule_put_enabled(ax_req_t *r);
+int ax_cs_pushrule_get_actions(ax_req_t *r);
+int ax_cs_pushrule_put_actions(ax_req_t *r);
+int ax_cs_pushers_get(ax_req_t *r);
+int ax_cs_pushers_set(ax_req_t *r);
+int ax_cs_notifications(ax_req_t *r);
 /* server/cs/media.c -- the content repository */
 int ax_cs_media_upload(ax_req_t *r);
 int ax_cs_media_upload_put(ax_req_t *r);

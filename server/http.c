@@ -1531,9 +1531,11 @@ int ax_http_run(ax_server_t *srv)
 {
     ax_http_t *http = srv->http;
     setup_globalconf(srv);
-    srv->threads = ax_calloc(srv->nthreads, sizeof(*srv->threads));
+    /* every struct exists before the array is published: the writer's commit hook reads it */
+    ax_thread_t **threads = ax_calloc(srv->nthreads, sizeof(*threads));
     for (unsigned i = 0; i < srv->nthreads; ++i)
-        srv->threads[i] = thread_new(srv, i);
+        threads[i] = thread_new(srv, i);
+    srv->threads = threads;
     http->fds_taken = true;
 
     /* signals are handled here with sigwait; every other thread has them blocked */

@@ -132,6 +132,19 @@ const ax_route_t ax_routes[] = {
     {"GET",    CS "/presence/{userId}/status",         ax_cs_presence_get,            AX_ROUTE_AUTH},
     {"PUT",    CS "/presence/{userId}/status",         ax_cs_presence_put,            AX_ROUTE_AUTH},
 
+    /* push rules, pushers and notifications (server/cs/push.c) */
+    {"GET",    CS "/pushrules/",                       ax_cs_pushrules_get_all,       AX_ROUTE_AUTH},
+    {"GET",    CS "/pushrules/global/",                ax_cs_pushrules_get_global,    AX_ROUTE_AUTH},
+    {"GET",    CS "/pushrules/global/{kind}/{ruleId}", ax_cs_pushrule_get,            AX_ROUTE_AUTH},
+    {"PUT",    CS "/pushrules/global/{kind}/{ruleId}", ax_cs_pushrule_put,            AX_ROUTE_AUTH},
+    {"DELETE", CS "/pushrules/global/{kind}/{ruleId}", ax_cs_pushrule_delete,         AX_ROUTE_AUTH},
+    {"GET",    CS "/pushrules/global/{kind}/{ruleId}/enabled", ax_cs_pushrule_get_enabled, AX_ROUTE_AUTH},
+    {"PUT",    CS "/pushrules/global/{kind}/{ruleId}/enabled", ax_cs_pushrule_put_enabled, AX_ROUTE_AUTH},
+    {"GET",    CS "/pushrules/global/{kind}/{ruleId}/actions", ax_cs_pushrule_get_actions, AX_ROUTE_AUTH},
+    {"PUT",    CS "/pushrules/global/{kind}/{ruleId}/actions", ax_cs_pushrule_put_actions, AX_ROUTE_AUTH},
+    {"GET",    CS "/pushers",                          ax_cs_pushers_get,             AX_ROUTE_AUTH},
+    {"POST",   CS "/pushers/set",                      ax_cs_pushers_set,             AX_ROUTE_AUTH},
+    {"GET",    CS "/notifications",                    ax_cs_notifications,           AX_ROUTE_AUTH},
     /* server administration (server/cs/admin.c) */
     {"GET",    CS "/admin/whois/{userId}",             ax_cs_admin_whois,             AX_ROUTE_AUTH},
 

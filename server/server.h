@@ -412,6 +412,9 @@ struct st_ax_server_t {
     uint64_t started_at_ms;
     struct st_ax_typing_t *typing;
     struct st_ax_presence_t *presence;
+    struct st_ax_push_t *push;             /* the push engine, attached to the writer (core/push.h) */
+    struct st_ax_outbound_t *outbound;     /* the outbound HTTP client thread (server/outbound.h) */
+    struct st_ax_pusher_t *pusher;         /* the push sender running on it (server/pusher.h) */
     struct st_ax_changes_t *changes;       /* rooms changed per stream position (changes.h) */
     void (*on_tick)(ax_server_t *srv);     /* run every second on HTTP thread 0 */
     void (*on_stopping)(ax_server_t *srv); /* run once on SIGTERM/SIGINT, before the threads drain */

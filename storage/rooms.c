@@ -159,6 +159,26 @@ int ax_db_stream_scan(ax_txn_t *txn, uint64_t after,
     return ax_kv_scan(txn, AX_DBI_pos_roomevent, NULL, 0, f.b, f.n, stream_cb, &s);
 }
 
+int ax_db_stream_event_at(ax_txn_t *txn, uint64_t pos, char *event_id, size_t cap)
+{
+    ax_key_t k = {0};
+    ax_key_u64(&k, pos);
+    const void *v;
+    size_t vlen;
+    int rc = ax_kv_get(txn, AX_DBI_pos_roomevent, k.b, k.n, &v, &vlen);
+    if (rc != 0)
+        return rc;
+    const char *sep = memchr(v, 0, vlen);
+    if (sep == NULL)
+        return AX_EIO;
+    size_t n = vlen - (size_t)(sep - (const char *)v) - 1;
+    if (n >= cap)
+        return AX_ETOOBIG;
+    memcpy(event_id, sep + 1, n);
+    event_id[n] = '\0';
+    return 0;
+}
+
 /* ---- rooms ---- */
 
 int ax_db_room_get(ax_txn_t *txn, const char *room_id, json_t **out)
@@ -387,11 +407,11 @@ int ax_db_stategroup_new(ax_txn_t *txn, uint64_t prev, const json_t *delta, uint
     json_t *rec;
     if (prev == 0 || chain >= STATEGROUP_MAX_CHAIN) {
         /* a full snapshot keeps every lookup within STATEGROUP_MAX_CHAIN steps */
-        json_t *full = json_object();
-        if (prev != 0 && (rc = ax_db_stategroup_load(txn, prev, &full)) != 0) {
-            json_decref(full);
+        json_t *full = NULL;
+        if (prev == 0)
+            full = json_object();
+        else if ((rc = ax_db_stategroup_load(txn, prev, &full)) != 0)
             return rc;
-        }
         apply_delta(full, delta);
         rec = json_pack("{s:i, s:i, s:o}", "prev", 0, "chain", 0, "delta", full);
     } else {

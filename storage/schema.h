@@ -82,6 +82,20 @@
  * userid_presence       key = user_id; value = json {presence, status_msg?, last_active_ts, pos}
  * pos_presence          key = be64 pos; value = user_id                 (changes, for /sync)
  *
+ * Push notifications (storage/push.c).  Push rules are the m.push_rules account data above.
+ * userroomthread_unread key = user_id 0x00 room_id 0x00 thread root event_id ("" = main timeline);
+ *                       value = be64 read_pos | be64 last_pos (newest notification) |
+ *                       be32 notification_count | be32 highlight_count
+ * userpos_notif         key = user_id 0x00 be64 pos of the event; value = u8 flags (1 = highlight) |
+ *                       be64 ts | room_id 0x00 thread 0x00 actions json      (GET /notifications)
+ * userapppushkey_pusher key = user_id 0x00 app_id 0x00 pushkey; value = json pusher {kind, app_id,
+ *                       pushkey, app_display_name, device_display_name, profile_tag?, lang, data,
+ *                       device_id?, pushkey_ts (seconds)}
+ * apppushkey_user       key = app_id 0x00 pushkey 0x00 user_id; value = ""  (other users' pushers of a pushkey)
+ * pospusher_push        key = be64 pos | user_id 0x00 app_id 0x00 pushkey; value = json {event_id?, room_id?,
+ *                       prio, tweaks?, ts}  (the push queue: one entry per notification and pusher, deleted
+ *                       once the gateway took it; pos is the event's, or the receipt's for badge updates)
+ * meta "push_gen"       bumped whenever push rules or pushers change (core/push.c reloads its caches)
  * Media repository (storage/media.c).  The bytes live in files under data_dir/media named by their
  * SHA-256 (core/media.c); these tables hold what points at them.
  * mediaid_media         key = media_id; value = json {uploader, created_ts, and either
@@ -177,6 +191,11 @@
     X(roompos_receipt, 0) \
     X(userid_presence, 0) \
     X(pos_presence, 0) \
+    X(userroomthread_unread, 0) \
+    X(userpos_notif, 0) \
+    X(userapppushkey_pusher, 0) \
+    X(apppushkey_user, 0) \
+    X(pospusher_push, 0) \
     X(mediaid_media, 0) \
     X(userid_media, 0) \
     X(userpending_mediaid, 0) \

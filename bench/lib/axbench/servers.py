@@ -164,7 +164,16 @@ class AxonServer(Server):
             "trusted_key_servers": "",      # never reach out to matrix.org
         }
         cfg.update(self.settings)
-        self.config_text = "".join("%s = %s\n" % (k, v) for k, v in cfg.items())
+        # "section.key" settings (--axon-set ratelimit.register_burst=1000) go under [section]
+        top = {k: v for k, v in cfg.items() if "." not in k}
+        sections = {}
+        for k, v in cfg.items():
+            if "." in k:
+                sec, _, key = k.partition(".")
+                sections.setdefault(sec, []).append((key, v))
+        self.config_text = "".join("%s = %s\n" % (k, v) for k, v in top.items())
+        for sec, items in sections.items():
+            self.config_text += "[%s]\n" % sec + "".join("%s = %s\n" % kv for kv in items)
         with open(self.conf_path, "w") as f:
             f.write(self.config_text)
 
