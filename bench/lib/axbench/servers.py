@@ -164,7 +164,16 @@ class AxonServer(Server):
             "trusted_key_servers": "",      # never reach out to matrix.org
         }
         cfg.update(self.settings)
-        self.config_text = "".join("%s = %s\n" % (k, v) for k, v in cfg.items())
+        # "section.key" goes under [section] (e.g. ratelimit.login_per_second)
+        top = {k: v for k, v in cfg.items() if "." not in k}
+        sections = {}
+        for k, v in cfg.items():
+            if "." in k:
+                sec, key = k.split(".", 1)
+                sections.setdefault(sec, {})[key] = v
+        self.config_text = "".join("%s = %s\n" % (k, v) for k, v in top.items())
+        for sec, kv in sections.items():
+            self.config_text += "\n[%s]\n" % sec + "".join("%s = %s\n" % (k, v) for k, v in kv.items())
         with open(self.conf_path, "w") as f:
             f.write(self.config_text)
 
