@@ -21,6 +21,7 @@ NAME = "whoami"
 TITLE = "GET /_matrix/client/v3/account/whoami (authenticated)"
 NEEDS = ["POST /_matrix/client/v3/register (m.login.dummy)", "GET /_matrix/client/v3/account/whoami"]
 PATH = "/_matrix/client/v3/account/whoami"
+ORDER = 1
 
 
 def setup(ctx):
