@@ -109,7 +109,7 @@ def _run(cx, label, key, per_user, rep):
     extra = {}
 
     def go():
-        rss_idle = server.rss_kb()
+        rss_idle, anon_idle = server.rss_kb(), server.rss_anon_kb()
         t0 = time.monotonic()
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, start_new_session=True)
@@ -119,7 +119,7 @@ def _run(cx, label, key, per_user, rep):
             if not parked.startswith("parked"):
                 raise BenchError("longpoll.py: %s" % "".join(out)[-1500:])
             time.sleep(0.3)
-            rss_parked = server.rss_kb()
+            rss_parked, anon_parked = server.rss_kb(), server.rss_anon_kb()
             proc.stdin.write("go\n")
             proc.stdin.flush()
             line = _readline(proc, 150, out)
@@ -147,8 +147,10 @@ def _run(cx, label, key, per_user, rep):
             r["error"] = "the send answered %s" % res["send_status"]
         elif res["woken"] == 0:
             r["error"] = "no long-poll answered: %s" % res["error_samples"][:2]
-        r.update(longpoll=res, rss_idle_kb=rss_idle, rss_parked_kb=rss_parked,
-                 rss_per_poll_kb=(rss_parked - rss_idle) / float(n) if rss_idle and rss_parked else None)
+        r.update(longpoll=res, rss_idle_kb=rss_idle, rss_parked_kb=rss_parked, anon_idle_kb=anon_idle,
+                 anon_parked_kb=anon_parked,
+                 rss_per_poll_kb=(rss_parked - rss_idle) / float(n) if rss_idle and rss_parked else None,
+                 anon_per_poll_kb=(anon_parked - anon_idle) / float(n) if anon_idle and anon_parked else None)
         extra["r"] = r
         return r, wall
 
@@ -192,7 +194,7 @@ def summarize(ctx, sc):
     extra += ["Wake-up latency: from just before the PUT was written to the last byte of each long-poll's answer; "
               "req/s here = long-polls answered / time until the last answered.", "",
               "| case | all woke (max) | p50 | p99 | the send answered after | early answers | RSS per idle long-poll "
-              "| server RSS idle → parked |", "|---|---|---|---|---|---|---|---|"]
+              "(anonymous) | server RSS idle → parked (anonymous) |", "|---|---|---|---|---|---|---|---|"]
     for label, key, per_user, _ in st["cases"]:
         rs = [r for r in sc.results if r.get("kind") == label]
         if not rs:
@@ -201,13 +203,20 @@ def summarize(ctx, sc):
         rows.append(scen.row(sc.results, ctx, label, label, n, note="n/a: not an HTTP throughput measurement"))
         send = median([r["longpoll"]["send_ms"] for r in rs if r.get("longpoll")])
         per = median([r.get("rss_per_poll_kb") for r in rs])
+        anon = median([r.get("anon_per_poll_kb") for r in rs])
         early = sum(r["longpoll"]["early"] for r in rs if r.get("longpoll"))
         ta = rows[-1]["target"] or {}
-        extra.append("| %s | %s | %s | %s | %s | %d | %s | %s → %s |" % (
+        extra.append("| %s | %s | %s | %s | %s | %d | %s (%s) | %s → %s (%s → %s) |" % (
             label, scen.fmt_ms(ta.get("max_ms")), scen.fmt_ms(ta.get("p50_ms")), scen.fmt_ms(ta.get("p99_ms")),
             scen.fmt_ms(send), early, "n/a" if per is None else "%.1f kB" % per,
-            scen.fmt_mb(rs[0].get("rss_idle_kb")), scen.fmt_mb(rs[0].get("rss_parked_kb"))))
-        parts.append("%s: all woke in %s" % (label.split(",")[0], scen.fmt_ms(ta.get("max_ms"))))
+            "n/a" if anon is None else "%.1f kB" % anon,
+            scen.fmt_mb(rs[0].get("rss_idle_kb")), scen.fmt_mb(rs[0].get("rss_parked_kb")),
+            scen.fmt_mb(rs[0].get("anon_idle_kb")), scen.fmt_mb(rs[0].get("anon_parked_kb"))))
+        parts.append("%s: all woke in %s" % (label.split(" (")[0], scen.fmt_ms(ta.get("max_ms"))))
+    extra += ["", "RSS per idle long-poll = (RSS with all parked − RSS before) / N, read 0.3 s after the last "
+              "was parked. It is a lower bound: memory the server freed earlier in the run (seeding, other "
+              "scenarios) is reused first, so the first cases can show almost nothing. Anonymous = RssAnon "
+              "(heap, stacks), without the database pages mapped from disk."]
     for s in st["skipped"]:
         extra.append("")
         extra.append("- " + s)

@@ -191,12 +191,14 @@ def scenario_markdown(sc, ctx, outdir, basename, files):
         md += ["- Note: %s" % note]
     if s.get("notes"):
         md.append("")
-    n_reps = ctx.opts.reps
+    ns = [row[role]["n"] for row in s.get("headline") or [] for role in ("target", "baseline") if row.get(role)]
+    n_reps = max(ns) if ns else ctx.opts.reps
     if s.get("headline"):
-        md += ["Medians of %d run%s each, the two servers alternating; ranges are min–max. Latency "
+        md += ["Medians of %s%d run%s each, the two servers alternating; ranges are min–max. Latency "
                "p50 / p90 / p99 / max in ms; errors = socket errors, timeouts and failed requests; "
                "non-2xx = responses with another status (wrk: status >= 400). Server CPU = the server's "
-               "CPU time / wall time (200%% = both cores)." % (n_reps, "" if n_reps == 1 else "s"), "",
+               "CPU time / wall time (200%% = both cores)." % (
+                   "up to " if len(set(ns)) > 1 else "", n_reps, "" if n_reps == 1 else "s"), "",
                "| measurement | server | req/s | latency ms | errors / non-2xx | server CPU | bytes/response | "
                "ratio %s/%s |" % (t, b),
                "|---|---|---|---|---|---|---|---|"]
@@ -289,6 +291,9 @@ def write(outdir, basename, meta, runs, ctx, want_json=False):
            ""]
     if meta.get("fatal"):
         md += ["**The run failed: %s**" % meta["fatal"].replace("\n", " ")[:1000], ""]
+    for c in tgt.get("crashes", []):
+        md += ["**axon crashed during `%s` (exit status %s)**: see \"Machine\" below; later scenarios ran on a "
+               "fresh axon." % (c["during"], c["exit_status"]), ""]
 
     # headline across scenarios
     md += ["## Headline", "",
@@ -362,6 +367,12 @@ def write(outdir, basename, meta, runs, ctx, want_json=False):
             st, "" if st == 0 else " **(expected 0)**"), ""]
         if tgt.get("sanitizer_report"):
             md += ["**axon's log has a sanitizer report:**", "", "```", tgt["sanitizer_report"], "```", ""]
+        for c in tgt.get("crashes", []):
+            md += ["**axon died during `%s` (exit status %s); the scenarios after it ran on a fresh axon "
+                   "(new data dir).%s** Its log ended with:" % (
+                       c["during"], c["exit_status"],
+                       " The log has a sanitizer report." if c.get("sanitizer_report") else ""),
+                   "", "```", c["log_tail"].strip()[-2000:] or "(empty)", "```", ""]
         if tgt.get("died_before_stop"):
             md += ["**axon died during the run:**", "", "```", tgt.get("log_tail", ""), "```", ""]
 

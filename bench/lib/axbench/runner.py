@@ -355,6 +355,35 @@ class _Interrupted(Exception):
     pass
 
 
+def restart_axon(ctx, sc, runs, meta, sampler, progress):
+    """The fresh axon died during scenario 'sc': keep its exit status and log for
+    the report, start another one on a new data dir, and let the scenarios still
+    to run set up again on it (their seeded data died with the old one)."""
+    dead = ctx.target
+    crashes = meta["target"].setdefault("crashes", [])
+    rc = dead.stop()
+    crashes.append({"during": sc.name, "exit_status": rc, "log_tail": dead.log_tail(3000),
+                    "sanitizer_report": dead.sanitizer_report()})
+    progress.note("axon died during %s (exit status %s); a fresh axon for the scenarios after it" % (sc.name, rc))
+    fresh = AxonServer(dead.binary, "%s-restart%d" % (dead.workdir, len(crashes)), dead.settings)
+    os.makedirs(fresh.workdir)
+    fresh.start()
+    ctx.target = fresh
+    sampler.add(fresh)
+    ctx.fixtures.clear()
+    ctx.commands.append(("axon (restarted after a crash)", tools.cmdline(fresh.command)))
+    for later in runs[runs.index(sc) + 1:]:
+        if later.status != "ok":
+            continue
+        ctx.scenario = later
+        try:
+            later.module.setup(ctx)       # fills the same state dict the planned steps read
+        except Unsupported as e:
+            later.status, later.reason = "unsupported", "not supported by target: %s" % e
+        except (BenchError, OSError) as e:
+            later.status, later.reason = "error", "setup on the restarted axon failed: %s" % e
+
+
 def _on_signal(signum, frame):
     raise _Interrupted("signal %d" % signum)
 
@@ -373,6 +402,9 @@ def main(argv):
         if n not in impl and n not in planned_by_name:
             print("bench/run: unknown scenario %r (see bench/run --list)" % n, file=sys.stderr)
             return 2
+    # always in the suite's order (impl is sorted by ORDER), whatever order --scenarios gave
+    rank = {n: i for i, n in enumerate(impl)}
+    names = sorted(dict.fromkeys(names), key=lambda n: rank.get(n, len(rank)))
 
     def missing_tools():
         want = ["wrk", "ab", "nginx"] + ([] if opts.quick else ["h2load", "gnuplot"])
@@ -541,6 +573,12 @@ def main(argv):
                 failed = True
             if not all(s.alive() for s in ctx.servers):
                 failed = True
+                if isinstance(ctx.target, AxonServer) and not ctx.target.alive() and \
+                        (ctx.baseline is None or ctx.baseline.alive()):
+                    # a crash is a finding, reported as such; the scenarios after it
+                    # still get measured, on a fresh axon
+                    restart_axon(ctx, sc, runs, meta, sampler, progress)
+                    continue
                 for later in runs[runs.index(sc) + 1:]:
                     if later.status == "ok":
                         later.status, later.reason = "error", "not run: a server died during %s" % sc.name

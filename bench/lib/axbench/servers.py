@@ -101,6 +101,12 @@ class Server:
         vals = [v for v in vals if v is not None]
         return sum(vals) if vals else None
 
+    def rss_anon_kb(self):
+        """Sum of RssAnon (heap and stacks, not the mapped database file), None when unknown."""
+        vals = [proc_status_kb(p, "RssAnon") for p in self.pids()]
+        vals = [v for v in vals if v is not None]
+        return sum(vals) if vals else None
+
     def hwm_kb(self):
         vals = [proc_status_kb(p, "VmHWM") for p in self.pids()]
         vals = [v for v in vals if v is not None]
