@@ -18,6 +18,7 @@ connections only queue), --reps times (at most 2).
 """
 
 import json
+import secrets
 
 from axbench import matrix, scen, wrkscript
 from axbench.runner import Step
@@ -38,7 +39,8 @@ def setup(ctx):
     if u.password is None:
         raise BenchError("registration without a password")
     body = json.dumps(matrix.register_body("axb_r_{n}", "pw-{n}-bench"), separators=(",", ":"))
-    r = request(ctx.target.base, "POST", PATH, body=body.replace("{n}", "probe1").encode())
+    r = request(ctx.target.base, "POST", PATH, body=body.replace("{n}", "probe-" + secrets.token_hex(4)).encode(),
+                headers={"Content-Type": "application/json"})
     if r.status == 401:
         raise Unsupported("POST %s wants a UIA session round trip before m.login.dummy (%s); wrk sends one "
                           "request per registration" % (PATH, r.describe()))
