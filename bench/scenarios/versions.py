@@ -131,8 +131,10 @@ def summarize(ctx, sc):
         return pts
 
     plots = [
-        {"name": "versions-throughput", "title": "GET /_matrix/client/versions, wrk -t%d -d%ds (median of %d)" % (
-            o.threads, o.duration, o.reps), "xlabel": "connections", "ylabel": "requests/s",
+        {"name": "versions-throughput", "title": "GET /_matrix/client/versions, wrk -t%d -d%ds (median of %d at -c%d, "
+                                                "%d elsewhere)" % (o.threads, o.duration, o.reps, o.connections,
+                                                                   (o.reps + 1) // 2),
+         "xlabel": "connections", "ylabel": "requests/s",
          "series": {t: series(t, "rps"), b: series(b, "rps")}},
         {"name": "versions-p99", "title": "p99 latency, same runs", "xlabel": "connections",
          "ylabel": "p99 latency (ms)", "series": {t: series(t, "p99_ms"), b: series(b, "p99_ms")}},
