@@ -43,20 +43,7 @@ function makeLogger(prefix) {
 // SKIP while the server still has it and as a plain pass once it is gone.  To re-enable the
 // strict assertion, set the entry's 'workaround' to false: the step then fails while the bug
 // is there, and the SDK meets the server as it is.
-const KNOWN_BUGS = {
-    // GET /_matrix/client/v3/pushrules/ answers 404 M_UNRECOGNIZED (no route in server/routes.c).
-    // startClient() fetches the push rules before its first /sync and retries forever on any
-    // error but 401/403 (SyncApi.getPushRules), so without the workaround no client ever syncs.
-    // Spec: Client-Server API, Push notifications, GET /_matrix/client/v3/pushrules/ -> 200
-    // {"global": {override, content, room, sender, underride}} with the predefined rules.
-    pushrules: {
-        workaround: !process.env.AX_JSSDK_STRICT, // AX_JSSDK_STRICT=1 turns every workaround off
-        matches: (method, path) => method === "GET" && /^\/_matrix\/client\/(v3|r0)\/pushrules\/?$/.test(path),
-        // what the workaround answers instead: a valid, empty global ruleset
-        substitute: { global: { override: [], content: [], room: [], sender: [], underride: [] } },
-        seen: null, // the server's own answer, once seen
-    },
-};
+const KNOWN_BUGS = {}; // none today: push rules (the last one) are served since the push work
 
 // ---- TAP -------------------------------------------------------------------------------
 
