@@ -187,6 +187,12 @@ void ax_room_wake_members(ax_txn_t *txn, const char *room_id);
  */
 json_t *ax_room_state_at(ax_txn_t *txn, const char *room_id, uint64_t pos);
 
+/**
+ * The state group of that state (0: none yet).  Two positions with the same
+ * group have the same state: /sync compares groups before loading maps.
+ */
+uint64_t ax_room_state_group_at(ax_txn_t *txn, const char *room_id, uint64_t pos);
+
 /** The state map before the event at position 'pos' (the state its senders saw). */
 json_t *ax_room_state_before(ax_txn_t *txn, const char *room_id, uint64_t pos);
 
