@@ -183,4 +183,18 @@ int ax_fed_query_profile(ax_req_t *r);
 int ax_fed_query_directory(ax_req_t *r);
 int ax_fed_user_devices(ax_req_t *r);
 
+/* federation/api_events.c -- serving a room's events */
+int ax_fed_event_get(ax_req_t *r);
+int ax_fed_state(ax_req_t *r);
+int ax_fed_state_ids(ax_req_t *r);
+int ax_fed_event_auth(ax_req_t *r);
+int ax_fed_backfill(ax_req_t *r);
+int ax_fed_get_missing_events(ax_req_t *r);
+int ax_fed_timestamp_to_event(ax_req_t *r);
+
+/* federation/api_rooms.c -- the published room directory and spaces */
+int ax_fed_public_rooms_get(ax_req_t *r);
+int ax_fed_public_rooms_post(ax_req_t *r);
+int ax_fed_hierarchy(ax_req_t *r);
+
 #endif

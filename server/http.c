@@ -730,6 +730,11 @@ static char *pdecode(ax_req_t *r, const char *s, size_t n, bool form)
 
 const char *ax_req_query(ax_req_t *r, const char *name)
 {
+    return ax_req_query_n(r, name, 0);
+}
+
+const char *ax_req_query_n(ax_req_t *r, const char *name, size_t n)
+{
     h2o_req_t *req = r->req;
     if (req->query_at == SIZE_MAX)
         return NULL;
@@ -741,7 +746,7 @@ const char *ax_req_query(ax_req_t *r, const char *name)
         const char *eq = memchr(q, '=', (size_t)(pe - q));
         const char *ke = eq ? eq : pe;
         char *key = pdecode(r, q, (size_t)(ke - q), true);
-        if (key != NULL && strlen(key) == nlen && memcmp(key, name, nlen) == 0) {
+        if (key != NULL && strlen(key) == nlen && memcmp(key, name, nlen) == 0 && n-- == 0) {
             if (eq == NULL)
                 return "";
             char *v = pdecode(r, eq + 1, (size_t)(pe - eq - 1), true);

@@ -187,6 +187,18 @@ const ax_route_t ax_routes[] = {
     {"GET",  FED "/v1/query/profile",                  ax_fed_query_profile,    AX_ROUTE_FED},
     {"GET",  FED "/v1/query/directory",                ax_fed_query_directory,  AX_ROUTE_FED},
     {"GET",  FED "/v1/user/devices/{userId}",          ax_fed_user_devices,     AX_ROUTE_FED},
+
+    /* federation: serving room data (federation/api_events.c, api_rooms.c); X-Matrix signed */
+    {"GET",  FED "/v1/event/{eventId}",                ax_fed_event_get,        AX_ROUTE_FED},
+    {"GET",  FED "/v1/state/{roomId}",                 ax_fed_state,            AX_ROUTE_FED},
+    {"GET",  FED "/v1/state_ids/{roomId}",             ax_fed_state_ids,        AX_ROUTE_FED},
+    {"GET",  FED "/v1/event_auth/{roomId}/{eventId}",  ax_fed_event_auth,       AX_ROUTE_FED},
+    {"GET",  FED "/v1/backfill/{roomId}",              ax_fed_backfill,         AX_ROUTE_FED},
+    {"POST", FED "/v1/get_missing_events/{roomId}",    ax_fed_get_missing_events, AX_ROUTE_FED},
+    {"GET",  FED "/v1/timestamp_to_event/{roomId}",    ax_fed_timestamp_to_event, AX_ROUTE_FED},
+    {"GET",  FED "/v1/publicRooms",                    ax_fed_public_rooms_get, AX_ROUTE_FED},
+    {"POST", FED "/v1/publicRooms",                    ax_fed_public_rooms_post, AX_ROUTE_FED},
+    {"GET",  FED "/v1/hierarchy/{roomId}",             ax_fed_hierarchy,        AX_ROUTE_FED},
 };
 /* clang-format on */
 

@@ -193,6 +193,9 @@ int ax_req_json_body_or_reply(ax_req_t *r, json_t **out);
  */
 const char *ax_req_query(ax_req_t *r, const char *name);
 
+/** The 'n'-th (from 0) value of query parameter 'name', repeated as in "?v=a&v=b", like ax_req_query(). */
+const char *ax_req_query_n(ax_req_t *r, const char *name, size_t n);
+
 /* Typed fields of a JSON object (borrowed values).  A JSON null counts as
  * absent.  A wrong type replies 400 M_BAD_JSON, a missing required field
  * 400 M_MISSING_PARAM; both return -1. */
