@@ -312,6 +312,40 @@ void ax_fed_stats(ax_fed_t *fed, ax_fed_stats_t *out);
 /** Backoff before the next attempt after 'failures' consecutive failures (capped exponential). */
 uint64_t ax_fed_backoff_ms(uint64_t failures);
 
+/* ---- batch.c -- several requests as one task ----------------------------------------------------- */
+
+/**
+ * Requests to several servers at once, completing as one task when the
+ * last of them completed (an HTTP handler asking every server of a
+ * /keys/query): bind 'super' to the request (ax_req_bind_task), add the
+ * requests, submit.  Every request completes on the batch's port, so the
+ * batch needs no locking; 'super.result' is always 0 (look at each
+ * request's own result and status).
+ */
+typedef struct st_ax_fed_batch_t {
+    ax_task_t super;
+    ax_fed_request_t **reqs; /* owned */
+    size_t n;
+    /* private */
+    size_t _cap, _pending;
+} ax_fed_batch_t;
+
+/** A new, empty batch (heap); free it with ax_fed_batch_free() once it completed (or was never submitted). */
+ax_fed_batch_t *ax_fed_batch_new(void);
+
+/** Adds 'fr' (stolen; set its timeout and limits first) to a batch not yet submitted. */
+void ax_fed_batch_add(ax_fed_batch_t *b, ax_fed_request_t *fr);
+
+/**
+ * Submits every request of 'b' to 'fed'.  'b->super.port' and
+ * 'b->super.done' must be set; they run once, after the last request
+ * completed (at once, through the port, for an empty batch).
+ */
+void ax_fed_batch_submit(ax_fed_t *fed, ax_fed_batch_t *b);
+
+/** Frees the batch and its requests.  NULL is allowed. */
+void ax_fed_batch_free(ax_fed_batch_t *b);
+
 /* ---- keyring.c -- other servers' signing keys ------------------------------------------------- */
 
 /** Keys from verify_keys are trusted until the lesser of valid_until_ts and this long after fetching (spec). */

@@ -178,10 +178,12 @@ int ax_fed_keys_query_get(ax_req_t *r);
 int ax_fed_keys_query_post(ax_req_t *r);
 int ax_fed_version(ax_req_t *r);
 
-/* federation/api_query.c -- queries and device lists */
+/* federation/api_query.c -- queries, device lists and E2EE keys */
 int ax_fed_query_profile(ax_req_t *r);
 int ax_fed_query_directory(ax_req_t *r);
 int ax_fed_user_devices(ax_req_t *r);
+int ax_fed_user_keys_query(ax_req_t *r);
+int ax_fed_user_keys_claim(ax_req_t *r);
 
 /* federation/api_events.c -- serving a room's events */
 int ax_fed_event_get(ax_req_t *r);

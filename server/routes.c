@@ -187,6 +187,8 @@ const ax_route_t ax_routes[] = {
     {"GET",  FED "/v1/query/profile",                  ax_fed_query_profile,    AX_ROUTE_FED},
     {"GET",  FED "/v1/query/directory",                ax_fed_query_directory,  AX_ROUTE_FED},
     {"GET",  FED "/v1/user/devices/{userId}",          ax_fed_user_devices,     AX_ROUTE_FED},
+    {"POST", FED "/v1/user/keys/query",                ax_fed_user_keys_query,  AX_ROUTE_FED},
+    {"POST", FED "/v1/user/keys/claim",                ax_fed_user_keys_claim,  AX_ROUTE_FED},
 
     /* federation: serving room data (federation/api_events.c, api_rooms.c); X-Matrix signed */
     {"GET",  FED "/v1/event/{eventId}",                ax_fed_event_get,        AX_ROUTE_FED},

@@ -158,6 +158,8 @@ class FakeRemote:
         self.key_id, self.signing_key = spec_signing_key()
         self.serve_keys = True
         self.profiles = {}
+        # extra endpoints a test plugs in: path -> fn(handler, method, url, body) that replies itself
+        self.routes = {}
         self.key_sources = {}
         self.requests = []
         self.connections = 0
@@ -258,6 +260,9 @@ class FakeRemote:
             self.requests.append(rec)
         if err is not None:
             return h.reply(401, {"errcode": "M_UNAUTHORIZED", "error": err})
+        route = self.routes.get(url.path)
+        if route is not None:
+            return route(h, method, url, body)
         if url.path == "/_matrix/federation/v1/query/profile":
             qs = urllib.parse.parse_qs(url.query)
             prof = self.profiles.get(qs.get("user_id", [""])[0])
