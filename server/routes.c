@@ -201,6 +201,10 @@ const ax_route_t ax_routes[] = {
     {"GET",  FED "/v1/publicRooms",                    ax_fed_public_rooms_get, AX_ROUTE_FED},
     {"POST", FED "/v1/publicRooms",                    ax_fed_public_rooms_post, AX_ROUTE_FED},
     {"GET",  FED "/v1/hierarchy/{roomId}",             ax_fed_hierarchy,        AX_ROUTE_FED},
+
+    /* federation: media (federation/media.c); X-Matrix signed */
+    {"GET",  FED "/v1/media/download/{mediaId}",       ax_fed_media_download,   AX_ROUTE_FED},
+    {"GET",  FED "/v1/media/thumbnail/{mediaId}",      ax_fed_media_thumbnail,  AX_ROUTE_FED},
 };
 /* clang-format on */
 
