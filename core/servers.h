@@ -82,9 +82,10 @@ void ax_server_view_dispose(ax_server_view_t *v);
  * user in an "invited" room; in a "shared" room, while the server is in
  * the room.  A history_visibility event counts with the visibility before
  * it too, and a user's own membership event with their membership before
- * it.  Timeline events are judged from the position indexes; outliers and
- * soft-failed events from the state after them.  A rejected event is never
- * visible.
+ * it.  Timeline events are judged from the position indexes; soft-failed
+ * events and outliers from the state stored with them, or, for an outlier
+ * stored without one (an auth event learnt from a join), from the room's
+ * current state.  A rejected event is never visible.
  */
 bool ax_server_view_can_see(ax_server_view_t *v, const char *event_id, const json_t *pdu, const ax_event_rec_t *rec);
 

@@ -204,12 +204,15 @@ typedef struct st_ingest_t {
     fixture_t *f;
     const char *event_id;
     json_t *pdu;
+    bool outlier;
     ax_ingest_t out;
 } ingest_t;
 
 static int ingest_apply(ax_txn_t *txn, void *arg)
 {
     ingest_t *in = arg;
+    if (in->outlier)
+        return ax_room_ingest_outlier(txn, in->f->rv, in->f->room_id, in->event_id, in->pdu, &in->out);
     return ax_room_ingest(txn, in->f->rv, in->f->room_id, in->event_id, in->pdu, NULL, &in->out);
 }
 
@@ -427,6 +430,28 @@ static void test_rejected_never_visible(void **state)
     assert_false(sees(f, "a.test", pl));
 }
 
+static void test_outlier_judged_by_current_state(void **state)
+{
+    fixture_t *f = *state;
+    room_ids_t r;
+    room(f, &r, "joined");
+    char join[256];
+    const char *prev[] = {r.hv, NULL}, *auth[] = {r.create, r.pl, r.jr, NULL};
+    ingest_t in = {.f = f,
+                   .event_id = join,
+                   .outlier = true,
+                   .pdu = remote(f, "@carol:b.test", "m.room.member", "@carol:b.test", "{\"membership\":\"join\"}",
+                                 prev, auth, 50, join)};
+    assert_int_equal(run_write(f, ingest_apply, &in), 0);
+    json_decref(in.pdu);
+    assert_int_equal(in.out.outcome, AX_INGEST_OUTLIER);
+    /* no state of its own: the room's visibility now ("joined", and c.test has nobody in it) */
+    assert_false(sees(f, "c.test", join));
+    char wr[256];
+    local(f, "@alice:a.test", "m.room.history_visibility", "", "{\"history_visibility\":\"world_readable\"}", wr);
+    assert_true(sees(f, "c.test", join));
+}
+
 /* ---- the event graph ---- */
 
 static bool contains(const json_t *ids, const char *id)
@@ -612,6 +637,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_visibility_shared_and_world_readable, setup_v10, teardown),
         cmocka_unit_test_setup_teardown(test_visibility_invited, setup_v10, teardown),
         cmocka_unit_test_setup_teardown(test_rejected_never_visible, setup_v10, teardown),
+        cmocka_unit_test_setup_teardown(test_outlier_judged_by_current_state, setup_v10, teardown),
         cmocka_unit_test_setup_teardown(test_state_before_and_auth_chain, setup_v10, teardown),
         cmocka_unit_test_setup_teardown(test_backfill_and_missing_events, setup_v10, teardown),
         cmocka_unit_test_setup_teardown(test_auth_chain_v12_implies_create, setup_v12, teardown),
