@@ -94,6 +94,14 @@ bool ax_server_acl_allows(const json_t *acl, const char *server_name)
 
 bool ax_room_server_allowed(ax_txn_t *txn, const char *room_id, const char *server_name)
 {
+    /* m.federate: false (the create event's, kept in the room record): no other server takes part */
+    json_t *room = NULL;
+    if (ax_db_room_get(txn, room_id, &room) == 0) {
+        bool federates = !json_is_false(json_object_get(room, "federate"));
+        json_decref(room);
+        if (!federates)
+            return false;
+    }
     json_t *acl = ax_room_state_content(txn, room_id, "m.room.server_acl", "");
     bool ok = ax_server_acl_allows(json_is_object(acl) ? acl : NULL, server_name);
     json_decref(acl);

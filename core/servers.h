@@ -44,11 +44,12 @@ bool ax_glob_match_ci(const char *pattern, const char *s);
 bool ax_server_acl_allows(const json_t *acl, const char *server_name);
 
 /**
- * The same for room 'room_id' in its current state.  True for a room this
- * server does not know (there is no ACL to apply: the caller decides what
- * an unknown room means).  The one check every federation endpoint that
- * names a room makes (spec: Server-Server API "Server Access Control
- * Lists"): a denied server gets 403 M_FORBIDDEN.
+ * The same for room 'room_id' in its current state, and false for every
+ * other server when the room was created with m.federate false.  True for
+ * a room this server does not know (there is no ACL to apply: the caller
+ * decides what an unknown room means).  The one check every federation
+ * endpoint that names a room makes (spec: Server-Server API "Server Access
+ * Control Lists"): a denied server gets 403 M_FORBIDDEN.
  */
 bool ax_room_server_allowed(ax_txn_t *txn, const char *room_id, const char *server_name);
 

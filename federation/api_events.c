@@ -72,7 +72,7 @@ static int room_open_or_reply(ax_req_t *r, const char *room_id, room_ctx_t *c)
     }
     if (!ax_room_server_allowed(c->txn, room_id, r->auth.server)) {
         ax_db_read_end(c->txn);
-        ax_reply_error(r, AX_M_FORBIDDEN, "Server is denied by the room's server ACL");
+        ax_reply_error(r, AX_M_FORBIDDEN, "This server may not take part in this room (server ACL or m.federate)");
         return -1;
     }
     if (ax_server_view_init(&c->view, c->txn, room_id, r->auth.server) != 0) {
@@ -213,7 +213,7 @@ static int snap_build(snap_t *s, ax_txn_t *txn)
         return AX_ENOTFOUND;
     }
     if (!ax_room_server_allowed(txn, s->room_id, s->server)) {
-        s->why = "Server is denied by the room's server ACL";
+        s->why = "This server may not take part in this room (server ACL or m.federate)";
         return AX_EFORBIDDEN;
     }
     json_t *pdu = NULL;

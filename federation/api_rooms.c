@@ -103,15 +103,14 @@ static json_t *summary(ax_txn_t *txn, const char *room_id, bool full)
     return c;
 }
 
-/* Whether the room is described to 'server' at all: it federates and its ACL lets the server in. */
+/* Whether the room is described to 'server' at all: it is known, federates, and its ACL lets the server in. */
 static bool described_to(ax_txn_t *txn, const char *room_id, const char *server)
 {
     json_t *room = NULL;
     if (ax_db_room_get(txn, room_id, &room) != 0)
         return false;
-    bool federates = !json_is_false(json_object_get(room, "federate"));
     json_decref(room);
-    return federates && ax_room_server_allowed(txn, room_id, server);
+    return ax_room_server_allowed(txn, room_id, server);
 }
 
 /* ---- /publicRooms ---- */

@@ -408,6 +408,19 @@ class FedRooms(unittest.TestCase):
         self.state(tok, room2, "m.room.server_acl", {"allow": ["*"]})
         self.assertEqual(self.fed("GET", FED + "/event/" + q(eid2)).status, 200)
 
+    def test_non_federating_room_is_closed_to_other_servers(self):
+        _, tok = self.user()
+        marker = unique("local")
+        room = self.room(tok, "world_readable", name="Local %s" % marker, visibility="public",
+                         creation_content={"m.federate": False})
+        eid = self.send(tok, room, "ours alone")
+        self.assertErr(self.fed("GET", FED + "/event/" + q(eid)), 403, "M_FORBIDDEN")
+        self.assertErr(self.fed("GET", FED + "/backfill/%s?v=%s&limit=3" % (q(room), q(eid))), 403, "M_FORBIDDEN")
+        self.assertErr(self.fed("GET", FED + "/state_ids/%s?event_id=%s" % (q(room), q(eid))), 403, "M_FORBIDDEN")
+        r = self.fed("POST", FED + "/publicRooms", body={"filter": {"generic_search_term": marker}})
+        self.assertEqual(r.json["chunk"], [])
+        self.assertErr(self.fed("GET", FED + "/hierarchy/" + q(room)), 404, "M_NOT_FOUND")
+
     def test_unsigned_requests_are_refused(self):
         _, tok = self.user()
         room = self.room(tok, "world_readable")

@@ -452,6 +452,41 @@ static void test_outlier_judged_by_current_state(void **state)
     assert_true(sees(f, "c.test", join));
 }
 
+static bool allowed(fixture_t *f, const char *server)
+{
+    ax_txn_t *t;
+    assert_int_equal(ax_db_read_begin(f->db, &t), 0);
+    bool ok = ax_room_server_allowed(t, f->room_id, server);
+    ax_db_read_end(t);
+    return ok;
+}
+
+static void test_room_acl_and_federate(void **state)
+{
+    fixture_t *f = *state;
+    room_ids_t r;
+    room(f, &r, "shared");
+    assert_true(allowed(f, "b.test"));
+    ax_txn_t *t;
+    assert_int_equal(ax_db_read_begin(f->db, &t), 0);
+    assert_true(ax_room_server_allowed(t, "!unknown:a.test", "b.test")); /* no ACL to apply */
+    ax_db_read_end(t);
+    local(f, "@alice:a.test", "m.room.server_acl", "", "{\"allow\":[\"*\"],\"deny\":[\"b.test\"]}", NULL);
+    assert_false(allowed(f, "b.test"));
+    assert_false(allowed(f, "B.TEST:8448"));
+    assert_true(allowed(f, "c.test"));
+}
+
+static void test_non_federating_room(void **state)
+{
+    fixture_t *f = *state;
+    snprintf(f->room_id, sizeof(f->room_id), "!local%lld:a.test", (long long)f->ts);
+    local(f, "@alice:a.test", "m.room.create", "",
+          "{\"room_version\":\"10\",\"creator\":\"@alice:a.test\",\"m.federate\":false}", NULL);
+    assert_false(allowed(f, "b.test"));
+    assert_false(allowed(f, "c.test"));
+}
+
 /* ---- the event graph ---- */
 
 static bool contains(const json_t *ids, const char *id)
@@ -638,6 +673,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_visibility_invited, setup_v10, teardown),
         cmocka_unit_test_setup_teardown(test_rejected_never_visible, setup_v10, teardown),
         cmocka_unit_test_setup_teardown(test_outlier_judged_by_current_state, setup_v10, teardown),
+        cmocka_unit_test_setup_teardown(test_room_acl_and_federate, setup_v10, teardown),
+        cmocka_unit_test_setup_teardown(test_non_federating_room, setup_v10, teardown),
         cmocka_unit_test_setup_teardown(test_state_before_and_auth_chain, setup_v10, teardown),
         cmocka_unit_test_setup_teardown(test_backfill_and_missing_events, setup_v10, teardown),
         cmocka_unit_test_setup_teardown(test_auth_chain_v12_implies_create, setup_v12, teardown),
