@@ -81,7 +81,23 @@ int ax_event_state_before(ax_txn_t *txn, const ax_room_version_t *rv, const char
         rc = ax_stateres_resolve(rv, room_id, (const json_t *const *)maps, n, NULL, fetch_event, txn, out);
     for (size_t i = 0; i < n; ++i)
         json_decref(maps[i]);
-    return rc;
+    if (rc != AX_ENOTFOUND)
+        return rc;
+    /* prev events without state here (outliers: the event that joined us to a room whose state we
+     * were given): the state stored with the event, its own entry set back to what it replaced */
+    json_t *map = NULL;
+    if (ax_db_event_stategroup_get(txn, event_id, &group) != 0 || group == 0 ||
+        ax_db_stategroup_load(txn, group, &map) != 0)
+        return AX_ENOTFOUND;
+    json_t *slot = json_object_get(map, json_string_value(json_object_get(pdu, "type")));
+    const char *sk = json_string_value(json_object_get(pdu, "state_key"));
+    json_t *replaced = json_object_get(json_object_get(pdu, "unsigned"), "replaces_state");
+    if (slot != NULL && json_is_string(replaced))
+        json_object_set(slot, sk, replaced);
+    else if (slot != NULL)
+        json_object_del(slot, sk);
+    *out = map;
+    return 0;
 }
 
 /* ---- auth chains ---- */

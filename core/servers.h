@@ -106,7 +106,9 @@ json_t *ax_event_federation_format(const json_t *pdu);
  * 'flags'), "prior to considering any state changes induced by the
  * requested event": the state after its prev event, or the resolution of
  * the states after each of them, or, for events whose state cannot change
- * the room (non-state or rejected), the state stored with the event.
+ * the room (non-state or rejected), the state stored with the event.  When
+ * the prev events have no state here (outliers before a join), the state
+ * stored with the event with its own entry set back to what it replaced.
  * Stores a new state map ({type: {state_key: event_id}}) in '*out'.
  *
  * @return 0; AX_ENOTFOUND when this server does not know the state there

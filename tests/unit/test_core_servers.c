@@ -204,6 +204,7 @@ typedef struct st_ingest_t {
     fixture_t *f;
     const char *event_id;
     json_t *pdu;
+    json_t *state; /* the state before, when the caller knows it (a join) */
     bool outlier;
     ax_ingest_t out;
 } ingest_t;
@@ -213,7 +214,7 @@ static int ingest_apply(ax_txn_t *txn, void *arg)
     ingest_t *in = arg;
     if (in->outlier)
         return ax_room_ingest_outlier(txn, in->f->rv, in->f->room_id, in->event_id, in->pdu, &in->out);
-    return ax_room_ingest(txn, in->f->rv, in->f->room_id, in->event_id, in->pdu, NULL, &in->out);
+    return ax_room_ingest(txn, in->f->rv, in->f->room_id, in->event_id, in->pdu, in->state, &in->out);
 }
 
 static ax_ingest_outcome_t ingest(fixture_t *f, const char *event_id, json_t *pdu)
@@ -555,6 +556,63 @@ static void test_state_before_and_auth_chain(void **state)
     ax_db_read_end(t);
 }
 
+/* A state map of the room's current state (a new reference). */
+static int map_cb(void *arg, const char *type, const char *state_key, const char *event_id)
+{
+    json_t *map = arg, *slot = json_object_get(map, type);
+    if (slot == NULL)
+        json_object_set_new(map, type, slot = json_object());
+    json_object_set_new(slot, state_key, json_string(event_id));
+    return 0;
+}
+
+static void test_state_before_with_outlier_prev_events(void **state)
+{
+    fixture_t *f = *state;
+    room_ids_t r;
+    room(f, &r, "shared");
+    /* an event known only as an outlier, then bob's join built on it, with the state given (as a join is) */
+    char gap[256], join[256];
+    const char *prev0[] = {r.hv, NULL}, *auth0[] = {r.create, r.pl, r.jr, NULL};
+    ingest_t in = {.f = f,
+                   .event_id = gap,
+                   .outlier = true,
+                   .pdu = remote(f, "@carol:b.test", "m.room.member", "@carol:b.test", "{\"membership\":\"join\"}",
+                                 prev0, auth0, 50, gap)};
+    assert_int_equal(run_write(f, ingest_apply, &in), 0);
+    json_decref(in.pdu);
+    ax_txn_t *t;
+    assert_int_equal(ax_db_read_begin(f->db, &t), 0);
+    json_t *cur = json_object();
+    ax_db_state_foreach(t, f->room_id, NULL, map_cb, cur);
+    ax_db_read_end(t);
+    const char *prev1[] = {gap, NULL}, *auth1[] = {r.create, r.pl, r.jr, NULL};
+    ingest_t j = {.f = f,
+                  .event_id = join,
+                  .state = cur,
+                  .pdu = remote(f, "@bob:b.test", "m.room.member", "@bob:b.test", "{\"membership\":\"join\"}", prev1,
+                                auth1, 51, join)};
+    assert_int_equal(run_write(f, ingest_apply, &j), 0);
+    assert_int_equal(j.out.outcome, AX_INGEST_ACCEPTED);
+    json_decref(j.pdu);
+    json_decref(cur);
+    assert_int_equal(ax_db_read_begin(f->db, &t), 0);
+    json_t *pdu = NULL, *map = NULL;
+    ax_event_rec_t rec;
+    assert_int_equal(ax_db_event_get(t, join, &pdu, &rec), 0);
+    assert_int_equal(ax_event_state_before(t, f->rv, f->room_id, join, pdu, rec.flags, &map), 0);
+    assert_null(ax_state_map_get(map, "m.room.member", "@bob:b.test")); /* before his join: not there */
+    assert_string_equal(ax_state_map_get(map, "m.room.create", ""), r.create);
+    assert_string_equal(ax_state_map_get(map, "m.room.member", "@alice:a.test"), r.alice);
+    json_decref(map);
+    json_decref(pdu);
+    /* an outlier itself: its state is not known here */
+    assert_int_equal(ax_db_event_get(t, gap, &pdu, &rec), 0);
+    assert_int_equal(ax_event_state_before(t, f->rv, f->room_id, gap, pdu, rec.flags, &map), AX_ENOTFOUND);
+    json_decref(pdu);
+    ax_db_read_end(t);
+}
+
 static void test_backfill_and_missing_events(void **state)
 {
     fixture_t *f = *state;
@@ -676,6 +734,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_room_acl_and_federate, setup_v10, teardown),
         cmocka_unit_test_setup_teardown(test_non_federating_room, setup_v10, teardown),
         cmocka_unit_test_setup_teardown(test_state_before_and_auth_chain, setup_v10, teardown),
+        cmocka_unit_test_setup_teardown(test_state_before_with_outlier_prev_events, setup_v10, teardown),
         cmocka_unit_test_setup_teardown(test_backfill_and_missing_events, setup_v10, teardown),
         cmocka_unit_test_setup_teardown(test_auth_chain_v12_implies_create, setup_v12, teardown),
     };
