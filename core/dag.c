@@ -2,8 +2,8 @@
  * dag.c -- reading a room's event graph for other servers (Server-Server
  * API "Retrieving events", "Backfilling and retrieving missing events",
  * "Retrieving event authorisation information"): the wire form of a stored
- * PDU, the state before an event, auth chains, and the /backfill and
- * /get_missing_events walks.  Read-only; the endpoints in
+ * PDU, the state before an event, and the /backfill and
+ * /get_missing_events walks (auth chains: ax_room_auth_chain, core/ingest.c).  Read-only; the endpoints in
  * federation/api_events.c decide who may see what (core/servers.c).
  */
 #include "core/servers.h"
@@ -27,16 +27,6 @@ static bool in_timeline(const ax_event_rec_t *rec, const char *room_id)
 
 /* ---- the state before an event ---- */
 
-static json_t *fetch_event(void *arg, const char *event_id, bool *rejected)
-{
-    json_t *ev = NULL;
-    ax_event_rec_t rec;
-    if (ax_db_event_get(arg, event_id, &ev, &rec) != 0)
-        return NULL;
-    *rejected = (rec.flags & AX_EVENT_F_REJECTED) != 0;
-    return ev;
-}
-
 int ax_event_state_before(ax_txn_t *txn, const ax_room_version_t *rv, const char *room_id, const char *event_id,
                           const json_t *pdu, unsigned flags, json_t **out)
 {
@@ -55,32 +45,8 @@ int ax_event_state_before(ax_txn_t *txn, const ax_room_version_t *rv, const char
         }
         return ax_db_stategroup_load(txn, group, out);
     }
-    /* a state event: the state after its prev events */
-    json_t *prev = json_object_get(pdu, "prev_events");
-    size_t n = json_array_size(prev);
-    if (n == 0) {
-        *out = json_object(); /* m.room.create */
-        return 0;
-    }
-    if (n > AX_STATERES_MAX_SETS)
-        return AX_ENOTFOUND;
-    json_t *maps[AX_STATERES_MAX_SETS] = {NULL};
-    int rc = 0;
-    for (size_t i = 0; i < n && rc == 0; ++i) {
-        const char *id = ax_event_ref_id(json_array_get(prev, i));
-        if (id == NULL || ax_db_event_stategroup_get(txn, id, &group) != 0)
-            rc = AX_ENOTFOUND;
-        else if (group == 0)
-            maps[i] = json_object();
-        else
-            rc = ax_db_stategroup_load(txn, group, &maps[i]);
-    }
-    if (rc == 0 && n == 1)
-        *out = json_incref(maps[0]);
-    else if (rc == 0)
-        rc = ax_stateres_resolve(rv, room_id, (const json_t *const *)maps, n, NULL, fetch_event, txn, out);
-    for (size_t i = 0; i < n; ++i)
-        json_decref(maps[i]);
+    /* a state event: the state after its prev events (resolved when there are several) */
+    int rc = ax_room_state_before_event(txn, rv, room_id, pdu, out);
     if (rc != AX_ENOTFOUND)
         return rc;
     /* prev events without state here (outliers: the event that joined us to a room whose state we
@@ -97,61 +63,6 @@ int ax_event_state_before(ax_txn_t *txn, const ax_room_version_t *rv, const char
     else if (slot != NULL)
         json_object_del(slot, sk);
     *out = map;
-    return 0;
-}
-
-/* ---- auth chains ---- */
-
-/* Appends the IDs 'pdu' names as auth events to 'queue', and the implied create event of a v12+ room. */
-static void queue_auth_events(const ax_room_version_t *rv, const char *room_id, const json_t *pdu, json_t *queue)
-{
-    size_t i;
-    json_t *ref;
-    json_array_foreach(json_object_get(pdu, "auth_events"), i, ref)
-    {
-        const char *id = ax_event_ref_id(ref);
-        if (id != NULL)
-            json_array_append_new(queue, json_string(id));
-    }
-    char create[AX_HASH_ID_LEN];
-    if (rv->room_id_from_create && !ax_streq(json_string_value(json_object_get(pdu, "type")), "m.room.create") &&
-        ax_event_create_id_from_room_id(rv, room_id, create, sizeof(create)) == 0)
-        json_array_append_new(queue, json_string(create));
-}
-
-int ax_room_auth_chain(ax_txn_t *txn, const ax_room_version_t *rv, const char *room_id, const json_t *ids, json_t **out)
-{
-    json_t *seen = json_object(), *queue = json_array();
-    *out = json_array();
-    size_t i;
-    json_t *ref;
-    json_array_foreach(ids, i, ref)
-    {
-        const char *id = ax_event_ref_id(ref);
-        json_t *ev = NULL;
-        if (id == NULL || ax_db_event_get(txn, id, &ev, NULL) != 0)
-            continue;
-        queue_auth_events(rv, room_id, ev, queue);
-        json_decref(ev);
-    }
-    /* breadth first over a growing queue */
-    for (i = 0; i < json_array_size(queue); ++i) {
-        const char *id = json_string_value(json_array_get(queue, i));
-        if (json_object_get(seen, id) != NULL)
-            continue;
-        json_object_set_new(seen, id, json_true());
-        json_t *ev = NULL;
-        ax_event_rec_t rec;
-        if (ax_db_event_get(txn, id, &ev, &rec) != 0)
-            continue;
-        if ((rec.flags & AX_EVENT_F_REJECTED) == 0 && strcmp(rec.room_id, room_id) == 0) {
-            json_array_append_new(*out, json_string(id));
-            queue_auth_events(rv, room_id, ev, queue);
-        }
-        json_decref(ev);
-    }
-    json_decref(queue);
-    json_decref(seen);
     return 0;
 }
 

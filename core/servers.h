@@ -6,8 +6,9 @@
  *              visibility judged for a server ("a server may see an event
  *              that any of its users may see").
  *   dag.c      reading the event graph for them: a PDU as it goes over the
- *              wire, the state before an event, auth chains, and the walks
- *              behind /backfill and /get_missing_events.
+ *              wire, the state before an event, and the walks behind
+ *              /backfill and /get_missing_events (auth chains are
+ *              core/rooms.h's ax_room_auth_chain, which joins use too).
  *
  * Used by the Server-Server endpoints in federation/ (serving room data,
  * and the ACL check of inbound transactions).  Everything here reads in the
@@ -117,18 +118,6 @@ json_t *ax_event_federation_format(const json_t *pdu);
  */
 int ax_event_state_before(ax_txn_t *txn, const ax_room_version_t *rv, const char *room_id, const char *event_id,
                           const json_t *pdu, unsigned flags, json_t **out);
-
-/**
- * The auth chain of the events named in 'ids' (a borrowed JSON array of
- * event IDs, or of [id, hashes] pairs): their auth events and theirs,
- * recursively, plus the room's create event in v12+ rooms, where events
- * imply it instead of listing it.  The starting events themselves are not
- * included unless one authorises another.  Unknown and rejected events are
- * skipped.  Stores a new array of event IDs, in the order they were found,
- * in '*out'.  Returns 0 or a storage error.
- */
-int ax_room_auth_chain(ax_txn_t *txn, const ax_room_version_t *rv, const char *room_id, const json_t *ids,
-                       json_t **out);
 
 /** Most events one /backfill or /get_missing_events walk looks at, whatever its limit. */
 #define AX_DAG_WALK_MAX 1000

@@ -115,7 +115,7 @@ static json_t *pdu_for(room_ctx_t *c, const char *event_id, bool redact_invisibl
 /* ---- GET /event/{eventId} ---- */
 
 /* GET /_matrix/federation/v1/event/{eventId} */
-int ax_fed_event_get(ax_req_t *r)
+int ax_fed_events_get(ax_req_t *r)
 {
     const char *event_id = r->params[0];
     if (!ax_id_is_valid_event_id(event_id, NULL))
@@ -311,19 +311,19 @@ static int snapshot(ax_req_t *r, int kind, const char *room_id, const char *even
 }
 
 /* GET /_matrix/federation/v1/state/{roomId} */
-int ax_fed_state(ax_req_t *r)
+int ax_fed_events_state(ax_req_t *r)
 {
     return snapshot(r, SNAP_STATE, r->params[0], ax_req_query(r, "event_id"));
 }
 
 /* GET /_matrix/federation/v1/state_ids/{roomId} */
-int ax_fed_state_ids(ax_req_t *r)
+int ax_fed_events_state_ids(ax_req_t *r)
 {
     return snapshot(r, SNAP_STATE_IDS, r->params[0], ax_req_query(r, "event_id"));
 }
 
 /* GET /_matrix/federation/v1/event_auth/{roomId}/{eventId} */
-int ax_fed_event_auth(ax_req_t *r)
+int ax_fed_events_auth(ax_req_t *r)
 {
     return snapshot(r, SNAP_EVENT_AUTH, r->params[0], r->params[1]);
 }
@@ -347,7 +347,7 @@ static json_t *walk_pdus(room_ctx_t *c, json_t *ids)
 }
 
 /* GET /_matrix/federation/v1/backfill/{roomId} */
-int ax_fed_backfill(ax_req_t *r)
+int ax_fed_events_backfill(ax_req_t *r)
 {
     const char *room_id = r->params[0], *limit_s = ax_req_query(r, "limit");
     uint64_t limit;
@@ -359,7 +359,7 @@ int ax_fed_backfill(ax_req_t *r)
         return ax_reply_error(r, AX_M_INVALID_PARAM, "'limit' must be a non-negative integer");
     json_t *from = ax_req_hold_json(r, json_array());
     const char *v;
-    for (size_t n = 0; (v = ax_req_query_n(r, "v", n)) != NULL; ++n) {
+    for (size_t n = 0; (v = ax_req_query_nth(r, "v", n)) != NULL; ++n) {
         if (n >= BACKFILL_FROM_MAX)
             return ax_reply_error(r, AX_M_INVALID_PARAM, "Too many 'v' event IDs");
         if (!ax_id_is_valid_event_id(v, NULL))
@@ -404,7 +404,7 @@ static int event_ids_or_reply(ax_req_t *r, json_t *body, const char *key, json_t
 }
 
 /* POST /_matrix/federation/v1/get_missing_events/{roomId} */
-int ax_fed_get_missing_events(ax_req_t *r)
+int ax_fed_events_missing(ax_req_t *r)
 {
     const char *room_id = r->params[0];
     json_t *body, *earliest, *latest;
@@ -466,7 +466,7 @@ static int ts_cb(void *arg, uint64_t pos, const char *event_id)
 }
 
 /* GET /_matrix/federation/v1/timestamp_to_event/{roomId} */
-int ax_fed_timestamp_to_event(ax_req_t *r)
+int ax_fed_events_timestamp(ax_req_t *r)
 {
     const char *room_id = r->params[0], *ts_s = ax_req_query(r, "ts"), *dir = ax_req_query(r, "dir");
     uint64_t ts;

@@ -234,7 +234,7 @@ static int query_bool_or_reply(ax_req_t *r, const char *name, bool *out)
 }
 
 /* GET /_matrix/federation/v1/publicRooms */
-int ax_fed_public_rooms_get(ax_req_t *r)
+int ax_fed_rooms_public_get(ax_req_t *r)
 {
     const char *limit_s = ax_req_query(r, "limit");
     uint64_t limit = 0;
@@ -251,7 +251,7 @@ int ax_fed_public_rooms_get(ax_req_t *r)
 }
 
 /* POST /_matrix/federation/v1/publicRooms */
-int ax_fed_public_rooms_post(ax_req_t *r)
+int ax_fed_rooms_public_post(ax_req_t *r)
 {
     json_t *body, *filter = NULL, *room_types = NULL;
     json_int_t limit = 0;
@@ -402,7 +402,7 @@ static int by_order(const void *a, const void *b)
 }
 
 /* GET /_matrix/federation/v1/hierarchy/{roomId} */
-int ax_fed_hierarchy(ax_req_t *r)
+int ax_fed_rooms_hierarchy(ax_req_t *r)
 {
     const char *room_id = r->params[0];
     bool suggested_only;

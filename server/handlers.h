@@ -126,6 +126,19 @@ int ax_cs_typing(ax_req_t *r);
 int ax_cs_receipt(ax_req_t *r);
 int ax_cs_read_markers(ax_req_t *r);
 
+/* server/cs/push.c -- push rules, pushers, notifications */
+int ax_cs_pushrules_get_all(ax_req_t *r);
+int ax_cs_pushrules_get_global(ax_req_t *r);
+int ax_cs_pushrule_get(ax_req_t *r);
+int ax_cs_pushrule_put(ax_req_t *r);
+int ax_cs_pushrule_delete(ax_req_t *r);
+int ax_cs_pushrule_get_enabled(ax_req_t *r);
+int ax_cs_pushrule_put_enabled(ax_req_t *r);
+int ax_cs_pushrule_get_actions(ax_req_t *r);
+int ax_cs_pushrule_put_actions(ax_req_t *r);
+int ax_cs_pushers_get(ax_req_t *r);
+int ax_cs_pushers_set(ax_req_t *r);
+int ax_cs_notifications(ax_req_t *r);
 /* server/cs/media.c -- the content repository */
 int ax_cs_media_upload(ax_req_t *r);
 int ax_cs_media_upload_put(ax_req_t *r);
@@ -181,6 +194,15 @@ int ax_cs_dehydrated_put(ax_req_t *r);
 int ax_cs_dehydrated_delete(ax_req_t *r);
 int ax_cs_dehydrated_events(ax_req_t *r);
 
+/* server/cs/spaces.c -- the space hierarchy */
+int ax_cs_spaces_hierarchy(ax_req_t *r);
+
+/* server/cs/admin.c -- server administration */
+int ax_cs_admin_whois(ax_req_t *r);
+
+/* server/cs/voip.c -- TURN servers for calls */
+int ax_cs_voip_turn_server(ax_req_t *r);
+
 /* federation/api_keys.c -- server keys and version */
 /* federation/api_keys.c -- server keys, the notary, version */
 int ax_fed_keys_server(ax_req_t *r);
@@ -196,13 +218,13 @@ int ax_fed_user_keys_query(ax_req_t *r);
 int ax_fed_user_keys_claim(ax_req_t *r);
 
 /* federation/api_events.c -- serving a room's events */
-int ax_fed_event_get(ax_req_t *r);
-int ax_fed_state(ax_req_t *r);
-int ax_fed_state_ids(ax_req_t *r);
-int ax_fed_event_auth(ax_req_t *r);
-int ax_fed_backfill(ax_req_t *r);
-int ax_fed_get_missing_events(ax_req_t *r);
-int ax_fed_timestamp_to_event(ax_req_t *r);
+int ax_fed_events_get(ax_req_t *r);
+int ax_fed_events_state(ax_req_t *r);
+int ax_fed_events_state_ids(ax_req_t *r);
+int ax_fed_events_auth(ax_req_t *r);
+int ax_fed_events_backfill(ax_req_t *r);
+int ax_fed_events_missing(ax_req_t *r);
+int ax_fed_events_timestamp(ax_req_t *r);
 
 /* federation/media.c -- the content repository between servers */
 int ax_fed_media_download(ax_req_t *r);
@@ -216,8 +238,23 @@ void ax_fed_media_fetch(ax_req_t *r, const char *server_name, const char *media_
                         void (*done)(ax_req_t *r, int result));
 
 /* federation/api_rooms.c -- the published room directory and spaces */
-int ax_fed_public_rooms_get(ax_req_t *r);
-int ax_fed_public_rooms_post(ax_req_t *r);
-int ax_fed_hierarchy(ax_req_t *r);
+int ax_fed_rooms_public_get(ax_req_t *r);
+int ax_fed_rooms_public_post(ax_req_t *r);
+int ax_fed_rooms_hierarchy(ax_req_t *r);
+
+/* federation/membership.c -- joins, leaves, knocks and invites, the resident side */
+int ax_fed_make_join(ax_req_t *r);
+int ax_fed_make_leave(ax_req_t *r);
+int ax_fed_make_knock(ax_req_t *r);
+int ax_fed_send_join(ax_req_t *r);
+int ax_fed_send_join_v1(ax_req_t *r);
+int ax_fed_send_leave(ax_req_t *r);
+int ax_fed_send_leave_v1(ax_req_t *r);
+int ax_fed_send_knock(ax_req_t *r);
+int ax_fed_invite(ax_req_t *r);
+int ax_fed_invite_v1(ax_req_t *r);
+
+/* federation/send.c -- transactions from other servers */
+int ax_fed_send_txn(ax_req_t *r);
 
 #endif

@@ -270,16 +270,16 @@ class FedE2ee(unittest.TestCase):
             return {"user_id": user, "device_id": dev, "algorithms": ["m.olm.v1.curve25519-aes-sha2"],
                     "keys": {"ed25519:" + dev: "A" * 43, "curve25519:" + dev: "B" * 43}, "signatures": {}}
 
-        def on_query(h, method, url, body):
-            h.reply(200, {"device_keys": {
+        def on_query(method, url, body):
+            return 200, {"device_keys": {
                 fake_user: {"GOOD": keys(fake_user, "GOOD"), "LIAR": keys(fake_user, "OTHER"),
                             "WRONGUSER": keys(victim, "WRONGUSER")},
                 victim: {"EVIL": keys(victim, "EVIL")}},
                 "master_keys": {victim: {"user_id": victim, "usage": ["master"], "keys": {}},
-                                fake_user: {"user_id": victim, "usage": ["master"], "keys": {}}}})
+                                fake_user: {"user_id": victim, "usage": ["master"], "keys": {}}}}
 
-        def on_claim(h, method, url, body):
-            h.reply(500, {"errcode": "M_UNKNOWN", "error": "broken"})
+        def on_claim(method, url, body):
+            return 500, {"errcode": "M_UNKNOWN", "error": "broken"}
 
         self.fake.routes[FED + "/user/keys/query"] = on_query
         self.fake.routes[FED + "/user/keys/claim"] = on_claim
@@ -299,7 +299,8 @@ class FedE2ee(unittest.TestCase):
             self.assertEqual(r.json["failures"][self.fake.server_name]["status"], 500)
             self.assertEqual(r.json["one_time_keys"], {})
         finally:
-            self.fake.routes.clear()
+            self.fake.routes.pop(FED + "/user/keys/query", None)
+            self.fake.routes.pop(FED + "/user/keys/claim", None)
 
     def test_remote_errors_in_client_requests(self):
         alice = self.device(self.a)

@@ -127,8 +127,8 @@ class FedMedia(unittest.TestCase):
         return sorted(f for d in os.listdir(root) if len(d) == 2 for f in os.listdir(os.path.join(root, d)))
 
     def fake_route(self, path, fn):
-        self.fake.routes[path] = fn
-        self.addCleanup(self.fake.routes.pop, path, None)
+        self.fake.raw_routes[path] = fn
+        self.addCleanup(self.fake.raw_routes.pop, path, None)
 
     @staticmethod
     def raw_reply(h, status, body, headers):

@@ -1,53 +1,27 @@
 #!/usr/bin/python3
-"""Serving room data to other servers, black box (federation/api_events.c,
-api_rooms.c): an axon with federation on, read by a fake remote server
-that signs its requests with the spec's test key.
+"""Room federation, the resident side (federation/membership.c): a fake remote
+server (fedutil.FakeRemote, signing with the spec's key) joins, leaves and
+knocks on rooms of axon through make_*/send_*, and invites axon's users to
+its own rooms.  Every answer's events are checked against axon's published
+key; every refusal against the spec's errcode."""
 
-Covers /event, /state, /state_ids, /event_auth, /backfill,
-/get_missing_events, /timestamp_to_event, /publicRooms (GET and POST) and
-/hierarchy: success paths validated against the spec's schemas, PDUs as
-stored (hashes and signatures still verify, no server-local "unsigned"),
-history visibility judged for the asking server (a "joined" room refuses a
-server without members, a world_readable one does not; invisible events
-come redacted from /backfill and /get_missing_events; an invited server
-sees from its invite on), server ACLs (403 M_FORBIDDEN everywhere), and
-every error: unknown room or event (404), bad parameters (400), unsigned
-requests (401).
-
-A server with a *joined* member cannot be set up over the API yet (joins
-over federation are not served in this tree); core/servers.c's unit tests
-cover that case on a database."""
-
-import base64
-import hashlib
-import json
+import copy
+import threading
 import time
 import unittest
-import urllib.parse
 
-from axontest import Response, main, spec_errors, unique
+import signedjson.key
 
-try:
-    import canonicaljson
-    import signedjson.key
-    import signedjson.sign
-    import fedutil
-    from fedutil import FakeRemote, TestCA, fed_server
-    HAVE_DEPS = fedutil.OPENSSL is not None
-except ImportError:  # python3-signedjson / python3-nacl missing
-    HAVE_DEPS = False
+from axontest import main, spec_errors, unique
+from fedutil import (FakeRemote, RemoteRoom, TestCA, event_id, fed_server, fetch_keys_plain, serve_room,
+                     sign_event, verify_doc, verify_event)
+from roomutil import V3, q
 
-V3 = "/_matrix/client/v3"
-FED = "/_matrix/federation/v1"
-_txn = [0]
+FED1 = "/_matrix/federation/v1"
+FED2 = "/_matrix/federation/v2"
 
 
-def q(s):
-    return urllib.parse.quote(s, safe="")
-
-
-@unittest.skipUnless(HAVE_DEPS, "openssl, python3-signedjson and python3-nacl are needed")
-class FedRooms(unittest.TestCase):
+class ResidentSide(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.ca = TestCA()
@@ -55,7 +29,7 @@ class FedRooms(unittest.TestCase):
         cls.a = fed_server(cls.ca, cls.cert, cls.key, "localhost").start()
         cls.fake = FakeRemote(cls.cert, cls.key)
         cls.fake.key_sources[cls.a.server_name] = cls.a.port
-        cls.a_keys = fedutil.verify_doc(fedutil.fetch_keys_plain(cls.a.port), cls.a.server_name)
+        cls.a_keys = verify_doc(fetch_keys_plain(cls.a.port), cls.a.server_name)
 
     @classmethod
     def tearDownClass(cls):
@@ -66,498 +40,707 @@ class FedRooms(unittest.TestCase):
             cls.fake.stop()
             cls.ca.cleanup()
 
-    # -- helpers ---------------------------------------------------------------------------------
-
-    def fed(self, method, path, body=None, auth=None, spec=True):
-        """A request from the fake server to A; a Response, validated against the spec when 'spec'."""
-        status, data = self.fake.send(self.a, method, path, body=body, auth=auth, ca=self.ca)
-        r = Response(status, [("Content-Type", "application/json")], json.dumps(data).encode() if data else b"")
-        if spec:
-            try:
-                errs = spec_errors(method, path, r.status, r.json)
-            except LookupError:
-                # an error status the spec's operation does not list (400s, most 403s and 404s):
-                # assertErr checks its Matrix error shape
-                self.assertNotEqual(r.status, 200)
-                errs = []
-            self.assertEqual(errs, [], "not as the spec says: %r" % r)
-        return r
-
-    def assertErr(self, r, status, errcode):
-        self.assertEqual(r.status, status, r)
-        self.assertEqual(r.json["errcode"], errcode, r)
-        self.assertIsInstance(r.json.get("error"), str, r)
+    # -- helpers --
 
     def user(self):
         u = self.a.register(unique())
         return u["user_id"], u["access_token"]
 
-    def room(self, token, history, **extra):
-        body = {"preset": "public_chat", "initial_state": [
-            {"type": "m.room.history_visibility", "content": {"history_visibility": history}}]}
-        body.update(extra)
-        r = self.a.request("POST", V3 + "/createRoom", token=token, body=body)
-        self.assertEqual(r.status, 200, r)
+    def room(self, token, **body):
+        r = self.a.request("POST", V3 + "/createRoom", body=body, token=token)
+        self.assertEqual(r.status, 200, r.json)
         return r.json["room_id"]
 
-    def send(self, token, room, text):
-        _txn[0] += 1
-        r = self.a.request("PUT", V3 + "/rooms/%s/send/m.room.message/t%d" % (q(room), _txn[0]), token=token,
-                           body={"msgtype": "m.text", "body": text})
-        self.assertEqual(r.status, 200, r)
-        return r.json["event_id"]
+    def remote_user(self):
+        return "@%s:%s" % (unique("bob"), self.fake.server_name)
 
-    def state(self, token, room, type_, content, state_key=""):
-        r = self.a.request("PUT", V3 + "/rooms/%s/state/%s/%s" % (q(room), type_, q(state_key)), token=token,
-                           body=content)
-        self.assertEqual(r.status, 200, r)
-        return r.json["event_id"]
+    def fed(self, method, path, body=None):
+        return self.fake.send(self.a, method, path, body, ca=self.ca)
 
-    def event_id_of(self, pdu):
-        """The v4+ event ID of a PDU: "$" + URL-safe unpadded base64 of its reference hash (redacted form)."""
-        red = redact_v11(pdu)
-        red.pop("signatures", None)
-        red.pop("unsigned", None)
-        h = hashlib.sha256(canonicaljson.encode_canonical_json(red)).digest()
-        return "$" + base64.urlsafe_b64encode(h).decode().rstrip("=")
+    def assertSpec(self, method, path, status, body):
+        self.assertEqual(spec_errors(method, path, status, body), [], body)
 
-    def assertWirePdu(self, pdu, intact=True):
-        """A PDU as it must leave us: no "unsigned", A's signature verifies; intact ones match their content hash."""
-        self.assertNotIn("unsigned", pdu)
-        signedjson.sign.verify_signed_json(redact_v11(pdu), self.a.server_name,
-                                           list(self.a_keys.values())[0])
-        if intact:
-            body = {k: v for k, v in pdu.items() if k not in ("signatures", "hashes", "unsigned")}
-            digest = hashlib.sha256(canonicaljson.encode_canonical_json(body)).digest()
-            self.assertEqual(base64.b64encode(digest).decode().rstrip("="), pdu["hashes"]["sha256"])
+    def make_and_send(self, room, user, membership, version, send_path=None):
+        """make_<membership>, fill and sign the template, send_<membership>; returns (event_id, event, status, body)."""
+        path = "%s/make_%s/%s/%s?ver=%s" % (FED1, membership, q(room), q(user), version)
+        status, tmpl = self.fed("GET", path)
+        self.assertEqual(status, 200, tmpl)
+        self.assertSpec("GET", path, status, tmpl)
+        self.assertEqual(tmpl["room_version"], version)
+        ev = tmpl["event"]
+        self.assertEqual((ev["type"], ev["state_key"], ev["sender"], ev["content"]["membership"]),
+                         ("m.room.member", user, user, membership))
+        ev["origin_server_ts"] = ev.get("origin_server_ts") or 0
+        sign_event(ev, version, self.fake.server_name, self.fake.signing_key)
+        eid = event_id(ev, version)
+        path = send_path or "%s/send_%s/%s/%s" % (FED2 if membership != "knock" else FED1, membership, q(room),
+                                                   q(eid))
+        status, body = self.fed("PUT", path, ev)
+        if status == 200:
+            self.assertSpec("PUT", path, status, body)
+        return eid, ev, status, body
 
-    # -- /event ------------------------------------------------------------------------------------
+    def timeline_types(self, token, room):
+        r = self.a.request("GET", V3 + "/rooms/%s/messages?dir=b&limit=20" % q(room), token=token)
+        return [(e["type"], e.get("state_key"), e["content"].get("membership")) for e in r.json["chunk"]]
 
-    def test_event_world_readable_room(self):
-        _, tok = self.user()
-        room = self.room(tok, "world_readable")
-        eid = self.send(tok, room, "hello fake")
-        r = self.fed("GET", FED + "/event/" + q(eid))
-        self.assertEqual(r.status, 200, r)
-        self.assertEqual(r.json["origin"], self.a.server_name)
-        self.assertIsInstance(r.json["origin_server_ts"], int)
-        (pdu,) = r.json["pdus"]
-        self.assertEqual(pdu["content"]["body"], "hello fake")
-        self.assertEqual(self.event_id_of(pdu), eid)
-        self.assertWirePdu(pdu)
+    # -- joins --
 
-    def test_event_joined_room_refuses_a_server_without_members(self):
-        _, tok = self.user()
-        room = self.room(tok, "joined")
-        eid = self.send(tok, room, "members only")
-        self.assertErr(self.fed("GET", FED + "/event/" + q(eid)), 403, "M_FORBIDDEN")
-        # shared rooms too: "shared" is for servers in the room
-        room2 = self.room(tok, "shared")
-        eid2 = self.send(tok, room2, "still members only")
-        self.assertErr(self.fed("GET", FED + "/event/" + q(eid2)), 403, "M_FORBIDDEN")
+    def test_remote_join_v10_and_v12(self):
+        for version in ("10", "12"):
+            alice, at = self.user()
+            room = self.room(at, preset="public_chat", room_version=version, name="Public " + version)
+            bob = self.remote_user()
+            eid, ev, status, body = self.make_and_send(room, bob, "join", version)
+            self.assertEqual(status, 200, body)
+            self.assertEqual(body["origin"], self.a.server_name)
+            self.assertFalse(body["members_omitted"])
+            self.assertIn(self.a.server_name, body["servers_in_room"])
+            state = {(e["type"], e["state_key"]): e for e in body["state"]}
+            for key in (("m.room.create", ""), ("m.room.power_levels", ""), ("m.room.join_rules", ""),
+                        ("m.room.member", alice), ("m.room.name", "")):
+                self.assertIn(key, state, version)
+            self.assertNotIn(("m.room.member", bob), state)  # the state *before* the join
+            chain_ids = {event_id(e, version) for e in body["auth_chain"]}
+            self.assertIn(event_id(state[("m.room.create", "")], version), chain_ids)
+            for e in body["state"] + body["auth_chain"]:
+                self.assertNotIn("unsigned", e)
+                verify_event(e, version, self.a.server_name, next(iter(self.a_keys.values())))
+            # the room now has bob: alice sees it, and the membership lists say so
+            self.assertIn(("m.room.member", bob, "join"), self.timeline_types(at, room))
+            r = self.a.request("GET", V3 + "/rooms/%s/joined_members" % q(room), token=at)
+            self.assertEqual(set(r.json["joined"]), {alice, bob})
+            r = self.a.request("GET", V3 + "/rooms/%s/event/%s" % (q(room), q(eid)), token=at)
+            self.assertEqual(r.status, 200, r.json)
+            # sending the same join again changes nothing
+            status, body = self.fed("PUT", "%s/send_join/%s/%s" % (FED2, q(room), q(eid)), ev)
+            self.assertEqual(status, 200, body)
+            types = self.timeline_types(at, room)
+            self.assertEqual(types.count(("m.room.member", bob, "join")), 1)
 
-    def test_event_unknown_and_malformed(self):
-        self.assertErr(self.fed("GET", FED + "/event/" + q("$" + "A" * 43)), 404, "M_NOT_FOUND")
-        self.assertErr(self.fed("GET", FED + "/event/" + q("not-an-event")), 404, "M_NOT_FOUND")
+    def test_v1_send_join_answer_shape(self):
+        alice, at = self.user()
+        room = self.room(at, preset="public_chat", room_version="10")
+        bob2 = self.remote_user()
+        status, tmpl = self.fed("GET", "%s/make_join/%s/%s?ver=10" % (FED1, q(room), q(bob2)))
+        ev = sign_event(tmpl["event"], "10", self.fake.server_name, self.fake.signing_key)
+        status, body = self.fed("PUT", "%s/send_join/%s/%s" % (FED1, q(room), q(event_id(ev, "10"))), ev)
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body[0], 200)
+        self.assertIn("state", body[1])
 
-    def test_invited_server_sees_from_its_invite(self):
-        _, tok = self.user()
-        room = self.room(tok, "invited")
-        before = self.send(tok, room, "before the invite")
-        guest = "@guest:" + self.fake.server_name
-        self.state(tok, room, "m.room.member", {"membership": "invite"}, guest)
-        after = self.send(tok, room, "after the invite")
-        self.assertErr(self.fed("GET", FED + "/event/" + q(before)), 403, "M_FORBIDDEN")
-        r = self.fed("GET", FED + "/event/" + q(after))
-        self.assertEqual(r.status, 200, r)
-        self.assertEqual(r.json["pdus"][0]["content"]["body"], "after the invite")
-        # the state at a visible event may be asked for; at an invisible one not
-        r = self.fed("GET", FED + "/state_ids/%s?event_id=%s" % (q(room), q(after)))
-        self.assertEqual(r.status, 200, r)
-        r = self.fed("GET", FED + "/state_ids/%s?event_id=%s" % (q(room), q(before)))
-        self.assertErr(r, 403, "M_FORBIDDEN")
-        # walking the room is for servers in it (an invited server is not)
-        r = self.fed("GET", FED + "/backfill/%s?v=%s&limit=5" % (q(room), q(after)))
-        self.assertErr(r, 403, "M_FORBIDDEN")
+    def test_make_join_refusals(self):
+        alice, at = self.user()
+        public = self.room(at, preset="public_chat", room_version="10")
+        private = self.room(at, preset="private_chat", room_version="10")
+        bob = self.remote_user()
+        # a room version the joining server does not speak
+        status, body = self.fed("GET", "%s/make_join/%s/%s?ver=1&ver=2" % (FED1, q(public), q(bob)))
+        self.assertEqual((status, body["errcode"], body["room_version"]), (400, "M_INCOMPATIBLE_ROOM_VERSION", "10"))
+        # a user of another server
+        status, body = self.fed("GET", "%s/make_join/%s/%s?ver=10" % (FED1, q(public), q("@x:elsewhere.example")))
+        self.assertEqual((status, body["errcode"]), (403, "M_FORBIDDEN"))
+        # an invite-only room
+        status, body = self.fed("GET", "%s/make_join/%s/%s?ver=10" % (FED1, q(private), q(bob)))
+        self.assertEqual((status, body["errcode"]), (403, "M_FORBIDDEN"))
+        # an unknown room
+        status, body = self.fed("GET", "%s/make_join/%s/%s?ver=10" % (FED1, q("!nope:" + self.a.server_name),
+                                                                       q(bob)))
+        self.assertEqual((status, body["errcode"]), (404, "M_NOT_FOUND"))
+        # without a signature
+        status, body = self.fake.send(self.a, "GET", "%s/make_join/%s/%s?ver=10" % (FED1, q(public), q(bob)),
+                                      auth="", ca=self.ca)
+        self.assertEqual((status, body["errcode"]), (401, "M_UNAUTHORIZED"))
 
-    # -- /state, /state_ids, /event_auth ------------------------------------------------------------
+    def test_send_join_refusals_change_nothing(self):
+        alice, at = self.user()
+        room = self.room(at, preset="public_chat", room_version="10")
+        before = self.timeline_types(at, room)
+        bob = self.remote_user()
+        status, tmpl = self.fed("GET", "%s/make_join/%s/%s?ver=10" % (FED1, q(room), q(bob)))
+        self.assertEqual(status, 200, tmpl)
 
-    def test_state_and_state_ids(self):
-        alice, tok = self.user()
-        room = self.room(tok, "world_readable", name="Readable")
-        self.send(tok, room, "one")
-        topic = self.state(tok, room, "m.room.topic", {"topic": "first"})
-        later = self.state(tok, room, "m.room.topic", {"topic": "second"})
-        r = self.fed("GET", FED + "/state_ids/%s?event_id=%s" % (q(room), q(later)))
-        self.assertEqual(r.status, 200, r)
-        ids = r.json["pdu_ids"]
-        # the state *before* the event: the first topic, not the second
-        self.assertIn(topic, ids)
-        self.assertNotIn(later, ids)
-        r2 = self.fed("GET", FED + "/state/%s?event_id=%s" % (q(room), q(later)))
-        self.assertEqual(r2.status, 200, r2)
-        pdus = {self.event_id_of(p): p for p in r2.json["pdus"]}
-        self.assertEqual(sorted(pdus), sorted(ids))
-        for p in r2.json["pdus"] + r2.json["auth_chain"]:
-            self.assertWirePdu(p)
-        types = sorted((p["type"], p["state_key"]) for p in pdus.values())
-        for want in (("m.room.create", ""), ("m.room.member", alice), ("m.room.power_levels", ""),
-                     ("m.room.join_rules", ""), ("m.room.history_visibility", ""), ("m.room.name", ""),
-                     ("m.room.topic", "")):
-            self.assertIn(want, types)
-        # the auth chain holds what authorised that state, by ID and in full
-        chain_ids = {self.event_id_of(p) for p in r2.json["auth_chain"]}
-        self.assertEqual(chain_ids, set(r.json["auth_chain_ids"]))
-        create = [p for p in pdus.values() if p["type"] == "m.room.create"][0]
-        self.assertIn(self.event_id_of(create), chain_ids)
+        def send(ev, eid=None, path=FED2 + "/send_join"):
+            eid = eid or event_id(ev, "10")
+            return self.fed("PUT", "%s/%s/%s" % (path, q(room), q(eid)), ev)
 
-    def test_state_errors(self):
-        _, tok = self.user()
-        room = self.room(tok, "world_readable")
-        eid = self.send(tok, room, "x")
-        for kind in ("state", "state_ids"):
-            self.assertErr(self.fed("GET", FED + "/%s/%s" % (kind, q(room))), 400, "M_MISSING_PARAM")
-            self.assertErr(self.fed("GET", FED + "/%s/%s?event_id=nope" % (kind, q(room))), 400, "M_INVALID_PARAM")
-            self.assertErr(self.fed("GET", FED + "/%s/%s?event_id=%s" % (kind, q("!nope:" + self.a.server_name),
-                                                                         q(eid))), 404, "M_NOT_FOUND")
-            self.assertErr(self.fed("GET", FED + "/%s/%s?event_id=%s" % (kind, q(room), q("$" + "B" * 43))),
-                           404, "M_NOT_FOUND")
-        # an event of another room is unknown in this one
-        other = self.room(tok, "world_readable")
-        self.assertErr(self.fed("GET", FED + "/state_ids/%s?event_id=%s" % (q(other), q(eid))), 404, "M_NOT_FOUND")
-        # a joined room: not for a server without members
-        closed = self.room(tok, "joined")
-        ceid = self.send(tok, closed, "y")
-        self.assertErr(self.fed("GET", FED + "/state_ids/%s?event_id=%s" % (q(closed), q(ceid))), 403,
-                       "M_FORBIDDEN")
-        self.assertErr(self.fed("GET", FED + "/event_auth/%s/%s" % (q(closed), q(ceid))), 403, "M_FORBIDDEN")
+        # a leave through send_join (Complement: TestCannotSendNonJoinViaSendJoinV2)
+        leave = copy.deepcopy(tmpl["event"])
+        leave["content"]["membership"] = "leave"
+        sign_event(leave, "10", self.fake.server_name, self.fake.signing_key)
+        status, body = send(leave)
+        self.assertEqual((status, body["errcode"]), (400, "M_BAD_JSON"))
+        # a join through send_leave
+        join = sign_event(copy.deepcopy(tmpl["event"]), "10", self.fake.server_name, self.fake.signing_key)
+        status, body = send(join, path=FED2 + "/send_leave")
+        self.assertEqual((status, body["errcode"]), (400, "M_BAD_JSON"))
+        # an event ID that is not the event's
+        status, body = send(join, eid="$notthiseventnotthiseventnotthiseventnotthis")
+        self.assertEqual((status, body["errcode"]), (400, "M_BAD_JSON"))
+        # a bad signature
+        forged = copy.deepcopy(join)
+        forged["signatures"][self.fake.server_name] = {self.fake.key_id: "A" * 86}
+        status, body = send(forged)
+        self.assertEqual((status, body["errcode"]), (403, "M_FORBIDDEN"))
+        # unsigned
+        unsigned = copy.deepcopy(join)
+        del unsigned["signatures"]
+        status, body = send(unsigned)
+        self.assertEqual((status, body["errcode"]), (403, "M_FORBIDDEN"))
+        # content changed after signing: hashes no longer match
+        tampered = copy.deepcopy(join)
+        tampered["content"]["displayname"] = "sneaky"
+        status, body = send(tampered)
+        self.assertEqual((status, body["errcode"]), (400, "M_BAD_JSON"))
+        # a user of a server other than the sender's
+        other = copy.deepcopy(tmpl["event"])
+        other["sender"] = other["state_key"] = "@mallory:elsewhere.example"
+        sign_event(other, "10", self.fake.server_name, self.fake.signing_key)
+        status, body = send(other)
+        self.assertEqual((status, body["errcode"]), (403, "M_FORBIDDEN"))
+        # malformed body
+        status, body = self.fed("PUT", "%s/send_join/%s/%s" % (FED2, q(room), q(event_id(join, "10"))), None)
+        self.assertEqual(status, 400)
+        self.assertEqual(self.timeline_types(at, room), before)
+        r = self.a.request("GET", V3 + "/rooms/%s/joined_members" % q(room), token=at)
+        self.assertEqual(list(r.json["joined"]), [alice])
 
-    def test_event_auth(self):
-        alice, tok = self.user()
-        room = self.room(tok, "world_readable")
-        eid = self.send(tok, room, "authorised")
-        r = self.fed("GET", FED + "/event_auth/%s/%s" % (q(room), q(eid)))
-        self.assertEqual(r.status, 200, r)
-        chain = r.json["auth_chain"]
-        kinds = sorted((p["type"], p["state_key"]) for p in chain)
-        self.assertIn(("m.room.create", ""), kinds)
-        self.assertIn(("m.room.member", alice), kinds)
-        self.assertIn(("m.room.power_levels", ""), kinds)
-        self.assertNotIn(eid, {self.event_id_of(p) for p in chain})
-        for p in chain:
-            self.assertWirePdu(p)
-        # every auth event of every event in the chain is in the chain too
-        ids = {self.event_id_of(p) for p in chain}
-        for p in chain:
-            for a in p["auth_events"]:
-                self.assertIn(a, ids)
-        self.assertErr(self.fed("GET", FED + "/event_auth/%s/%s" % (q(room), q("$" + "C" * 43))), 404,
-                       "M_NOT_FOUND")
+    def test_banned_user_cannot_send_join(self):
+        alice, at = self.user()
+        room = self.room(at, preset="public_chat", room_version="10")
+        bob = self.remote_user()
+        status, tmpl = self.fed("GET", "%s/make_join/%s/%s?ver=10" % (FED1, q(room), q(bob)))
+        self.assertEqual(status, 200)
+        r = self.a.request("POST", V3 + "/rooms/%s/ban" % q(room), body={"user_id": bob}, token=at)
+        self.assertEqual(r.status, 200, r.json)
+        # the template was fine when made, the ban came after: the join is refused now
+        ev = sign_event(tmpl["event"], "10", self.fake.server_name, self.fake.signing_key)
+        status, body = self.fed("PUT", "%s/send_join/%s/%s" % (FED2, q(room), q(event_id(ev, "10"))), ev)
+        self.assertEqual((status, body["errcode"]), (403, "M_FORBIDDEN"))
+        status, body = self.fed("GET", "%s/make_join/%s/%s?ver=10" % (FED1, q(room), q(bob)))
+        self.assertEqual((status, body["errcode"]), (403, "M_FORBIDDEN"))
 
-    # -- /backfill and /get_missing_events ------------------------------------------------------------
+    def test_leave_after_join(self):
+        alice, at = self.user()
+        room = self.room(at, preset="public_chat", room_version="11")
+        bob = self.remote_user()
+        _, _, status, body = self.make_and_send(room, bob, "join", "11")
+        self.assertEqual(status, 200, body)
+        _, _, status, body = self.make_and_send(room, bob, "leave", "11")
+        self.assertEqual((status, body), (200, {}))
+        self.assertEqual(self.timeline_types(at, room)[0], ("m.room.member", bob, "leave"))
+        r = self.a.request("GET", V3 + "/rooms/%s/joined_members" % q(room), token=at)
+        self.assertEqual(list(r.json["joined"]), [alice])
 
-    def test_backfill_redacts_what_the_server_may_not_see(self):
-        _, tok = self.user()
-        room = self.room(tok, "joined")
-        secret = self.send(tok, room, "the secret")
-        opened = self.state(tok, room, "m.room.history_visibility", {"history_visibility": "world_readable"})
-        public = [self.send(tok, room, "public %d" % i) for i in range(3)]
-        r = self.fed("GET", FED + "/backfill/%s?v=%s&limit=100" % (q(room), q(public[-1])))
-        self.assertEqual(r.status, 200, r)
-        pdus = r.json["pdus"]
-        by_id = {self.event_id_of(p): p for p in pdus}
-        # newest first, starting with the event asked for
-        self.assertEqual(self.event_id_of(pdus[0]), public[-1])
-        self.assertEqual([self.event_id_of(p) for p in pdus[:3]], list(reversed(public)))
-        for eid in public:
-            self.assertTrue(by_id[eid]["content"]["body"].startswith("public"))
-            self.assertWirePdu(by_id[eid])
-        # the history_visibility change itself is visible (world_readable after it)
-        self.assertEqual(by_id[opened]["content"], {"history_visibility": "world_readable"})
-        # the message sent while the room was "joined" comes redacted: still signed, content gone
-        self.assertIn(secret, by_id)
-        self.assertEqual(by_id[secret]["content"], {})
-        self.assertWirePdu(by_id[secret], intact=False)
-        self.assertNotIn("the secret", json.dumps(pdus))
-        # the whole room, down to its create event
-        self.assertEqual(pdus[-1]["type"], "m.room.create")
-        # the limit counts the events asked for
-        r = self.fed("GET", FED + "/backfill/%s?v=%s&limit=2" % (q(room), q(public[-1])))
-        self.assertEqual([self.event_id_of(p) for p in r.json["pdus"]], [public[2], public[1]])
-        # several starting points
-        r = self.fed("GET", FED + "/backfill/%s?v=%s&v=%s&limit=1" % (q(room), q(public[0]), q(public[2])))
-        self.assertEqual([self.event_id_of(p) for p in r.json["pdus"]], [public[2]])
+    def test_knock(self):
+        alice, at = self.user()
+        room = self.room(at, room_version="10", name="Knock here",
+                         initial_state=[{"type": "m.room.join_rules", "state_key": "",
+                                         "content": {"join_rule": "knock"}}])
+        bob = self.remote_user()
+        _, _, status, body = self.make_and_send(room, bob, "knock", "10")
+        self.assertEqual(status, 200, body)
+        names = [e["content"].get("name") for e in body["knock_room_state"] if e["type"] == "m.room.name"]
+        self.assertEqual(names, ["Knock here"])
+        self.assertEqual(self.timeline_types(at, room)[0], ("m.room.member", bob, "knock"))
+        # knocking on a public room is not allowed
+        public = self.room(at, preset="public_chat", room_version="10")
+        status, body = self.fed("GET", "%s/make_knock/%s/%s?ver=10" % (FED1, q(public), q(self.remote_user())))
+        self.assertEqual((status, body["errcode"]), (403, "M_FORBIDDEN"))
 
-    def test_backfill_errors(self):
-        _, tok = self.user()
-        room = self.room(tok, "world_readable")
-        eid = self.send(tok, room, "x")
-        self.assertErr(self.fed("GET", FED + "/backfill/%s?limit=5" % q(room)), 400, "M_MISSING_PARAM")
-        self.assertErr(self.fed("GET", FED + "/backfill/%s?v=%s" % (q(room), q(eid))), 400, "M_MISSING_PARAM")
-        self.assertErr(self.fed("GET", FED + "/backfill/%s?v=%s&limit=many" % (q(room), q(eid))), 400,
-                       "M_INVALID_PARAM")
-        self.assertErr(self.fed("GET", FED + "/backfill/%s?v=junk&limit=5" % q(room)), 400, "M_INVALID_PARAM")
-        self.assertErr(self.fed("GET", FED + "/backfill/%s?v=%s&limit=5" % (q("!nope:" + self.a.server_name),
-                                                                            q(eid))), 404, "M_NOT_FOUND")
-        # an unknown starting point gives nothing, not an error
-        r = self.fed("GET", FED + "/backfill/%s?v=%s&limit=5" % (q(room), q("$" + "D" * 43)))
-        self.assertEqual((r.status, r.json["pdus"]), (200, []))
-        closed = self.room(tok, "joined")
-        ceid = self.send(tok, closed, "y")
-        self.assertErr(self.fed("GET", FED + "/backfill/%s?v=%s&limit=5" % (q(closed), q(ceid))), 403,
-                       "M_FORBIDDEN")
+    # -- invites of axon's users --
 
-    def test_get_missing_events(self):
-        _, tok = self.user()
-        room = self.room(tok, "joined")
-        hidden = self.send(tok, room, "hidden")
-        self.state(tok, room, "m.room.history_visibility", {"history_visibility": "world_readable"})
-        m = [self.send(tok, room, "m%d" % i) for i in range(5)]
-        body = {"earliest_events": [m[0]], "latest_events": [m[4]], "limit": 10, "min_depth": 0}
-        r = self.fed("POST", FED + "/get_missing_events/" + q(room), body=body)
-        self.assertEqual(r.status, 200, r)
-        got = [self.event_id_of(p) for p in r.json["events"]]
-        self.assertEqual(got, m[1:4])  # oldest first; neither end included
-        for p in r.json["events"]:
-            self.assertWirePdu(p)
-        # the default limit (10) and no earliest events: back to the start, invisible ones redacted
-        r = self.fed("POST", FED + "/get_missing_events/" + q(room),
-                     body={"earliest_events": [], "latest_events": [m[4]]})
-        self.assertEqual(r.status, 200, r)
-        self.assertEqual(len(r.json["events"]), 10)
-        r = self.fed("POST", FED + "/get_missing_events/" + q(room),
-                     body={"earliest_events": [], "latest_events": [m[4]], "limit": 100})
-        evs = {self.event_id_of(p): p for p in r.json["events"]}
-        self.assertEqual(evs[hidden]["content"], {})
-        self.assertEqual(r.json["events"][0]["type"], "m.room.create")
-        # a limit
-        body["limit"] = 1
-        r = self.fed("POST", FED + "/get_missing_events/" + q(room), body=body)
-        self.assertEqual([self.event_id_of(p) for p in r.json["events"]], [m[3]])
+    def invite_body(self, rr, invitee, version):
+        eid, ev = rr.make(rr.creator, "m.room.member", {"membership": "invite"}, state_key=invitee)
+        return eid, ev, {"event": ev, "room_version": version, "invite_room_state": rr.stripped()}
 
-    def test_get_missing_events_errors(self):
-        _, tok = self.user()
-        room = self.room(tok, "world_readable")
-        eid = self.send(tok, room, "x")
-        path = FED + "/get_missing_events/" + q(room)
-        self.assertErr(self.fed("POST", path, body={"latest_events": [eid]}, spec=False), 400, "M_MISSING_PARAM")
-        self.assertErr(self.fed("POST", path, body={"earliest_events": [], "latest_events": "x"}, spec=False), 400,
-                       "M_BAD_JSON")
-        self.assertErr(self.fed("POST", path, body={"earliest_events": [], "latest_events": [1]}, spec=False), 400,
-                       "M_BAD_JSON")
-        self.assertErr(self.fed("POST", path, body={"earliest_events": [], "latest_events": [eid], "limit": "3"},
-                                spec=False), 400, "M_BAD_JSON")
-        self.assertErr(self.fed("POST", FED + "/get_missing_events/" + q("!nope:" + self.a.server_name),
-                                body={"earliest_events": [], "latest_events": [eid]}, spec=False), 404, "M_NOT_FOUND")
-        closed = self.room(tok, "joined")
-        ceid = self.send(tok, closed, "y")
-        self.assertErr(self.fed("POST", FED + "/get_missing_events/" + q(closed),
-                                body={"earliest_events": [], "latest_events": [ceid]}, spec=False), 403, "M_FORBIDDEN")
+    def remote_room(self, version):
+        creator = self.remote_user()
+        rr = RemoteRoom(self.fake, version, creator)
+        rr.creator = creator
+        rr.make(creator, "m.room.member", {"membership": "join"}, state_key=creator)
+        rr.make(creator, "m.room.power_levels", {"users": {creator: 100}} if int(version) < 12 else {"users": {}},
+                state_key="")
+        rr.make(creator, "m.room.join_rules", {"join_rule": "invite"}, state_key="")
+        rr.make(creator, "m.room.name", {"name": "Over there"}, state_key="")
+        return rr
 
-    # -- /timestamp_to_event --------------------------------------------------------------------------
+    def test_invite_of_our_user(self):
+        for version in ("10", "12"):
+            alice, at = self.user()
+            since = self.a.request("GET", V3 + "/sync?timeout=0&set_presence=offline", token=at).json["next_batch"]
+            rr = self.remote_room(version)
+            eid, ev, body = self.invite_body(rr, alice, version)
+            path = "%s/invite/%s/%s" % (FED2, q(rr.room_id), q(eid))
+            status, answer = self.fed("PUT", path, body)
+            self.assertEqual(status, 200, answer)
+            self.assertSpec("PUT", path, status, answer)
+            signed = answer["event"]
+            verify_event(signed, version, self.a.server_name, next(iter(self.a_keys.values())))
+            verify_event(signed, version, self.fake.server_name, signedjson.key.get_verify_key(self.fake.signing_key))
+            self.assertEqual(event_id(signed, version), eid)
+            s = self.a.request("GET", V3 + "/sync?timeout=0&set_presence=offline&since=" + since, token=at).json
+            invite = s["rooms"]["invite"][rr.room_id]["invite_state"]["events"]
+            self.assertIn(("m.room.name", "Over there"),
+                          [(e["type"], e["content"].get("name")) for e in invite])
+            self.assertIn(("m.room.member", alice, "invite"),
+                          [(e["type"], e.get("state_key"), e["content"].get("membership")) for e in invite])
 
-    def test_timestamp_to_event(self):
-        _, tok = self.user()
-        room = self.room(tok, "world_readable")
-        first = self.send(tok, room, "first")
-        time.sleep(0.05)
-        middle_ts = int(time.time() * 1000)
-        time.sleep(0.05)
-        second = self.send(tok, room, "second")
-        r = self.fed("GET", FED + "/timestamp_to_event/%s?ts=%d&dir=f" % (q(room), middle_ts))
-        self.assertEqual(r.status, 200, r)
-        self.assertEqual(r.json["event_id"], second)
-        self.assertGreaterEqual(r.json["origin_server_ts"], middle_ts)
-        r = self.fed("GET", FED + "/timestamp_to_event/%s?ts=%d&dir=b" % (q(room), middle_ts))
-        self.assertEqual(r.json["event_id"], first)
-        r = self.fed("GET", FED + "/timestamp_to_event/%s?ts=%d&dir=f" % (q(room), int(time.time() * 1000) + 60000))
-        self.assertErr(r, 404, "M_NOT_FOUND")
-        self.assertErr(self.fed("GET", FED + "/timestamp_to_event/%s?dir=f" % q(room), spec=False), 400,
-                       "M_MISSING_PARAM")
-        self.assertErr(self.fed("GET", FED + "/timestamp_to_event/%s?ts=1&dir=x" % q(room), spec=False), 400,
-                       "M_INVALID_PARAM")
-        self.assertErr(self.fed("GET", FED + "/timestamp_to_event/%s?ts=x&dir=f" % q(room), spec=False), 400,
-                       "M_INVALID_PARAM")
-        self.assertErr(self.fed("GET", FED + "/timestamp_to_event/%s?ts=1&dir=f" % q("!nope:x.test")), 404,
-                       "M_NOT_FOUND")
-
-    # -- ACLs and authentication ---------------------------------------------------------------------
-
-    def test_server_acl_denies_everywhere(self):
-        _, tok = self.user()
-        room = self.room(tok, "world_readable")
-        eid = self.send(tok, room, "before the ACL")
-        self.assertEqual(self.fed("GET", FED + "/event/" + q(eid)).status, 200)
-        host = self.fake.server_name.rsplit(":", 1)[0]
-        self.state(tok, room, "m.room.server_acl", {"allow": ["*"], "deny": [host], "allow_ip_literals": True})
-        paths = [("GET", FED + "/event/" + q(eid), None),
-                 ("GET", FED + "/state/%s?event_id=%s" % (q(room), q(eid)), None),
-                 ("GET", FED + "/state_ids/%s?event_id=%s" % (q(room), q(eid)), None),
-                 ("GET", FED + "/event_auth/%s/%s" % (q(room), q(eid)), None),
-                 ("GET", FED + "/backfill/%s?v=%s&limit=3" % (q(room), q(eid)), None),
-                 ("POST", FED + "/get_missing_events/" + q(room), {"earliest_events": [], "latest_events": [eid]}),
-                 ("GET", FED + "/timestamp_to_event/%s?ts=0&dir=f" % q(room), None)]
-        for method, path, body in paths:
-            self.assertErr(self.fed(method, path, body=body, spec=False), 403, "M_FORBIDDEN")
-        # IP literals refused by allow_ip_literals alone (the fake's name is one)
-        room2 = self.room(tok, "world_readable")
-        eid2 = self.send(tok, room2, "x")
-        self.state(tok, room2, "m.room.server_acl", {"allow": ["*"], "allow_ip_literals": False})
-        self.assertErr(self.fed("GET", FED + "/event/" + q(eid2)), 403, "M_FORBIDDEN")
-        # and let back in
-        self.state(tok, room2, "m.room.server_acl", {"allow": ["*"]})
-        self.assertEqual(self.fed("GET", FED + "/event/" + q(eid2)).status, 200)
-
-    def test_non_federating_room_is_closed_to_other_servers(self):
-        _, tok = self.user()
-        marker = unique("local")
-        room = self.room(tok, "world_readable", name="Local %s" % marker, visibility="public",
-                         creation_content={"m.federate": False})
-        eid = self.send(tok, room, "ours alone")
-        self.assertErr(self.fed("GET", FED + "/event/" + q(eid)), 403, "M_FORBIDDEN")
-        self.assertErr(self.fed("GET", FED + "/backfill/%s?v=%s&limit=3" % (q(room), q(eid))), 403, "M_FORBIDDEN")
-        self.assertErr(self.fed("GET", FED + "/state_ids/%s?event_id=%s" % (q(room), q(eid))), 403, "M_FORBIDDEN")
-        r = self.fed("POST", FED + "/publicRooms", body={"filter": {"generic_search_term": marker}})
-        self.assertEqual(r.json["chunk"], [])
-        self.assertErr(self.fed("GET", FED + "/hierarchy/" + q(room)), 404, "M_NOT_FOUND")
-
-    def test_unsigned_requests_are_refused(self):
-        _, tok = self.user()
-        room = self.room(tok, "world_readable")
-        eid = self.send(tok, room, "x")
-        for method, path in (("GET", FED + "/event/" + q(eid)),
-                             ("GET", FED + "/state_ids/%s?event_id=%s" % (q(room), q(eid))),
-                             ("GET", FED + "/backfill/%s?v=%s&limit=1" % (q(room), q(eid))),
-                             ("POST", FED + "/get_missing_events/" + q(room)),
-                             ("GET", FED + "/publicRooms"),
-                             ("GET", FED + "/hierarchy/" + q(room))):
-            r = self.a.request(method, path, body={} if method == "POST" else None)
-            self.assertEqual((r.status, r.errcode), (401, "M_UNAUTHORIZED"), (method, path, r))
-            forged = 'X-Matrix origin="%s",key="ed25519:1",sig="AAAA"' % self.fake.server_name
-            r = self.fed(method, path, body={} if method == "POST" else None, auth=forged, spec=False)
-            self.assertErr(r, 401, "M_UNAUTHORIZED")
-
-    # -- /publicRooms ----------------------------------------------------------------------------------
-
-    def test_public_rooms(self):
-        _, tok = self.user()
-        marker = unique("dir")
-        room = self.room(tok, "world_readable", name="Directory %s" % marker, topic="about things",
-                         visibility="public")
-        hidden = self.room(tok, "shared", name="Unlisted %s" % marker)
-        r = self.fed("GET", FED + "/publicRooms")
-        self.assertEqual(r.status, 200, r)
-        ids = [c["room_id"] for c in r.json["chunk"]]
-        self.assertIn(room, ids)
-        self.assertNotIn(hidden, ids)
-        entry = [c for c in r.json["chunk"] if c["room_id"] == room][0]
-        self.assertEqual(entry["name"], "Directory %s" % marker)
-        self.assertEqual(entry["topic"], "about things")
-        self.assertEqual(entry["num_joined_members"], 1)
-        self.assertTrue(entry["world_readable"])
-        self.assertEqual(entry["join_rule"], "public")
-        # filtered (POST) and paginated
-        r = self.fed("POST", FED + "/publicRooms", body={"filter": {"generic_search_term": marker.upper()}})
-        self.assertEqual(r.status, 200, r)
-        self.assertEqual([c["room_id"] for c in r.json["chunk"]], [room])
-        r = self.fed("POST", FED + "/publicRooms", body={"filter": {"room_types": ["m.space"]}})
-        self.assertNotIn(room, [c["room_id"] for c in r.json["chunk"]])
-        r = self.fed("POST", FED + "/publicRooms", body={"filter": {"room_types": [None]}})
-        self.assertIn(room, [c["room_id"] for c in r.json["chunk"]])
-        other = self.room(tok, "shared", name="Second %s" % marker, visibility="public")
-        r = self.fed("GET", FED + "/publicRooms?limit=1")
-        self.assertEqual(len(r.json["chunk"]), 1)
-        self.assertIn("next_batch", r.json)
-        r2 = self.fed("GET", FED + "/publicRooms?limit=1&since=" + q(r.json["next_batch"]))
-        self.assertEqual(len(r2.json["chunk"]), 1)
-        self.assertNotEqual(r.json["chunk"][0]["room_id"], r2.json["chunk"][0]["room_id"])
-        self.assertIn("prev_batch", r2.json)
-        # an ACL that denies the asking server hides the room from it
-        host = self.fake.server_name.rsplit(":", 1)[0]
-        self.state(tok, other, "m.room.server_acl", {"allow": ["*"], "deny": [host]})
-        r = self.fed("POST", FED + "/publicRooms", body={"filter": {"generic_search_term": marker}})
-        self.assertEqual([c["room_id"] for c in r.json["chunk"]], [room])
-        # a third-party network nobody bridges has no rooms
-        r = self.fed("GET", FED + "/publicRooms?third_party_instance_id=irc")
-        self.assertEqual(r.json["chunk"], [])
-        # errors
-        self.assertErr(self.fed("GET", FED + "/publicRooms?limit=x", spec=False), 400, "M_INVALID_PARAM")
-        self.assertErr(self.fed("GET", FED + "/publicRooms?since=bogus", spec=False), 400, "M_INVALID_PARAM")
-        self.assertErr(self.fed("POST", FED + "/publicRooms", body={"limit": "ten"}, spec=False), 400, "M_BAD_JSON")
-        self.assertErr(self.fed("POST", FED + "/publicRooms", body={"limit": -1}, spec=False), 400,
-                       "M_INVALID_PARAM")
-        self.assertErr(self.fed("POST", FED + "/publicRooms", body={"filter": {"room_types": [1]}}, spec=False),
-                       400, "M_BAD_JSON")
-        self.assertErr(self.fed("GET", FED + "/publicRooms?include_all_networks=maybe", spec=False), 400,
-                       "M_INVALID_PARAM")
-
-    # -- /hierarchy --------------------------------------------------------------------------------------
-
-    def test_hierarchy(self):
-        _, tok = self.user()
-        space = self.room(tok, "shared", name="Space", creation_content={"type": "m.space"})
-        public = self.room(tok, "shared", name="Public child", topic="welcome")
-        private = self.room(tok, "shared", name="Private child", preset="private_chat")
-        readable = self.room(tok, "world_readable", name="Readable child", preset="private_chat")
-        unknown = "!unknown%d:elsewhere.test" % int(time.time())
-        via = {"via": [self.a.server_name]}
-        self.state(tok, space, "m.space.child", dict(via, order="b"), public)
-        self.state(tok, space, "m.space.child", dict(via, order="a", suggested=True), private)
-        self.state(tok, space, "m.space.child", dict(via), readable)
-        self.state(tok, space, "m.space.child", dict(via), unknown)
-        self.state(tok, space, "m.space.child", {}, self.room(tok, "shared"))  # no via: not a link
-        r = self.fed("GET", FED + "/hierarchy/" + q(space))
-        self.assertEqual(r.status, 200, r)
-        root = r.json["room"]
-        self.assertEqual(root["room_id"], space)
-        self.assertEqual(root["room_type"], "m.space")
-        self.assertEqual(root["name"], "Space")
-        self.assertIn("room_version", root)
-        # ordered by "order", then timestamp: private ("a"), public ("b"), readable, unknown
-        self.assertEqual([c["state_key"] for c in root["children_state"]], [private, public, readable, unknown])
-        for c in root["children_state"]:
-            self.assertEqual(c["type"], "m.space.child")
-            self.assertIsInstance(c["origin_server_ts"], int)
-        children = {c["room_id"]: c for c in r.json["children"]}
-        self.assertEqual(sorted(children), sorted([public, readable]))
-        self.assertEqual(children[public]["topic"], "welcome")
-        self.assertEqual(r.json["inaccessible_children"], [private])
-        # suggested only
-        r = self.fed("GET", FED + "/hierarchy/%s?suggested_only=true" % q(space))
-        self.assertEqual([c["state_key"] for c in r.json["room"]["children_state"]], [private])
-        self.assertEqual(r.json["children"], [])
-        # a room the server could not peek or join, or that does not exist: 404
-        self.assertErr(self.fed("GET", FED + "/hierarchy/" + q(private)), 404, "M_NOT_FOUND")
-        self.assertErr(self.fed("GET", FED + "/hierarchy/" + q("!nope:" + self.a.server_name)), 404, "M_NOT_FOUND")
-        self.assertErr(self.fed("GET", FED + "/hierarchy/%s?suggested_only=yes" % q(space), spec=False), 400,
-                       "M_INVALID_PARAM")
-        # an invited server may peek
-        self.state(tok, private, "m.room.member", {"membership": "invite"}, "@x:" + self.fake.server_name)
-        self.assertEqual(self.fed("GET", FED + "/hierarchy/" + q(private)).status, 200)
+    def test_invite_refusals(self):
+        alice, at = self.user()
+        rr = self.remote_room("10")
+        # an unknown user of ours
+        eid, ev, body = self.invite_body(rr, "@nobody:" + self.a.server_name, "10")
+        status, answer = self.fed("PUT", "%s/invite/%s/%s" % (FED2, q(rr.room_id), q(eid)), body)
+        self.assertEqual((status, answer["errcode"]), (403, "M_FORBIDDEN"))
+        # a user of another server
+        eid, ev, body = self.invite_body(rr, "@carol:elsewhere.example", "10")
+        status, answer = self.fed("PUT", "%s/invite/%s/%s" % (FED2, q(rr.room_id), q(eid)), body)
+        self.assertEqual((status, answer["errcode"]), (400, "M_BAD_JSON"))
+        # an unsupported room version
+        eid, ev, body = self.invite_body(rr, alice, "10")
+        body["room_version"] = "999"
+        status, answer = self.fed("PUT", "%s/invite/%s/%s" % (FED2, q(rr.room_id), q(eid)), body)
+        self.assertEqual((status, answer["errcode"]), (400, "M_INCOMPATIBLE_ROOM_VERSION"))
+        # a forged signature
+        eid, ev, body = self.invite_body(rr, alice, "10")
+        ev["signatures"][self.fake.server_name] = {self.fake.key_id: "B" * 86}
+        status, answer = self.fed("PUT", "%s/invite/%s/%s" % (FED2, q(rr.room_id), q(eid)), body)
+        self.assertEqual((status, answer["errcode"]), (403, "M_FORBIDDEN"))
+        # missing fields
+        status, answer = self.fed("PUT", "%s/invite/%s/%s" % (FED2, q(rr.room_id), q(eid)), {"event": ev})
+        self.assertEqual((status, answer["errcode"]), (400, "M_MISSING_PARAM"))
+        s = self.a.request("GET", V3 + "/sync?timeout=0&set_presence=offline", token=at).json
+        self.assertNotIn("invite", s.get("rooms", {}))
 
 
-def redact_v11(pdu):
-    """The redaction algorithm of room versions 11 and 12 (what axon creates by default), for signature checks."""
-    keep = ("event_id", "type", "room_id", "sender", "state_key", "content", "hashes", "signatures", "depth",
-            "prev_events", "auth_events", "origin_server_ts")
-    out = {k: v for k, v in pdu.items() if k in keep}
-    content = pdu.get("content", {})
-    kept = {
-        "m.room.member": ("membership", "join_authorised_via_users_server", "third_party_invite"),
-        "m.room.join_rules": ("join_rule", "allow"),
-        "m.room.power_levels": ("ban", "events", "events_default", "invite", "kick", "redact", "state_default",
-                                "users", "users_default"),
-        "m.room.history_visibility": ("history_visibility",),
-        "m.room.redaction": ("redacts",),
-    }
-    t = pdu.get("type")
-    if t == "m.room.create":
-        out["content"] = dict(content)
-    else:
-        out["content"] = {k: content[k] for k in kept.get(t, ()) if k in content}
-    if t == "m.room.member" and "third_party_invite" in out["content"]:
-        out["content"]["third_party_invite"] = {"signed": content["third_party_invite"].get("signed")}
-    return out
+class TwoServers(unittest.TestCase):
+    """Users of axon B joining, knocking on, being invited to and leaving rooms of axon A."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.ca = TestCA()
+        cls.cert, cls.key = cls.ca.leaf("node", "DNS:localhost,IP:127.0.0.1")
+        cls.a = fed_server(cls.ca, cls.cert, cls.key, "localhost").start()
+        cls.b = fed_server(cls.ca, cls.cert, cls.key, "ip").start()
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            for s in (cls.a, cls.b):
+                s.stop()
+        finally:
+            cls.a.cleanup()
+            cls.b.cleanup()
+            cls.ca.cleanup()
+
+    def user(self, server):
+        u = server.register(unique())
+        return u["user_id"], u["access_token"]
+
+    def sync(self, server, token, since=None):
+        path = V3 + "/sync?timeout=0&set_presence=offline" + ("&since=" + since if since else "")
+        r = server.request("GET", path, token=token)
+        self.assertEqual(r.status, 200, r.json)
+        return r.json
+
+    def joined(self, server, token, room):
+        r = server.request("GET", V3 + "/rooms/%s/joined_members" % q(room), token=token)
+        self.assertEqual(r.status, 200, r.json)
+        return set(r.json["joined"])
+
+    def test_join_by_room_id_and_by_alias(self):
+        alice, at = self.user(self.a)
+        alias_name = unique("pub")
+        r = self.a.request("POST", V3 + "/createRoom", token=at,
+                           body={"preset": "public_chat", "name": "Room A", "room_alias_name": alias_name})
+        room = r.json["room_id"]
+        bob, bt = self.user(self.b)
+        r = self.b.request("POST", V3 + "/join/%s?server_name=%s" % (q(room), q(self.a.server_name)), body={},
+                           token=bt)
+        self.assertEqual((r.status, r.json), (200, {"room_id": room}))
+        self.assertEqual(self.joined(self.a, at, room), {alice, bob})
+        s = self.sync(self.b, bt)
+        joined = s["rooms"]["join"][room]
+        events = joined["state"]["events"] + joined["timeline"]["events"]
+        self.assertIn("Room A", [e["content"].get("name") for e in events if e["type"] == "m.room.name"])
+        self.assertIn(bob, [e["state_key"] for e in events if e["type"] == "m.room.member"])
+        self.assertEqual(self.joined(self.b, bt, room), {alice, bob})
+        # by alias, with no hint at all
+        carol, ct = self.user(self.b)
+        alias = "#%s:%s" % (alias_name, self.a.server_name)
+        r = self.b.request("POST", V3 + "/join/" + q(alias), body={}, token=ct)
+        self.assertEqual((r.status, r.json), (200, {"room_id": room}))
+        self.assertEqual(self.joined(self.a, at, room), {alice, bob, carol})
+        # the profile went along
+        r = self.a.request("GET", V3 + "/rooms/%s/state/m.room.member/%s" % (q(room), q(carol)), token=at)
+        self.assertEqual(r.json["membership"], "join")
+
+    def test_refusals_are_passed_on(self):
+        alice, at = self.user(self.a)
+        private = self.a.request("POST", V3 + "/createRoom", token=at, body={"preset": "private_chat"}).json["room_id"]
+        dave, dt = self.user(self.b)
+        r = self.b.request("POST", V3 + "/join/%s?via=%s" % (q(private), q(self.a.server_name)), body={}, token=dt)
+        self.assertEqual((r.status, r.json["errcode"]), (403, "M_FORBIDDEN"))
+        self.assertNotIn("rooms", self.sync(self.b, dt))
+        # a room nobody can tell us about
+        r = self.b.request("POST", V3 + "/join/" + q("!unknownunknownunknownunknownunknownunknown1"), body={},
+                           token=dt)
+        self.assertEqual((r.status, r.json["errcode"]), (404, "M_NOT_FOUND"))
+        r = self.b.request("POST", V3 + "/join/" + q("#nope:" + self.a.server_name), body={}, token=dt)
+        self.assertEqual((r.status, r.json["errcode"]), (404, "M_NOT_FOUND"))
+
+    def test_invite_then_reject_or_accept(self):
+        alice, at = self.user(self.a)
+        room = self.a.request("POST", V3 + "/createRoom", token=at,
+                              body={"preset": "private_chat", "name": "Private A"}).json["room_id"]
+        erin, et = self.user(self.b)
+        frank, ft = self.user(self.b)
+        since_e = self.sync(self.b, et)["next_batch"]
+        for who in (erin, frank):
+            r = self.a.request("POST", V3 + "/rooms/%s/invite" % q(room), body={"user_id": who}, token=at)
+            self.assertEqual((r.status, r.json), (200, {}))
+        s = self.sync(self.b, et, since_e)
+        invite = s["rooms"]["invite"][room]["invite_state"]["events"]
+        self.assertIn("Private A", [e["content"].get("name") for e in invite])
+        # erin declines: her leave goes to A through the inviter's server
+        r = self.b.request("POST", V3 + "/rooms/%s/leave" % q(room), body={"reason": "no thanks"}, token=et)
+        self.assertEqual((r.status, r.json), (200, {}))
+        r = self.a.request("GET", V3 + "/rooms/%s/state/m.room.member/%s" % (q(room), q(erin)), token=at)
+        self.assertEqual((r.json["membership"], r.json.get("reason")), ("leave", "no thanks"))
+        s = self.sync(self.b, et, s["next_batch"])
+        self.assertIn(room, s["rooms"].get("leave", {}))
+        # frank accepts: no hint needed, the invite says where to go
+        r = self.b.request("POST", V3 + "/rooms/%s/join" % q(room), body={}, token=ft)
+        self.assertEqual((r.status, r.json), (200, {"room_id": room}))
+        self.assertEqual(self.joined(self.a, at, room), {alice, frank})
+        # a user B does not have: B refuses, A says so
+        r = self.a.request("POST", V3 + "/rooms/%s/invite" % q(room),
+                           body={"user_id": "@nobody:" + self.b.server_name}, token=at)
+        self.assertEqual((r.status, r.json["errcode"]), (403, "M_FORBIDDEN"))
+
+    def test_knock(self):
+        alice, at = self.user(self.a)
+        room = self.a.request("POST", V3 + "/createRoom", token=at, body={
+            "name": "Knock A", "initial_state": [{"type": "m.room.join_rules", "state_key": "",
+                                                  "content": {"join_rule": "knock"}}]}).json["room_id"]
+        gina, gt = self.user(self.b)
+        r = self.b.request("POST", V3 + "/knock/%s?via=%s" % (q(room), q(self.a.server_name)),
+                           body={"reason": "let me in"}, token=gt)
+        self.assertEqual((r.status, r.json), (200, {"room_id": room}))
+        r = self.a.request("GET", V3 + "/rooms/%s/state/m.room.member/%s" % (q(room), q(gina)), token=at)
+        self.assertEqual((r.json["membership"], r.json.get("reason")), ("knock", "let me in"))
+        s = self.sync(self.b, gt)
+        state = s["rooms"]["knock"][room]["knock_state"]["events"]
+        self.assertIn("Knock A", [e["content"].get("name") for e in state])
+
+
+class Transactions(unittest.TestCase):
+    """PUT /send from a fake remote whose user joined a room of axon (federation/send.c)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.ca = TestCA()
+        cls.cert, cls.key = cls.ca.leaf("node", "DNS:localhost,IP:127.0.0.1")
+        cls.a = fed_server(cls.ca, cls.cert, cls.key, "localhost").start()
+        cls.fake = FakeRemote(cls.cert, cls.key)
+        cls.fake.key_sources[cls.a.server_name] = cls.a.port
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.a.stop()
+        finally:
+            cls.a.cleanup()
+            cls.fake.stop()
+            cls.ca.cleanup()
+
+    def fed(self, method, path, body=None):
+        return self.fake.send(self.a, method, path, body, ca=self.ca)
+
+    def setUp(self):
+        """alice's public room on axon, which bob of the fake server has joined."""
+        u = self.a.register(unique())
+        self.alice, self.at = u["user_id"], u["access_token"]
+        self.room = self.a.request("POST", V3 + "/createRoom", token=self.at,
+                                   body={"preset": "public_chat", "room_version": "10"}).json["room_id"]
+        self.bob = "@%s:%s" % (unique("bob"), self.fake.server_name)
+        status, tmpl = self.fed("GET", "%s/make_join/%s/%s?ver=10" % (FED1, q(self.room), q(self.bob)))
+        self.assertEqual(status, 200, tmpl)
+        join = sign_event(tmpl["event"], "10", self.fake.server_name, self.fake.signing_key)
+        self.join_id = event_id(join, "10")
+        status, body = self.fed("PUT", "%s/send_join/%s/%s" % (FED2, q(self.room), q(self.join_id)), join)
+        self.assertEqual(status, 200, body)
+        state = {(e["type"], e["state_key"]): event_id(e, "10") for e in body["state"]}
+        self.state_events = body["state"] + [join]
+        self.auth_chain = body["auth_chain"]
+        self.auth = {"create": state[("m.room.create", "")], "pl": state[("m.room.power_levels", "")],
+                     "bob": self.join_id}
+        self.last = [self.join_id]
+        self.depth = tmpl["event"]["depth"]
+        self.since = self.sync()["next_batch"]
+
+    def sync(self, since=None):
+        path = V3 + "/sync?timeout=0&set_presence=offline" + ("&since=" + since if since else "")
+        return self.a.request("GET", path, token=self.at).json
+
+    def pdu(self, type_, content, state_key=None, prev=None, auth=None, sender=None):
+        self.depth += 1
+        ev = {"type": type_, "sender": sender or self.bob, "content": content, "room_id": self.room,
+              "origin": self.fake.server_name, "origin_server_ts": int(time.time() * 1000), "depth": self.depth,
+              "prev_events": prev if prev is not None else list(self.last),
+              "auth_events": auth if auth is not None else [self.auth["create"], self.auth["pl"], self.auth["bob"]]}
+        if state_key is not None:
+            ev["state_key"] = state_key
+        sign_event(ev, "10", self.fake.server_name, self.fake.signing_key)
+        return event_id(ev, "10"), ev
+
+    def send(self, pdus, edus=(), txn=None, origin=None):
+        txn = txn or unique("txn")
+        path = "%s/send/%s" % (FED1, txn)
+        body = {"origin": origin or self.fake.server_name, "origin_server_ts": int(time.time() * 1000),
+                "pdus": list(pdus), "edus": list(edus)}
+        return self.fed("PUT", path, body)
+
+    def messages(self):
+        r = self.a.request("GET", V3 + "/rooms/%s/messages?dir=b&limit=30" % q(self.room), token=self.at)
+        return [e["event_id"] for e in r.json["chunk"]]
+
+    def test_messages_arrive_once_and_wake_sync(self):
+        eid, ev = self.pdu("m.room.message", {"msgtype": "m.text", "body": "hello from afar"})
+        woke = {}
+
+        def poll():
+            path = V3 + "/sync?timeout=10000&set_presence=offline&since=" + self.since
+            woke["r"] = self.a.request("GET", path, token=self.at)
+
+        th = threading.Thread(target=poll)
+        th.start()
+        time.sleep(0.3)
+        txn = unique("txn")
+        status, body = self.send([ev], txn=txn)
+        th.join()
+        self.assertEqual((status, body), (200, {"pdus": {eid: {}}}))
+        self.assertEqual(spec_errors("PUT", FED1 + "/send/" + txn, status, body), [])
+        timeline = woke["r"].json["rooms"]["join"][self.room]["timeline"]["events"]
+        self.assertEqual([(e["event_id"], e["content"]["body"]) for e in timeline], [(eid, "hello from afar")])
+        # the same transaction again: the same answer, the event still once
+        status, again = self.send([ev], txn=txn)
+        self.assertEqual((status, again), (200, body))
+        self.assertEqual(self.messages().count(eid), 1)
+        # the same event in another transaction: fine, still once
+        status, body = self.send([ev])
+        self.assertEqual((status, body), (200, {"pdus": {eid: {}}}))
+        self.assertEqual(self.messages().count(eid), 1)
+
+    def test_bad_pdus_are_reported_and_change_nothing(self):
+        before = self.messages()
+        pl_id, pl = self.pdu("m.room.power_levels", {"users": {self.bob: 100}}, state_key="")
+        forged_id, forged = self.pdu("m.room.message", {"body": "forged"})
+        forged["signatures"][self.fake.server_name] = {self.fake.key_id: "C" * 86}
+        stranger_id, stranger = self.pdu("m.room.message", {"body": "who am I"},
+                                         sender="@stranger:" + self.fake.server_name,
+                                         auth=[self.auth["create"], self.auth["pl"]])
+        other_room = dict(forged, room_id="!elsewhere:" + self.fake.server_name)
+        status, body = self.send([pl, forged, stranger, other_room])
+        self.assertEqual(status, 200, body)
+        for eid in (pl_id, forged_id, stranger_id):
+            self.assertIn("error", body["pdus"][eid], eid)
+        self.assertEqual(len(body["pdus"]), 4)
+        self.assertEqual(self.messages(), before)
+        r = self.a.request("GET", V3 + "/rooms/%s/state/m.room.power_levels" % q(self.room), token=self.at)
+        self.assertNotIn(self.bob, r.json["users"])
+
+    def test_transaction_refusals(self):
+        _, ev = self.pdu("m.room.message", {"body": "x"})
+        status, body = self.send([ev], origin="someone.else.example")
+        self.assertEqual((status, body["errcode"]), (403, "M_FORBIDDEN"))
+        status, body = self.send([ev] * 51)
+        self.assertEqual((status, body["errcode"]), (400, "M_BAD_JSON"))
+        status, body = self.fed("PUT", FED1 + "/send/" + unique("txn"), {"origin": self.fake.server_name})
+        self.assertEqual((status, body["errcode"]), (400, "M_MISSING_PARAM"))
+        status, body = self.fake.send(self.a, "PUT", FED1 + "/send/x", {"origin": self.fake.server_name, "pdus": []},
+                                      auth="", ca=self.ca)
+        self.assertEqual((status, body["errcode"]), (401, "M_UNAUTHORIZED"))
+
+    def test_missing_events_are_fetched(self):
+        # bob sent A and B, but only C reaches axon: axon asks for what lies between
+        a_id, a = self.pdu("m.room.message", {"body": "A"})
+        self.last = [a_id]
+        b_id, b = self.pdu("m.room.message", {"body": "B"})
+        self.last = [b_id]
+        c_id, c = self.pdu("m.room.message", {"body": "C"})
+        asked = []
+
+        def missing(method, url, body, room):
+            asked.append(body)
+            return 200, {"events": [a, b]}
+
+        self.fake.routes[r"/_matrix/federation/v1/get_missing_events/(.+)"] = missing
+        try:
+            status, body = self.send([c])
+        finally:
+            del self.fake.routes[r"/_matrix/federation/v1/get_missing_events/(.+)"]
+        self.assertEqual((status, body), (200, {"pdus": {c_id: {}}}))
+        self.assertEqual(asked[0]["latest_events"], [c_id])
+        self.assertIn(self.join_id, asked[0]["earliest_events"])
+        self.assertEqual(self.messages()[:3], [c_id, b_id, a_id])
+
+    def test_gap_filled_with_state(self):
+        # D's history cannot be had: axon takes the state before D instead
+        x_id, x = self.pdu("m.room.message", {"body": "lost"})
+        self.last = [x_id]
+        d_id, d = self.pdu("m.room.message", {"body": "D"})
+        state_asked = []
+
+        def missing(method, url, body, room):
+            return 200, {"events": []}
+
+        def state(method, url, body, room):
+            state_asked.append(url.query)
+            return 200, {"pdus": [], "auth_chain": []}
+
+        self.fake.routes[r"/_matrix/federation/v1/get_missing_events/(.+)"] = missing
+        self.fake.routes[r"/_matrix/federation/v1/state/(.+)"] = state
+        try:
+            status, body = self.send([d])
+        finally:
+            self.fake.routes.clear()
+        self.assertEqual(status, 200, body)
+        self.assertIn("event_id=" + q(d_id), state_asked[0])
+        # an empty state cannot let D in: it is reported, not taken
+        self.assertIn("error", body["pdus"][d_id])
+        self.assertNotIn(d_id, self.messages())
+
+    def test_gap_filled_with_the_state_before(self):
+        x_id, x = self.pdu("m.room.message", {"body": "lost for good"})
+        self.last = [x_id]
+        d_id, d = self.pdu("m.room.message", {"body": "after the gap"})
+        self.fake.routes[r"/_matrix/federation/v1/get_missing_events/(.+)"] = lambda *a: (200, {"events": []})
+        self.fake.routes[r"/_matrix/federation/v1/state/(.+)"] = \
+            lambda *a: (200, {"pdus": self.state_events, "auth_chain": self.auth_chain})
+        try:
+            status, body = self.send([d])
+        finally:
+            self.fake.routes.clear()
+        self.assertEqual((status, body), (200, {"pdus": {d_id: {}}}))
+        self.assertEqual(self.messages()[0], d_id)
+        self.assertNotIn(x_id, self.messages())
+        # the room goes on: alice's reply builds on bob's event
+        r = self.a.request("PUT", V3 + "/rooms/%s/send/m.room.message/after-gap" % q(self.room), token=self.at,
+                           body={"msgtype": "m.text", "body": "welcome back"})
+        self.assertEqual(r.status, 200, r.json)
+
+    def test_edus(self):
+        s0 = self.since
+        typing = {"edu_type": "m.typing", "content": {"room_id": self.room, "user_id": self.bob, "typing": True}}
+        receipt = {"edu_type": "m.receipt", "content": {self.room: {"m.read": {
+            self.bob: {"event_ids": [self.join_id], "data": {"ts": 1234}}}}}}
+        presence = {"edu_type": "m.presence", "content": {"push": [
+            {"user_id": self.bob, "presence": "online", "last_active_ago": 5000, "currently_active": True}]}}
+        devices = self.a.request("GET", V3 + "/devices", token=self.at).json["devices"]
+        to_device = {"edu_type": "m.direct_to_device", "content": {
+            "sender": self.bob, "type": "m.room_key_request", "message_id": unique("msg"),
+            "messages": {self.alice: {devices[0]["device_id"]: {"hello": "there"}}}}}
+        spoofed = {"edu_type": "m.typing", "content": {"room_id": self.room, "user_id": self.alice, "typing": True}}
+        status, body = self.send([], [typing, receipt, presence, to_device, spoofed])
+        self.assertEqual((status, body), (200, {"pdus": {}}))
+        s = self.sync(s0)
+        eph = s["rooms"]["join"][self.room]["ephemeral"]["events"]
+        typing_now = [e["content"]["user_ids"] for e in eph if e["type"] == "m.typing"]
+        self.assertEqual(typing_now, [[self.bob]])  # alice cannot be made to type by another server
+        receipts = [e["content"] for e in eph if e["type"] == "m.receipt"]
+        self.assertEqual(receipts[0][self.join_id]["m.read"][self.bob]["ts"], 1234)
+        self.assertIn(self.bob, [e["sender"] for e in s["presence"]["events"]])
+        self.assertEqual([(e["sender"], e["content"]) for e in s["to_device"]["events"]],
+                         [(self.bob, {"hello": "there"})])
+        # the same to-device message again is not delivered twice
+        status, body = self.send([], [to_device])
+        s2 = self.sync(s["next_batch"])
+        self.assertNotIn("to_device", s2)
+
+
+class JoiningElsewhere(unittest.TestCase):
+    """An axon user joining a room whose resident server is the fake remote, then paging back
+    through the history from before the join (federation/join.c, backfill.c)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.ca = TestCA()
+        cls.cert, cls.key = cls.ca.leaf("node", "DNS:localhost,IP:127.0.0.1")
+        cls.a = fed_server(cls.ca, cls.cert, cls.key, "localhost").start()
+        cls.fake = FakeRemote(cls.cert, cls.key)
+        cls.fake.key_sources[cls.a.server_name] = cls.a.port
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.a.stop()
+        finally:
+            cls.a.cleanup()
+            cls.fake.stop()
+            cls.ca.cleanup()
+
+    def tearDown(self):
+        self.fake.routes.clear()
+
+    def remote_room(self, version, history, messages):
+        creator = "@carol:%s" % self.fake.server_name
+        rr = RemoteRoom(self.fake, version, creator)
+        rr.make(creator, "m.room.member", {"membership": "join"}, state_key=creator)
+        rr.make(creator, "m.room.power_levels", {"users": {creator: 100}} if int(version) < 12 else {"users": {}},
+                state_key="")
+        rr.make(creator, "m.room.join_rules", {"join_rule": "public"}, state_key="")
+        rr.make(creator, "m.room.history_visibility", {"history_visibility": history}, state_key="")
+        rr.make(creator, "m.room.name", {"name": "Far away"}, state_key="")
+        ids = [rr.make(creator, "m.room.message", {"msgtype": "m.text", "body": "old %d" % i})[0]
+               for i in range(messages)]
+        return rr, ids
+
+    def page_all(self, token, room, limit=7):
+        seen, frm, pages = [], None, 0
+        while pages < 20:
+            path = V3 + "/rooms/%s/messages?dir=b&limit=%d" % (q(room), limit) + ("&from=" + frm if frm else "")
+            r = self.a.request("GET", path, token=token)
+            self.assertEqual(r.status, 200, r.json)
+            seen += r.json["chunk"]
+            pages += 1
+            frm = r.json.get("end")
+            if frm is None:
+                break
+        return seen
+
+    def test_join_then_backfill_history(self):
+        for version in ("10", "12"):
+            rr, ids = self.remote_room(version, "shared", 30)
+            serve_room(self.fake, rr)
+            u = self.a.register(unique())
+            r = self.a.request("POST", V3 + "/join/%s?server_name=%s" % (q(rr.room_id), q(self.fake.server_name)),
+                               body={}, token=u["access_token"])
+            self.assertEqual((r.status, r.json), (200, {"room_id": rr.room_id}), version)
+            chunk = self.page_all(u["access_token"], rr.room_id)
+            bodies = [e["content"].get("body") for e in chunk if e["type"] == "m.room.message"]
+            self.assertEqual(bodies, ["old %d" % i for i in reversed(range(30))], version)
+            types = [e["type"] for e in chunk]
+            self.assertEqual(types[0], "m.room.member")  # our join, newest
+            self.assertEqual(types[-1], "m.room.create")  # the very beginning, fetched from the fake
+            self.assertEqual(len(chunk), len({e["event_id"] for e in chunk}))  # each once
+            # asked once the history is complete, nobody is asked again
+            before = len([x for x in self.fake.requests if "/backfill/" in x["path"]])
+            self.page_all(u["access_token"], rr.room_id)
+            after = len([x for x in self.fake.requests if "/backfill/" in x["path"]])
+            self.assertEqual(before, after)
+            self.fake.routes.clear()
+
+    def test_joined_history_is_not_shown(self):
+        rr, ids = self.remote_room("10", "joined", 5)
+        serve_room(self.fake, rr)
+        u = self.a.register(unique())
+        r = self.a.request("POST", V3 + "/join/%s?server_name=%s" % (q(rr.room_id), q(self.fake.server_name)),
+                           body={}, token=u["access_token"])
+        self.assertEqual(r.status, 200, r.json)
+        chunk = self.page_all(u["access_token"], rr.room_id)
+        self.assertEqual([e["type"] for e in chunk], ["m.room.member"])
 
 
 if __name__ == "__main__":
