@@ -8,9 +8,9 @@
  *
  * Both are AX_ROUTE_FED.  Rooms that do not federate (m.federate false) and
  * rooms whose server ACL denies the asking server are never described.
- * The client API's /hierarchy is server/cs's business; this file keeps its
- * own room summaries so the two can evolve apart until a shared helper
- * exists in core/.
+ * Room summaries are the client API's (core/spaces.c's ax_room_summary);
+ * who may see a room is judged for a server here, and the federation
+ * hierarchy is one level deep and unpaginated, unlike the client's walk.
  */
 #include "server/handlers.h"
 #include "core/servers.h"
@@ -26,80 +26,40 @@
 
 /* ---- room summaries ---- */
 
-static int count_joined(void *arg, const char *user_id, const char *membership)
-{
-    (void)user_id;
-    if (strcmp(membership, "join") == 0)
-        (*(json_int_t *)arg)++;
-    return 0;
-}
-
-/* A string field of current state (type, "") of the room, borrowed from '*hold' (decref it). */
-static const char *state_str(ax_txn_t *txn, const char *room_id, const char *type, const char *field, json_t **hold)
-{
-    *hold = ax_room_state_content(txn, room_id, type, "");
-    return json_string_value(json_object_get(*hold, field));
-}
-
 /*
- * The summary of local room 'room_id' (a new reference): a
- * PublishedRoomsChunk (public_rooms_chunk.yaml), and with 'full' what a
- * RoomSummary adds (room_summary.yaml: allowed_room_ids, encryption,
- * room_version).  NULL for a room this server does not know.
+ * The summary of local room 'room_id' (a new reference): the shared
+ * PublishedRoomsChunk (core/spaces.c's ax_room_summary), and with 'full'
+ * what a RoomSummary adds (room_summary.yaml: allowed_room_ids,
+ * encryption, room_version).  NULL for a room this server does not know.
  */
 static json_t *summary(ax_txn_t *txn, const char *room_id, bool full)
 {
-    json_t *room = NULL;
-    if (ax_db_room_get(txn, room_id, &room) != 0)
-        return NULL;
-    json_t *h[9] = {NULL};
-    const char *name = state_str(txn, room_id, "m.room.name", "name", &h[0]);
-    const char *topic = state_str(txn, room_id, "m.room.topic", "topic", &h[1]);
-    const char *avatar = state_str(txn, room_id, "m.room.avatar", "url", &h[2]);
-    const char *alias = state_str(txn, room_id, "m.room.canonical_alias", "alias", &h[3]);
-    const char *join_rule = state_str(txn, room_id, "m.room.join_rules", "join_rule", &h[4]);
-    const char *hv = state_str(txn, room_id, "m.room.history_visibility", "history_visibility", &h[5]);
-    const char *guest = state_str(txn, room_id, "m.room.guest_access", "guest_access", &h[6]);
-    const char *room_type = state_str(txn, room_id, "m.room.create", "type", &h[7]);
-    const char *algorithm = state_str(txn, room_id, "m.room.encryption", "algorithm", &h[8]);
-    json_int_t joined = 0;
-    ax_db_room_members_foreach(txn, room_id, count_joined, &joined);
-    json_t *c = json_pack("{s:s, s:I, s:b, s:b}", "room_id", room_id, "num_joined_members", joined, "world_readable",
-                          ax_streq(hv, "world_readable"), "guest_can_join", ax_streq(guest, "can_join"));
-    if (name != NULL)
-        json_object_set_new(c, "name", json_string(name));
-    if (topic != NULL)
-        json_object_set_new(c, "topic", json_string(topic));
-    if (avatar != NULL && strncmp(avatar, "mxc://", 6) == 0)
-        json_object_set_new(c, "avatar_url", json_string(avatar));
-    if (alias != NULL && alias[0] == '#')
-        json_object_set_new(c, "canonical_alias", json_string(alias));
-    if (join_rule != NULL)
-        json_object_set_new(c, "join_rule", json_string(join_rule));
-    if (room_type != NULL)
-        json_object_set_new(c, "room_type", json_string(room_type));
-    if (full) {
-        json_t *allowed = json_array();
-        size_t i;
-        json_t *rule;
-        json_array_foreach(json_object_get(h[4], "allow"), i, rule)
-        {
-            const char *id = json_string_value(json_object_get(rule, "room_id"));
-            if (ax_streq(json_string_value(json_object_get(rule, "type")), "m.room_membership") && id != NULL &&
-                id[0] == '!')
-                json_array_append_new(allowed, json_string(id));
-        }
-        if (json_array_size(allowed) != 0)
-            json_object_set_new(c, "allowed_room_ids", allowed);
-        else
-            json_decref(allowed);
-        if (ax_streq(algorithm, MEGOLM))
-            json_object_set_new(c, "encryption", json_string(MEGOLM));
-        json_object_set(c, "room_version", json_object_get(room, "room_version"));
+    json_t *c = ax_room_summary(txn, room_id);
+    if (c == NULL || !full)
+        return c;
+    json_t *jr = ax_room_state_content(txn, room_id, "m.room.join_rules", "");
+    json_t *enc = ax_room_state_content(txn, room_id, "m.room.encryption", "");
+    json_t *allowed = json_array();
+    size_t i;
+    json_t *rule;
+    json_array_foreach(json_object_get(jr, "allow"), i, rule)
+    {
+        const char *id = json_string_value(json_object_get(rule, "room_id"));
+        if (ax_streq(json_string_value(json_object_get(rule, "type")), "m.room_membership") && id != NULL &&
+            id[0] == '!')
+            json_array_append_new(allowed, json_string(id));
     }
-    for (size_t i = 0; i < AX_ARRAY_SIZE(h); ++i)
-        json_decref(h[i]);
-    json_decref(room);
+    if (json_array_size(allowed) != 0)
+        json_object_set_new(c, "allowed_room_ids", allowed);
+    else
+        json_decref(allowed);
+    if (ax_streq(json_string_value(json_object_get(enc, "algorithm")), MEGOLM))
+        json_object_set_new(c, "encryption", json_string(MEGOLM));
+    const ax_room_version_t *rv = ax_room_version_of(txn, room_id);
+    if (rv != NULL)
+        json_object_set_new(c, "room_version", json_string(rv->id));
+    json_decref(jr);
+    json_decref(enc);
     return c;
 }
 
