@@ -14,9 +14,8 @@ sees from its invite on), server ACLs (403 M_FORBIDDEN everywhere), and
 every error: unknown room or event (404), bad parameters (400), unsigned
 requests (401).
 
-A server with a *joined* member cannot be set up over the API yet (joins
-over federation are not served in this tree); core/servers.c's unit tests
-cover that case on a database."""
+The fake server also joins rooms through make_join/send_join, to be
+judged as a server in the room."""
 
 import base64
 import hashlib
@@ -113,6 +112,21 @@ class FedServe(unittest.TestCase):
         self.assertEqual(r.status, 200, r)
         return r.json["event_id"]
 
+    def join_fake(self, room):
+        """A user of the fake server joins 'room' on A (make_join, signed, send_join); returns the join's ID."""
+        user = "@%s:%s" % (unique("remote"), self.fake.server_name)
+        status, tmpl = self.fake.send(self.a, "GET", "%s/make_join/%s/%s?ver=10&ver=11&ver=12"
+                                      % (FED, q(room), q(user)), ca=self.ca)
+        self.assertEqual(status, 200, tmpl)
+        ev, version = tmpl["event"], tmpl["room_version"]
+        ev["origin_server_ts"] = ev.get("origin_server_ts") or int(time.time() * 1000)
+        fedutil.sign_event(ev, version, self.fake.server_name, self.fake.signing_key)
+        eid = fedutil.event_id(ev, version)
+        status, body = self.fake.send(self.a, "PUT", "/_matrix/federation/v2/send_join/%s/%s" % (q(room), q(eid)),
+                                      body=ev, ca=self.ca)
+        self.assertEqual(status, 200, body)
+        return eid
+
     def event_id_of(self, pdu):
         """The v4+ event ID of a PDU: "$" + URL-safe unpadded base64 of its reference hash (redacted form)."""
         red = redact_v11(pdu)
@@ -179,6 +193,49 @@ class FedServe(unittest.TestCase):
         # walking the room is for servers in it (an invited server is not)
         r = self.fed("GET", FED + "/backfill/%s?v=%s&limit=5" % (q(room), q(after)))
         self.assertErr(r, 403, "M_FORBIDDEN")
+
+    def test_joined_server_sees_from_its_join(self):
+        _, tok = self.user()
+        room = self.room(tok, "joined")
+        before = self.send(tok, room, "before the remote join")
+        join = self.join_fake(room)
+        after = self.send(tok, room, "after the remote join")
+        # a server in the room gets an event it may not see redacted, one it may see whole
+        r = self.fed("GET", FED + "/event/" + q(before))
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json["pdus"][0]["content"], {})
+        self.assertWirePdu(r.json["pdus"][0], intact=False)
+        r = self.fed("GET", FED + "/event/" + q(after))
+        self.assertEqual(r.json["pdus"][0]["content"]["body"], "after the remote join")
+        # it may walk the room: what came before its join comes redacted
+        r = self.fed("GET", FED + "/backfill/%s?v=%s&limit=50" % (q(room), q(after)))
+        self.assertEqual(r.status, 200, r)
+        by_id = {self.event_id_of(p): p for p in r.json["pdus"]}
+        self.assertEqual(by_id[after]["content"]["body"], "after the remote join")
+        self.assertEqual(by_id[before]["content"], {})
+        self.assertIn(join, by_id)
+        self.assertEqual(by_id[join]["content"]["membership"], "join")
+        r = self.fed("POST", FED + "/get_missing_events/" + q(room),
+                     body={"earliest_events": [], "latest_events": [after], "limit": 50})
+        evs = {self.event_id_of(p): p for p in r.json["events"]}
+        self.assertEqual(evs[before]["content"], {})
+        self.assertIn(join, evs)
+        # and ask for the state anywhere in it
+        r = self.fed("GET", FED + "/state_ids/%s?event_id=%s" % (q(room), q(before)))
+        self.assertEqual(r.status, 200, r)
+        self.assertNotIn(join, r.json["pdu_ids"])
+        r = self.fed("GET", FED + "/state_ids/%s?event_id=%s" % (q(room), q(after)))
+        self.assertIn(join, r.json["pdu_ids"])
+
+    def test_shared_history_is_for_servers_in_the_room(self):
+        _, tok = self.user()
+        room = self.room(tok, "shared")
+        early = self.send(tok, room, "early history")
+        self.assertErr(self.fed("GET", FED + "/event/" + q(early)), 403, "M_FORBIDDEN")
+        self.join_fake(room)
+        r = self.fed("GET", FED + "/event/" + q(early))
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json["pdus"][0]["content"]["body"], "early history")
 
     # -- /state, /state_ids, /event_auth ------------------------------------------------------------
 
