@@ -570,8 +570,11 @@ class FedServe(unittest.TestCase):
         self.assertEqual(root["room_type"], "m.space")
         self.assertEqual(root["name"], "Space")
         self.assertIn("room_version", root)
-        # ordered by "order", then timestamp: private ("a"), public ("b"), readable, unknown
-        self.assertEqual([c["state_key"] for c in root["children_state"]], [private, public, readable, unknown])
+        # ordered by "order": private ("a"), public ("b"); then the others by timestamp, then room ID
+        links = root["children_state"]
+        self.assertEqual([c["state_key"] for c in links[:2]], [private, public])
+        self.assertEqual(sorted(c["state_key"] for c in links[2:]), sorted([readable, unknown]))
+        self.assertEqual(links[2:], sorted(links[2:], key=lambda c: (c["origin_server_ts"], c["state_key"])))
         for c in root["children_state"]:
             self.assertEqual(c["type"], "m.space.child")
             self.assertIsInstance(c["origin_server_ts"], int)
@@ -591,6 +594,68 @@ class FedServe(unittest.TestCase):
         # an invited server may peek
         self.state(tok, private, "m.room.member", {"membership": "invite"}, "@x:" + self.fake.server_name)
         self.assertEqual(self.fed("GET", FED + "/hierarchy/" + q(private)).status, 200)
+
+
+@unittest.skipUnless(HAVE_DEPS, "openssl, python3-signedjson and python3-nacl are needed")
+class TwoServers(unittest.TestCase):
+    """B's users join a room of A and read its history from before they joined: B backfills it from A."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.ca = TestCA()
+        cls.cert, cls.key = cls.ca.leaf("node", "DNS:localhost,IP:127.0.0.1")
+        cls.a = fed_server(cls.ca, cls.cert, cls.key, "localhost").start()
+        cls.b = fed_server(cls.ca, cls.cert, cls.key, "ip").start()
+
+    @classmethod
+    def tearDownClass(cls):
+        errors = []
+        for s in (cls.a, cls.b):
+            try:
+                s.stop()
+            except AssertionError as e:
+                errors.append(str(e))
+            finally:
+                s.cleanup()
+        cls.ca.cleanup()
+        if errors:
+            raise AssertionError("\n".join(errors))
+
+    def page_all(self, server, token, room, limit=8):
+        seen, frm = [], None
+        for _ in range(20):
+            path = "%s/rooms/%s/messages?dir=b&limit=%d%s" % (V3, q(room), limit, "&from=" + frm if frm else "")
+            r = server.request("GET", path, token=token)
+            self.assertEqual(r.status, 200, r)
+            seen += r.json["chunk"]
+            frm = r.json.get("end")
+            if frm is None:
+                break
+        return seen
+
+    def backfills_served(self):
+        text = self.a.request("GET", "/metrics").raw.decode()
+        prefix = 'axon_http_requests_total{route="/_matrix/federation/v1/backfill/{roomId}",method="GET",status="200"} '
+        return sum(float(line[len(prefix):]) for line in text.splitlines() if line.startswith(prefix))
+
+    def test_history_from_before_the_join_comes_from_a(self):
+        at = self.a.register(unique("alice"))["access_token"]
+        r = self.a.request("POST", V3 + "/createRoom", token=at, body={"preset": "public_chat", "name": "Old room"})
+        room = r.json["room_id"]
+        for i in range(25):
+            r = self.a.request("PUT", V3 + "/rooms/%s/send/m.room.message/h%d" % (q(room), i), token=at,
+                               body={"msgtype": "m.text", "body": "history %d" % i})
+            self.assertEqual(r.status, 200, r)
+        bt = self.b.register(unique("bob"))["access_token"]
+        before = self.backfills_served()
+        r = self.b.request("POST", V3 + "/join/%s?server_name=%s" % (q(room), q(self.a.server_name)), body={},
+                           token=bt)
+        self.assertEqual(r.status, 200, r)
+        chunk = self.page_all(self.b, bt, room)
+        bodies = [e["content"].get("body") for e in chunk if e["type"] == "m.room.message"]
+        self.assertEqual(bodies, ["history %d" % i for i in reversed(range(25))])
+        self.assertEqual(chunk[-1]["type"], "m.room.create")
+        self.assertGreater(self.backfills_served(), before)
 
 
 def redact_v11(pdu):
