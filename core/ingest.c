@@ -169,14 +169,15 @@ static int load_auth_events(ax_txn_t *txn, const ax_room_version_t *rv, const ch
     json_t *id;
     json_array_foreach(ids, i, id)
     {
-        if (!json_is_string(id) || a->n >= AX_ARRAY_SIZE(a->rejected) - 1) {
+        const char *aid = ax_event_ref_id(id); /* a string from v3, [id, hashes] in v1-2 */
+        if (aid == NULL || a->n >= AX_ARRAY_SIZE(a->rejected) - 1) {
             snprintf(reason, rlen, "malformed auth_events");
             return AX_EINVAL;
         }
         unsigned flags = 0;
-        json_t *ev = load_event(txn, json_string_value(id), &flags);
+        json_t *ev = load_event(txn, aid, &flags);
         if (ev == NULL) {
-            snprintf(reason, rlen, "%s", json_string_value(id));
+            snprintf(reason, rlen, "%s", aid);
             return AX_ENOTFOUND;
         }
         a->rejected[a->n++] = (flags & AX_EVENT_F_REJECTED) != 0;
@@ -224,8 +225,9 @@ static int prev_groups(ax_txn_t *txn, const json_t *pdu, uint64_t *groups, size_
     json_array_foreach(json_object_get(pdu, "prev_events"), i, id)
     {
         uint64_t g;
-        if (!json_is_string(id) || ax_db_event_stategroup_get(txn, json_string_value(id), &g) != 0) {
-            snprintf(reason, rlen, "%s", json_is_string(id) ? json_string_value(id) : "?");
+        const char *pid = ax_event_ref_id(id);
+        if (pid == NULL || ax_db_event_stategroup_get(txn, pid, &g) != 0) {
+            snprintf(reason, rlen, "%s", pid != NULL ? pid : "?");
             return AX_ENOTFOUND;
         }
         bool dup = false;
@@ -258,7 +260,7 @@ static bool names_prev(const json_t *pdu, const char *event_id)
     json_t *id;
     json_array_foreach(json_object_get(pdu, "prev_events"), i, id)
     {
-        if (ax_streq(json_string_value(id), event_id))
+        if (ax_streq(ax_event_ref_id(id), event_id))
             return true;
     }
     return false;
