@@ -299,7 +299,7 @@ def list_scenarios(impl, planned):
         print("  %-18s %s" % (name, getattr(mod, "TITLE", "")))
         for n in getattr(mod, "NEEDS", []):
             print("  %-18s   needs %s" % ("", n))
-    print("\nPlanned (not implemented yet):")
+    print("\nPlanned (not implemented yet):%s" % ("" if planned else " none"))
     for p in planned:
         print("  %-18s %s" % (p["name"], p["title"]))
         print("  %-18s   needs %s" % ("", "; ".join(p["needs"])))
