@@ -35,7 +35,7 @@ import time
 from axbench import fed, matrix, scen, seed
 from axbench.runner import Step
 from axbench.servers import AxonServer
-from axbench.util import BenchError, Unsupported, percentile, request
+from axbench.util import BenchError, Unsupported, median, percentile, request
 
 NAME = "fed_send_ingest"
 TITLE = "PUT /_matrix/federation/v1/send/{txnId}: inbound PDUs/s from a synthetic remote (50 PDUs per transaction)"
@@ -246,7 +246,7 @@ def summarize(ctx, sc):
              "(%.1f s for all repetitions in Python), sent one at a time over one TLS connection. req/s above is "
              "PDUs accepted per second; latency is per transaction (%s transactions/s)." % (
                  st["txns"], PDUS_PER_TXN, st["txns"] * PDUS_PER_TXN, st.get("build_s", 0),
-                 scen.fmt_rps(sorted(txn_s)[len(txn_s) // 2]) if txn_s else "n/a"),
+                 scen.fmt_rps(median(txn_s)) if txn_s else "n/a"),
              "", "The remote: %s; requests it received from the target: %s." % (
                  st["fake"].server_name, ", ".join("%s %d" % kv for kv in sorted(st["fake"].requests.items())))]
     return {"headline": [row], "extra": extra,

@@ -2,10 +2,11 @@
 after uploading 10,000 keys.
 
 One user's device uploads 10,000 signed_curve25519 one-time keys (in
-batches of 2,000); other users then claim them, one key per request, as a
-client does before it opens an Olm session.  A claim hands a key out once and deletes it in the same write transaction, durably (with
-`sync = true` the answer waits for the fsync; concurrent claims share one,
-group commit), so this is a write benchmark.  Before each run the device's
+batches of 2,000); another user then claims them, one key per request, as a
+client does before it opens an Olm session.  A claim hands a key out once
+and deletes it in the same write transaction, durably (with `sync = true`
+the answer waits for the fsync; concurrent claims share one, group commit),
+so this is a write benchmark.  Before each run the device's
 keys are topped up to 10,000; a run is exactly 9,000 claims, by h2load over
 HTTP/1.1 (wrk runs for a time, and at tens of thousands of claims a second
 the keys would run out and later claims measure nothing); afterwards the

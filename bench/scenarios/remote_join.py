@@ -173,8 +173,8 @@ def summarize(ctx, sc):
         # the measurements are axon B's (the joining server), not the run's target
         b = aggregate(sc.results).get(("%d members" % n, n), {}).get("axon B")
         rows.append({"label": "%d members: POST /join on a new server B (ms)" % n, "kind": "%d members" % n,
-                     "connections": n, "target": b, "target_name": "axon B", "baseline": None, "ratio": None, "ratio_range": None,
-                     "ratio_note": "n/a: one request, timed"})
+                     "connections": n, "target": b, "target_name": "axon B", "baseline": None, "ratio": None,
+                     "ratio_range": None, "ratio_note": "n/a: one request, timed"})
         for r in [x for x in st["joins"] if x.get("connections") == n]:
             extra.append("| %d members (rep %d) | %s | %s → %s → %s | %s | %.2f s | %s | %s |" % (
                 n, r.get("rep", 0) + 1, scen.fmt_ms(r.get("max_ms")), scen.fmt_mb(r.get("rss_before_kb")),
