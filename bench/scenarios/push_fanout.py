@@ -176,4 +176,9 @@ def summarize(ctx, sc):
     text = "push_fanout: %s events/s into %d members vs %s into 2 (ratio %s); %s µs per extra member" % (
         fmt_rps(big.get("rps")), n, fmt_rps(small.get("rps")), fmt_ratio(r),
         "n/a" if per_member_us is None else "%.1f" % per_member_us)
-    return {"notes": notes, "headline_text": text}
+    # headline rows: the 2-member room is this scenario's baseline, so its ratio goes in the note
+    rows = [scen.row(sc.results, ctx, "%s room, wrk -c%d: events/s" % (big_kind, o.connections), big_kind,
+                     o.connections, note="n/a: against its own 2-member room: %s/2 = %s" % (n, fmt_ratio(r, rng))),
+            scen.row(sc.results, ctx, "2-member room, wrk -c%d: events/s" % o.connections, small_kind,
+                     o.connections, note="n/a: the baseline of the row above")]
+    return {"headline": rows, "notes": notes, "headline_text": text}
