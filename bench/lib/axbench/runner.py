@@ -256,7 +256,7 @@ def parse_args(argv):
     p.add_argument("--threads", type=int, default=2, metavar="T", help="wrk -t and h2load -t (default 2)")
     p.add_argument("--remote-join-members", metavar="LIST", default="1000",
                    help="room sizes for remote_join (default 1000; 1000,10000 adds the 10,000-member room, "
-                        "over a minute more)")
+                        "about 40 s more)")
     p.add_argument("--quick", action="store_true",
                    help="smoke mode for CI: tiny runs, a few seconds; proves the scripts work, asserts nothing")
     p.add_argument("--json", action="store_true", help="also write the results as JSON next to the report")
