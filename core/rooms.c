@@ -454,7 +454,11 @@ int ax_room_send(ax_txn_t *txn, const ax_origin_t *o, const ax_draft_t *d, ax_se
 
     json_object_set_new(room, "depth", json_integer(depth));
     json_object_set_new(room, "last_pos", json_integer((json_int_t)out->pos));
-    rc = ax_db_room_put(txn, out->room_id, room);
+    if ((rc = ax_db_room_put(txn, out->room_id, room)) != 0)
+        goto out;
+    /* the other servers in the room get it: queued in this very transaction, so an event a client
+     * was told is stored cannot be lost for them */
+    rc = ax_room_fanout(txn, out->room_id, out->event_id, o->server_name, NULL);
 
 out:
     ax_room_lookup_dispose(&cache);
