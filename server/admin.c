@@ -47,8 +47,11 @@ static void admin_usage(FILE *fp)
                 "                                                  other media ID has the same content\n"
                 "  rotate-key                                      new signing key; the old one is kept under\n"
                 "                                                  old_verify_keys (restart axon to use the new key)\n"
-                "  federation destinations [--json]                outbound backoff state of each remote server\n"
-                "  federation reset SERVER                         forget SERVER's failures: retry it at once\n"
+                "  federation destinations [--json]                each remote server's backoff state and queue\n"
+                "  federation reset SERVER                         forget SERVER's failures: retry it (and send\n"
+                "                                                  its queue) at once\n"
+                "  testing ingest ROOM_ID KEY_ID SEED < EVENT     (tests only) take in an event of another\n"
+                "                                                  server, signed with its key's base64 SEED\n"
                 "USER is @name:server or just name.  The data dir comes from the config (-c, AXON_CONFIG,\n"
                 "AXON_DATA_DIR, or the embedded default ./axon-data).\n");
 }
@@ -829,19 +832,34 @@ static void print_ts(const char *label, json_t *v)
     printf(" %s %s", label, when);
 }
 
-static int dest_list_cb(void *arg, const char *server, json_t *rec)
+/* Every destination with backoff state or a queue: {server: row}, rows with the queue merged in. */
+static int dest_row_cb(void *arg, const char *server, json_t *rec)
 {
-    json_t *out = arg;
-    if (out != NULL) {
-        json_t *row = json_deep_copy(rec);
-        json_object_set_new(row, "destination", json_string(server));
-        json_array_append_new(out, row);
-        return 0;
-    }
+    json_t *row = json_deep_copy(rec);
+    json_object_set_new(row, "destination", json_string(server));
+    json_object_set_new(arg, server, row);
+    return 0;
+}
+
+static int dest_queue_cb(void *arg, const char *server, const ax_fedq_state_t *st)
+{
+    json_t *row = json_object_get(arg, server);
+    if (row == NULL)
+        json_object_set_new(arg, server, row = json_pack("{s:s, s:i}", "destination", server, "failures", 0));
+    json_object_set_new(row, "queued", json_integer((json_int_t)st->depth));
+    json_object_set_new(row, "acknowledged_seq", json_integer((json_int_t)st->acked));
+    if (st->txn_id[0] != '\0')
+        json_object_set_new(row, "txn_in_flight", json_string(st->txn_id));
+    return 0;
+}
+
+static void dest_print(const char *server, json_t *rec)
+{
     json_int_t failures = json_integer_value(json_object_get(rec, "failures"));
     json_int_t retry_at = json_integer_value(json_object_get(rec, "retry_at_ms"));
     uint64_t now = ax_now_ms();
-    printf("%-40s failures %lld", server, (long long)failures);
+    printf("%-40s queued %lld failures %lld", server, (long long)json_integer_value(json_object_get(rec, "queued")),
+           (long long)failures);
     if (failures > 0 && retry_at > (json_int_t)now)
         printf(" backing off %llus", (unsigned long long)(((uint64_t)retry_at - now + 999) / 1000));
     else if (failures > 0)
@@ -852,7 +870,18 @@ static int dest_list_cb(void *arg, const char *server, json_t *rec)
     if (failures > 0 && e != NULL && *e != '\0')
         printf(" error \"%s\"", e);
     printf("\n");
+}
+
+static int collect_prev_cb(void *arg, const char *event_id)
+{
+    if (json_array_size(arg) < 10)
+        json_array_append_new(arg, json_string(event_id));
     return 0;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
 typedef struct st_dest_reset_t {
@@ -864,14 +893,19 @@ static int dest_reset_apply(ax_txn_t *txn, void *arg)
 {
     dest_reset_t *d = arg;
     json_t *rec = NULL;
+    ax_fedq_state_t st;
     int rc = ax_db_destination_get(txn, d->server, &rec);
-    d->found = rc == 0;
-    if (rc == AX_ENOTFOUND)
+    d->found = rc == 0 || ax_db_fedq_state(txn, d->server, &st) == 0;
+    if (rc == AX_ENOTFOUND && d->found)
+        rec = json_pack("{s:I}", "first_seen_ts", (json_int_t)ax_now_ms());
+    else if (rc == AX_ENOTFOUND)
         return 0;
-    if (rc != 0)
+    else if (rc != 0)
         return rc;
     json_object_set_new(rec, "failures", json_integer(0));
     json_object_set_new(rec, "retry_at_ms", json_integer(0));
+    /* the running server's sender sees it within a second and sends what waits at once */
+    json_object_set_new(rec, "reset_ts", json_integer((json_int_t)ax_now_ms()));
     rc = ax_db_destination_put(txn, d->server, rec);
     json_decref(rec);
     return rc;
@@ -886,15 +920,37 @@ static int cmd_federation(admin_t *a, int argc, char **argv)
         ax_txn_t *txn;
         if (ax_db_read_begin(a->db, &txn) != 0)
             return fail("cannot read the database");
-        json_t *out = as_json ? json_array() : NULL;
-        ax_db_destinations_foreach(txn, dest_list_cb, out);
+        json_t *rows = json_object();
+        ax_db_destinations_foreach(txn, dest_row_cb, rows);
+        ax_db_fedq_destinations_foreach(txn, dest_queue_cb, rows);
         ax_db_read_end(txn);
-        if (out != NULL) {
+        /* in server name order (both tables are) */
+        const char **names = ax_malloc((json_object_size(rows) + 1) * sizeof(char *));
+        size_t n = 0;
+        const char *name;
+        json_t *row;
+        json_object_foreach(rows, name, row)
+        {
+            if (json_object_get(row, "queued") == NULL)
+                json_object_set_new(row, "queued", json_integer(0));
+            names[n++] = name;
+        }
+        qsort(names, n, sizeof(char *), cmp_names);
+        json_t *out = json_array();
+        for (size_t i = 0; i < n; ++i) {
+            if (as_json)
+                json_array_append(out, json_object_get(rows, names[i]));
+            else
+                dest_print(names[i], json_object_get(rows, names[i]));
+        }
+        if (as_json) {
             char *text = json_dumps(out, JSON_INDENT(2));
             puts(text);
             free(text);
-            json_decref(out);
         }
+        free(names);
+        json_decref(out);
+        json_decref(rows);
         return 0;
     }
     if (argc == 2 && strcmp(argv[0], "reset") == 0) {
@@ -908,6 +964,100 @@ static int cmd_federation(admin_t *a, int argc, char **argv)
         return 0;
     }
     return admin_usage(stderr), 2;
+}
+
+/* ---- testing: a remote server's event, made here ---- */
+
+/*
+ * `axon admin testing ingest ROOM_ID KEY_ID SEED_BASE64 < {type, sender, state_key?, content}`
+ *
+ * For tests of what depends on remote members (the federation sender's fan-out) before joins over
+ * federation exist: builds the event on the room's current state as the sender's server would,
+ * signs it with that server's key (given as its seed), and takes it in through ax_room_ingest, the
+ * path every event from another server takes, auth rules included.  Nothing is fetched or sent.
+ */
+typedef struct st_ingest_t {
+    const char *room_id;
+    json_t *tmpl;
+    ax_signing_key_t key;
+    char event_id[256];
+    ax_ingest_t out;
+    char why[160];
+} ingest_t;
+
+static int ingest_apply(ax_txn_t *txn, void *arg)
+{
+    ingest_t *in = arg;
+    const ax_room_version_t *rv = ax_room_version_of(txn, in->room_id);
+    json_t *room = NULL;
+    if (rv == NULL || ax_db_room_get(txn, in->room_id, &room) != 0) {
+        snprintf(in->why, sizeof(in->why), "unknown room");
+        return AX_ENOTFOUND;
+    }
+    const char *sender = json_string_value(json_object_get(in->tmpl, "sender"));
+    json_t *pdu = json_pack("{s:O, s:O, s:s, s:s, s:I, s:I, s:[], s:[]}", "type", json_object_get(in->tmpl, "type"),
+                            "content", json_object_get(in->tmpl, "content"), "sender", sender, "room_id", in->room_id,
+                            "depth", json_integer_value(json_object_get(room, "depth")) + 1, "origin_server_ts",
+                            (json_int_t)ax_now_ms(), "prev_events", "auth_events");
+    json_decref(room);
+    if (pdu == NULL || sender == NULL || ax_id_domain(sender) == NULL) {
+        json_decref(pdu);
+        snprintf(in->why, sizeof(in->why), "the template needs type, sender and content");
+        return AX_EINVAL;
+    }
+    json_t *sk = json_object_get(in->tmpl, "state_key");
+    if (json_is_string(sk))
+        json_object_set(pdu, "state_key", sk);
+    if (!rv->msc3989_redact_origin)
+        json_object_set_new(pdu, "origin", json_string(ax_id_domain(sender)));
+    json_t *prev = json_object_get(pdu, "prev_events");
+    ax_db_extremities_foreach(txn, in->room_id, collect_prev_cb, prev);
+    ax_room_lookup_t lk = {.txn = txn, .room_id = in->room_id};
+    ax_state_key_t keys[AX_AUTH_TYPES_MAX];
+    size_t n = 0;
+    if (ax_auth_event_types(rv, pdu, keys, &n) == 0)
+        for (size_t i = 0; i < n; ++i) {
+            const char *id = ax_room_lookup_id(&lk, keys[i].type, keys[i].state_key);
+            if (id != NULL)
+                json_array_append_new(json_object_get(pdu, "auth_events"), json_string(id));
+        }
+    ax_room_lookup_dispose(&lk);
+    int rc = ax_event_sign(pdu, rv, ax_id_domain(sender), &in->key);
+    if (rc == 0)
+        rc = ax_event_compute_id(pdu, rv, in->event_id, sizeof(in->event_id));
+    if (rc == 0)
+        rc = ax_room_ingest(txn, rv, in->room_id, in->event_id, pdu, NULL, &in->out);
+    json_decref(pdu);
+    return rc;
+}
+
+static int cmd_testing(admin_t *a, int argc, char **argv)
+{
+    if (argc != 4 || strcmp(argv[0], "ingest") != 0)
+        return admin_usage(stderr), 2;
+    ingest_t in = {.room_id = argv[1]};
+    uint8_t seed[crypto_sign_SEEDBYTES];
+    size_t len = 0;
+    if (strncmp(argv[2], "ed25519:", 8) != 0 || strlen(argv[2]) >= AX_KEY_ID_MAX ||
+        ax_b64_decode(seed, sizeof(seed), &len, argv[3], strlen(argv[3]), false) != 0 || len != sizeof(seed))
+        return fail("KEY_ID must be ed25519:... and SEED the unpadded base64 of a 32-byte seed");
+    json_error_t jerr;
+    in.tmpl = json_loadf(stdin, 0, &jerr);
+    if (!json_is_object(in.tmpl)) {
+        json_decref(in.tmpl);
+        return fail("stdin: a JSON object {type, sender, state_key?, content} is needed: %s", jerr.text);
+    }
+    ax_signing_key_from_seed(&in.key, argv[2], seed);
+    sodium_memzero(seed, sizeof(seed));
+    int rc = run_write(a, ingest_apply, &in);
+    ax_signing_key_dispose(&in.key);
+    json_decref(in.tmpl);
+    if (rc != 0)
+        return fail("cannot ingest: %s%s%s", ax_strerror(rc), in.why[0] ? ": " : "",
+                    in.why[0] ? in.why : in.out.reason);
+    static const char *const outcomes[] = {"accepted", "duplicate", "outlier", "rejected", "soft_failed"};
+    printf("%s %s%s%s\n", in.event_id, outcomes[in.out.outcome], in.out.reason[0] ? " " : "", in.out.reason);
+    return in.out.outcome == AX_INGEST_ACCEPTED || in.out.outcome == AX_INGEST_DUPLICATE ? 0 : 1;
 }
 
 int ax_admin_main(int argc, char **argv)
@@ -941,7 +1091,8 @@ int ax_admin_main(int argc, char **argv)
                 {"backup", cmd_backup},
                 {"media", cmd_media},
                 {"rotate-key", cmd_rotate_key},
-                {"federation", cmd_federation}};
+                {"federation", cmd_federation},
+                {"testing", cmd_testing}};
     int (*fn)(admin_t *, int, char **) = NULL;
     for (size_t k = 0; k < AX_ARRAY_SIZE(cmds); ++k)
         if (strcmp(argv[i], cmds[k].name) == 0)

@@ -165,7 +165,6 @@ int ax_cs_send_to_device(ax_req_t *r)
                 /* the receiving server drops a message_id it saw from us before (idempotence) */
                 char id[17];
                 ax_random_alnum(id, 16);
-                id[16] = '\0';
                 part = json_pack("{s:s, s:{}}", "message_id", id, "messages");
                 json_object_set_new(s->remote, server, part);
             }
