@@ -57,10 +57,12 @@ typedef struct st_sender_dest_t {
     bool restored; /* recorded by a previous run: rebuild the same items under the same ID */
     bool recorded; /* its {txn_id, upto} is being written or was written to the queue record */
     /* backoff */
-    uint64_t failures;  /* consecutive failed attempts */
-    uint64_t retry_at;  /* D_BACKOFF: next attempt */
-    uint64_t failed_at; /* when the last attempt failed: an admin reset after it sends at once */
-    bool catching_up;   /* an attempt failed: the next new batch first cuts long room backlogs */
+    uint64_t failures;    /* consecutive failed attempts */
+    uint64_t db_failures; /* the shared count when the attempt in flight began */
+    uint64_t retry_at;    /* D_BACKOFF: next attempt */
+    uint64_t failed_at;   /* when the last attempt failed: an admin reset after it sends at once */
+    bool kicked;          /* reset by an operator: the next attempt ignores the shared backoff state */
+    bool catching_up;     /* an attempt failed: the next new batch first cuts long room backlogs */
     /* ephemeral EDUs, the newest state of each */
     json_t *typing;   /* {room_id: {user_id: {typing, at}}} */
     json_t *presence; /* {user_id: presence record} */
@@ -676,7 +678,10 @@ static void attempt(ax_sender_t *s, sender_dest_t *d)
         return; /* the tick looks again */
     uint64_t failures, retry_at, reset_ts;
     dest_backoff(s, d->name, &failures, &retry_at, &reset_ts);
-    if (failures != 0 && retry_at > now) {
+    bool kicked = d->kicked;
+    d->kicked = false;
+    d->db_failures = kicked ? 0 : failures;
+    if (failures != 0 && retry_at > now && !kicked) {
         /* another request failed meanwhile: wait as long as it says */
         if (d->failures < failures)
             d->failures = failures;
@@ -758,9 +763,9 @@ static void txn_done(ax_task_t *task)
         acknowledge(s, d, d->upto);
         schedule(s, d);
     } else {
-        uint64_t now = ax_now_ms(), failures, retry_at, reset_ts;
-        dest_backoff(s, d->name, &failures, &retry_at, &reset_ts);
-        d->failures = (failures > d->failures ? failures : d->failures) + 1;
+        /* the count as it was when the attempt began (client.c may have counted this failure already) */
+        uint64_t now = ax_now_ms();
+        d->failures = (d->db_failures > d->failures ? d->db_failures : d->failures) + 1;
         d->retry_at = now + ax_fed_backoff_ms(d->failures);
         d->failed_at = now;
         d->state = D_BACKOFF;
@@ -975,6 +980,7 @@ static void tick_dest(void *arg, const char *name, void *value)
         d->failures = 0;
         d->retry_at = 0;
         d->state = D_IDLE;
+        d->kicked = true; /* even if a failure recorded just before the reset lands after it */
         schedule(t->s, d);
     } else if (t->now >= d->retry_at) {
         d->state = D_IDLE;
