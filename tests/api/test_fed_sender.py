@@ -1,0 +1,473 @@
+#!/usr/bin/python3
+"""The federation sender, black box (federation/sender.c, storage/fedqueue.c,
+core/fanout.c): an axon with a local user in rooms whose other members live
+on fake remote homeservers (tests/api/fedutil.py FakeRemote), which record
+the PUT /send transactions they receive and dedupe them by txnId as real
+servers do.  Remote members are made with `axon admin testing ingest`
+(their join signed with the fake's key and taken in through ax_room_ingest),
+since joins over federation are not part of this tree yet.
+
+Covers: messages arrive in order, each exactly once, at most 50 PDUs per
+transaction; a remote that is down gets everything after it comes back,
+with the backoff visible in /metrics and `axon admin federation
+destinations`; kill -9 with a full queue loses nothing; a retried
+transaction (after a 500, a dropped connection, a timeout, a restart)
+reuses its txnId so the remote processes it once; per-PDU errors are not
+retried; a transaction refused as a whole is dropped loudly; catch-up after
+a long outage sends the latest events; typing, receipts, presence,
+to-device messages, device-list and cross-signing updates arrive as EDUs;
+remote events are not sent back; a kicked server hears of its kick."""
+
+import base64
+import json
+import os
+import subprocess
+import time
+import unittest
+import urllib.parse
+
+from axontest import AXON_BIN, main, unique
+
+try:
+    import fedutil
+    import signedjson.key
+    import signedjson.sign
+    from fedutil import FakeRemote, TestCA, event_id_v11, fed_server
+    HAVE_DEPS = fedutil.OPENSSL is not None
+except ImportError:  # python3-signedjson / python3-nacl missing
+    HAVE_DEPS = False
+
+V3 = "/_matrix/client/v3"
+
+
+def q(s):
+    return urllib.parse.quote(s, safe="")
+
+
+def metric(server, name, labels=""):
+    text = server.request("GET", "/metrics").raw.decode()
+    for line in text.splitlines():
+        if line.startswith(name + labels + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def admin(server, *args, stdin=None):
+    return subprocess.run([AXON_BIN, "admin", "-c", server.write_config()] + list(args), input=stdin,
+                          capture_output=True, text=True, timeout=60)
+
+
+def wait(predicate, timeout=30, what="the condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("%s did not happen within %ds" % (what, timeout))
+
+
+@unittest.skipUnless(HAVE_DEPS, "openssl, python3-signedjson and python3-nacl are needed")
+class Sender(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.ca = TestCA()
+        cls.cert, cls.key = cls.ca.leaf("node", "DNS:localhost,IP:127.0.0.1")
+        # transactions time out after 2 s here, so the timeout test is quick
+        cls.a = fed_server(cls.ca, cls.cert, cls.key, "localhost",
+                           config={"federation_transaction_timeout": "2"})
+        cls.a.start()
+        cls.fakes = []
+        with open(fedutil.VECTORS) as f:
+            v = json.load(f)["signing_key"]
+        cls.key_id, cls.seed = v["key_id"], v["seed_base64"]
+
+    @classmethod
+    def tearDownClass(cls):
+        for f in cls.fakes:
+            try:
+                f.stop()
+            except OSError:
+                pass
+        try:
+            cls.a.stop()
+        finally:
+            cls.a.cleanup()
+            cls.ca.cleanup()
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def fake(self, port=None):
+        f = FakeRemote(self.cert, self.key, port=port)
+        f.key_sources[self.a.server_name] = self.a.port
+        self.fakes.append(f)
+        return f
+
+    def restart(self, fake):
+        """The same remote server (name and port) back up after fake.stop(); its memory of
+        transactions comes back too (a real server keeps it in its database)."""
+        again = self.fake(port=fake.port)
+        again.transactions, again._answers, again.send_attempts = fake.transactions, fake._answers, fake.send_attempts
+        return again
+
+    def local_user(self):
+        u = self.a.register(unique())
+        return u["user_id"], u["access_token"]
+
+    def room(self, token):
+        r = self.a.request("POST", V3 + "/createRoom", token=token, body={"preset": "public_chat"})
+        self.assertEqual(r.status, 200, r)
+        return r.json["room_id"]
+
+    def ingest(self, room, event):
+        out = admin(self.a, "testing", "ingest", room, self.key_id, self.seed, stdin=json.dumps(event))
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        return out.stdout.split()[0]
+
+    def remote_join(self, room, fake, name="bob"):
+        user = "@%s:%s" % (name, fake.server_name)
+        self.ingest(room, {"type": "m.room.member", "sender": user, "state_key": user,
+                           "content": {"membership": "join"}})
+        return user
+
+    def send(self, token, room, body):
+        r = self.a.request("PUT", V3 + "/rooms/%s/send/m.room.message/%s" % (q(room), unique("t")), token=token,
+                           body={"msgtype": "m.text", "body": body})
+        self.assertEqual(r.status, 200, r)
+        return r.json["event_id"]
+
+    def received(self, fake, room=None):
+        """IDs of the m.room.message PDUs the fake processed, in arrival order."""
+        return [event_id_v11(p) for p in fake.pdus()
+                if p["type"] == "m.room.message" and room in (None, p.get("room_id"))]
+
+    def wait_received(self, fake, ids, timeout=40, room=None):
+        fake.wait_for(lambda: len(self.received(fake, room)) >= len(ids), timeout,
+                      "delivery of %d messages" % len(ids))
+        time.sleep(0.3)  # anything sent twice would show up now
+        self.assertEqual(self.received(fake, room), ids)
+
+    def depth(self, fake):
+        return metric(self.a, "axon_federation_destination_queue_depth", '{destination="%s"}' % fake.server_name)
+
+    def reset(self, fake):
+        out = admin(self.a, "federation", "reset", fake.server_name)
+        self.assertEqual(out.returncode, 0, out.stderr)
+
+    def destination(self, fake):
+        out = admin(self.a, "federation", "destinations", "--json")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        return {d["destination"]: d for d in json.loads(out.stdout)}.get(fake.server_name)
+
+    # -- ordering and exactly once -------------------------------------------------------------
+
+    def test_messages_arrive_in_order_exactly_once(self):
+        fake = self.fake()
+        alice, tok = self.local_user()
+        room = self.room(tok)
+        self.remote_join(room, fake)
+        fake.send_actions = ["hold:1.5"]  # the first transaction waits: the others queue up behind it
+        sent = [self.send(tok, room, "m%d" % i) for i in range(120)]
+        self.wait_received(fake, sent)
+        sizes = [len(t["body"]["pdus"]) for t in fake.transactions]
+        self.assertLessEqual(max(sizes), 50)
+        self.assertIn(50, sizes, sizes)  # the backlog went out in full transactions
+        ids = [t["txn_id"] for t in fake.transactions]
+        self.assertEqual(len(ids), len(set(ids)))
+        for t in fake.transactions:
+            self.assertEqual(t["origin"], self.a.server_name)
+            self.assertIsInstance(t["body"]["origin_server_ts"], int)
+            for pdu in t["body"]["pdus"]:
+                self.assertNotIn("unsigned", pdu)  # the client's transaction ID is ours to keep
+                self.assertIn(self.a.server_name, pdu["signatures"])
+                self.assertIn("sha256", pdu["hashes"])
+        self.assertGreaterEqual(metric(self.a, "axon_federation_pdus_sent_total"), 120)
+        self.assertGreaterEqual(metric(self.a, "axon_federation_transactions_total", '{result="ok"}'), 3)
+        wait(lambda: self.depth(fake) is None, 10, "an empty queue")
+
+    def test_remote_events_not_sent_back_and_a_kick_reaches_its_server(self):
+        f1, f2 = self.fake(), self.fake()
+        alice, tok = self.local_user()
+        room = self.room(tok)
+        bob = self.remote_join(room, f1)
+        self.remote_join(room, f2, "carol")
+        m1 = self.send(tok, room, "to both")
+        self.wait_received(f1, [m1])
+        self.wait_received(f2, [m1])
+        # bob's own message is his server's to send: we pass nothing on
+        self.ingest(room, {"type": "m.room.message", "sender": bob, "content": {"msgtype": "m.text", "body": "hi"}})
+        r = self.a.request("POST", V3 + "/rooms/%s/kick" % q(room), token=tok, body={"user_id": bob})
+        self.assertEqual(r.status, 200, r)
+        f1.wait_for(lambda: any(p["type"] == "m.room.member" for p in f1.pdus()), 30, "the kick")
+        kick = [p for p in f1.pdus() if p["type"] == "m.room.member"]
+        self.assertEqual(len(kick), 1)
+        self.assertEqual((kick[0]["state_key"], kick[0]["content"]["membership"]), (bob, "leave"))
+        m2 = self.send(tok, room, "after the kick")
+        self.wait_received(f2, [m1, m2])
+        time.sleep(0.5)
+        self.assertEqual(self.received(f1), [m1])  # nothing after the kick, and not bob's own message
+        self.assertNotIn("hi", [p["content"].get("body") for p in f2.pdus()])
+
+    # -- failures ---------------------------------------------------------------------------------
+
+    def test_remote_down_then_back_gets_everything_in_order(self):
+        fake = self.fake()
+        alice, tok = self.local_user()
+        room = self.room(tok)
+        self.remote_join(room, fake)
+        first = self.send(tok, room, "before")
+        self.wait_received(fake, [first])
+        failed0 = metric(self.a, "axon_federation_transactions_total", '{result="failed"}')
+        fake.stop()
+        sent = [self.send(tok, room, "down %d" % i) for i in range(5)]
+        wait(lambda: metric(self.a, "axon_federation_transactions_total", '{result="failed"}') > failed0, 20,
+             "a failed transaction")
+        sent += [self.send(tok, room, "still down %d" % i) for i in range(5)]
+        # the backoff is visible: in /metrics and to the operator
+        label = '{destination="%s"}' % fake.server_name
+        wait(lambda: metric(self.a, "axon_federation_destination_failures", label) is not None, 10, "the failure")
+        self.assertGreaterEqual(metric(self.a, "axon_federation_queue_depth", '{state="backoff"}'), 10)
+        self.assertEqual(self.depth(fake), 10)
+        d = self.destination(fake)
+        self.assertEqual(d["queued"], 10)
+        self.assertGreaterEqual(d["failures"], 1)
+        self.assertIn("txn_in_flight", d)
+        out = admin(self.a, "federation", "destinations")
+        line = [ln for ln in out.stdout.splitlines() if ln.startswith(fake.server_name)][0]
+        self.assertIn("queued 10", line)
+        self.assertIn("backing off", line)
+        time.sleep(1)
+        fake = self.restart(fake)
+        # no help from the operator: the backoff runs out (5 s, then 10 s) and everything follows
+        self.wait_received(fake, [first] + sent, timeout=60)
+        wait(lambda: self.depth(fake) is None, 10, "an empty queue")
+        self.assertIsNone(metric(self.a, "axon_federation_destination_failures", label))
+
+    def test_retries_reuse_the_transaction_id(self):
+        fake = self.fake()
+        alice, tok = self.local_user()
+        room = self.room(tok)
+        self.remote_join(room, fake)
+        # a 500, a connection dropped without an answer, then an answer too late (the remote did
+        # process it, after our 2 s timeout): each retry is the same transaction
+        fake.send_actions = ["500", "drop", "hold:3"]
+
+        def failed():
+            return metric(self.a, "axon_federation_transactions_total", '{result="failed"}')
+        failed0 = failed()
+        m = self.send(tok, room, "persistent")
+        fake.wait_for(lambda: len(fake.send_attempts) >= 2, 20, "the retry after the 500 (5 s backoff)")
+        wait(lambda: failed() >= failed0 + 2, 10, "the dropped connection")
+        self.reset(fake)  # kicks the sender: no waiting out the 10 s backoff
+        fake.wait_for(lambda: len(fake.send_attempts) >= 3, 10, "the retry after the dropped connection")
+        fake.wait_for(lambda: len(fake.transactions) == 1, 10, "the late processing")
+        wait(lambda: failed() >= failed0 + 3, 10, "the timeout")
+        self.reset(fake)
+        fake.wait_for(lambda: len(fake.send_attempts) >= 4, 10, "the retry after the timeout")
+        self.wait_received(fake, [m])
+        ids = {a["txn_id"] for a in fake.send_attempts}
+        self.assertEqual(len(ids), 1, fake.send_attempts)
+        self.assertEqual(len(fake.transactions), 1)
+        # the next message is a new transaction
+        m2 = self.send(tok, room, "next")
+        self.wait_received(fake, [m, m2])
+        self.assertEqual(len({a["txn_id"] for a in fake.send_attempts}), 2)
+
+    def test_kill9_with_a_full_queue_loses_nothing(self):
+        fake = self.fake()
+        alice, tok = self.local_user()
+        room = self.room(tok)
+        self.remote_join(room, fake)
+        fake.stop()
+        sent = [self.send(tok, room, "queued %d" % i) for i in range(8)]
+        wait(lambda: self.depth(fake) == 8, 10, "a queue of 8")
+        self.a.kill()
+        fake = self.restart(fake)
+        self.a.start()
+        self.reset(fake)  # the failures before the crash are history
+        self.wait_received(fake, sent, timeout=40)
+
+        # a transaction on its way when the server dies is resent under its ID: processed once
+        fake.send_actions = ["hold:3"]
+        m = self.send(tok, room, "in flight")
+        fake.wait_for(lambda: len(fake.send_attempts) >= 1 and fake.send_attempts[-1]["action"] == "hold:3", 10,
+                      "the held attempt")
+        wait(lambda: "txn_in_flight" in (self.destination(fake) or {}), 10, "the recorded transaction")
+        txn = self.destination(fake)["txn_in_flight"]
+        self.a.kill()
+        fake.wait_for(lambda: any(t["txn_id"] == txn for t in fake.transactions), 10, "processing of the held one")
+        self.a.start()
+        fake.wait_for(lambda: len([a for a in fake.send_attempts if a["txn_id"] == txn]) >= 2, 20,
+                      "the resend after the restart")
+        self.wait_received(fake, sent + [m])
+        self.assertEqual(len([t for t in fake.transactions if t["txn_id"] == txn]), 1)
+        m2 = self.send(tok, room, "after")
+        self.wait_received(fake, sent + [m, m2])
+
+    def test_pdu_errors_are_logged_not_retried(self):
+        fake = self.fake()
+        alice, tok = self.local_user()
+        room = self.room(tok)
+        self.remote_join(room, fake)
+        errors0 = metric(self.a, "axon_federation_pdu_errors_total")
+        fake.reject_pdus = "You are not allowed to send a message to this room."
+        m = self.send(tok, room, "refused")
+        self.wait_received(fake, [m])
+        wait(lambda: metric(self.a, "axon_federation_pdu_errors_total") == errors0 + 1, 10, "the error count")
+        fake.reject_pdus = None
+        m2 = self.send(tok, room, "accepted")
+        self.wait_received(fake, [m, m2])
+        self.assertEqual(len(fake.send_attempts), 2)
+        self.assertIn("refused %s: You are not allowed" % m, self.a.log_text())
+
+    def test_a_transaction_refused_as_a_whole_is_dropped_loudly(self):
+        fake = self.fake()
+        alice, tok = self.local_user()
+        room = self.room(tok)
+        self.remote_join(room, fake)
+        rejected0 = metric(self.a, "axon_federation_transactions_total", '{result="rejected"}')
+        fake.send_actions = ["400"]
+        m = self.send(tok, room, "malformed, says the remote")
+        wait(lambda: metric(self.a, "axon_federation_transactions_total", '{result="rejected"}') == rejected0 + 1,
+             10, "the refusal")
+        m2 = self.send(tok, room, "the queue moves on")
+        self.wait_received(fake, [m2])
+        self.assertNotIn(m, self.received(fake))
+        self.assertIn("refused transaction", self.a.log_text())
+        self.assertGreaterEqual(metric(self.a, "axon_federation_dropped_total"), 1)
+
+    def test_catch_up_after_a_long_outage_sends_the_latest_events(self):
+        fake = self.fake()
+        alice, tok = self.local_user()
+        room = self.room(tok)
+        self.remote_join(room, fake)
+        fake.stop()
+        failed0 = metric(self.a, "axon_federation_transactions_total", '{result="failed"}')
+        first = self.send(tok, room, "first")
+        wait(lambda: metric(self.a, "axon_federation_transactions_total", '{result="failed"}') > failed0, 20,
+             "a failed transaction")
+        backlog = [self.send(tok, room, "backlog %d" % i) for i in range(60)]
+        r = self.a.request("POST", V3 + "/rooms/%s/receipt/m.read/%s" % (q(room), q(backlog[10])), token=tok,
+                           body={})
+        self.assertEqual(r.status, 200, r)
+        skipped0 = metric(self.a, "axon_federation_catchup_skipped_total")
+        fake = self.restart(fake)
+        self.reset(fake)
+        # the transaction on its way before the outage, then the room's latest event instead of 60
+        fake.wait_for(lambda: backlog[-1] in self.received(fake), 30, "the latest event")
+        fake.wait_for(lambda: fake.edus("m.receipt"), 10, "the receipt")
+        time.sleep(0.5)
+        self.assertEqual(self.received(fake), [first, backlog[-1]])
+        self.assertEqual(metric(self.a, "axon_federation_catchup_skipped_total") - skipped0, 59)
+        self.assertIn("catching up %s" % fake.server_name, self.a.log_text())
+        # and back to normal
+        m = self.send(tok, room, "normal again")
+        self.wait_received(fake, [first, backlog[-1], m])
+
+    # -- EDUs ----------------------------------------------------------------------------------
+
+    def test_edus_reach_the_servers_concerned(self):
+        fake = self.fake()
+        alice, tok = self.local_user()
+        room = self.room(tok)
+        bob = self.remote_join(room, fake)
+        m = self.send(tok, room, "read me")
+        self.wait_received(fake, [m])
+
+        # typing, on and off
+        path = V3 + "/rooms/%s/typing/%s" % (q(room), q(alice))
+        self.assertEqual(self.a.request("PUT", path, token=tok, body={"typing": True, "timeout": 20000}).status, 200)
+        fake.wait_for(lambda: fake.edus("m.typing"), 10, "m.typing")
+        self.assertEqual(fake.edus("m.typing")[0]["content"], {"room_id": room, "user_id": alice, "typing": True})
+        self.assertEqual(self.a.request("PUT", path, token=tok, body={"typing": False}).status, 200)
+        fake.wait_for(lambda: len(fake.edus("m.typing")) >= 2, 10, "m.typing off")
+        self.assertFalse(fake.edus("m.typing")[-1]["content"]["typing"])
+
+        # a private receipt stays here; a public one goes out
+        r = self.a.request("POST", V3 + "/rooms/%s/receipt/m.read.private/%s" % (q(room), q(m)), token=tok, body={})
+        self.assertEqual(r.status, 200, r)
+        r = self.a.request("POST", V3 + "/rooms/%s/receipt/m.read/%s" % (q(room), q(m)), token=tok,
+                           body={"thread_id": "main"})
+        self.assertEqual(r.status, 200, r)
+        fake.wait_for(lambda: fake.edus("m.receipt"), 10, "m.receipt")
+        receipts = fake.edus("m.receipt")
+        self.assertEqual(len(receipts), 1)
+        mine = receipts[0]["content"][room]["m.read"][alice]
+        self.assertEqual(mine["event_ids"], [m])
+        self.assertEqual(mine["data"]["thread_id"], "main")
+        self.assertIsInstance(mine["data"]["ts"], int)
+        self.assertNotIn("m.read.private", receipts[0]["content"][room])
+
+        # to-device, to a device of the remote user (and a local one in the same request)
+        me, me_tok = self.local_user()
+        r = self.a.request("PUT", V3 + "/sendToDevice/m.room_key_request/%s" % unique("td"), token=tok,
+                           body={"messages": {bob: {"BOBDEVICE": {"action": "request", "n": 1}},
+                                              me: {"*": {"local": True}}}})
+        self.assertEqual(r.status, 200, r)
+        fake.wait_for(lambda: fake.edus("m.direct_to_device"), 10, "m.direct_to_device")
+        td = fake.edus("m.direct_to_device")[0]["content"]
+        self.assertEqual(td["sender"], alice)
+        self.assertEqual(td["type"], "m.room_key_request")
+        self.assertEqual(td["messages"], {bob: {"BOBDEVICE": {"action": "request", "n": 1}}})
+        self.assertTrue(0 < len(td["message_id"]) <= 32)
+        r = self.a.request("GET", V3 + "/sync?timeout=0&set_presence=offline", token=me_tok)
+        self.assertEqual([e["content"] for e in r.json["to_device"]["events"]], [{"local": True}])
+
+        # presence, to servers sharing a room
+        r = self.a.request("PUT", V3 + "/presence/%s/status" % q(alice), token=tok,
+                           body={"presence": "online", "status_msg": "here"})
+        self.assertEqual(r.status, 200, r)
+        fake.wait_for(lambda: [p for e in fake.edus("m.presence") for p in e["content"]["push"]
+                               if p["user_id"] == alice], 10, "m.presence")
+        push = [p for e in fake.edus("m.presence") for p in e["content"]["push"] if p["user_id"] == alice][-1]
+        self.assertEqual(push["presence"], "online")
+        self.assertEqual(push["status_msg"], "here")
+        self.assertIsInstance(push["last_active_ago"], int)
+
+        # a new device of alice's, then its keys: device-list updates with a growing stream
+        login = self.a.request("POST", V3 + "/login", body={
+            "type": "m.login.password", "identifier": {"type": "m.id.user", "user": alice},
+            "password": "correct horse battery", "device_id": "NEWPHONE", "initial_device_display_name": "Phone"})
+        self.assertEqual(login.status, 200, login)
+        fake.wait_for(lambda: [e for e in fake.edus("m.device_list_update")
+                               if e["content"]["device_id"] == "NEWPHONE"], 10, "m.device_list_update")
+        sk = signedjson.key.generate_signing_key("NEWPHONE")
+        pub = signedjson.key.encode_verify_key_base64(sk.verify_key)
+        dk = signedjson.sign.sign_json({"user_id": alice, "device_id": "NEWPHONE",
+                                        "algorithms": ["m.olm.v1.curve25519-aes-sha2"],
+                                        "keys": {"ed25519:NEWPHONE": pub, "curve25519:NEWPHONE": pub}}, alice, sk)
+        r = self.a.request("POST", V3 + "/keys/upload", token=login.json["access_token"], body={"device_keys": dk})
+        self.assertEqual(r.status, 200, r)
+        fake.wait_for(lambda: len([e for e in fake.edus("m.device_list_update")
+                                   if e["content"]["device_id"] == "NEWPHONE"]) >= 2, 10, "the keys' update")
+        ups = [e["content"] for e in fake.edus("m.device_list_update") if e["content"]["device_id"] == "NEWPHONE"]
+        self.assertEqual(ups[0]["user_id"], alice)
+        self.assertEqual(ups[0]["device_display_name"], "Phone")
+        self.assertNotIn("keys", ups[0])
+        self.assertEqual(ups[1]["keys"]["keys"]["ed25519:NEWPHONE"], pub)
+        self.assertGreater(ups[1]["stream_id"], ups[0]["stream_id"])
+        self.assertEqual(ups[1]["prev_id"], [ups[0]["stream_id"]])
+
+        # cross-signing keys: m.signing_key_update
+        def xkey(usage, signer=None):
+            k = signedjson.key.generate_signing_key("x")
+            p = signedjson.key.encode_verify_key_base64(k.verify_key)
+            k = signedjson.key.decode_signing_key_base64("ed25519", p, signedjson.key.encode_signing_key_base64(k))
+            obj = {"user_id": alice, "usage": [usage], "keys": {"ed25519:" + p: p}}
+            return k, (signedjson.sign.sign_json(obj, alice, signer) if signer else obj)
+        msk, master = xkey("master")
+        _, ssk = xkey("self_signing", msk)
+        _, usk = xkey("user_signing", msk)
+        r = self.a.request("POST", V3 + "/keys/device_signing/upload", token=tok,
+                           body={"master_key": master, "self_signing_key": ssk, "user_signing_key": usk})
+        self.assertEqual(r.status, 200, r)
+        fake.wait_for(lambda: fake.edus("m.signing_key_update"), 10, "m.signing_key_update")
+        sku = fake.edus("m.signing_key_update")[-1]["content"]
+        self.assertEqual(sku["user_id"], alice)
+        self.assertEqual(sku["master_key"]["keys"], master["keys"])
+        self.assertEqual(sku["self_signing_key"]["keys"], ssk["keys"])
+        self.assertNotIn("user_signing_key", sku)
+        self.assertGreaterEqual(metric(self.a, "axon_federation_edus_sent_total"), 7)
+
+
+if __name__ == "__main__":
+    main()
