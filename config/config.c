@@ -17,7 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-typedef enum { T_STRING, T_PATH, T_BOOL, T_UINT, T_DOUBLE, T_SIZE, T_LISTEN, T_STRLIST, T_ENUM } key_type_t;
+typedef enum { T_STRING, T_PATH, T_BOOL, T_UINT, T_DOUBLE, T_SIZE, T_DURATION, T_LISTEN, T_STRLIST, T_ENUM } key_type_t;
 
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 static const char *const log_formats[] = {"text", "json", NULL};
@@ -82,11 +82,12 @@ static const cfg_key_t keys[] = {
     {NULL, "trusted_key_servers", T_STRLIST, OFF(trusted_key_servers), "matrix.org", 0, 0, NULL,
      "Notary servers asked for other servers' signing keys, comma-separated."},
     {NULL, "federation_ca_file", T_PATH, OFF(federation_ca_file), NULL, 0, 0, NULL,
-     "Extra CA certificate (PEM) trusted for outbound federation TLS, e.g. for a test federation."},
+     "Extra CA certificate (PEM) trusted for outbound TLS (federation, push gateways), e.g. for a test setup."},
     {NULL, "federation_verify_tls", T_BOOL, OFF(federation_verify_tls), "true", 0, 0, NULL,
-     "Verify remote servers' certificates. Turning it off is for development only."},
+     "Verify remote servers' and push gateways' certificates. Turning it off is for development only."},
     {NULL, "outbound_allow_private", T_BOOL, OFF(outbound_allow_private), "false", 0, 0, NULL,
-     "Allow outbound requests (federation, push gateways) to loopback and private addresses."},
+     "Allow outbound requests (federation, push gateways) to loopback and private addresses, and\n"
+     "plain-http push gateways. For tests and closed networks only."},
     {NULL, "federation_transaction_timeout", T_UINT, OFF(federation_transaction_timeout), "60", 1, 3600, NULL,
      "Seconds a remote server has to answer one outbound transaction (PUT /send) before it is retried\n"
      "with the same transaction ID."},
@@ -107,6 +108,18 @@ static const cfg_key_t keys[] = {
     {NULL, "media_thumbnail_max_mpixels", T_UINT, OFF(media_thumbnail_max_mpixels), "100", 1, 10000, NULL,
      "Largest image, in megapixels, that gets thumbnailed: bigger ones are refused before decoding\n"
      "(decompression bombs)."},
+    {NULL, "turn_uris", T_STRLIST, OFF(turn_uris), "", 0, 0, NULL,
+     "TURN servers handed to clients for VoIP calls (GET /voip/turnServer), comma-separated\n"
+     "turn: or turns: URIs, e.g. turn:turn.example.org:3478?transport=udp. Empty: no TURN server."},
+    {NULL, "turn_shared_secret", T_STRING, OFF(turn_shared_secret), NULL, 0, 0, NULL,
+     "The secret shared with the TURN server (coturn: use-auth-secret, static-auth-secret): clients\n"
+     "get time-limited credentials made from it. Keep it out of version control."},
+    {NULL, "turn_user_lifetime", T_DURATION, OFF(turn_user_lifetime), "1h", 60, 31536000, NULL,
+     "How long TURN credentials made from turn_shared_secret stay valid: seconds, or with a unit\n"
+     "(90s, 30m, 1h, 1d)."},
+    {NULL, "turn_username", T_STRING, OFF(turn_username), NULL, 0, 0, NULL,
+     "Fixed TURN credentials for every user, instead of turn_shared_secret (with turn_password)."},
+    {NULL, "turn_password", T_STRING, OFF(turn_password), NULL, 0, 0, NULL, "The password for turn_username."},
     {"ratelimit", "login_per_second", T_DOUBLE, OFF(rl_login_per_second), "0.5", 0, 1000000, NULL,
      "Login attempts per second allowed from one client address (sustained)."},
     {"ratelimit", "login_burst", T_UINT, OFF(rl_login_burst), "10", 1, 1000000, NULL,
@@ -249,6 +262,39 @@ static bool parse_bool(const char *v, bool *out)
     return false;
 }
 
+/* Seconds from "3600", "90s", "30m", "1h" or "2d". Returns 0 or AX_EINVAL. */
+static int parse_duration(const char *v, uint64_t *out)
+{
+    size_t n = strlen(v);
+    uint64_t unit = 1;
+    char digits[24];
+    if (n == 0 || n >= sizeof(digits))
+        return AX_EINVAL;
+    switch (v[n - 1]) {
+    case 's':
+        unit = 1, --n;
+        break;
+    case 'm':
+        unit = 60, --n;
+        break;
+    case 'h':
+        unit = 3600, --n;
+        break;
+    case 'd':
+        unit = 86400, --n;
+        break;
+    default:
+        break;
+    }
+    memcpy(digits, v, n);
+    digits[n] = '\0';
+    uint64_t count;
+    if (ax_parse_u64(digits, &count) != 0 || count > UINT32_MAX)
+        return AX_EINVAL;
+    *out = count * unit;
+    return 0;
+}
+
 /* Strips one pair of surrounding double quotes (TOML-style values). */
 static char *unquote(const char *v)
 {
@@ -311,6 +357,18 @@ static int set_value(ax_config_t *cfg, const cfg_key_t *k, const char *raw, char
             rc = AX_EINVAL;
         } else {
             *(uint64_t *)field = n;
+        }
+        break;
+    }
+    case T_DURATION: {
+        uint64_t n;
+        if (parse_duration(v, &n) != 0 || n < k->min || n > k->max) {
+            snprintf(err, errlen,
+                     "%s: expected a duration such as 3600, 30m, 1h or 1d (%llu to %llu seconds), got '%s'", name,
+                     (unsigned long long)k->min, (unsigned long long)k->max, v);
+            rc = AX_EINVAL;
+        } else {
+            *(unsigned *)field = (unsigned)n;
         }
         break;
     }
@@ -518,6 +576,38 @@ bool ax_config_is_loopback_only(const ax_config_t *cfg)
     return true;
 }
 
+/* TURN: URIs the spec's pattern allows, and exactly one way to make credentials for them. */
+static int validate_turn(const ax_config_t *cfg, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < cfg->turn_uris.count; ++i) {
+        const char *u = cfg->turn_uris.items[i];
+        if (strncmp(u, "turn:", 5) != 0 && strncmp(u, "turns:", 6) != 0) {
+            snprintf(err, errlen, "turn_uris: '%s' is not a turn: or turns: URI", u);
+            return AX_EINVAL;
+        }
+    }
+    bool secret = cfg->turn_shared_secret != NULL, user = cfg->turn_username != NULL,
+         password = cfg->turn_password != NULL;
+    if (user != password) {
+        snprintf(err, errlen, "%s: set turn_username and turn_password together",
+                 user ? "turn_username" : "turn_password");
+        return AX_EINVAL;
+    }
+    if (secret && user) {
+        snprintf(err, errlen, "turn_shared_secret: set it or turn_username/turn_password, not both");
+        return AX_EINVAL;
+    }
+    if (cfg->turn_uris.count != 0 && !secret && !user) {
+        snprintf(err, errlen, "turn_uris: set turn_shared_secret (or turn_username and turn_password) too");
+        return AX_EINVAL;
+    }
+    if (cfg->turn_uris.count == 0 && (secret || user)) {
+        snprintf(err, errlen, "%s: set turn_uris too", secret ? "turn_shared_secret" : "turn_username");
+        return AX_EINVAL;
+    }
+    return 0;
+}
+
 static int validate(load_state_t *st, bool embedded)
 {
     ax_config_t *cfg = st->cfg;
@@ -589,6 +679,8 @@ static int validate(load_state_t *st, bool embedded)
             return AX_EINVAL;
         }
     }
+    if (validate_turn(cfg, err, errlen) != 0)
+        return AX_EINVAL;
     if (cfg->threads == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         cfg->threads = n > 0 ? (unsigned)(n > 256 ? 256 : n) : 1;

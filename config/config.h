@@ -82,6 +82,13 @@ typedef struct st_ax_config_t {
     unsigned media_max_pending;        /* pending /create IDs per user */
     uint64_t media_thumbnail_max_size; /* largest original (bytes) that is thumbnailed */
     unsigned media_thumbnail_max_mpixels;
+
+    /* TURN for VoIP calls (server/cs/voip.c): none configured when turn_uris is empty */
+    ax_strlist_t turn_uris;      /* "turn:" / "turns:" URIs */
+    char *turn_shared_secret;    /* coturn's static-auth-secret: time-limited credentials */
+    unsigned turn_user_lifetime; /* seconds those credentials (and the answer's ttl) last */
+    char *turn_username;         /* or fixed credentials, when there is no shared secret */
+    char *turn_password;
 } ax_config_t;
 
 /**

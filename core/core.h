@@ -208,6 +208,13 @@ int ax_event_compute_id(const json_t *event, const ax_room_version_t *rv, char *
  */
 int ax_event_sign(json_t *event, const ax_room_version_t *rv, const char *server_name, const ax_signing_key_t *key);
 
+/**
+ * Adds the signature of 'server_name' to an event another server made and
+ * hashed (a restricted join it vouches for, an invite of one of its users),
+ * leaving its hashes alone.  Returns 0 or AX_EINVAL.
+ */
+int ax_event_cosign(json_t *event, const ax_room_version_t *rv, const char *server_name, const ax_signing_key_t *key);
+
 /* ---- e2ee.c -- checks on end-to-end encryption keys and backups --------------------------- */
 
 /**

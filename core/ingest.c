@@ -25,6 +25,7 @@
  * a timeline position differs from that (a resolved fork), roompos_stategroup
  * says so, for ax_room_state_at().
  */
+#include "core/push.h"
 #include "core/rooms_internal.h"
 
 #include <stdlib.h>
@@ -383,7 +384,9 @@ static int accept(ax_txn_t *txn, const ax_room_version_t *rv, json_t *room, cons
         return rc;
 
     const char *type = json_string_value(json_object_get(pdu, "type"));
-    if ((rc = ax_room_index_content(txn, room_id, pos, event_id, type, json_object_get(pdu, "content"))) != 0)
+    if ((rc =
+             ax_room_index_content(txn, room_id, pos, event_id, type, json_string_value(json_object_get(pdu, "sender")),
+                                   json_object_get(pdu, "content"))) != 0)
         return rc;
     if (strcmp(type, "m.room.redaction") == 0) {
         const char *target = json_string_value(json_object_get(pdu, "redacts"));
@@ -407,6 +410,10 @@ static int accept(ax_txn_t *txn, const ax_room_version_t *rv, json_t *room, cons
     json_object_set_new(room, "last_pos", json_integer((json_int_t)pos));
     json_object_set_new(room, "state_group", json_integer((json_int_t)new_group_id));
     if ((rc = ax_db_room_put(txn, room_id, room)) != 0)
+        return rc;
+    /* spec (push): the rules of the local members run on events from other servers too */
+    ax_push_t *push = ax_push_of(txn);
+    if (push != NULL && (rc = ax_push_event(push, txn, rv, room_id, event_id, pos, new_group_id, pdu)) != 0)
         return rc;
     const char *sk = json_string_value(json_object_get(pdu, "state_key"));
     ax_room_notify_members(txn, room_id, strcmp(type, "m.room.member") == 0 ? sk : NULL);
@@ -550,4 +557,58 @@ done:
     json_decref(before);
     json_decref(room);
     return rc;
+}
+
+/* ---- for answering other servers ---- */
+
+int ax_room_state_before_event(ax_txn_t *txn, const ax_room_version_t *rv, const char *room_id, const json_t *pdu,
+                               json_t **out)
+{
+    uint64_t groups[AX_STATERES_MAX_SETS];
+    size_t n = 0;
+    char missing[256];
+    if (ax_streq(json_string_value(json_object_get(pdu, "type")), "m.room.create")) {
+        *out = json_object();
+        return 0;
+    }
+    int rc = prev_groups(txn, pdu, groups, &n, missing, sizeof(missing));
+    return rc != 0 ? rc : resolve_groups(txn, rv, room_id, groups, n, out);
+}
+
+int ax_room_auth_chain(ax_txn_t *txn, const ax_room_version_t *rv, const char *room_id, const json_t *event_ids,
+                       json_t **out)
+{
+    json_t *seen = json_object(), *todo = json_array(), *chain = json_array();
+    size_t i;
+    json_t *id;
+    /* v12: no event lists the create event, which the room ID implies; it is still part of every chain */
+    char create_id[256];
+    if (rv->room_id_from_create && ax_event_create_id_from_room_id(rv, room_id, create_id, sizeof(create_id)) == 0) {
+        json_object_set_new(seen, create_id, json_true());
+        json_array_append_new(chain, json_string(create_id));
+    }
+    json_array_foreach(event_ids, i, id)
+    {
+        json_array_append(todo, id);
+    }
+    while (json_array_size(todo) != 0) {
+        json_t *next = json_incref(json_array_get(todo, json_array_size(todo) - 1));
+        json_array_remove(todo, json_array_size(todo) - 1);
+        json_t *ev = load_event(txn, json_string_value(next), NULL);
+        json_decref(next);
+        json_array_foreach(json_object_get(ev, "auth_events"), i, id)
+        {
+            const char *aid = json_string_value(id);
+            if (aid == NULL || json_object_get(seen, aid) != NULL)
+                continue;
+            json_object_set_new(seen, aid, json_true());
+            json_array_append(chain, id);
+            json_array_append(todo, id);
+        }
+        json_decref(ev);
+    }
+    json_decref(seen);
+    json_decref(todo);
+    *out = chain;
+    return 0;
 }

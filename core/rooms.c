@@ -11,6 +11,7 @@
 #include "core/rooms.h"
 #include "core/rooms_internal.h"
 #include "core/events.h"
+#include "core/push.h"
 
 #include <ctype.h>
 #include <stdlib.h>
@@ -261,11 +262,11 @@ static int store_indexes(ax_txn_t *txn, const ax_room_version_t *rv, json_t *roo
     }
     (void)rv;
     (void)pdu;
-    return ax_room_index_content(txn, room_id, pos, event_id, type, d->content);
+    return ax_room_index_content(txn, room_id, pos, event_id, type, d->sender, d->content);
 }
 
 int ax_room_index_content(ax_txn_t *txn, const char *room_id, uint64_t pos, const char *event_id, const char *type,
-                          const json_t *content)
+                          const char *sender, const json_t *content)
 {
     int rc;
     json_t *rel = json_object_get(content, "m.relates_to");
@@ -273,7 +274,9 @@ int ax_room_index_content(ax_txn_t *txn, const char *room_id, uint64_t pos, cons
     const char *parent = json_string_value(json_object_get(rel, "event_id"));
     if (rel_type != NULL && parent != NULL && (rc = ax_db_relation_put(txn, parent, rel_type, pos, event_id)) != 0)
         return rc;
-    if (ax_streq(rel_type, "m.thread") && parent != NULL && (rc = ax_db_thread_touch(txn, room_id, parent, pos)) != 0)
+    if (ax_streq(rel_type, "m.thread") && parent != NULL &&
+        ((rc = ax_db_thread_touch(txn, room_id, parent, pos)) != 0 ||
+         (rc = ax_db_thread_note(txn, parent, event_id, sender)) != 0))
         return rc;
     return index_text(txn, room_id, pos, event_id, type, content);
 }
@@ -308,6 +311,51 @@ int ax_room_apply_redaction(ax_txn_t *txn, const ax_room_version_t *rv, ax_room_
     return rc;
 }
 
+/* The unsigned PDU for 'd' on the room's extremities 'prev' and current state (cache). */
+static json_t *build_pdu(ax_room_lookup_t *cache, const ax_origin_t *o, const ax_room_version_t *rv,
+                         const ax_draft_t *d, const json_t *room, const prev_t *prev, bool is_create)
+{
+    json_t *prev_events = json_array();
+    for (size_t i = 0; i < prev->n && i < MAX_PREV_EVENTS; ++i)
+        json_array_append_new(prev_events, json_string(prev->ids[i]));
+    json_int_t depth = json_integer_value(json_object_get(room, "depth")) + 1;
+    json_t *pdu = json_pack("{s:O, s:I, s:I, s:o, s:s, s:s}", "content", d->content, "depth", depth, "origin_server_ts",
+                            (json_int_t)(d->ts != 0 ? d->ts : ax_now_ms()), "prev_events", prev_events, "sender",
+                            d->sender, "type", d->type);
+    if (pdu == NULL)
+        return NULL;
+    if (d->room_id != NULL && !(is_create && rv->room_id_from_create))
+        json_object_set_new(pdu, "room_id", json_string(d->room_id));
+    if (d->state_key != NULL)
+        json_object_set_new(pdu, "state_key", json_string(d->state_key));
+    if (!rv->msc3989_redact_origin)
+        json_object_set_new(pdu, "origin", json_string(o->server_name));
+    if (d->redacts != NULL && !rv->msc2176_redaction_rules)
+        json_object_set_new(pdu, "redacts", json_string(d->redacts)); /* v11 moved it into content */
+    json_object_set_new(pdu, "auth_events", select_auth_events(cache, rv, pdu));
+    return pdu;
+}
+
+int ax_room_build(ax_txn_t *txn, const ax_origin_t *o, const ax_draft_t *d, json_t **out,
+                  const ax_room_version_t **rv_out)
+{
+    json_t *room = NULL;
+    if (d->room_id == NULL || ax_db_room_get(txn, d->room_id, &room) != 0)
+        return AX_ENOTFOUND;
+    const ax_room_version_t *rv = ax_room_version_get(json_string_value(json_object_get(room, "room_version")));
+    prev_t *prev = ax_calloc(1, sizeof(*prev));
+    ax_room_lookup_t cache = {.txn = txn, .room_id = d->room_id};
+    int rc = rv == NULL ? AX_EIO : ax_db_extremities_foreach(txn, d->room_id, collect_prev, prev);
+    if (rc == 0 && (*out = build_pdu(&cache, o, rv, d, room, prev, false)) == NULL)
+        rc = AX_EINVAL;
+    if (rc == 0 && rv_out != NULL)
+        *rv_out = rv;
+    ax_room_lookup_dispose(&cache);
+    free(prev);
+    json_decref(room);
+    return rc;
+}
+
 int ax_room_send(ax_txn_t *txn, const ax_origin_t *o, const ax_draft_t *d, ax_sent_t *out, char *reason, size_t rlen)
 {
     json_t *room = NULL, *pdu = NULL, *local = NULL;
@@ -339,26 +387,10 @@ int ax_room_send(ax_txn_t *txn, const ax_origin_t *o, const ax_draft_t *d, ax_se
     prev_t prev = {.n = 0};
     if (!is_create && (rc = ax_db_extremities_foreach(txn, d->room_id, collect_prev, &prev)) != 0)
         goto out;
-    json_t *prev_events = json_array();
-    for (size_t i = 0; i < prev.n && i < MAX_PREV_EVENTS; ++i)
-        json_array_append_new(prev_events, json_string(prev.ids[i]));
-    json_int_t depth = json_integer_value(json_object_get(room, "depth")) + 1;
-    pdu = json_pack("{s:O, s:I, s:I, s:o, s:s, s:s}", "content", d->content, "depth", depth, "origin_server_ts",
-                    (json_int_t)(d->ts != 0 ? d->ts : ax_now_ms()), "prev_events", prev_events, "sender", d->sender,
-                    "type", d->type);
-    if (pdu == NULL) {
+    if ((pdu = build_pdu(&cache, o, rv, d, room, &prev, is_create)) == NULL) {
         rc = AX_EINVAL;
         goto out;
     }
-    if (d->room_id != NULL && !(is_create && rv->room_id_from_create))
-        json_object_set_new(pdu, "room_id", json_string(d->room_id));
-    if (d->state_key != NULL)
-        json_object_set_new(pdu, "state_key", json_string(d->state_key));
-    if (!rv->msc3989_redact_origin)
-        json_object_set_new(pdu, "origin", json_string(o->server_name));
-    if (d->redacts != NULL && !rv->msc2176_redaction_rules)
-        json_object_set_new(pdu, "redacts", json_string(d->redacts)); /* v11 moved it into content */
-    json_object_set_new(pdu, "auth_events", select_auth_events(&cache, rv, pdu));
 
     if (rv->strict_canonical_json && ax_cjson_check_strict(pdu) != 0) {
         snprintf(reason, rlen, "event contains floats or integers out of range");
@@ -452,13 +484,21 @@ int ax_room_send(ax_txn_t *txn, const ax_origin_t *o, const ax_draft_t *d, ax_se
         }
     }
 
-    json_object_set_new(room, "depth", json_integer(depth));
+    json_object_set_new(room, "depth",
+                        json_object_get(pdu, "depth") ? json_incref(json_object_get(pdu, "depth")) : json_integer(0));
     json_object_set_new(room, "last_pos", json_integer((json_int_t)out->pos));
     if ((rc = ax_db_room_put(txn, out->room_id, room)) != 0)
         goto out;
+
+    /* push rules of the local members: their counts commit with the event */
+    ax_push_t *push = ax_push_of(txn);
+    if (push != NULL)
+        rc = ax_push_event(push, txn, rv, out->room_id, out->event_id, out->pos,
+                           (uint64_t)json_integer_value(json_object_get(room, "state_group")), pdu);
     /* the other servers in the room get it: queued in this very transaction, so an event a client
      * was told is stored cannot be lost for them */
-    rc = ax_room_fanout(txn, out->room_id, out->event_id, o->server_name, NULL);
+    if (rc == 0)
+        rc = ax_room_fanout(txn, out->room_id, out->event_id, o->server_name, NULL);
 
 out:
     ax_room_lookup_dispose(&cache);
@@ -555,23 +595,6 @@ static int replace_cb(void *arg, const char *rel_type, uint64_t pos, const char 
     return 1; /* newest first: the first valid one wins */
 }
 
-static int thread_cb(void *arg, const char *rel_type, uint64_t pos, const char *child)
-{
-    (void)rel_type, (void)pos;
-    agg_t *a = arg;
-    if (a->count == 0)
-        snprintf(a->latest, sizeof(a->latest), "%s", child);
-    a->count++;
-    if (!a->participated && a->user_id != NULL) {
-        json_t *ev = NULL;
-        if (ax_db_event_get(a->txn, child, &ev, NULL) == 0) {
-            a->participated = ax_streq(json_string_value(json_object_get(ev, "sender")), a->user_id);
-            json_decref(ev);
-        }
-    }
-    return a->count >= 10000;
-}
-
 static int reference_cb(void *arg, const char *rel_type, uint64_t pos, const char *child)
 {
     (void)rel_type, (void)pos;
@@ -595,8 +618,13 @@ static void add_aggregations(ax_txn_t *txn, json_t *ev, const json_t *pdu, const
         if (edit != NULL)
             json_object_set_new(relations, "m.replace", edit);
     }
-    a.participated = user_id != NULL && ax_streq(json_string_value(json_object_get(pdu, "sender")), user_id);
-    ax_db_relation_scan(txn, event_id, "m.thread", UINT64_MAX, true, thread_cb, &a);
+    /* the thread's summary, kept up to date as replies arrive (no walk through the replies) */
+    uint64_t count = 0;
+    if (ax_db_thread_summary(txn, event_id, &count, a.latest, sizeof(a.latest)) == 0 && count != 0) {
+        a.count = count;
+        a.participated = user_id != NULL && (ax_streq(json_string_value(json_object_get(pdu, "sender")), user_id) ||
+                                             ax_db_thread_participant(txn, event_id, user_id));
+    }
     if (a.count != 0) {
         json_t *latest = load_plain(txn, a.latest, user_id, device_id, NULL);
         if (latest != NULL)
@@ -615,8 +643,41 @@ static void add_aggregations(ax_txn_t *txn, json_t *ev, const json_t *pdu, const
         json_decref(relations);
 }
 
-json_t *ax_event_load_client(ax_txn_t *txn, const char *event_id, const char *user_id, const char *device_id,
-                             ax_event_rec_t *rec)
+/*
+ * unsigned.membership (spec v1.11, MSC4115; client_event.yaml): the
+ * requesting user's membership at the event at 'pos' of 'room_id', the
+ * event's own change included, "leave" when they had none.  One range
+ * lookup in roomuser_pos_membership.  Outliers (pos 0) have no place in the
+ * timeline to answer for: the spec lets servers leave it out, and we do.
+ */
+static void add_membership(ax_txn_t *txn, json_t *uns, const char *room_id, uint64_t pos, const char *user_id)
+{
+    char m[32];
+    if (user_id == NULL || pos == 0 || !json_is_object(uns) ||
+        ax_db_membership_at(txn, room_id, user_id, pos, m, sizeof(m)) != 0)
+        return;
+    json_object_set_new(uns, "membership", json_string(m[0] != '\0' ? m : "leave"));
+}
+
+/* The same for the redaction kept in unsigned.redacted_because, which is stored without it. */
+static void add_redaction_membership(ax_txn_t *txn, json_t *uns, const char *user_id)
+{
+    json_t *because = json_object_get(uns, "redacted_because");
+    const char *id = json_string_value(json_object_get(because, "event_id"));
+    ax_event_rec_t rr;
+    if (user_id == NULL || id == NULL || ax_db_event_get_raw(txn, id, &rr) != 0)
+        return;
+    json_t *buns = json_object_get(because, "unsigned");
+    if (buns == NULL) {
+        buns = json_object();
+        json_object_set_new(because, "unsigned", buns);
+    }
+    add_membership(txn, buns, rr.room_id, rr.pos, user_id);
+}
+
+/* Loads and formats an event for 'user_id'/'device_id'; with 'aggregate', adds unsigned.m.relations. */
+static json_t *load_formatted(ax_txn_t *txn, const char *event_id, const char *user_id, const char *device_id,
+                              ax_event_rec_t *rec, bool aggregate)
 {
     json_t *pdu = NULL;
     ax_event_rec_t r;
@@ -625,7 +686,11 @@ json_t *ax_event_load_client(ax_txn_t *txn, const char *event_id, const char *us
     if (json_object_get(pdu, "room_id") == NULL) /* v12 create events carry no room_id */
         json_object_set_new(pdu, "room_id", json_string(r.room_id));
     json_t *out = ax_event_client_format(pdu, event_id, user_id, device_id, ax_now_ms());
-    if (json_object_get(pdu, "state_key") == NULL && (r.flags & AX_EVENT_F_REDACTED) == 0)
+    json_t *uns = json_object_get(out, "unsigned");
+    add_membership(txn, uns, r.room_id, r.pos, user_id);
+    if (json_object_get(uns, "redacted_because") != NULL)
+        add_redaction_membership(txn, uns, user_id);
+    if (aggregate && json_object_get(pdu, "state_key") == NULL && (r.flags & AX_EVENT_F_REDACTED) == 0)
         add_aggregations(txn, out, pdu, event_id, user_id, device_id);
     json_decref(pdu);
     if (rec != NULL)
@@ -633,19 +698,15 @@ json_t *ax_event_load_client(ax_txn_t *txn, const char *event_id, const char *us
     return out;
 }
 
+json_t *ax_event_load_client(ax_txn_t *txn, const char *event_id, const char *user_id, const char *device_id,
+                             ax_event_rec_t *rec)
+{
+    return load_formatted(txn, event_id, user_id, device_id, rec, true);
+}
+
 /* The client format without aggregations (for the events inside them). */
 static json_t *load_plain(ax_txn_t *txn, const char *event_id, const char *user_id, const char *device_id,
                           ax_event_rec_t *rec)
 {
-    json_t *pdu = NULL;
-    ax_event_rec_t r;
-    if (ax_db_event_get(txn, event_id, &pdu, &r) != 0)
-        return NULL;
-    if (json_object_get(pdu, "room_id") == NULL) /* v12 create events carry no room_id */
-        json_object_set_new(pdu, "room_id", json_string(r.room_id));
-    json_t *out = ax_event_client_format(pdu, event_id, user_id, device_id, ax_now_ms());
-    json_decref(pdu);
-    if (rec != NULL)
-        *rec = r;
-    return out;
+    return load_formatted(txn, event_id, user_id, device_id, rec, false);
 }

@@ -44,8 +44,11 @@ typedef struct st_ax_sent_t {
  * forward extremities, auth_events chosen from current state, depth),
  * checks the auth rules, the 64 KiB size limit and the room version's
  * canonical-JSON rules, signs it as 'o', and stores it with its timeline
- * position, state, membership, visibility and relation indexes, and queues
- * it for the room's other servers (ax_room_fanout).
+ * position, state, membership, visibility and relation indexes; then the
+ * push rules of the room's local members run on it (core/push.h, when the
+ * writer has a push engine attached), so their unread counts change in the
+ * same transaction, and it is queued for the room's other servers
+ * (ax_room_fanout).
  *
  * @return 0 with 'out' filled; AX_ENOTFOUND for an unknown room;
  *         AX_EFORBIDDEN (the auth rules said no; 'reason' says why);
@@ -53,6 +56,15 @@ typedef struct st_ax_sent_t {
  *         version); or a storage error.
  */
 int ax_room_send(ax_txn_t *txn, const ax_origin_t *o, const ax_draft_t *d, ax_sent_t *out, char *reason, size_t rlen);
+
+/**
+ * The PDU 'd' would be, built on the room's current extremities and state
+ * but neither signed, hashed, authorised nor stored (a new reference in
+ * '*out'; the room's version in '*rv' when not NULL): the template a
+ * make_join/make_leave/make_knock answer carries, or an event another
+ * server must sign first (an invite).  AX_ENOTFOUND for an unknown room.
+ */
+int ax_room_build(ax_txn_t *txn, const ax_origin_t *o, const ax_draft_t *d, json_t **out, const ax_room_version_t **rv);
 
 /* ---- fanout.c -- where an event goes ---- */
 
@@ -114,6 +126,24 @@ int ax_room_ingest_outlier(ax_txn_t *txn, const ax_room_version_t *rv, const cha
                            const json_t *pdu, ax_ingest_t *out);
 
 /**
+ * The state before 'pdu' (a stored event's PDU): the state after its prev
+ * event, or the resolution of the states after its prev events (a new
+ * reference in '*out').  AX_ENOTFOUND when a prev event has no known state.
+ */
+int ax_room_state_before_event(ax_txn_t *txn, const ax_room_version_t *rv, const char *room_id, const json_t *pdu,
+                               json_t **out);
+
+/**
+ * The auth chain of the events 'event_ids' (a JSON array of IDs) of room
+ * 'room_id' (version 'rv'): every stored event reachable through
+ * auth_events, each once, as a new JSON array of IDs in '*out' (the inputs
+ * themselves only when one is another's auth event), and in v12 rooms the
+ * create event the room ID implies.  Unknown events end their branch.
+ */
+int ax_room_auth_chain(ax_txn_t *txn, const ax_room_version_t *rv, const char *room_id, const json_t *event_ids,
+                       json_t **out);
+
+/**
  * A reader of a room's current state for the auth rules and power-level
  * helpers (core/events.h's ax_auth_lookup_fn): pass ax_room_lookup as the
  * function and the struct as its argument.  Events read are cached until
@@ -151,6 +181,19 @@ void ax_room_membership(ax_txn_t *txn, const char *room_id, const char *user_id,
  */
 void ax_room_notify_members(ax_txn_t *txn, const char *room_id, const char *also);
 
+/**
+ * True when a user of 'our_server' is joined to 'room_id': only then may
+ * this server build events of the room or speak for it to others.
+ */
+bool ax_room_has_local_member(ax_txn_t *txn, const char *room_id, const char *our_server);
+
+/**
+ * The stripped state (spec: "Stripped state") of the room's create, join
+ * rules, name, avatar, canonical alias, encryption and topic events: what
+ * an invitee or a knocker is shown (a new JSON array).
+ */
+json_t *ax_room_stripped_state(ax_txn_t *txn, const char *room_id);
+
 /** Writer side: wakes the room's members for news that is not in the room (presence). */
 void ax_room_wake_members(ax_txn_t *txn, const char *room_id);
 
@@ -181,7 +224,15 @@ const char *ax_state_map_get(const json_t *map, const char *type, const char *st
 json_t *ax_event_client_format(const json_t *pdu, const char *event_id, const char *user_id, const char *device_id,
                                uint64_t now_ms);
 
-/** Loads event 'event_id' and returns it in client format for 'user_id'/'device_id' (a new reference), or NULL. */
+/**
+ * Loads event 'event_id' and returns it in client format for
+ * 'user_id'/'device_id' (a new reference), or NULL.  Besides what
+ * ax_event_client_format gives, unsigned carries the server-side
+ * aggregations (m.relations) and, when 'user_id' is not NULL and the event
+ * is in the timeline, 'user_id''s membership at the event (spec v1.11
+ * unsigned.membership: the event's own change included, "leave" when none),
+ * in redacted_because too.  'rec' (may be NULL) gets the stored record.
+ */
 json_t *ax_event_load_client(ax_txn_t *txn, const char *event_id, const char *user_id, const char *device_id,
                              ax_event_rec_t *rec);
 
@@ -200,5 +251,61 @@ void ax_search_terms(const char *text, void (*cb)(void *arg, const char *term), 
  * since, invited/joined at that point per the visibility in force then.
  */
 bool ax_room_user_can_see(ax_txn_t *txn, const char *room_id, const char *user_id, uint64_t pos);
+
+/* ---- spaces.c -- room summaries and the space hierarchy (spec: "Spaces") ---- */
+
+/**
+ * The PublishedRoomsChunk of local room 'room_id' (public_rooms_chunk.yaml;
+ * a new reference): room_id, num_joined_members, world_readable,
+ * guest_can_join, and name, topic, avatar_url, canonical_alias, join_rule
+ * and room_type when the room's current state sets them.  NULL when the
+ * room is not known here.
+ */
+json_t *ax_room_summary(ax_txn_t *txn, const char *room_id);
+
+/**
+ * True when 'user_id' may see local room 'room_id' in a space hierarchy
+ * (space_hierarchy.yaml, "rooms"): joined or invited; the room is public,
+ * knockable in its room version, restricted to a room the user is joined
+ * to, or world_readable.  False for a banned user and an unknown room.
+ */
+bool ax_room_user_may_preview(ax_txn_t *txn, const char *room_id, const char *user_id);
+
+/**
+ * Summary of a room this server does not know, as its servers would give it
+ * (the "room" of GET /_matrix/federation/v1/hierarchy: a room summary with
+ * room_type and children_state): a new reference, or NULL when there is
+ * none.  'via' (borrowed, may be NULL) is the server list of the link that
+ * led to the room.  Runs inside the walk's read transaction: it must not
+ * block (answer from what federation fetched beforehand).
+ */
+typedef json_t *(*ax_space_remote_fn)(void *arg, const char *room_id, const json_t *via);
+
+/** One page of a space hierarchy: what to walk, and what was found. */
+typedef struct st_ax_space_walk_t {
+    const char *user_id;       /* whose view (borrowed) */
+    unsigned max_depth;        /* rooms deeper than this are not listed; the root is depth 0 */
+    bool suggested_only;       /* follow and list only links marked "suggested" */
+    size_t skip;               /* rooms earlier pages listed */
+    size_t limit;              /* rooms to list (at least 1) */
+    size_t max_rooms;          /* most rooms one walk looks at; the rest of a larger hierarchy is not listed */
+    ax_space_remote_fn remote; /* rooms not known here; NULL: left out */
+    void *remote_arg;
+    json_t *rooms; /* out: SpaceHierarchyRoomsChunks (a new reference owned by the caller) */
+    bool more;     /* out: another page follows (at skip + limit) */
+} ax_space_walk_t;
+
+/**
+ * Walks the space tree under 'root' depth-first for 'w->user_id': each room
+ * is listed (with its children_state: the m.space.child links that count,
+ * in the spec's order) the first time the walk reaches it, if the user may
+ * preview it, followed by what lies under it when it is a space.  Rooms the
+ * user may not see are left out with their subtree.  The walk is the same
+ * for the same state, so pages resume it by 'skip'.
+ *
+ * @return 0 with 'w->rooms' and 'w->more' set; AX_ENOTFOUND when the root
+ *         is unknown; AX_EFORBIDDEN when the user may not preview the root.
+ */
+int ax_space_hierarchy(ax_txn_t *txn, const char *root, ax_space_walk_t *w);
 
 #endif

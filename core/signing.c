@@ -220,7 +220,12 @@ int ax_event_sign(json_t *event, const ax_room_version_t *rv, const char *server
     char b64[AX_B64_LEN(crypto_hash_sha256_BYTES) + 1];
     ax_b64_encode(b64, hash, sizeof(hash), false);
     json_object_set_new(event, "hashes", json_pack("{s:s}", "sha256", b64));
+    return ax_event_cosign(event, rv, server_name, key);
+}
 
+int ax_event_cosign(json_t *event, const ax_room_version_t *rv, const char *server_name, const ax_signing_key_t *key)
+{
+    int rc;
     json_t *redacted = ax_event_redact(event, rv);
     rc = ax_sign_json(redacted, server_name, key);
     if (rc == 0) {

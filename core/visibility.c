@@ -86,14 +86,97 @@ json_t *ax_room_state_at(ax_txn_t *txn, const char *room_id, uint64_t pos)
     return json_object();
 }
 
+static int at_cb(void *arg, uint64_t pos, const char *event_id)
+{
+    first_t *f = arg;
+    if (pos == f->pos) {
+        snprintf(f->event_id, sizeof(f->event_id), "%s", event_id);
+        f->found = true;
+    }
+    return 1;
+}
+
 json_t *ax_room_state_before(ax_txn_t *txn, const char *room_id, uint64_t pos)
 {
-    return pos == 0 ? json_object() : ax_room_state_at(txn, room_id, pos - 1);
+    first_t earlier = {.found = false};
+    if (pos > 0)
+        ax_db_timeline_scan(txn, room_id, pos - 1, true, first_cb, &earlier);
+    if (earlier.found || pos == 0)
+        return ax_room_state_at(txn, room_id, pos - 1);
+    /* nothing of the room before 'pos' in this server's timeline (a room joined over
+     * federation starts at our join): the state after that first event, without it */
+    first_t at = {.pos = pos, .found = false};
+    ax_db_timeline_scan(txn, room_id, pos, false, at_cb, &at);
+    uint64_t group = 0;
+    json_t *map = NULL, *ev = NULL;
+    if (!at.found || ax_db_event_stategroup_get(txn, at.event_id, &group) != 0 || group == 0 ||
+        ax_db_stategroup_load(txn, group, &map) != 0)
+        return json_object();
+    if (ax_db_event_get(txn, at.event_id, &ev, NULL) == 0) {
+        const char *type = json_string_value(json_object_get(ev, "type"));
+        const char *sk = json_string_value(json_object_get(ev, "state_key"));
+        const char *replaced = json_string_value(json_object_get(json_object_get(ev, "unsigned"), "replaces_state"));
+        json_t *slot = type != NULL && sk != NULL ? json_object_get(map, type) : NULL;
+        if (slot != NULL && ax_streq(json_string_value(json_object_get(slot, sk)), at.event_id)) {
+            if (replaced != NULL)
+                json_object_set_new(slot, sk, json_string(replaced));
+            else
+                json_object_del(slot, sk);
+        }
+        json_decref(ev);
+    }
+    return map;
 }
 
 const char *ax_state_map_get(const json_t *map, const char *type, const char *state_key)
 {
     return json_string_value(json_object_get(json_object_get(map, type), state_key));
+}
+
+/* ---- whether this server is in a room ---- */
+
+typedef struct st_local_member_t {
+    const char *server;
+    bool found;
+} local_member_t;
+
+static int find_local_member(void *arg, const char *user_id, const char *membership)
+{
+    local_member_t *l = arg;
+    const char *colon = strchr(user_id, ':');
+    if (strcmp(membership, "join") == 0 && colon != NULL && strcmp(colon + 1, l->server) == 0) {
+        l->found = true;
+        return 1;
+    }
+    return 0;
+}
+
+bool ax_room_has_local_member(ax_txn_t *txn, const char *room_id, const char *our_server)
+{
+    local_member_t l = {our_server, false};
+    ax_db_room_members_foreach(txn, room_id, find_local_member, &l);
+    return l.found;
+}
+
+/* ---- what an invitee or knocker may see ---- */
+
+json_t *ax_room_stripped_state(ax_txn_t *txn, const char *room_id)
+{
+    static const char *const types[] = {"m.room.create",          "m.room.join_rules", "m.room.name", "m.room.avatar",
+                                        "m.room.canonical_alias", "m.room.encryption", "m.room.topic"};
+    json_t *events = json_array();
+    for (size_t i = 0; i < AX_ARRAY_SIZE(types); ++i) {
+        char eid[256];
+        json_t *ev = NULL;
+        if (ax_db_state_get(txn, room_id, types[i], "", eid, sizeof(eid)) != 0 ||
+            ax_db_event_get(txn, eid, &ev, NULL) != 0)
+            continue;
+        json_array_append_new(events, json_pack("{s:O, s:s, s:O, s:O}", "content", json_object_get(ev, "content"),
+                                                "state_key", "", "type", json_object_get(ev, "type"), "sender",
+                                                json_object_get(ev, "sender")));
+        json_decref(ev);
+    }
+    return events;
 }
 
 /* ---- who hears about a room ---- */

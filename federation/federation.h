@@ -17,6 +17,7 @@
 #include "common/common.h"
 #include "config/config.h"
 #include "core/core.h"
+#include "core/events.h"
 #include "storage/storage.h"
 
 #include <sys/socket.h>
@@ -211,6 +212,7 @@ enum {
  */
 typedef struct st_ax_fed_request_t {
     ax_task_t super;
+    void *user; /* the submitter's own pointer, untouched by the client */
     /* the request (owned by this struct; change only before submitting) */
     char *destination; /* Matrix server name: resolved, signed with X-Matrix */
     char *method;
@@ -359,6 +361,7 @@ typedef struct st_ax_key_want_t {
 /** A batch of key lookups as one task: 'super.result' is 0 once every item has its own result. */
 typedef struct st_ax_key_lookup_t {
     ax_task_t super;
+    void *user; /* the submitter's own pointer, untouched by the keyring */
     size_t n;
     /* private */
     size_t _pending;
@@ -405,5 +408,94 @@ uint64_t ax_keyring_event_valid_at(const ax_room_version_t *rv, uint64_t origin_
  * AX_EINVAL (malformed) or AX_EBADSIG.
  */
 int ax_keyring_check_doc(const json_t *doc, const char *server_name);
+
+struct st_ax_req_t;
+
+/** A continuation of the asynchronous steps below, on the request's thread. */
+typedef void (*ax_pdu_done_fn)(struct st_ax_req_t *r, void *arg);
+
+/* ---- join.c -- our users' memberships in rooms that live elsewhere ---- */
+
+/**
+ * Joins, knocks on or leaves (rejecting an invite, withdrawing a knock)
+ * 'room_id' for the requesting user through the first of 'servers' (a JSON
+ * array of server names, stolen) that answers make_<membership> and
+ * send_<membership>; 'extra' (stolen, may be NULL) is added to the event's
+ * content (displayname, avatar_url, reason).  Replies to the client: the
+ * room ID for a join or knock, {} for a leave; the last refusal's errcode
+ * when every server refused; 404 when none could be reached.  Returns 0.
+ */
+int ax_fed_remote_membership(struct st_ax_req_t *r, const char *room_id, const char *membership, json_t *servers,
+                             json_t *extra);
+
+/** The same for a room known by an alias of another server: its directory is asked first. */
+int ax_fed_remote_membership_by_alias(struct st_ax_req_t *r, const char *alias, const char *membership, json_t *servers,
+                                      json_t *extra);
+
+/**
+ * Invites 'invitee', a user of another server, to 'room_id' on behalf of the
+ * requesting user: builds and signs the invite, has the invitee's server
+ * sign it too (/invite), then takes it into the room.  'extra' (stolen, may
+ * be NULL) joins the content (reason, is_direct).  Replies {} or the error.
+ */
+int ax_fed_remote_invite(struct st_ax_req_t *r, const char *room_id, const char *invitee, json_t *extra);
+
+/* ---- backfill.c -- history from before this server joined ---- */
+
+/**
+ * Asks servers in 'room_id' for up to 'limit' events before 'from_event',
+ * checks them and stores them as the room's fetched history (outliers
+ * indexed by depth, see ax_db_backfill_scan); marks the room's history
+ * complete when nothing older exists.  Then 'done(r, arg)' on r's thread,
+ * whatever the outcome; 'free_arg(arg)' if the request went away.
+ */
+void ax_fed_backfill(struct st_ax_req_t *r, const char *room_id, const char *from_event, size_t limit,
+                     ax_pdu_done_fn done, void *arg, void (*free_arg)(void *));
+
+/* ---- pdu.c -- checking events from other servers ------------------------------------------- */
+
+/** A key one signature of a PDU may have been made with. */
+typedef struct st_ax_pdu_key_t {
+    char server[256];
+    char key_id[AX_KEY_ID_MAX];
+    bool found;
+    uint8_t public_key[crypto_sign_PUBLICKEYBYTES];
+} ax_pdu_key_t;
+
+/** One PDU being checked. */
+typedef struct st_ax_pdu_t {
+    json_t *pdu;                 /* owned; replaced by its redacted form when its content hash fails */
+    const ax_room_version_t *rv; /* the room's version (NULL: unknown, the PDU fails) */
+    char event_id[256];          /* once checked */
+    int result;                  /* 0: fine; AX_EINVAL: malformed; AX_EBADSIG: a signature missing or bad */
+    bool redacted;               /* its content hash did not match: it is kept redacted */
+    char error[160];             /* why it failed */
+    /* private */
+    char signers[AX_EVENT_SIGNERS_MAX][256];
+    size_t nsigners;
+    ax_pdu_key_t *keys;
+    size_t nkeys;
+    uint64_t valid_at;
+} ax_pdu_t;
+
+typedef struct st_ax_pdu_batch_t {
+    ax_pdu_t *items;
+    size_t n, cap;
+} ax_pdu_batch_t;
+
+/** Appends 'pdu' (stolen) of a room of version 'rv' to 'b'. */
+void ax_pdu_batch_add(ax_pdu_batch_t *b, json_t *pdu, const ax_room_version_t *rv);
+void ax_pdu_batch_dispose(ax_pdu_batch_t *b);
+
+/**
+ * Checks every PDU of 'b' (borrowed until 'done') for request 'r': format
+ * of its room version, event ID, a valid signature of each server that
+ * must sign (keys from the keyring, fetched when needed), content hash
+ * (redacted on mismatch).  Results are in each item.  Then 'done(r, arg)'
+ * runs on r's thread; if the request went away meanwhile, 'free_arg(arg)'
+ * runs instead.  Signatures are checked on the worker pool.
+ */
+void ax_pdu_verify(struct st_ax_req_t *r, ax_pdu_batch_t *b, ax_pdu_done_fn done, void *arg,
+                   void (*free_arg)(void *arg));
 
 #endif

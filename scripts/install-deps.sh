@@ -6,8 +6,9 @@
 #   build    compiler, meson and the -dev libraries
 #   runtime  the shared libraries the axon binary needs (the container's runtime stage)
 #   test     what the test suite drives: cmocka, Python libs, matrix-nio with olm (E2EE), npm (which
-#            installs matrix-js-sdk and Node 22 for tests/clients/test_jssdk.py), curl, openssl, nginx
-#   bench    load generators and the nginx baseline
+#            installs matrix-js-sdk and Node 22 for tests/clients/test_jssdk.py), curl, openssl, nginx,
+#            and the load generators of the benchmark smoke test (bench/run --quick)
+#   bench    load generators, the nginx baseline and gnuplot for the full benchmark
 set -eu
 
 pkgs=""
@@ -22,7 +23,8 @@ for profile in "$@"; do
         ;;
     test)
         pkgs="$pkgs libcmocka-dev python3 python3-yaml python3-jsonschema python3-signedjson python3-nacl
-              python3-matrix-nio python3-olm python3-pil npm curl openssl nginx lmdb-utils"
+              python3-matrix-nio python3-olm python3-pil npm curl openssl nginx lmdb-utils wrk apache2-utils
+              nghttp2-client"
         ;;
     bench)
         pkgs="$pkgs python3 apache2-utils wrk nginx nghttp2-client gnuplot-nox procps"

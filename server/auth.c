@@ -6,11 +6,84 @@
  * access_token query parameter.  It is looked up by its SHA-256, so the
  * stored value is never the token itself, and the lookup is an index read,
  * never a scan.
+ *
+ * Each device's "last seen" time, address and user agent (GET /devices,
+ * admin whois) are written at most every SEEN_INTERVAL_MS per device, by a
+ * write the request does not wait for; an in-memory table says when each
+ * was last written, so most requests cost a hash lookup.
  */
 #include "server/server.h"
+#include "common/strmap.h"
 
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#define SEEN_INTERVAL_MS (5ULL * 60 * 1000)
+#define SEEN_MAX_ENTRIES 100000 /* past this the table starts over: one write per device, no growth */
+
+static pthread_mutex_t seen_mutex = PTHREAD_MUTEX_INITIALIZER;
+static ax_strmap_t seen = AX_STRMAP_INIT; /* "user_id\x1fdevice_id" -> last write time (ms, as a pointer) */
+
+void ax_auth_seen_dispose(void)
+{
+    pthread_mutex_lock(&seen_mutex);
+    ax_strmap_dispose(&seen);
+    pthread_mutex_unlock(&seen_mutex);
+}
+
+typedef struct st_seen_write_t {
+    char user_id[256];
+    char device_id[256];
+    char ip[64];
+    char user_agent[256];
+    uint64_t ts;
+} seen_write_t;
+
+static int seen_apply(ax_txn_t *txn, void *data)
+{
+    seen_write_t *w = data;
+    json_t *dev = NULL;
+    if (ax_db_device_get(txn, w->user_id, w->device_id, &dev) != 0)
+        return 0; /* deleted meanwhile */
+    json_object_set_new(dev, "last_seen_ts", json_integer((json_int_t)w->ts));
+    json_object_set_new(dev, "last_seen_ip", json_string(w->ip));
+    if (w->user_agent[0] != '\0')
+        json_object_set_new(dev, "last_seen_user_agent", json_string(w->user_agent));
+    int rc = ax_db_device_put(txn, w->user_id, w->device_id, dev);
+    json_decref(dev);
+    return rc;
+}
+
+/* Notes that the device was used now; writes it down when its last record is old. */
+static void note_seen(ax_req_t *r)
+{
+    if (r->auth.device_id == NULL)
+        return;
+    char key[520];
+    snprintf(key, sizeof(key), "%s\x1f%s", r->auth.user_id, r->auth.device_id);
+    uint64_t now = ax_now_ms();
+    pthread_mutex_lock(&seen_mutex);
+    uint64_t last = (uint64_t)(uintptr_t)ax_strmap_get(&seen, key);
+    bool due = last == 0 || now - last >= SEEN_INTERVAL_MS;
+    if (due) {
+        if (seen.size >= SEEN_MAX_ENTRIES)
+            ax_strmap_clear(&seen);
+        ax_strmap_put(&seen, key, (void *)(uintptr_t)now);
+    }
+    pthread_mutex_unlock(&seen_mutex);
+    if (!due)
+        return;
+    seen_write_t *w = ax_calloc(1, sizeof(*w));
+    snprintf(w->user_id, sizeof(w->user_id), "%s", r->auth.user_id);
+    snprintf(w->device_id, sizeof(w->device_id), "%s", r->auth.device_id);
+    snprintf(w->ip, sizeof(w->ip), "%s", ax_req_client_ip(r));
+    const char *ua = ax_req_header(r, "user-agent");
+    snprintf(w->user_agent, sizeof(w->user_agent), "%s", ua != NULL ? ua : "");
+    w->ts = now;
+    ax_req_write_detached(r, seen_apply, w, free);
+}
 
 static const char *extract_token(ax_req_t *r)
 {
@@ -68,5 +141,6 @@ int ax_req_auth_or_reply(ax_req_t *r, bool optional)
                                     "Access token has expired", "soft_logout", 1));
         return -1;
     }
+    note_seen(r);
     return 0;
 }

@@ -126,6 +126,19 @@ int ax_cs_typing(ax_req_t *r);
 int ax_cs_receipt(ax_req_t *r);
 int ax_cs_read_markers(ax_req_t *r);
 
+/* server/cs/push.c -- push rules, pushers, notifications */
+int ax_cs_pushrules_get_all(ax_req_t *r);
+int ax_cs_pushrules_get_global(ax_req_t *r);
+int ax_cs_pushrule_get(ax_req_t *r);
+int ax_cs_pushrule_put(ax_req_t *r);
+int ax_cs_pushrule_delete(ax_req_t *r);
+int ax_cs_pushrule_get_enabled(ax_req_t *r);
+int ax_cs_pushrule_put_enabled(ax_req_t *r);
+int ax_cs_pushrule_get_actions(ax_req_t *r);
+int ax_cs_pushrule_put_actions(ax_req_t *r);
+int ax_cs_pushers_get(ax_req_t *r);
+int ax_cs_pushers_set(ax_req_t *r);
+int ax_cs_notifications(ax_req_t *r);
 /* server/cs/media.c -- the content repository */
 int ax_cs_media_upload(ax_req_t *r);
 int ax_cs_media_upload_put(ax_req_t *r);
@@ -171,6 +184,15 @@ int ax_cs_dehydrated_put(ax_req_t *r);
 int ax_cs_dehydrated_delete(ax_req_t *r);
 int ax_cs_dehydrated_events(ax_req_t *r);
 
+/* server/cs/spaces.c -- the space hierarchy */
+int ax_cs_spaces_hierarchy(ax_req_t *r);
+
+/* server/cs/admin.c -- server administration */
+int ax_cs_admin_whois(ax_req_t *r);
+
+/* server/cs/voip.c -- TURN servers for calls */
+int ax_cs_voip_turn_server(ax_req_t *r);
+
 /* federation/api_keys.c -- server keys and version */
 /* federation/api_keys.c -- server keys, the notary, version */
 int ax_fed_keys_server(ax_req_t *r);
@@ -182,5 +204,20 @@ int ax_fed_version(ax_req_t *r);
 int ax_fed_query_profile(ax_req_t *r);
 int ax_fed_query_directory(ax_req_t *r);
 int ax_fed_user_devices(ax_req_t *r);
+
+/* federation/membership.c -- joins, leaves, knocks and invites, the resident side */
+int ax_fed_make_join(ax_req_t *r);
+int ax_fed_make_leave(ax_req_t *r);
+int ax_fed_make_knock(ax_req_t *r);
+int ax_fed_send_join(ax_req_t *r);
+int ax_fed_send_join_v1(ax_req_t *r);
+int ax_fed_send_leave(ax_req_t *r);
+int ax_fed_send_leave_v1(ax_req_t *r);
+int ax_fed_send_knock(ax_req_t *r);
+int ax_fed_invite(ax_req_t *r);
+int ax_fed_invite_v1(ax_req_t *r);
+
+/* federation/send.c -- transactions from other servers */
+int ax_fed_send_txn(ax_req_t *r);
 
 #endif

@@ -730,6 +730,11 @@ static char *pdecode(ax_req_t *r, const char *s, size_t n, bool form)
 
 const char *ax_req_query(ax_req_t *r, const char *name)
 {
+    return ax_req_query_nth(r, name, 0);
+}
+
+const char *ax_req_query_nth(ax_req_t *r, const char *name, size_t nth)
+{
     h2o_req_t *req = r->req;
     if (req->query_at == SIZE_MAX)
         return NULL;
@@ -741,7 +746,7 @@ const char *ax_req_query(ax_req_t *r, const char *name)
         const char *eq = memchr(q, '=', (size_t)(pe - q));
         const char *ke = eq ? eq : pe;
         char *key = pdecode(r, q, (size_t)(ke - q), true);
-        if (key != NULL && strlen(key) == nlen && memcmp(key, name, nlen) == 0) {
+        if (key != NULL && strlen(key) == nlen && memcmp(key, name, nlen) == 0 && nth-- == 0) {
             if (eq == NULL)
                 return "";
             char *v = pdecode(r, eq + 1, (size_t)(pe - eq - 1), true);
@@ -1420,9 +1425,20 @@ static void on_one_second(h2o_timeout_entry_t *entry)
         h2o_timeout_link(t->loop, &t->ctx.one_sec_timeout, &t->tick_entry);
 }
 
+static void thread_init_loop(ax_thread_t *t);
+
 static void *thread_main(void *arg)
 {
     ax_thread_t *t = arg;
+    /* the loop, its context (with the queue's wake-up socket) and the listeners are made here,
+     * on their own thread: h2o 2.2.5 gives every socket the calling thread's buffer allocator
+     * (__thread h2o_socket_buffer_prototype), which is not safe to share between threads */
+    thread_init_loop(t);
+    ax_http_t *http = t->srv->http;
+    pthread_mutex_lock(&http->ready_mutex);
+    http->ready++;
+    pthread_cond_broadcast(&http->ready_cond);
+    pthread_mutex_unlock(&http->ready_mutex);
     if (t->index == 0) {
         t->tick_entry.cb = on_one_second;
         h2o_timeout_link(t->loop, &t->ctx.one_sec_timeout, &t->tick_entry);
@@ -1437,10 +1453,16 @@ static void *thread_main(void *arg)
 
 static ax_thread_t *thread_new(ax_server_t *srv, unsigned index)
 {
-    ax_http_t *http = srv->http;
     ax_thread_t *t = ax_calloc(1, sizeof(*t));
     t->srv = srv;
     t->index = index;
+    return t;
+}
+
+static void thread_init_loop(ax_thread_t *t)
+{
+    ax_http_t *http = t->srv->http;
+    unsigned index = t->index;
     t->loop = h2o_evloop_create();
     h2o_context_init(&t->ctx, t->loop, &http->globalconf);
     t->accept_plain.ctx = &t->ctx;
@@ -1466,7 +1488,6 @@ static ax_thread_t *thread_new(ax_server_t *srv, unsigned index)
         l->sock->data = l;
         h2o_socket_read_start(l->sock, on_accept);
     }
-    return t;
 }
 
 static void thread_free(ax_thread_t *t)
@@ -1510,9 +1531,11 @@ int ax_http_run(ax_server_t *srv)
 {
     ax_http_t *http = srv->http;
     setup_globalconf(srv);
-    srv->threads = ax_calloc(srv->nthreads, sizeof(*srv->threads));
+    /* every struct exists before the array is published: the writer's commit hook reads it */
+    ax_thread_t **threads = ax_calloc(srv->nthreads, sizeof(*threads));
     for (unsigned i = 0; i < srv->nthreads; ++i)
-        srv->threads[i] = thread_new(srv, i);
+        threads[i] = thread_new(srv, i);
+    srv->threads = threads;
     http->fds_taken = true;
 
     /* signals are handled here with sigwait; every other thread has them blocked */
@@ -1522,9 +1545,16 @@ int ax_http_run(ax_server_t *srv)
     sigaddset(&set, SIGINT);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 
+    pthread_mutex_init(&http->ready_mutex, NULL);
+    pthread_cond_init(&http->ready_cond, NULL);
     for (unsigned i = 0; i < srv->nthreads; ++i)
         if (pthread_create(&srv->threads[i]->tid, NULL, thread_main, srv->threads[i]) != 0)
             ax_fatal("cannot start HTTP thread");
+    /* nothing may post to a thread's receivers before it registered them */
+    pthread_mutex_lock(&http->ready_mutex);
+    while (http->ready < srv->nthreads)
+        pthread_cond_wait(&http->ready_cond, &http->ready_mutex);
+    pthread_mutex_unlock(&http->ready_mutex);
 
     for (size_t i = 0; i < http->nlisteners; ++i)
         ax_log(AX_LOG_INFO, "listening on %s%s", http->listeners[i].tls ? "https://" : "http://",
@@ -1548,6 +1578,10 @@ void ax_http_dispose(ax_server_t *srv)
     ax_http_t *http = srv->http;
     if (http == NULL)
         return;
+    if (srv->threads != NULL) {
+        pthread_mutex_destroy(&http->ready_mutex);
+        pthread_cond_destroy(&http->ready_cond);
+    }
     for (unsigned i = 0; srv->threads != NULL && i < srv->nthreads; ++i)
         if (srv->threads[i] != NULL)
             thread_free(srv->threads[i]);

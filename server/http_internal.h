@@ -52,6 +52,11 @@ struct st_ax_http_t {
     ax_listener_spec_t *listeners;
     size_t nlisteners;
     bool fds_taken; /* the threads own (and close) the listener sockets */
+    /* start-up: each HTTP thread builds its own loop, context and sockets (h2o keeps per-thread
+     * allocators in thread-local storage), and ax_http_run waits until all have */
+    pthread_mutex_t ready_mutex;
+    pthread_cond_t ready_cond;
+    unsigned ready;
 };
 
 typedef struct st_ax_handler_glue_t {

@@ -6,10 +6,13 @@
  * before anything is written to the data dir, so a bad config or a taken
  * port fails with one line and exit status 2 and leaves no trace.
  */
+#include "core/push.h"
 #include "server/admin.h"
 #include "server/changes.h"
 #include "server/cs/cs.h"
 #include "server/handlers.h"
+#include "server/outbound.h"
+#include "server/pusher.h"
 #include "server/typing.h"
 #include "core/events.h"
 #include "federation/federation.h"
@@ -151,8 +154,8 @@ static void stopping(ax_server_t *srv)
     ax_fed_shutdown(srv->fed);
 }
 
-/* The writer's commit hook: news for long-polls, and for the federation sender ("%fed..." keys, which
- * no long-poll waits on). */
+/* The writer's commit hook: news for long-polls, for the push sender, and for the federation sender
+ * ("%fed..." keys, which no long-poll waits on). */
 static void notify_hook(void *arg, const ax_commit_info_t *info)
 {
     ax_server_t *srv = arg;
@@ -176,6 +179,8 @@ static void notify_hook(void *arg, const ax_commit_info_t *info)
     ax_changes_record(srv->changes, rest.stream_pos, rest.keys, rest.nkeys);
     ax_http_notify(srv, &rest);
     free(mine);
+    if (ax_push_take_queued(srv->push))
+        ax_pusher_wake(srv->pusher);
 }
 
 static int serve(const char *config_path)
@@ -220,6 +225,17 @@ static int serve(const char *config_path)
         ax_log(AX_LOG_ERROR, "thumbnails are off: %s", err);
     srv.origin.server_name = cfg->server_name;
     srv.origin.key = &srv.signing_key;
+    srv.push = ax_push_new(cfg->server_name);
+    ax_outbound_opts_t oo = {.allow_private = cfg->outbound_allow_private,
+                             .verify_tls = cfg->federation_verify_tls,
+                             .ca_file = cfg->federation_ca_file,
+                             .timeout_ms = 15000,
+                             .max_per_host = 8};
+    if ((srv.outbound = ax_outbound_new(&oo, err, sizeof(err))) == NULL) {
+        fprintf(stderr, "axon: %s\n", err);
+        return 2;
+    }
+    srv.pusher = ax_pusher_new(&srv, srv.outbound);
     srv.typing = ax_typing_new();
     srv.presence = ax_presence_new();
     srv.on_tick = housekeeping;
@@ -232,11 +248,17 @@ static int serve(const char *config_path)
 
     srv.writer = ax_writer_new(srv.db);
     ax_writer_set_commit_hook(srv.writer, notify_hook, &srv);
+    ax_push_attach(srv.push, srv.writer);
     if (ax_writer_start(srv.writer) != 0) {
         fprintf(stderr, "axon: cannot start the database writer\n");
         return 2;
     }
     srv.changes = ax_changes_new(ax_writer_stream_pos(srv.writer), ROOM_CHANGES_KEPT);
+    if (ax_outbound_start(srv.outbound) != 0) {
+        fprintf(stderr, "axon: cannot start the outbound HTTP thread\n");
+        return 2;
+    }
+    ax_pusher_start(srv.pusher);
     if (cfg->federation_enabled &&
         (srv.fed = ax_fed_start(cfg, &srv.signing_key, srv.db, srv.writer, err, sizeof(err))) == NULL) {
         fprintf(stderr, "axon: %s\n", err);
@@ -252,14 +274,19 @@ static int serve(const char *config_path)
 
     ax_http_run(&srv);
 
-    /* threads are joined: the federation loop finishes its own writes, then the writer drains; the
-     * commit hook stops handing it wake-ups first (background jobs may still commit) */
+    /* threads are joined: the push sender and the federation loop finish their own writes, then the
+     * writer drains; the commit hook stops handing the federation loop wake-ups first (background
+     * jobs may still commit) */
+    ax_outbound_stop(srv.outbound);
     pthread_mutex_lock(&srv.fed_mutex);
     ax_fed_t *fed = srv.fed;
     srv.fed = NULL;
     pthread_mutex_unlock(&srv.fed_mutex);
     ax_fed_free(fed);
     ax_writer_stop(srv.writer);
+    ax_pusher_free(srv.pusher);
+    ax_outbound_free(srv.outbound);
+    ax_push_free(srv.push);
     ax_workers_free(srv.workers);
     ax_http_dispose(&srv);
     ax_writer_free(srv.writer);
@@ -274,6 +301,7 @@ static int serve(const char *config_path)
     ax_typing_free(srv.typing);
     ax_changes_free(srv.changes);
     ax_presence_free(srv.presence);
+    ax_auth_seen_dispose();
     free(srv.versions_body);
     free(srv.key_body);
     pthread_mutex_destroy(&srv.key_mutex);

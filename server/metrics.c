@@ -8,6 +8,7 @@
 #include "server/server.h"
 #include "server/handlers.h"
 #include "server/http_internal.h"
+#include "server/pusher.h"
 #include "federation/federation.h"
 
 #include <stdatomic.h>
@@ -175,6 +176,28 @@ static void write_writer(ax_server_t *srv, ax_buf_t *b)
     ax_buf_printf(b, "axon_stream_position %llu\n", (unsigned long long)ax_writer_stream_pos(srv->writer));
 }
 
+static void write_push(ax_server_t *srv, ax_buf_t *b)
+{
+    if (srv->pusher == NULL)
+        return;
+    ax_pusher_stats_t ps;
+    ax_pusher_stats(srv->pusher, &ps);
+    header(b, "axon_push_sent_total", "counter", "Notifications a push gateway accepted.");
+    ax_buf_printf(b, "axon_push_sent_total %llu\n", (unsigned long long)ps.sent);
+    header(b, "axon_push_failed_total", "counter",
+           "Push attempts that failed and will be retried (gateway down, 5xx).");
+    ax_buf_printf(b, "axon_push_failed_total %llu\n", (unsigned long long)ps.failed);
+    header(b, "axon_push_dropped_total", "counter",
+           "Queued notifications given up on (refused by the gateway or the address policy, over a day old, "
+           "pusher gone).");
+    ax_buf_printf(b, "axon_push_dropped_total %llu\n", (unsigned long long)ps.dropped);
+    header(b, "axon_push_rejected_pushkeys_total", "counter",
+           "Pushers deleted because their gateway rejected the pushkey.");
+    ax_buf_printf(b, "axon_push_rejected_pushkeys_total %llu\n", (unsigned long long)ps.rejected);
+    header(b, "axon_push_queued", "gauge", "Notifications waiting in the push queue.");
+    ax_buf_printf(b, "axon_push_queued %llu\n", (unsigned long long)ps.queued);
+}
+
 typedef struct st_dest_scan_t {
     ax_buf_t *b;
     ax_txn_t *txn;
@@ -304,6 +327,7 @@ int ax_ops_metrics(ax_req_t *r)
     header(&b, "axon_http_connections", "gauge", "Open client connections.");
     ax_buf_printf(&b, "axon_http_connections %lld\n", (long long)atomic_load(&srv->connections));
     write_writer(srv, &b);
+    write_push(srv, &b);
     write_federation(srv, &b);
     ax_db_stats_t ds;
     if (ax_db_stats(srv->db, &ds) == 0) {

@@ -91,6 +91,9 @@ const ax_route_t ax_routes[] = {
                                                                                       AX_ROUTE_AUTH},
     {"GET",    "/_matrix/client/v1/rooms/{roomId}/threads", ax_cs_threads,            AX_ROUTE_AUTH},
 
+    /* spaces (server/cs/spaces.c) */
+    {"GET",    "/_matrix/client/v1/rooms/{roomId}/hierarchy", ax_cs_spaces_hierarchy,  AX_ROUTE_AUTH},
+
     /* search (server/cs/search.c) */
     {"POST",   CS "/search",                           ax_cs_search,                  AX_ROUTE_AUTH},
     {"POST",   CS "/user_directory/search",            ax_cs_user_directory_search,   AX_ROUTE_AUTH},
@@ -128,6 +131,25 @@ const ax_route_t ax_routes[] = {
     {"POST",   CS "/rooms/{roomId}/read_markers",      ax_cs_read_markers,            AX_ROUTE_AUTH},
     {"GET",    CS "/presence/{userId}/status",         ax_cs_presence_get,            AX_ROUTE_AUTH},
     {"PUT",    CS "/presence/{userId}/status",         ax_cs_presence_put,            AX_ROUTE_AUTH},
+
+    /* push rules, pushers and notifications (server/cs/push.c) */
+    {"GET",    CS "/pushrules/",                       ax_cs_pushrules_get_all,       AX_ROUTE_AUTH},
+    {"GET",    CS "/pushrules/global/",                ax_cs_pushrules_get_global,    AX_ROUTE_AUTH},
+    {"GET",    CS "/pushrules/global/{kind}/{ruleId}", ax_cs_pushrule_get,            AX_ROUTE_AUTH},
+    {"PUT",    CS "/pushrules/global/{kind}/{ruleId}", ax_cs_pushrule_put,            AX_ROUTE_AUTH},
+    {"DELETE", CS "/pushrules/global/{kind}/{ruleId}", ax_cs_pushrule_delete,         AX_ROUTE_AUTH},
+    {"GET",    CS "/pushrules/global/{kind}/{ruleId}/enabled", ax_cs_pushrule_get_enabled, AX_ROUTE_AUTH},
+    {"PUT",    CS "/pushrules/global/{kind}/{ruleId}/enabled", ax_cs_pushrule_put_enabled, AX_ROUTE_AUTH},
+    {"GET",    CS "/pushrules/global/{kind}/{ruleId}/actions", ax_cs_pushrule_get_actions, AX_ROUTE_AUTH},
+    {"PUT",    CS "/pushrules/global/{kind}/{ruleId}/actions", ax_cs_pushrule_put_actions, AX_ROUTE_AUTH},
+    {"GET",    CS "/pushers",                          ax_cs_pushers_get,             AX_ROUTE_AUTH},
+    {"POST",   CS "/pushers/set",                      ax_cs_pushers_set,             AX_ROUTE_AUTH},
+    {"GET",    CS "/notifications",                    ax_cs_notifications,           AX_ROUTE_AUTH},
+    /* server administration (server/cs/admin.c) */
+    {"GET",    CS "/admin/whois/{userId}",             ax_cs_admin_whois,             AX_ROUTE_AUTH},
+
+    /* VoIP (server/cs/voip.c) */
+    {"GET",    CS "/voip/turnServer",                  ax_cs_voip_turn_server,        AX_ROUTE_AUTH},
 
     /* the content repository (server/cs/media.c) */
     {"POST",   "/_matrix/media/v3/upload",             ax_cs_media_upload,            AX_ROUTE_AUTH | AX_ROUTE_UPLOAD},
@@ -187,6 +209,21 @@ const ax_route_t ax_routes[] = {
     {"GET",  FED "/v1/query/profile",                  ax_fed_query_profile,    AX_ROUTE_FED},
     {"GET",  FED "/v1/query/directory",                ax_fed_query_directory,  AX_ROUTE_FED},
     {"GET",  FED "/v1/user/devices/{userId}",          ax_fed_user_devices,     AX_ROUTE_FED},
+
+    /* federation: joining, leaving, knocking, inviting (federation/membership.c) */
+    {"GET",  FED "/v1/make_join/{roomId}/{userId}",    ax_fed_make_join,        AX_ROUTE_FED},
+    {"GET",  FED "/v1/make_leave/{roomId}/{userId}",   ax_fed_make_leave,       AX_ROUTE_FED},
+    {"GET",  FED "/v1/make_knock/{roomId}/{userId}",   ax_fed_make_knock,       AX_ROUTE_FED},
+    {"PUT",  FED "/v2/send_join/{roomId}/{eventId}",   ax_fed_send_join,        AX_ROUTE_FED},
+    {"PUT",  FED "/v1/send_join/{roomId}/{eventId}",   ax_fed_send_join_v1,     AX_ROUTE_FED},
+    {"PUT",  FED "/v2/send_leave/{roomId}/{eventId}",  ax_fed_send_leave,       AX_ROUTE_FED},
+    {"PUT",  FED "/v1/send_leave/{roomId}/{eventId}",  ax_fed_send_leave_v1,    AX_ROUTE_FED},
+    {"PUT",  FED "/v1/send_knock/{roomId}/{eventId}",  ax_fed_send_knock,       AX_ROUTE_FED},
+    {"PUT",  FED "/v2/invite/{roomId}/{eventId}",      ax_fed_invite,           AX_ROUTE_FED},
+    {"PUT",  FED "/v1/invite/{roomId}/{eventId}",      ax_fed_invite_v1,        AX_ROUTE_FED},
+
+    /* federation: transactions (federation/send.c) */
+    {"PUT",  FED "/v1/send/{txnId}",                   ax_fed_send_txn,         AX_ROUTE_FED},
 };
 /* clang-format on */
 

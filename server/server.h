@@ -192,6 +192,8 @@ int ax_req_json_body_or_reply(ax_req_t *r, json_t **out);
  * pool), or NULL when absent.  A present but undecodable value reads as "".
  */
 const char *ax_req_query(ax_req_t *r, const char *name);
+/** The 'nth' (from 0) occurrence of a repeated query parameter ("ver", "server_name"), or NULL. */
+const char *ax_req_query_nth(ax_req_t *r, const char *name, size_t nth);
 
 /* Typed fields of a JSON object (borrowed values).  A JSON null counts as
  * absent.  A wrong type replies 400 M_BAD_JSON, a missing required field
@@ -329,6 +331,9 @@ void ax_http_notify(ax_server_t *srv, const ax_commit_info_t *info);
  */
 int ax_req_auth_or_reply(ax_req_t *r, bool optional);
 
+/** Frees the table of devices' last-seen writes (at shutdown). */
+void ax_auth_seen_dispose(void);
+
 /* ---- federation/auth.c -- the AX_ROUTE_FED guard -------------------------------------- */
 
 /**
@@ -407,6 +412,9 @@ struct st_ax_server_t {
     uint64_t started_at_ms;
     struct st_ax_typing_t *typing;
     struct st_ax_presence_t *presence;
+    struct st_ax_push_t *push;             /* the push engine, attached to the writer (core/push.h) */
+    struct st_ax_outbound_t *outbound;     /* the outbound HTTP client thread (server/outbound.h) */
+    struct st_ax_pusher_t *pusher;         /* the push sender running on it (server/pusher.h) */
     struct st_ax_changes_t *changes;       /* rooms changed per stream position (changes.h) */
     void (*on_tick)(ax_server_t *srv);     /* run every second on HTTP thread 0 */
     void (*on_stopping)(ax_server_t *srv); /* run once on SIGTERM/SIGINT, before the threads drain */

@@ -241,6 +241,9 @@ int ax_db_device_logout(ax_txn_t *txn, const char *user_id, const char *device_i
             (rc = ax_db_e2ee_device_delete(txn, user_id, device_id)) == 0 &&
             (rc = ax_db_devicelist_touch(txn, user_id, NULL)) == 0)
             rc = ax_db_fedq_device_update(txn, user_id, device_id); /* "deleted": the device is gone */
+        /* a logged-out phone must stop getting pushes: its pushers go with it */
+        if (rc == 0)
+            rc = ax_db_pushers_del_device(txn, user_id, device_id);
     } else {
         rc = ax_db_device_put(txn, user_id, device_id, dev);
     }

@@ -118,8 +118,45 @@ static int migrate_member_changes(ax_txn_t *txn)
     return rc;
 }
 
+/* ---- 2 -> 3: thread summaries (threadroot_summary, threadroot_user) from the relation index ---- */
+
+static int collect_thread_reply(void *arg, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    ax_buf_t *rows = arg;
+    /* key = parent 0x00 rel_type 0x00 be64 pos; value = child */
+    const char *k = key;
+    const char *sep = memchr(k, 0, klen);
+    static const char want[] = "m.thread";
+    if (sep == NULL || (size_t)(k + klen - sep) != 1 + sizeof(want) + 8 || memcmp(sep + 1, want, sizeof(want)) != 0)
+        return 0;
+    ax_buf_append(rows, k, (size_t)(sep - k) + 1);
+    ax_buf_append(rows, val, vlen);
+    ax_buf_append(rows, "", 1);
+    return 0;
+}
+
+static int migrate_thread_summaries(ax_txn_t *txn)
+{
+    ax_buf_t rows = AX_BUF_INIT; /* root 0x00 child 0x00, in reply order per root */
+    int rc = ax_kv_scan(txn, AX_DBI_relation_child, NULL, 0, NULL, 0, collect_thread_reply, &rows);
+    size_t off = 0;
+    while (rc == 0 && off < rows.len) {
+        const char *root = rows.base + off, *child = root + strlen(root) + 1;
+        off = (size_t)(child + strlen(child) + 1 - rows.base);
+        json_t *ev = NULL;
+        if (ax_db_event_get(txn, child, &ev, NULL) != 0)
+            continue;
+        const char *sender = json_string_value(json_object_get(ev, "sender"));
+        if (sender != NULL)
+            rc = ax_db_thread_note(txn, root, child, sender);
+        json_decref(ev);
+    }
+    ax_buf_dispose(&rows);
+    return rc;
+}
+
 /* migrations[i] upgrades a database at version i+1 to i+2. */
-static int (*const migrations[])(ax_txn_t *txn) = {migrate_member_changes};
+static int (*const migrations[])(ax_txn_t *txn) = {migrate_member_changes, migrate_thread_summaries};
 
 typedef struct st_schema_arg_t {
     char *err;

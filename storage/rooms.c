@@ -159,6 +159,26 @@ int ax_db_stream_scan(ax_txn_t *txn, uint64_t after,
     return ax_kv_scan(txn, AX_DBI_pos_roomevent, NULL, 0, f.b, f.n, stream_cb, &s);
 }
 
+int ax_db_stream_event_at(ax_txn_t *txn, uint64_t pos, char *event_id, size_t cap)
+{
+    ax_key_t k = {0};
+    ax_key_u64(&k, pos);
+    const void *v;
+    size_t vlen;
+    int rc = ax_kv_get(txn, AX_DBI_pos_roomevent, k.b, k.n, &v, &vlen);
+    if (rc != 0)
+        return rc;
+    const char *sep = memchr(v, 0, vlen);
+    if (sep == NULL)
+        return AX_EIO;
+    size_t n = vlen - (size_t)(sep - (const char *)v) - 1;
+    if (n >= cap)
+        return AX_ETOOBIG;
+    memcpy(event_id, sep + 1, n);
+    event_id[n] = '\0';
+    return 0;
+}
+
 /* ---- rooms ---- */
 
 int ax_db_room_get(ax_txn_t *txn, const char *room_id, json_t **out)
@@ -387,11 +407,11 @@ int ax_db_stategroup_new(ax_txn_t *txn, uint64_t prev, const json_t *delta, uint
     json_t *rec;
     if (prev == 0 || chain >= STATEGROUP_MAX_CHAIN) {
         /* a full snapshot keeps every lookup within STATEGROUP_MAX_CHAIN steps */
-        json_t *full = json_object();
-        if (prev != 0 && (rc = ax_db_stategroup_load(txn, prev, &full)) != 0) {
-            json_decref(full);
+        json_t *full = NULL;
+        if (prev == 0)
+            full = json_object();
+        else if ((rc = ax_db_stategroup_load(txn, prev, &full)) != 0)
             return rc;
-        }
         apply_delta(full, delta);
         rec = json_pack("{s:i, s:i, s:o}", "prev", 0, "chain", 0, "delta", full);
     } else {
@@ -925,4 +945,93 @@ int ax_db_search_scan(ax_txn_t *txn, const char *term, const char *room_id,
         return 0;
     timeline_scan_t s = {p.n, cb, arg};
     return ax_kv_scan_rev(txn, AX_DBI_term_roompos_event, p.b, p.n, NULL, 0, timeline_cb, &s);
+}
+
+/* ---- history fetched from other servers ---- */
+
+int ax_db_backfill_put(ax_txn_t *txn, const char *room_id, uint64_t depth, const char *event_id)
+{
+    ax_key_t k = {0};
+    ax_key_str(&k, room_id, true);
+    ax_key_u64(&k, depth);
+    ax_key_str(&k, event_id, false);
+    if (k.overflow)
+        return AX_ETOOBIG;
+    return ax_kv_put(txn, AX_DBI_roomdepth_backfill, k.b, k.n, "", 0, 0);
+}
+
+typedef struct st_backfill_scan_t {
+    size_t plen;
+    int (*cb)(void *arg, uint64_t depth, const char *event_id);
+    void *arg;
+} backfill_scan_t;
+
+static int backfill_cb(void *arg, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    (void)val, (void)vlen;
+    backfill_scan_t *s = arg;
+    if (klen < s->plen + 8)
+        return 0;
+    char eid[256];
+    if (!copy_part(eid, sizeof(eid), (const char *)key + s->plen + 8, klen - s->plen - 8))
+        return 0;
+    return s->cb(s->arg, ax_be64_get((const uint8_t *)key + s->plen), eid);
+}
+
+int ax_db_backfill_scan(ax_txn_t *txn, const char *room_id, uint64_t below,
+                        int (*cb)(void *arg, uint64_t depth, const char *event_id), void *arg)
+{
+    ax_key_t p = {0};
+    ax_key_str(&p, room_id, true);
+    if (p.overflow || below == 0)
+        return AX_ENOTFOUND;
+    ax_key_t f = p;
+    ax_key_u64(&f, below - 1);
+    ax_key_bytes(&f, "\xff", 1);
+    backfill_scan_t s = {p.n, cb, arg};
+    return ax_kv_scan_rev(txn, AX_DBI_roomdepth_backfill, p.b, p.n, f.b, f.n, backfill_cb, &s);
+}
+
+/* ---- thread summaries: reply count, latest reply, who took part ---- */
+
+int ax_db_thread_note(ax_txn_t *txn, const char *root, const char *child, const char *sender)
+{
+    json_t *sum = NULL;
+    int rc = ax_kv_get_json(txn, AX_DBI_threadroot_summary, root, strlen(root), &sum);
+    if (rc == AX_ENOTFOUND)
+        sum = json_pack("{s:i}", "count", 0);
+    else if (rc != 0)
+        return rc;
+    json_object_set_new(sum, "count", json_integer(json_integer_value(json_object_get(sum, "count")) + 1));
+    json_object_set_new(sum, "latest", json_string(child));
+    rc = ax_kv_put_json(txn, AX_DBI_threadroot_summary, root, strlen(root), sum);
+    json_decref(sum);
+    ax_key_t k = {0};
+    ax_key_str(&k, root, true);
+    ax_key_str(&k, sender, false);
+    if (rc == 0 && !k.overflow)
+        rc = ax_kv_put(txn, AX_DBI_threadroot_user, k.b, k.n, "", 0, 0);
+    return rc;
+}
+
+int ax_db_thread_summary(ax_txn_t *txn, const char *root, uint64_t *count, char *latest, size_t cap)
+{
+    json_t *sum = NULL;
+    int rc = ax_kv_get_json(txn, AX_DBI_threadroot_summary, root, strlen(root), &sum);
+    if (rc != 0)
+        return rc;
+    *count = (uint64_t)json_integer_value(json_object_get(sum, "count"));
+    snprintf(latest, cap, "%s", json_string_value(json_object_get(sum, "latest")) ?: "");
+    json_decref(sum);
+    return 0;
+}
+
+bool ax_db_thread_participant(ax_txn_t *txn, const char *root, const char *user_id)
+{
+    ax_key_t k = {0};
+    ax_key_str(&k, root, true);
+    ax_key_str(&k, user_id, false);
+    const void *v;
+    size_t vlen;
+    return !k.overflow && ax_kv_get(txn, AX_DBI_threadroot_user, k.b, k.n, &v, &vlen) == 0;
 }

@@ -14,7 +14,7 @@
 #ifndef AX_STORAGE_SCHEMA_H
 #define AX_STORAGE_SCHEMA_H
 
-#define AX_SCHEMA_VERSION 2 /* 2: roomid_pos_member (backfilled from roomuser_pos_membership) */
+#define AX_SCHEMA_VERSION 3 /* 2: roomid_pos_member; 3: thread summaries (both backfilled) */
 
 /*
  * meta                  key = str name; value = per name: "schema_version" -> be64,
@@ -47,6 +47,8 @@
  * stategroup_state      key = be64 group; value = json {prev: group (0: full snapshot), chain: n,
  *                       delta: {type: {state_key: event_id | null}}}
  * eventid_stategroup    key = event_id; value = be64 group of the state after the event (its DAG state)
+ * roomdepth_backfill    key = room_id 0x00 be64 depth event_id; value = ""  (history older than this server's
+ *                       first event of the room, fetched from other servers: outliers shown by /messages)
  * roompos_stategroup    key = room_id 0x00 be64 pos; value = be64 group of the room's current state
  *                       after the timeline event at pos, written only where that differs from the
  *                       event's own state (federated forks resolved by state resolution)
@@ -64,6 +66,8 @@
  * relation_child        key = parent_event_id 0x00 rel_type 0x00 be64 pos; value = child event_id
  * roomid_pos_threadroot key = room_id 0x00 be64 pos of the thread's latest event; value = root event_id
  * threadroot_pos        key = root event_id; value = be64 pos of its latest event (to move the entry above)
+ * threadroot_summary    key = root event_id; value = json {count, latest}   (replies of a thread)
+ * threadroot_user       key = root event_id 0x00 user_id; value = ""          (who replied in it)
  * term_roompos_event    key = search term 0x00 room_id 0x00 be64 pos; value = event_id (full-text index)
  *
  * Per-user data (storage/userdata.c).
@@ -78,6 +82,20 @@
  * userid_presence       key = user_id; value = json {presence, status_msg?, last_active_ts, pos}
  * pos_presence          key = be64 pos; value = user_id                 (changes, for /sync)
  *
+ * Push notifications (storage/push.c).  Push rules are the m.push_rules account data above.
+ * userroomthread_unread key = user_id 0x00 room_id 0x00 thread root event_id ("" = main timeline);
+ *                       value = be64 read_pos | be64 last_pos (newest notification) |
+ *                       be32 notification_count | be32 highlight_count
+ * userpos_notif         key = user_id 0x00 be64 pos of the event; value = u8 flags (1 = highlight) |
+ *                       be64 ts | room_id 0x00 thread 0x00 actions json      (GET /notifications)
+ * userapppushkey_pusher key = user_id 0x00 app_id 0x00 pushkey; value = json pusher {kind, app_id,
+ *                       pushkey, app_display_name, device_display_name, profile_tag?, lang, data,
+ *                       device_id?, pushkey_ts (seconds)}
+ * apppushkey_user       key = app_id 0x00 pushkey 0x00 user_id; value = ""  (other users' pushers of a pushkey)
+ * pospusher_push        key = be64 pos | user_id 0x00 app_id 0x00 pushkey; value = json {event_id?, room_id?,
+ *                       prio, tweaks?, ts}  (the push queue: one entry per notification and pusher, deleted
+ *                       once the gateway took it; pos is the event's, or the receipt's for badge updates)
+ * meta "push_gen"       bumped whenever push rules or pushers change (core/push.c reloads its caches)
  * Media repository (storage/media.c).  The bytes live in files under data_dir/media named by their
  * SHA-256 (core/media.c); these tables hold what points at them.
  * mediaid_media         key = media_id; value = json {uploader, created_ts, and either
@@ -117,6 +135,10 @@
  *                       count, deleted?}   (deleted versions stay, so a number is never reused)
  * backup_roomkey        key = user_id 0x00 be64 version room_id 0x00 session_id; value = json
  *                       KeyBackupData {first_message_index, forwarded_count, is_verified, session_data}
+ *
+ * Transactions other servers sent (storage/fedtxn.c), kept a day to answer retries the same way.
+ * origintxn_answer      key = origin 0x00 txn_id; value = be64 received_ms | json answer
+ * ts_origintxn          key = be64 received_ms origin 0x00 txn_id; value = ""  (oldest first, for pruning)
  *
  * Federation (storage/federation.c).
  * serverkeyid_key       key = server_name 0x00 key_id; value = json {key: unpadded base64 ed25519 public key,
@@ -160,6 +182,7 @@
     X(stategroup_state, 0) \
     X(eventid_stategroup, 0) \
     X(roompos_stategroup, 0) \
+    X(roomdepth_backfill, 0) \
     X(roomuser_pos_membership, 0) \
     X(userid_membership, 0) \
     X(roomid_members, 0) \
@@ -171,6 +194,8 @@
     X(relation_child, 0) \
     X(roomid_pos_threadroot, 0) \
     X(threadroot_pos, 0) \
+    X(threadroot_summary, 0) \
+    X(threadroot_user, 0) \
     X(term_roompos_event, 0) \
     X(userroomtype_accountdata, 0) \
     X(userpos_accountdata, 0) \
@@ -179,6 +204,11 @@
     X(roompos_receipt, 0) \
     X(userid_presence, 0) \
     X(pos_presence, 0) \
+    X(userroomthread_unread, 0) \
+    X(userpos_notif, 0) \
+    X(userapppushkey_pusher, 0) \
+    X(apppushkey_user, 0) \
+    X(pospusher_push, 0) \
     X(mediaid_media, 0) \
     X(userid_media, 0) \
     X(userpending_mediaid, 0) \
@@ -203,7 +233,9 @@
     X(destination_state, 0) \
     X(destseq_outbound, 0) \
     X(destination_queue, 0) \
-    X(userid_devicestream, 0)
+    X(userid_devicestream, 0) \
+    X(origintxn_answer, 0) \
+    X(ts_origintxn, 0)
 /* clang-format on */
 
 #endif

@@ -144,7 +144,8 @@ int ax_db_device_login(ax_txn_t *txn, const char *user_id, const char *device_id
 
 /**
  * Revokes the device's tokens and, when 'delete_device', deletes the device
- * with its encryption keys and inbox, as a device-list change.  AX_ENOTFOUND if unknown.
+ * with its encryption keys and inbox, as a device-list change, and the
+ * pushers it created.  AX_ENOTFOUND if unknown.
  */
 int ax_db_device_logout(ax_txn_t *txn, const char *user_id, const char *device_id, bool delete_device);
 
@@ -212,6 +213,9 @@ int ax_db_timeline_scan(ax_txn_t *txn, const char *room_id, uint64_t from, bool 
 int ax_db_stream_scan(ax_txn_t *txn, uint64_t after,
                       int (*cb)(void *arg, uint64_t pos, const char *room_id, const char *event_id), void *arg);
 
+/** The event ID at stream position 'pos' into 'event_id' (cap bytes); AX_ENOTFOUND when none. */
+int ax_db_stream_event_at(ax_txn_t *txn, uint64_t pos, char *event_id, size_t cap);
+
 int ax_db_room_get(ax_txn_t *txn, const char *room_id, json_t **out);
 int ax_db_room_put(ax_txn_t *txn, const char *room_id, const json_t *room);
 /** Calls 'cb' for every room ID (admin and directory use). */
@@ -240,6 +244,19 @@ int ax_db_stategroup_new(ax_txn_t *txn, uint64_t prev, const json_t *delta, uint
 int ax_db_stategroup_load(ax_txn_t *txn, uint64_t group, json_t **out);
 int ax_db_event_stategroup_put(ax_txn_t *txn, const char *event_id, uint64_t group);
 int ax_db_event_stategroup_get(ax_txn_t *txn, const char *event_id, uint64_t *group);
+/** Counts reply 'child' by 'sender' in the thread of 'root' (its summary and participants). */
+int ax_db_thread_note(ax_txn_t *txn, const char *root, const char *child, const char *sender);
+/** The thread's reply count and latest reply (AX_ENOTFOUND: no replies). */
+int ax_db_thread_summary(ax_txn_t *txn, const char *root, uint64_t *count, char *latest, size_t cap);
+/** Whether 'user_id' replied in the thread of 'root'. */
+bool ax_db_thread_participant(ax_txn_t *txn, const char *root, const char *user_id);
+
+/** Indexes 'event_id', an outlier of the room's history before this server's first event, by its depth. */
+int ax_db_backfill_put(ax_txn_t *txn, const char *room_id, uint64_t depth, const char *event_id);
+/** Calls 'cb' for the room's fetched history below 'below' (depth), deepest first, until it returns nonzero. */
+int ax_db_backfill_scan(ax_txn_t *txn, const char *room_id, uint64_t below,
+                        int (*cb)(void *arg, uint64_t depth, const char *event_id), void *arg);
+
 /**
  * The room's current state after the timeline event at 'pos' when it is not
  * that event's own state (a fork resolved on arrival); AX_ENOTFOUND otherwise.
@@ -356,6 +373,83 @@ int ax_db_presence_put(ax_txn_t *txn, const char *user_id, const json_t *presenc
 int ax_db_presence_changes(ax_txn_t *txn, uint64_t after, int (*cb)(void *arg, uint64_t pos, const char *user_id),
                            void *arg);
 
+/* ---- push.c -- unread counts, notifications, pushers, the push queue --------------------- */
+
+/** The generation of push rules and pushers: bumped by every change to either. */
+uint64_t ax_db_push_gen(ax_txn_t *txn);
+/** Bumps the generation (push rule writers call it; pusher writers below do it themselves). */
+int ax_db_push_gen_bump(ax_txn_t *txn);
+
+/** Unread counts of one user in one room and thread, with the read mark they count from. */
+typedef struct st_ax_unread_t {
+    uint64_t read_pos; /* events at or before this position are read */
+    uint64_t last_pos; /* the newest notification counted */
+    uint32_t notifications;
+    uint32_t highlights;
+} ax_unread_t;
+
+/** The counts of ('user_id', 'room_id', 'thread' ("" or NULL: main timeline)); AX_ENOTFOUND if none. */
+int ax_db_unread_get(ax_txn_t *txn, const char *user_id, const char *room_id, const char *thread, ax_unread_t *out);
+int ax_db_unread_put(ax_txn_t *txn, const char *user_id, const char *room_id, const char *thread, const ax_unread_t *u);
+/** Calls 'cb' for each count record of the user (in 'room_id' only, when not NULL). */
+int ax_db_unread_foreach(ax_txn_t *txn, const char *user_id, const char *room_id,
+                         int (*cb)(void *arg, const char *room_id, const char *thread, const ax_unread_t *u),
+                         void *arg);
+
+/** A notification record; strings are borrowed for the call that hands it out. */
+typedef struct st_ax_notif_t {
+    bool highlight;
+    uint64_t ts; /* when it was made, ms */
+    const char *room_id;
+    const char *thread;  /* "" for the main timeline */
+    const char *actions; /* compact JSON */
+} ax_notif_t;
+
+/** Records that the event at 'pos' notified 'user_id'. */
+int ax_db_notif_put(ax_txn_t *txn, const char *user_id, uint64_t pos, const ax_notif_t *n);
+/**
+ * Walks the user's notifications by position from 'from' (inclusive)
+ * forwards, or backwards (UINT64_MAX: the newest), until 'cb' returns nonzero.
+ */
+int ax_db_notif_scan(ax_txn_t *txn, const char *user_id, uint64_t from, bool backwards,
+                     int (*cb)(void *arg, uint64_t pos, const ax_notif_t *n), void *arg);
+/**
+ * Deletes the user's oldest notifications: plain ones made before
+ * 'plain_before', highlights made before 'highlight_before', looking at
+ * most at 'max' records.  '*next_ts' (may be NULL) gets the time the oldest
+ * plain notification kept was made, 0 when none is left (or 'max' recent
+ * highlights were all it saw), or 1 when it deleted up to 'max' (call again).
+ */
+int ax_db_notif_prune(ax_txn_t *txn, const char *user_id, uint64_t plain_before, uint64_t highlight_before, size_t max,
+                      uint64_t *next_ts);
+
+/** A pusher {kind, app_id, pushkey, ..., data} (a new reference) or AX_ENOTFOUND. */
+int ax_db_pusher_get(ax_txn_t *txn, const char *user_id, const char *app_id, const char *pushkey, json_t **out);
+/** Stores a pusher (and its pushkey index entry); bumps the push generation. */
+int ax_db_pusher_put(ax_txn_t *txn, const char *user_id, const char *app_id, const char *pushkey, const json_t *pusher);
+/** Deletes a pusher; AX_ENOTFOUND when there is none.  Bumps the push generation. */
+int ax_db_pusher_del(ax_txn_t *txn, const char *user_id, const char *app_id, const char *pushkey);
+/** Calls 'cb' for each pusher of the user ('pusher' borrowed for the call). */
+int ax_db_pusher_foreach(ax_txn_t *txn, const char *user_id,
+                         int (*cb)(void *arg, const char *app_id, const char *pushkey, json_t *pusher), void *arg);
+/** Deletes the pushers 'device_id' of 'user_id' created (device logout and deletion call it). */
+int ax_db_pushers_del_device(ax_txn_t *txn, const char *user_id, const char *device_id);
+/** Calls 'cb' for each user with a pusher of ('app_id', 'pushkey'). */
+int ax_db_pusher_users(ax_txn_t *txn, const char *app_id, const char *pushkey,
+                       int (*cb)(void *arg, const char *user_id), void *arg);
+
+/** Queues a push of 'entry' (borrowed) for the pusher (user, app_id, pushkey) at position 'pos'. */
+int ax_db_pushq_put(ax_txn_t *txn, uint64_t pos, const char *user_id, const char *app_id, const char *pushkey,
+                    const json_t *entry);
+/** A queued push's entry (a new reference) or AX_ENOTFOUND. */
+int ax_db_pushq_get(ax_txn_t *txn, uint64_t pos, const char *user_id, const char *app_id, const char *pushkey,
+                    json_t **out);
+int ax_db_pushq_del(ax_txn_t *txn, uint64_t pos, const char *user_id, const char *app_id, const char *pushkey);
+/** Walks the queue from position 'from' (inclusive) in order; 'entry' is borrowed for the call. */
+int ax_db_pushq_scan(ax_txn_t *txn, uint64_t from,
+                     int (*cb)(void *arg, uint64_t pos, const char *user_id, const char *app_id, const char *pushkey,
+                               json_t *entry),
+                     void *arg);
 /* ---- media.c -- media repository records ------------------------------------------------
  * Records are JSON (layout in schema.h): {uploader, created_ts} plus either
  * {pending: true, expires_ts} for an ID from /create that awaits its upload,
@@ -703,6 +797,24 @@ uint64_t ax_txn_next_stream_pos(ax_txn_t *txn);
  */
 void ax_txn_notify(ax_txn_t *txn, const char *key);
 
+/**
+ * Inside 'apply': the writer's abort count when this transaction began.
+ * Caches the writer thread builds from what transactions read (core/push.c)
+ * stamp their entries with it: when it changes, a transaction they read was
+ * rolled back, and whatever they learnt from it may never have happened.
+ */
+uint64_t ax_txn_epoch(ax_txn_t *txn);
+
+/**
+ * Attaches 'state' (borrowed) to every write transaction of 'w', for
+ * writer-thread state of the layers above that every job touching rooms
+ * needs without each caller passing it: core/push.c's push engine is the
+ * one user (ax_push_attach).  Set before ax_writer_start().
+ */
+void ax_writer_set_state(ax_writer_t *w, void *state);
+/** Inside 'apply': the writer's attached state, or NULL (read txns, writers without one). */
+void *ax_txn_writer_state(ax_txn_t *txn);
+
 /** The last committed stream position (any thread). */
 uint64_t ax_writer_stream_pos(ax_writer_t *w);
 
@@ -726,5 +838,12 @@ extern const double ax_writer_commit_bounds[AX_WRITER_COMMIT_BUCKETS];
 
 /** Copies the writer's counters (any thread). */
 void ax_writer_stats(ax_writer_t *w, ax_writer_stats_t *out);
+
+/* ---- fedtxn.c -- answers to transactions other servers sent ------------------------------- */
+
+/** The answer given to 'origin''s transaction 'txn_id' (a new reference), or AX_ENOTFOUND. */
+int ax_db_fedtxn_get(ax_txn_t *txn, const char *origin, const char *txn_id, json_t **answer);
+/** Keeps the answer to a transaction for a day (older ones are pruned a few at a time). */
+int ax_db_fedtxn_put(ax_txn_t *txn, const char *origin, const char *txn_id, const json_t *answer, uint64_t now_ms);
 
 #endif

@@ -47,6 +47,8 @@ struct st_ax_txn_t {
     bool in_use;                   /* cached read txn currently handed out */
     uint64_t *pos;                 /* write txns: the writer's next stream position */
     struct st_ax_strmap_t *notify; /* write txns: keys with news in this batch */
+    uint64_t epoch;                /* write txns: how many write txns the writer aborted before this one */
+    void *state;                   /* write txns: the writer's attached state (ax_writer_set_state) */
 };
 
 /** Maps an LMDB return code to an AX_E* code (logging MDB_MAP_FULL once, where it happens). */

@@ -36,6 +36,8 @@ struct st_ax_writer_t {
     bool stopping;
 
     _Atomic uint64_t stream_pos; /* last committed position */
+    uint64_t aborts;             /* write txns aborted so far (writer thread only): ax_txn_epoch */
+    void *state;                 /* attached by the layer above: ax_txn_writer_state */
     void (*hook)(void *arg, const ax_commit_info_t *info);
     void *hook_arg;
 
@@ -65,6 +67,21 @@ void ax_writer_set_commit_hook(ax_writer_t *w, void (*hook)(void *arg, const ax_
 uint64_t ax_txn_next_stream_pos(ax_txn_t *txn)
 {
     return ++*txn->pos;
+}
+
+uint64_t ax_txn_epoch(ax_txn_t *txn)
+{
+    return txn->epoch;
+}
+
+void ax_writer_set_state(ax_writer_t *w, void *state)
+{
+    w->state = state;
+}
+
+void *ax_txn_writer_state(ax_txn_t *txn)
+{
+    return txn->write ? txn->state : NULL;
 }
 
 void ax_txn_notify(ax_txn_t *txn, const char *key)
@@ -104,11 +121,12 @@ static void run_batch(ax_writer_t *w, ax_wjob_t **jobs, size_t n)
     uint64_t committed = atomic_load(&w->stream_pos);
     bool *failed = ax_calloc(n, sizeof(*failed));
     ax_strmap_t notify = AX_STRMAP_INIT;
-    ax_txn_t t = {.db = w->db, .write = true, .notify = &notify};
+    ax_txn_t t = {.db = w->db, .write = true, .notify = &notify, .state = w->state};
     uint64_t pos;
     int rc;
 
 attempt:
+    t.epoch = w->aborts;
     ax_strmap_clear(&notify);
     if ((rc = mdb_txn_begin(w->db->env, NULL, 0, &t.txn)) != 0) {
         fail_all(jobs, n, ax_db_err(w->db, rc));
@@ -135,17 +153,20 @@ attempt:
         if (t.dirty) {
             /* its partial writes (and news) are in the txn: start over without it */
             mdb_txn_abort(t.txn);
+            w->aborts++;
             atomic_fetch_add(&w->replays, 1);
             goto attempt;
         }
     }
     if (pos != committed && (rc = ax_db_meta_put_u64(&t, "stream_pos", pos)) != 0) {
         mdb_txn_abort(t.txn);
+        w->aborts++;
         atomic_fetch_add(&w->commit_errors, 1);
         fail_all(jobs, n, rc);
         goto out;
     }
     if ((rc = mdb_txn_commit(t.txn)) != 0) {
+        w->aborts++;
         atomic_fetch_add(&w->commit_errors, 1);
         fail_all(jobs, n, ax_db_err(w->db, rc));
         goto out;

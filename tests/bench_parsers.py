@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Unit tests of bench/lib/axbench: the wrk, ab and h2load output parsers (on
 outputs captured from the Debian 12 tools), the nginx string quoting, the
-statistics behind the ratios.  TAP via unittest; standard library only."""
+statistics behind the ratios, the axon config with sections, the wrk Lua
+scripts and the long-poll load generator's response parser.  TAP via unittest; standard library only."""
 
 import os
 import sys
@@ -12,8 +13,11 @@ ROOT = os.environ.get("AX_SOURCE_ROOT", os.path.abspath(os.path.join(os.path.dir
 sys.path.insert(0, os.path.join(ROOT, "bench", "lib"))
 sys.dont_write_bytecode = True
 
-from axbench import report, tools, util  # noqa: E402
-from axbench.servers import nginx_quote  # noqa: E402
+from axbench import report, tools, util, wrkscript  # noqa: E402
+from axbench.servers import AxonServer, nginx_quote  # noqa: E402
+
+sys.path.insert(0, os.path.join(ROOT, "bench", "loadgen"))
+import longpoll  # noqa: E402
 
 WRK = """Running 2s test @ http://127.0.0.1:18999/_matrix/client/versions
   2 threads and 100 connections
@@ -139,6 +143,52 @@ class Helpers(unittest.TestCase):
         self.assertAlmostEqual(report.ratio(g["axon"], g["nginx"]), 0.9)
         self.assertEqual(report.ratio_range(g["axon"], g["nginx"]), (0.5, 2.0))
         self.assertEqual(report.fmt_ratio(0.9, (0.5, 2.0)), "0.90 (0.50–2.00)")
+
+    def test_fmt_rps_small_values(self):
+        self.assertEqual(report.fmt_rps(7.25), "7.2")
+        self.assertEqual(report.fmt_rps(350.4), "350")
+        self.assertEqual(report.fmt_rps(72215.3), "72.2k")
+
+
+class Scenarios(unittest.TestCase):
+    """The pieces the Matrix scenarios are built from."""
+
+    def test_axon_config_sections(self):
+        with tempfile.TemporaryDirectory() as d:
+            s = AxonServer("/bin/true", d, {"sync": "false", "ratelimit.login_burst": "1000",
+                                            "ratelimit.login_per_second": "500"})
+            s._write_config(18555)
+        top, _, sec = s.config_text.partition("[ratelimit]")
+        self.assertIn("sync = false\n", top)
+        self.assertNotIn("login_burst", top)
+        self.assertIn("login_burst = 1000\n", sec)
+        self.assertIn("login_per_second = 500\n", sec)
+
+    def test_lua_string(self):
+        self.assertEqual(wrkscript.lua_str('{"a":"b\\c"}\n'), '"{\\"a\\":\\"b\\\\c\\"}\\n"')
+
+    def test_wrk_script(self):
+        class Ctx:
+            workdir = None
+        with tempfile.TemporaryDirectory() as d:
+            Ctx.workdir = d
+            path = wrkscript.write(Ctx, "t", [{"method": "PUT", "path": "/send/{n}", "body": '{"x":"{n}"}',
+                                               "token": "tok"}])
+            text = open(path).read()
+        self.assertIn('dofile("%s")' % tools.WRK_SUMMARY_LUA, text)
+        self.assertIn('path = "/send/{n}"', text)
+        self.assertIn('token = "tok"', text)
+        self.assertTrue(text.rstrip().endswith('requests.lua")'))
+
+    def test_longpoll_response_parser(self):
+        cl = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+        self.assertIsNone(longpoll.parse_response(cl[:-1]))
+        self.assertEqual(longpoll.parse_response(cl + b"HTTP/1.1")[0:3], (200, {"content-length": "5"}, b"hello"))
+        self.assertEqual(longpoll.parse_response(cl)[3], len(cl))
+        ch = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhel\r\n2\r\nlo\r\n0\r\n\r\n"
+        self.assertIsNone(longpoll.parse_response(ch[:-2]))
+        status, _, body, used = longpoll.parse_response(ch)
+        self.assertEqual((status, body, used), (200, b"hello", len(ch)))
 
 
 def main():

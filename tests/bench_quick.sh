@@ -1,8 +1,11 @@
 #!/bin/sh
 # bench_quick.sh AXON_BIN SOURCE_ROOT -- TAP: `bench/run --quick` works end to
 # end (build skipped: it uses AXON_BIN; starts axon and nginx, drives wrk, ab
-# and h2load, writes the Markdown and JSON report and the plots).  It asserts
-# nothing about performance.  Skipped when wrk, ab or nginx is missing.
+# and h2load, runs every implemented scenario briefly -- registrations, logins,
+# rooms, sends, syncs, 100 long-polls, pagination -- and writes the Markdown
+# and JSON report and the plots).  It asserts nothing about performance.
+# Skipped when wrk, ab or nginx is missing (scripts/install-deps.sh test
+# installs them).
 axon=$1
 root=$2
 echo "1..1"
@@ -14,7 +17,7 @@ if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
     missing="$missing nginx"
 fi
 if [ -n "$missing" ]; then
-    echo "ok 1 - bench quick # SKIP missing:$missing (scripts/install-deps.sh bench)"
+    echo "ok 1 - bench quick # SKIP missing:$missing (scripts/install-deps.sh test)"
     exit 0
 fi
 out=$(mktemp -d "${TMPDIR:-/tmp}/axon-bench-quick.XXXXXX") || exit 1
@@ -37,6 +40,22 @@ for r in v["results"]:
     assert not r.get("error"), r["error"]
     assert r["requests"] and r["requests"] > 0, r
 assert {r["server"] for r in v["results"]} == {"axon", "nginx"}
+# every implemented scenario ran against the fresh axon and measured something
+# (counts of requests only: nothing here is about performance)
+for name in ("whoami", "register", "login", "create_room", "send", "messages", "sync_incremental",
+             "sync_initial", "sync_wakeup"):
+    s = sc.get(name)
+    assert s is not None, "scenario %s did not run" % name
+    assert s["status"] == "ok", "%s: %s" % (name, s["reason"])
+    assert s["results"], "%s: no measurement" % name
+    for r in s["results"]:
+        assert not r.get("error"), "%s: %s" % (name, r["error"])
+        assert r["requests"] and r["requests"] > 0, (name, r)
+        if r.get("tool") != "prober":
+            assert not r.get("errors") and not r.get("non2xx"), (name, r.get("command"), r.get("errors"),
+                                                                 r.get("non2xx"))
+w = sc["sync_wakeup"]["results"]
+assert all(r["longpoll"]["woken"] == r["connections"] for r in w), [r["longpoll"] for r in w]
 assert "## Headline" in open(md[0]).read()
 PY
 ) || status=1

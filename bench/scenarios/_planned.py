@@ -7,40 +7,6 @@ folder) and delete its entry here.  Do not fake a scenario with a stub.
 """
 
 PLANNED = [
-    {"name": "login", "title": "POST /_matrix/client/v3/login (m.login.password)",
-     "needs": ["POST /_matrix/client/v3/register", "POST /_matrix/client/v3/login"],
-     "measures": "logins/s (argon2id on the worker pool + a durable device/token write) and that "
-                 "HTTP threads stay responsive meanwhile (versions p99 measured in parallel); "
-                 "needs the login rate limit raised via --axon-set"},
-    {"name": "register", "title": "POST /_matrix/client/v3/register (m.login.dummy)",
-     "needs": ["POST /_matrix/client/v3/register"],
-     "measures": "registrations/s: argon2id + durable writes; needs the register rate limit raised via --axon-set"},
-    {"name": "create_room", "title": "POST /_matrix/client/v3/createRoom",
-     "needs": ["POST /_matrix/client/v3/register", "POST /_matrix/client/v3/createRoom"],
-     "measures": "rooms/s: ~6 signed, hashed, persisted state events per room in one commit"},
-    {"name": "send", "title": "PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}",
-     "needs": ["POST /_matrix/client/v3/register", "POST /_matrix/client/v3/createRoom",
-               "PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}"],
-     "measures": "durable messages/s with sync = true (group commit), into 1 room and into 100 rooms; "
-                 "wrk Lua script generating unique txnIds"},
-    {"name": "sync_incremental", "title": "GET /_matrix/client/v3/sync?since=... (nothing new, timeout=0)",
-     "needs": ["POST /_matrix/client/v3/register", "POST /_matrix/client/v3/createRoom", "GET /_matrix/client/v3/sync"],
-     "measures": "the cost of an incremental sync with no changes for a user in 50 rooms"},
-    {"name": "sync_initial", "title": "GET /_matrix/client/v3/sync (initial, full state)",
-     "needs": ["POST /_matrix/client/v3/register", "POST /_matrix/client/v3/createRoom",
-               "PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}", "GET /_matrix/client/v3/sync"],
-     "measures": "initial syncs/s and bytes for a user in 50 rooms with 20 messages each"},
-    {"name": "sync_wakeup", "title": "long-poll /sync wake-up latency",
-     "needs": ["POST /_matrix/client/v3/register", "POST /_matrix/client/v3/createRoom",
-               "POST /_matrix/client/v3/join/{roomIdOrAlias}",
-               "PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}", "GET /_matrix/client/v3/sync?timeout="],
-     "measures": "time from a send's 200 to each of 1,000 (and 10,000) waiting /sync long-polls answering, "
-                 "and the RSS those idle long-polls cost; a Python asyncio client, no wrk"},
-    {"name": "messages", "title": "GET /_matrix/client/v3/rooms/{roomId}/messages?dir=b&limit=50",
-     "needs": ["POST /_matrix/client/v3/register", "POST /_matrix/client/v3/createRoom",
-               "PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}",
-               "GET /_matrix/client/v3/rooms/{roomId}/messages"],
-     "measures": "back-pagination pages/s over a 10,000-event room"},
     {"name": "media_upload", "title": "POST /_matrix/media/v3/upload",
      "needs": ["POST /_matrix/client/v3/register", "POST /_matrix/media/v3/upload"],
      "measures": "uploads/s and MB/s for 10 KB, 1 MB and 10 MB bodies (durable), and peak RSS "

@@ -5,6 +5,7 @@
  * /sync delivers it, and wakes the user's long-polls.
  */
 #include "server/cs/cs.h"
+#include "core/push.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -100,6 +101,12 @@ static int get(ax_req_t *r, const char *room_id, const char *type)
     json_t *content = NULL;
     int rc = ax_db_accountdata_get(txn, r->auth.user_id, room_id, type, &content, NULL);
     ax_db_read_end(txn);
+    if (room_id == NULL && strcmp(type, AX_PUSH_RULES_TYPE) == 0 && (rc == 0 || rc == AX_ENOTFOUND)) {
+        /* push rules are stored as changes to the defaults (core/push.h); everyone has a rule set */
+        json_t *rules = ax_push_ruleset(content, r->auth.user_id);
+        json_decref(content);
+        return ax_reply_json_new(r, 200, rules);
+    }
     if (rc == AX_ENOTFOUND)
         return ax_reply_error(r, AX_M_NOT_FOUND, "Account data not found");
     if (rc != 0)

@@ -105,6 +105,19 @@ json_t *ax_cs_member_profile(ax_txn_t *txn, const char *user_id);
  */
 int ax_cs_member_refresh(ax_txn_t *txn, const ax_origin_t *origin, const char *room_id, const char *user_id);
 
+/**
+ * Restricted rooms (v8+, spec "Restricted rooms"): when 'user_id' is neither
+ * joined nor invited and the join rules are restricted, checks that the user
+ * is in a room the rules allow and writes a local member with the power to
+ * invite (whose server, 'our_server', vouches by signing) into 'content' as
+ * join_authorised_via_users_server.  Returns 0 (nothing to do, or done),
+ * AX_EFORBIDDEN (not in an allowed room) or AX_ENOAUTHORISER (no local
+ * member may invite), with 'reason'.
+ */
+#define AX_ENOAUTHORISER (-100)
+int ax_cs_restricted_authoriser(ax_txn_t *txn, const char *room_id, const char *user_id, const char *our_server,
+                                json_t *content, char *reason, size_t rlen);
+
 /** Writer side: 'user_id' leaves (or declines, or withdraws a knock on) 'room_id'; 'reason' on refusal. */
 int ax_cs_member_leave(ax_txn_t *txn, const ax_origin_t *origin, const char *room_id, const char *user_id, char *reason,
                        size_t rlen);

@@ -315,14 +315,6 @@ typedef struct st_pub_t {
     json_t *room_types;
 } pub_t;
 
-static int count_joined(void *arg, const char *user_id, const char *membership)
-{
-    (void)user_id;
-    if (strcmp(membership, "join") == 0)
-        (*(json_int_t *)arg)++;
-    return 0;
-}
-
 static bool contains_ci(const char *hay, const char *needle)
 {
     if (hay == NULL)
@@ -334,24 +326,16 @@ static bool contains_ci(const char *hay, const char *needle)
     return false;
 }
 
-static const char *state_str(ax_txn_t *txn, const char *room_id, const char *type, const char *field, json_t **hold)
-{
-    *hold = ax_room_state_content(txn, room_id, type, "");
-    return json_string_value(json_object_get(*hold, field));
-}
-
 static int pub_cb(void *arg, const char *room_id)
 {
     pub_t *p = arg;
-    json_t *h1 = NULL, *h2 = NULL, *h3 = NULL, *h4 = NULL, *h5 = NULL, *h6 = NULL, *h7 = NULL, *h8 = NULL;
-    const char *name = state_str(p->txn, room_id, "m.room.name", "name", &h1);
-    const char *topic = state_str(p->txn, room_id, "m.room.topic", "topic", &h2);
-    const char *avatar = state_str(p->txn, room_id, "m.room.avatar", "url", &h3);
-    const char *alias = state_str(p->txn, room_id, "m.room.canonical_alias", "alias", &h4);
-    const char *join_rule = state_str(p->txn, room_id, "m.room.join_rules", "join_rule", &h5);
-    const char *hv = state_str(p->txn, room_id, "m.room.history_visibility", "history_visibility", &h6);
-    const char *guest = state_str(p->txn, room_id, "m.room.guest_access", "guest_access", &h7);
-    const char *room_type = state_str(p->txn, room_id, "m.room.create", "type", &h8);
+    json_t *c = ax_room_summary(p->txn, room_id);
+    if (c == NULL)
+        return 0;
+    const char *name = json_string_value(json_object_get(c, "name"));
+    const char *topic = json_string_value(json_object_get(c, "topic"));
+    const char *alias = json_string_value(json_object_get(c, "canonical_alias"));
+    const char *room_type = json_string_value(json_object_get(c, "room_type"));
     bool keep =
         p->term == NULL || contains_ci(name, p->term) || contains_ci(topic, p->term) || contains_ci(alias, p->term);
     if (keep && json_is_array(p->room_types)) {
@@ -364,28 +348,9 @@ static int pub_cb(void *arg, const char *room_id)
         }
         keep = any;
     }
-    if (keep) {
-        json_int_t joined = 0;
-        ax_db_room_members_foreach(p->txn, room_id, count_joined, &joined);
-        json_t *c =
-            json_pack("{s:s, s:I, s:b, s:b}", "room_id", room_id, "num_joined_members", joined, "world_readable",
-                      ax_streq(hv, "world_readable"), "guest_can_join", ax_streq(guest, "can_join"));
-        if (name)
-            json_object_set_new(c, "name", json_string(name));
-        if (topic)
-            json_object_set_new(c, "topic", json_string(topic));
-        if (avatar)
-            json_object_set_new(c, "avatar_url", json_string(avatar));
-        if (alias)
-            json_object_set_new(c, "canonical_alias", json_string(alias));
-        if (join_rule)
-            json_object_set_new(c, "join_rule", json_string(join_rule));
-        if (room_type)
-            json_object_set_new(c, "room_type", json_string(room_type));
-        json_array_append_new(p->rooms, c);
-    }
-    json_decref(h1), json_decref(h2), json_decref(h3), json_decref(h4);
-    json_decref(h5), json_decref(h6), json_decref(h7), json_decref(h8);
+    if (keep)
+        json_array_append(p->rooms, c);
+    json_decref(c);
     return json_array_size(p->rooms) >= PUBLIC_ROOMS_MAX * 10;
 }
 

@@ -8,6 +8,7 @@
  * every write is one writer job through the local event pipeline.
  */
 #include "server/cs/cs.h"
+#include "federation/federation.h"
 #include "core/events.h"
 #include "core/filter.h"
 #include "core/rooms.h"
@@ -419,6 +420,106 @@ static int page_cb(void *arg, uint64_t pos, const char *event_id)
     return 0;
 }
 
+/* ---- history from before this server joined (federation/backfill.c) ---- */
+
+typedef struct st_history_t {
+    page_t *p;
+    bool visible;        /* the room's history before our first event may be shown to this user */
+    uint64_t lowest;     /* depth of the last backfilled event looked at */
+    char lowest_id[256]; /* ... and its ID */
+    bool any;
+} history_t;
+
+static int history_cb(void *arg, uint64_t depth, const char *event_id)
+{
+    history_t *h = arg;
+    page_t *p = h->p;
+    if ((int)json_array_size(p->chunk) == p->limit) {
+        p->more = true;
+        return 1;
+    }
+    h->lowest = depth;
+    snprintf(h->lowest_id, sizeof(h->lowest_id), "%s", event_id);
+    h->any = true;
+    if (!h->visible)
+        return 0;
+    json_t *ev = ax_event_load_client(p->txn, event_id, p->r->auth.user_id, p->r->auth.device_id, NULL);
+    if (ev == NULL)
+        return 0;
+    if (!ax_filter_event_matches(p->filter, ev)) {
+        json_decref(ev);
+        return 0;
+    }
+    const char *sender = json_string_value(json_object_get(ev, "sender"));
+    if (sender != NULL)
+        json_object_set_new(p->senders, sender, json_true());
+    json_array_append_new(p->chunk, ev);
+    return 0;
+}
+
+static int first_event_cb(void *arg, uint64_t pos, const char *event_id)
+{
+    (void)pos;
+    snprintf(arg, 256, "%s", event_id);
+    return 1;
+}
+
+/*
+ * The room's history before this server's first event of it: whether the
+ * user may see it (world_readable, or shared and a member now: our users
+ * were not in the room then), and the depth it lies below.  False when
+ * there is none (the room began here).
+ */
+static bool history_before(page_t *p, char *first_id, uint64_t *below, bool *visible)
+{
+    first_id[0] = '\0';
+    ax_db_timeline_scan(p->txn, p->room_id, 0, false, first_event_cb, first_id);
+    json_t *first = NULL;
+    ax_event_rec_t rec;
+    if (first_id[0] == '\0' || ax_db_event_get(p->txn, first_id, &first, &rec) != 0)
+        return false;
+    bool began_here = ax_streq(json_string_value(json_object_get(first, "type")), "m.room.create");
+    json_int_t depth = json_integer_value(json_object_get(first, "depth"));
+    json_decref(first);
+    if (began_here)
+        return false;
+    *below = depth > 0 ? (uint64_t)depth : 0;
+    json_t *state = ax_room_state_before(p->txn, p->room_id, rec.pos);
+    const char *hv_id = ax_state_map_get(state, "m.room.history_visibility", "");
+    json_t *hv_ev = NULL;
+    const char *hv = "shared";
+    if (hv_id != NULL && ax_db_event_get(p->txn, hv_id, &hv_ev, NULL) == 0)
+        hv = json_string_value(json_object_get(json_object_get(hv_ev, "content"), "history_visibility"));
+    char now[16];
+    ax_room_membership(p->txn, p->room_id, p->r->auth.user_id, now, sizeof(now));
+    *visible = ax_streq(hv, "world_readable") || (ax_streq(hv, "shared") && strcmp(now, "join") == 0);
+    json_decref(hv_ev);
+    json_decref(state);
+    return true;
+}
+
+static bool history_complete(ax_txn_t *txn, const char *room_id)
+{
+    json_t *room = NULL;
+    bool done = ax_db_room_get(txn, room_id, &room) != 0 || json_is_true(json_object_get(room, "history_complete"));
+    json_decref(room);
+    return done;
+}
+
+/* Parses a "d<depth>" token: paging through the history fetched from other servers. */
+static bool parse_depth_token(const char *tok, uint64_t *depth)
+{
+    return tok != NULL && tok[0] == 'd' && ax_parse_u64(tok + 1, depth) == 0;
+}
+
+static char backfilled_once; /* r->route_data of a /messages that asked other servers already */
+
+static void messages_after_backfill(ax_req_t *r, void *arg)
+{
+    (void)arg;
+    ax_cs_messages(r);
+}
+
 /* GET /_matrix/client/v3/rooms/{roomId}/messages */
 int ax_cs_messages(ax_req_t *r)
 {
@@ -433,8 +534,12 @@ int ax_cs_messages(ax_req_t *r)
         return ax_reply_error(r, AX_M_INVALID_PARAM, "limit must be a non-negative integer");
     if (limit > MESSAGES_MAX_LIMIT)
         limit = MESSAGES_MAX_LIMIT;
-    if (from != NULL && !ax_cs_parse_pagination(from, &from_pos))
+    uint64_t from_depth = 0;
+    bool from_history = parse_depth_token(from, &from_depth);
+    if (from != NULL && !from_history && !ax_cs_parse_pagination(from, &from_pos))
         return ax_reply_error(r, AX_M_INVALID_PARAM, "Invalid from token");
+    if (from_history && strcmp(dir, "b") != 0)
+        return ax_reply_error(r, AX_M_INVALID_PARAM, "History tokens page backwards only");
     if (to != NULL && !ax_cs_parse_pagination(to, &to_pos))
         return ax_reply_error(r, AX_M_INVALID_PARAM, "Invalid to token");
     json_t *filter = NULL;
@@ -465,14 +570,46 @@ int ax_cs_messages(ax_req_t *r)
     uint64_t start = from == NULL ? (backwards ? upto : 0) : (backwards ? from_pos : from_pos + 1);
     if (backwards && start > upto)
         start = upto;
-    if (limit > 0)
+    if (limit > 0 && !from_history)
         ax_db_timeline_scan(txn, r->params[0], start, backwards, page_cb, &p);
     if (!backwards)
         p.more = p.more && p.last < upto;
+
+    /* past the start of this server's timeline: the history fetched from others, fetching more if needed */
+    const char *history_end = NULL;
+    char first_id[256];
+    uint64_t below = 0;
+    bool visible = false;
+    if (backwards && !p.more && !p.has_stop && (int)json_array_size(p.chunk) < p.limit &&
+        history_before(&p, first_id, &below, &visible) && visible) {
+        history_t h = {.p = &p, .visible = visible, .lowest = from_history ? from_depth : below};
+        snprintf(h.lowest_id, sizeof(h.lowest_id), "%s", first_id);
+        if (from_history && from_depth < below)
+            below = from_depth;
+        ax_db_backfill_scan(txn, r->params[0], below, history_cb, &h);
+        bool complete = history_complete(txn, r->params[0]);
+        if (!p.more && !complete && r->route_data != &backfilled_once && r->srv->fed != NULL) {
+            /* not enough here yet: ask the room's other servers, then answer again from the top */
+            char from_event[256];
+            snprintf(from_event, sizeof(from_event), "%s", h.lowest_id);
+            json_decref(p.chunk);
+            json_decref(p.senders);
+            ax_db_read_end(txn);
+            r->route_data = &backfilled_once; /* once per request */
+            ax_fed_backfill(r, r->params[0], from_event, (size_t)limit, messages_after_backfill, NULL, NULL);
+            return 0;
+        }
+        if (p.more || (!complete && h.any))
+            history_end = ax_psprintf(r, "d%llu", (unsigned long long)h.lowest);
+        p.more = false;
+    }
+
     json_t *out = json_pack("{s:o, s:s}", "chunk", p.chunk, "start",
                             from != NULL ? from : ax_psprintf(r, "t%llu", (unsigned long long)start));
     /* 'end' only while there is more to read in that direction */
-    if (p.more) {
+    if (history_end != NULL) {
+        json_object_set_new(out, "end", json_string(history_end));
+    } else if (p.more) {
         uint64_t end = backwards ? p.last - 1 : p.last;
         json_object_set_new(out, "end", json_string(ax_psprintf(r, "t%llu", (unsigned long long)end)));
     }

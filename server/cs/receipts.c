@@ -9,6 +9,7 @@
  */
 #include "server/cs/cs.h"
 #include "core/events.h"
+#include "core/push.h"
 #include "core/rooms.h"
 #include "federation/federation.h"
 #include "server/typing.h"
@@ -110,6 +111,7 @@ typedef struct st_receipt_write_t {
         char type[32];
         char event_id[256];
         char thread_id[256];
+        uint64_t event_pos; /* set by the writer */
     } items[3];
     size_t n;
     bool bad_event; /* set by the writer: an event is not in this room */
@@ -140,6 +142,7 @@ static int receipt_apply(ax_txn_t *txn, void *data)
             w->bad_event = true;
             return 0;
         }
+        w->items[i].event_pos = rec.pos;
     }
     for (size_t i = 0; i < w->n; ++i) {
         uint64_t pos = ax_txn_next_stream_pos(txn);
@@ -163,6 +166,10 @@ static int receipt_apply(ax_txn_t *txn, void *data)
                 if (rc == 0)
                     rc = queue_receipt_edu(txn, w, i, ts);
             }
+            /* both read receipts clear notifications (spec: "Marking notifications as read") */
+            if (rc == 0 && ax_push_of(txn) != NULL)
+                rc = ax_push_receipt(ax_push_of(txn), txn, w->user_id, w->room_id, w->items[i].thread_id,
+                                     w->items[i].event_pos, pos);
         }
         if (rc != 0)
             return rc;

@@ -10,6 +10,7 @@
  * what the client reads.
  */
 #include "server/cs/cs.h"
+#include "federation/federation.h"
 #include "core/events.h"
 #include "core/rooms.h"
 
@@ -118,23 +119,17 @@ static int pick_authoriser(void *arg, const char *user_id, const char *membershi
     return 0;
 }
 
-/*
- * Restricted rooms (v8+, "Restricted rooms" in the spec): a user who is not
- * invited may join when they are in one of the rooms the join rules allow;
- * the join then names a local member with the power to invite, whose server
- * (this one) vouches for it by signing.  Writes the authoriser into
- * 'content'.  Returns 0, or AX_EFORBIDDEN with 'reason'.
- */
-static int authorise_restricted_join(ax_txn_t *txn, member_job_t *j, json_t *content)
+int ax_cs_restricted_authoriser(ax_txn_t *txn, const char *room_id, const char *user_id, const char *our_server,
+                                json_t *content, char *reason, size_t rlen)
 {
-    const ax_room_version_t *rv = ax_room_version_of(txn, j->room_id);
+    const ax_room_version_t *rv = ax_room_version_of(txn, room_id);
     if (rv == NULL || !rv->restricted)
         return 0;
     char m[16];
-    ax_room_membership(txn, j->room_id, j->target, m, sizeof(m));
+    ax_room_membership(txn, room_id, user_id, m, sizeof(m));
     if (strcmp(m, "invite") == 0 || strcmp(m, "join") == 0)
         return 0;
-    json_t *rules = ax_room_state_content(txn, j->room_id, "m.room.join_rules", "");
+    json_t *rules = ax_room_state_content(txn, room_id, "m.room.join_rules", "");
     const char *rule = json_string_value(json_object_get(rules, "join_rule"));
     bool restricted = ax_streq(rule, "restricted") || (ax_streq(rule, "knock_restricted") && rv->knock_restricted);
     bool allowed = false;
@@ -146,7 +141,7 @@ static int authorise_restricted_join(ax_txn_t *txn, member_job_t *j, json_t *con
         if (!allowed && ax_streq(json_string_value(json_object_get(cond, "type")), "m.room_membership") &&
             room != NULL) {
             char theirs[16];
-            ax_room_membership(txn, room, j->target, theirs, sizeof(theirs));
+            ax_room_membership(txn, room, user_id, theirs, sizeof(theirs));
             allowed = strcmp(theirs, "join") == 0;
         }
     }
@@ -154,17 +149,17 @@ static int authorise_restricted_join(ax_txn_t *txn, member_job_t *j, json_t *con
     if (!restricted)
         return 0;
     if (!allowed) {
-        snprintf(j->reason, sizeof(j->reason), "You are not a member of a room this room's join rules allow");
+        snprintf(reason, rlen, "You are not a member of a room this room's join rules allow");
         return AX_EFORBIDDEN;
     }
-    ax_room_lookup_t lk = {.txn = txn, .room_id = j->room_id};
-    authoriser_t a = {.txn = txn, .rv = rv, .lk = &lk, .server = j->origin->server_name, .need = 0};
+    ax_room_lookup_t lk = {.txn = txn, .room_id = room_id};
+    authoriser_t a = {.txn = txn, .rv = rv, .lk = &lk, .server = our_server, .need = 0};
     ax_power_level_named(rv, ax_room_lookup, &lk, "invite", &a.need);
-    ax_db_room_members_foreach(txn, j->room_id, pick_authoriser, &a);
+    ax_db_room_members_foreach(txn, room_id, pick_authoriser, &a);
     ax_room_lookup_dispose(&lk);
     if (a.found[0] == '\0') {
-        snprintf(j->reason, sizeof(j->reason), "No member of this server may invite you to this room");
-        return AX_EFORBIDDEN;
+        snprintf(reason, rlen, "No member of this server may invite you to this room");
+        return AX_ENOAUTHORISER;
     }
     json_object_set_new(content, "join_authorised_via_users_server", json_string(a.found));
     return 0;
@@ -183,7 +178,10 @@ int ax_cs_member_apply(ax_txn_t *txn, void *data)
     if (j->extra != NULL)
         json_object_update(content, j->extra);
     if (strcmp(j->membership, "join") == 0 && strcmp(j->sender, j->target) == 0) {
-        int rc = authorise_restricted_join(txn, j, content);
+        int rc = ax_cs_restricted_authoriser(txn, j->room_id, j->target, j->origin->server_name, content, j->reason,
+                                             sizeof(j->reason));
+        if (rc == AX_ENOAUTHORISER)
+            rc = AX_EFORBIDDEN;
         if (rc != 0) {
             json_decref(content);
             return rc;
@@ -293,37 +291,136 @@ static const char *target_or_reply(ax_req_t *r, json_t **body)
     return user_id;
 }
 
-/* POST /_matrix/client/v3/rooms/{roomId}/join */
-int ax_cs_room_join(ax_req_t *r)
+/* ---- memberships in rooms this server is not in (federation/join.c) ---- */
+
+static void add_server(json_t *servers, const char *name)
+{
+    if (name == NULL || name[0] == '\0')
+        return;
+    size_t i;
+    json_t *v;
+    json_array_foreach(servers, i, v)
+    {
+        if (ax_streq(json_string_value(v), name))
+            return;
+    }
+    json_array_append_new(servers, json_string(name));
+}
+
+/* The client's via / server_name hints. */
+static json_t *hinted_servers(ax_req_t *r)
+{
+    json_t *servers = json_array();
+    static const char *const params[] = {"via", "server_name"};
+    for (size_t p = 0; p < AX_ARRAY_SIZE(params); ++p) {
+        const char *v;
+        for (size_t i = 0; (v = ax_req_query_nth(r, params[p], i)) != NULL; ++i)
+            if (ax_id_is_valid_server_name(v))
+                add_server(servers, v);
+    }
+    return servers;
+}
+
+/* What goes in the event's content besides the membership: the profile for joins and knocks, the reason. */
+static json_t *membership_extra(ax_txn_t *txn, const char *user_id, const char *membership, const json_t *body)
+{
+    json_t *extra = strcmp(membership, "leave") != 0 ? ax_cs_member_profile(txn, user_id) : json_object();
+    json_t *reason = json_object_get(body, "reason");
+    if (json_is_string(reason))
+        json_object_set(extra, "reason", reason);
+    return extra;
+}
+
+/*
+ * When this server is not in 'room_id', changes the requester's membership
+ * through servers that are: the client's hints, the server of a pending
+ * invite, the room ID's server.  Returns true when it took the request.
+ */
+static bool remote_membership(ax_req_t *r, const char *room_id, const char *membership, json_t *body)
+{
+    if (r->srv->fed == NULL || room_id[0] != '!' || strlen(room_id) >= 256)
+        return false;
+    ax_txn_t *txn;
+    if (ax_db_read_begin(r->srv->db, &txn) != 0)
+        return false;
+    if (ax_room_has_local_member(txn, room_id, r->srv->cfg->server_name)) {
+        ax_db_read_end(txn);
+        return false;
+    }
+    json_t *m = NULL, *servers = hinted_servers(r);
+    const char *current = NULL;
+    if (ax_db_membership_get(txn, room_id, r->auth.user_id, &m) == 0) {
+        current = json_string_value(json_object_get(m, "membership"));
+        json_t *ev = NULL;
+        const char *eid = json_string_value(json_object_get(m, "event_id"));
+        if (eid != NULL && ax_db_event_get(txn, eid, &ev, NULL) == 0) {
+            /* who invited us (or heard our knock) can pass our answer on */
+            add_server(servers, ax_id_domain(json_string_value(json_object_get(ev, "sender"))));
+            add_server(servers, json_string_value(json_object_get(ev, "origin")));
+        }
+        json_decref(ev);
+    }
+    const char *colon = strchr(room_id, ':');
+    if (colon != NULL)
+        add_server(servers, colon + 1);
+    bool leaving = strcmp(membership, "leave") == 0;
+    bool take = !leaving || ax_streq(current, "invite") || ax_streq(current, "knock");
+    json_t *extra = take ? membership_extra(txn, r->auth.user_id, membership, body) : NULL;
+    ax_db_read_end(txn);
+    json_decref(m);
+    if (!take) {
+        json_decref(servers);
+        return false;
+    }
+    if (json_array_size(servers) == 0) {
+        json_decref(servers);
+        json_decref(extra);
+        ax_reply_error(r, AX_M_NOT_FOUND, "This server is not in the room and knows no server that is");
+        return true;
+    }
+    ax_fed_remote_membership(r, room_id, membership, servers, extra);
+    return true;
+}
+
+/* Joins or knocks by room ID or alias, locally or through other servers. */
+static int join_or_knock(ax_req_t *r, const char *id_or_alias, const char *membership)
 {
     json_t *body;
     if (ax_req_json_body_or_reply(r, &body) != 0)
         return 0;
-    return change_membership(r, r->params[0], r->auth.user_id, "join", body);
+    const char *domain = id_or_alias[0] == '#' ? ax_id_domain(id_or_alias) : NULL;
+    if (domain != NULL && r->srv->fed != NULL && strcmp(domain, r->srv->cfg->server_name) != 0) {
+        ax_txn_t *txn;
+        if (ax_db_read_begin(r->srv->db, &txn) != 0)
+            return ax_reply_error(r, AX_M_INTERNAL, "Database unavailable");
+        json_t *extra = membership_extra(txn, r->auth.user_id, membership, body);
+        ax_db_read_end(txn);
+        return ax_fed_remote_membership_by_alias(r, id_or_alias, membership, hinted_servers(r), extra);
+    }
+    const char *room_id = ax_cs_resolve_room_or_reply(r, id_or_alias);
+    if (room_id == NULL)
+        return 0;
+    if (remote_membership(r, room_id, membership, body))
+        return 0;
+    return change_membership(r, room_id, r->auth.user_id, membership, body);
+}
+
+/* POST /_matrix/client/v3/rooms/{roomId}/join */
+int ax_cs_room_join(ax_req_t *r)
+{
+    return join_or_knock(r, r->params[0], "join");
 }
 
 /* POST /_matrix/client/v3/join/{roomIdOrAlias} */
 int ax_cs_join(ax_req_t *r)
 {
-    json_t *body;
-    if (ax_req_json_body_or_reply(r, &body) != 0)
-        return 0;
-    const char *room_id = ax_cs_resolve_room_or_reply(r, r->params[0]);
-    if (room_id == NULL)
-        return 0;
-    return change_membership(r, room_id, r->auth.user_id, "join", body);
+    return join_or_knock(r, r->params[0], "join");
 }
 
 /* POST /_matrix/client/v3/knock/{roomIdOrAlias} */
 int ax_cs_knock(ax_req_t *r)
 {
-    json_t *body;
-    if (ax_req_json_body_or_reply(r, &body) != 0)
-        return 0;
-    const char *room_id = ax_cs_resolve_room_or_reply(r, r->params[0]);
-    if (room_id == NULL)
-        return 0;
-    return change_membership(r, room_id, r->auth.user_id, "knock", body);
+    return join_or_knock(r, r->params[0], "knock");
 }
 
 /* POST /_matrix/client/v3/rooms/{roomId}/leave */
@@ -331,6 +428,8 @@ int ax_cs_room_leave(ax_req_t *r)
 {
     json_t *body;
     if (ax_req_json_body_or_reply(r, &body) != 0)
+        return 0;
+    if (remote_membership(r, r->params[0], "leave", body))
         return 0;
     return change_membership(r, r->params[0], r->auth.user_id, "leave", body);
 }
@@ -343,8 +442,15 @@ int ax_cs_room_invite(ax_req_t *r)
     if (target == NULL)
         return 0;
     const char *server = ax_id_domain(target);
-    if (server == NULL || strcmp(server, r->srv->cfg->server_name) != 0)
-        return ax_reply_error(r, AX_M_FORBIDDEN, "Inviting users of other servers needs federation");
+    if (server != NULL && strcmp(server, r->srv->cfg->server_name) != 0) {
+        json_t *extra = json_object();
+        json_t *reason = json_object_get(body, "reason");
+        if (json_is_string(reason))
+            json_object_set(extra, "reason", reason);
+        if (json_is_true(json_object_get(body, "is_direct")))
+            json_object_set_new(extra, "is_direct", json_true());
+        return ax_fed_remote_invite(r, r->params[0], target, extra);
+    }
     ax_txn_t *txn;
     json_t *acct = NULL;
     if (ax_db_read_begin(r->srv->db, &txn) != 0)

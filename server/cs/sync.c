@@ -15,6 +15,7 @@
 #include "server/cs/cs.h"
 #include "common/strmap.h"
 #include "core/filter.h"
+#include "core/push.h"
 #include "core/rooms.h"
 #include "server/changes.h"
 #include "server/typing.h"
@@ -297,6 +298,26 @@ static json_t *ephemeral_events(sync_t *s, const char *room_id, bool fresh)
 }
 
 /*
+ * unread_notifications, and per thread when the filter asks for
+ * unread_thread_notifications (spec: "Receiving notifications"; then the
+ * room's counts are the main timeline's only).  The counts are read in the
+ * same transaction as the timeline, and the writer changes them in the
+ * event's own commit, so they always match what the response shows.
+ */
+static void add_unread_counts(sync_t *s, json_t *room, const char *room_id)
+{
+    bool per_thread = json_is_true(json_object_get(room_filter(s, "timeline"), "unread_thread_notifications"));
+    ax_push_counts_t main;
+    json_t *threads = NULL;
+    ax_push_room_counts(s->txn, s->user_id, room_id, &main, per_thread ? &threads : NULL);
+    json_object_set_new(room, "unread_notifications",
+                        json_pack("{s:I, s:I}", "notification_count", (json_int_t)main.notifications, "highlight_count",
+                                  (json_int_t)main.highlights));
+    if (threads != NULL)
+        json_object_set_new(room, "unread_thread_notifications", threads);
+}
+
+/*
  * Builds the JoinedRoom / LeftRoom object of 'room_id' for positions up to
  * 'upto' (the leave for left rooms).  'fresh': the client has not seen the
  * room yet (initial sync, a new join): the timeline may reach back before
@@ -356,6 +377,7 @@ static json_t *room_section(sync_t *s, const char *room_id, uint64_t upto, bool 
         json_object_set_new(room, "ephemeral", json_pack("{s:o}", "events", ephemeral));
         if (whole_state || t.n != 0)
             json_object_set_new(room, "summary", room_summary(s, room_id));
+        add_unread_counts(s, room, room_id);
     } else {
         json_decref(ephemeral);
     }
@@ -371,20 +393,18 @@ static json_t *room_section(sync_t *s, const char *room_id, uint64_t upto, bool 
 /* The stripped state an invitee or knocker sees (spec: "Stripped state"). */
 static json_t *stripped_state(sync_t *s, const char *room_id, const char *member_event_id)
 {
-    static const char *const types[] = {"m.room.create",          "m.room.join_rules", "m.room.name", "m.room.avatar",
-                                        "m.room.canonical_alias", "m.room.encryption", "m.room.topic"};
-    json_t *events = json_array();
-    for (size_t i = 0; i < AX_ARRAY_SIZE(types); ++i) {
-        char eid[256];
-        if (ax_db_state_get(s->txn, room_id, types[i], "", eid, sizeof(eid)) != 0)
-            continue;
-        json_t *ev = ax_event_load_client(s->txn, eid, NULL, NULL, NULL);
-        if (ev == NULL)
-            continue;
-        json_array_append_new(events, json_pack("{s:O, s:s, s:O, s:O}", "content", json_object_get(ev, "content"),
-                                                "state_key", "", "type", json_object_get(ev, "type"), "sender",
-                                                json_object_get(ev, "sender")));
-        json_decref(ev);
+    json_t *events = ax_room_stripped_state(s->txn, room_id);
+    if (json_array_size(events) == 0) {
+        /* an invite from another server to a room this one is not in: the state it sent along */
+        json_t *pdu = NULL;
+        if (ax_db_event_get(s->txn, member_event_id, &pdu, NULL) == 0) {
+            json_t *given = json_object_get(json_object_get(pdu, "unsigned"), "invite_room_state");
+            if (!json_is_array(given))
+                given = json_object_get(json_object_get(pdu, "unsigned"), "knock_room_state");
+            if (json_is_array(given))
+                json_array_extend(events, given);
+            json_decref(pdu);
+        }
     }
     json_t *m = ax_event_load_client(s->txn, member_event_id, NULL, NULL, NULL);
     if (m != NULL) {
@@ -400,6 +420,7 @@ typedef struct st_ad_t {
     sync_t *s;
     json_t *global;   /* [events] */
     json_t *per_room; /* {room_id: [events]} */
+    bool push_rules_seen;
 } ad_t;
 
 static int ad_cb(void *arg, uint64_t pos, const char *room_id, const char *type)
@@ -410,6 +431,13 @@ static int ad_cb(void *arg, uint64_t pos, const char *room_id, const char *type)
     json_t *content = NULL;
     if (ax_db_accountdata_get(a->s->txn, a->s->user_id, room_id, type, &content, NULL) != 0)
         return 0;
+    if (room_id[0] == '\0' && strcmp(type, AX_PUSH_RULES_TYPE) == 0) {
+        /* stored as changes to the defaults; clients see the whole rule set */
+        json_t *rules = ax_push_ruleset(content, a->s->user_id);
+        json_decref(content);
+        content = rules;
+        a->push_rules_seen = true;
+    }
     json_t *ev = json_pack("{s:s, s:o}", "type", type, "content", content);
     const json_t *f =
         room_id[0] == '\0' ? json_object_get(a->s->filter, "account_data") : room_filter(a->s, "account_data");
@@ -482,6 +510,13 @@ static int room_cb(void *arg, const char *room_id, json_t *m)
         if ((s->since == 0 && include_leave) || (changed && s->since != 0) || (s->full_state && include_leave)) {
             /* the room as it was up to the leave, kick or ban */
             json_t *room = room_section(s, room_id, mpos, s->since == 0, rad, false);
+            if (room == NULL && changed) {
+                /* a room this server never had (a declined invite from another server): the leave alone */
+                json_t *ev = load_event(s, event_id, false);
+                if (ev != NULL)
+                    room = json_pack("{s:{s:[]}, s:{s:[o], s:b}, s:{s:[]}}", "state", "events", "timeline", "events",
+                                     ev, "limited", 0, "account_data", "events");
+            }
             if (room != NULL)
                 json_object_set_new(rs->leave, room_id, room);
         }
@@ -588,8 +623,15 @@ static json_t *build(sync_t *s)
         json_decref(ignore_list);
     }
 
-    ad_t ad = {s, json_array(), json_object()};
+    ad_t ad = {s, json_array(), json_object(), false};
     ax_db_accountdata_changes(s->txn, s->user_id, s->since, ad_cb, &ad);
+    if (s->since == 0 && !ad.push_rules_seen) {
+        /* a user who never changed a rule still has the defaults: clients read them from the initial sync */
+        json_t *ev = json_pack("{s:s, s:o}", "type", AX_PUSH_RULES_TYPE, "content", ax_push_ruleset(NULL, s->user_id));
+        if (ax_filter_event_matches(json_object_get(s->filter, "account_data"), ev))
+            json_array_append(ad.global, ev);
+        json_decref(ev);
+    }
 
     presence_t pr = {s, json_array(), json_object()};
     ax_db_presence_changes(s->txn, s->since, presence_cb, &pr);

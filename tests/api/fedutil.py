@@ -202,6 +202,7 @@ class FakeRemote:
         self.profiles = {}
         self.key_sources = {}
         self.requests = []
+        self.routes = {}  # path regex -> fn(method, url, body, *groups) -> (status, body)
         self.connections = 0
         self.transactions = []
         self.send_attempts = []
@@ -373,6 +374,11 @@ class FakeRemote:
             self.requests.append(rec)
         if err is not None:
             return h.reply(401, {"errcode": "M_UNAUTHORIZED", "error": err})
+        for pattern, fn in list(self.routes.items()):
+            m = re.fullmatch(pattern, url.path)
+            if m is not None:
+                status, answer = fn(method, url, body, *m.groups())
+                return h.reply(status, answer)
         if method == "PUT" and url.path.startswith("/_matrix/federation/v1/send/"):
             return self.handle_send(h, origin, urllib.parse.unquote(url.path[len("/_matrix/federation/v1/send/"):]),
                                     body or {})
@@ -416,3 +422,189 @@ class FakeRemote:
 
 def b64(data):
     return base64.b64encode(data).decode().rstrip("=")
+
+
+# ---- events, built and signed the way another homeserver would -------------------------
+
+from signedjson.sign import encode_canonical_json  # noqa: E402
+import hashlib  # noqa: E402
+
+_KEEP_CONTENT = {
+    "m.room.member": ("membership", "join_authorised_via_users_server"),
+    "m.room.join_rules": ("join_rule", "allow"),
+    "m.room.power_levels": ("ban", "events", "events_default", "kick", "redact", "state_default", "users",
+                            "users_default"),
+    "m.room.history_visibility": ("history_visibility",),
+    "m.room.redaction": ("redacts",),
+}
+
+
+def redact(event, version):
+    """The redaction algorithm for room versions 10 to 12 (what event IDs and signatures cover)."""
+    keys = ["event_id", "type", "room_id", "sender", "state_key", "content", "hashes", "signatures", "depth",
+            "prev_events", "auth_events", "origin_server_ts"]
+    if int(version) < 11:
+        keys += ["origin", "membership", "prev_state"]
+    out = {k: v for k, v in event.items() if k in keys}
+    content = event.get("content", {})
+    t = event.get("type")
+    if t == "m.room.create":
+        out["content"] = dict(content) if int(version) >= 11 else {k: v for k, v in content.items() if k == "creator"}
+    else:
+        keep = _KEEP_CONTENT.get(t, ())
+        if t == "m.room.power_levels" and int(version) >= 11:
+            keep = keep + ("invite",)
+        out["content"] = {k: v for k, v in content.items() if k in keep}
+        if t == "m.room.member" and int(version) >= 11 and "third_party_invite" in content:
+            signed = content["third_party_invite"].get("signed")
+            if signed is not None:
+                out["content"]["third_party_invite"] = {"signed": signed}
+    return out
+
+
+def _b64(data, urlsafe=False):
+    s = base64.urlsafe_b64encode(data) if urlsafe else base64.b64encode(data)
+    return s.decode().rstrip("=")
+
+
+def event_id(event, version):
+    r = redact(event, version)
+    r.pop("signatures", None)
+    r.pop("unsigned", None)
+    return "$" + _b64(hashlib.sha256(encode_canonical_json(r)).digest(), urlsafe=int(version) >= 4)
+
+
+def sign_event(event, version, server_name, signing_key, hash_it=True):
+    """Adds the content hash (unless 'hash_it' is false) and the signature of 'server_name'."""
+    if hash_it:
+        body = {k: v for k, v in event.items() if k not in ("unsigned", "signatures", "hashes")}
+        event["hashes"] = {"sha256": _b64(hashlib.sha256(encode_canonical_json(body)).digest())}
+    signed = signedjson.sign.sign_json(redact(event, version), server_name, signing_key)
+    event.setdefault("signatures", {})[server_name] = signed["signatures"][server_name]
+    return event
+
+
+def verify_event(event, version, server_name, verify_key):
+    """Raises unless 'server_name' signed 'event' with 'verify_key'."""
+    signedjson.sign.verify_signed_json(redact(event, version), server_name, verify_key)
+
+
+class RemoteRoom:
+    """A room as a remote server holds it: events it makes and signs, with their DAG."""
+
+    def __init__(self, fake, version, creator):
+        self.fake, self.version, self.events, self.state = fake, version, {}, {}
+        self.depth, self.last = 0, []
+        content = {"room_version": version}
+        if int(version) < 11:
+            content["creator"] = creator
+        create = {"type": "m.room.create", "state_key": "", "sender": creator, "content": content,
+                  "origin_server_ts": int(time.time() * 1000), "depth": 1, "prev_events": [], "auth_events": []}
+        if int(version) < 12:
+            self.room_id = "!%s:%s" % (base64.b32encode(os.urandom(10)).decode().lower(), fake.server_name)
+            create["room_id"] = self.room_id
+        create["origin"] = fake.server_name
+        sign_event(create, version, fake.server_name, fake.signing_key)
+        cid = event_id(create, version)
+        if int(version) >= 12:
+            self.room_id = "!" + cid[1:]
+        self.create_id = cid
+        self._add(cid, create)
+
+    def _add(self, eid, ev):
+        self.events[eid] = ev
+        if "state_key" in ev:
+            self.state[(ev["type"], ev["state_key"])] = eid
+        self.depth = max(self.depth, ev["depth"])
+        self.last = [eid]
+
+    def auth_for(self, ev):
+        """Auth events selection against this room's state."""
+        keys = [("m.room.power_levels", ""), ("m.room.member", ev["sender"])]
+        if int(self.version) < 12:
+            keys.insert(0, ("m.room.create", ""))
+        if ev["type"] == "m.room.member":
+            keys.append(("m.room.member", ev["state_key"]))
+            if ev["content"].get("membership") in ("join", "invite", "knock"):
+                keys.append(("m.room.join_rules", ""))
+        out = []
+        for k in keys:
+            if k in self.state and self.state[k] not in out:
+                out.append(self.state[k])
+        return out
+
+    def make(self, sender, type_, content, state_key=None, prev=None, depth=None, add=True):
+        """A new event of this room signed by the fake server; returns (event_id, event)."""
+        ev = {"type": type_, "sender": sender, "content": content, "room_id": self.room_id,
+              "origin_server_ts": int(time.time() * 1000), "depth": depth or self.depth + 1,
+              "prev_events": list(prev if prev is not None else self.last)}
+        if state_key is not None:
+            ev["state_key"] = state_key
+        ev["origin"] = self.fake.server_name  # not covered by redaction from v11, but still sent
+        ev["auth_events"] = self.auth_for(ev)
+        sign_event(ev, self.version, self.fake.server_name, self.fake.signing_key)
+        eid = event_id(ev, self.version)
+        if add:
+            self._add(eid, ev)
+        return eid, ev
+
+    def stripped(self):
+        out = []
+        for (t, sk), eid in self.state.items():
+            if t in ("m.room.create", "m.room.join_rules", "m.room.name", "m.room.topic"):
+                ev = self.events[eid]
+                out.append({"type": t, "state_key": sk, "sender": ev["sender"], "content": ev["content"]})
+        return out
+
+
+def serve_room(fake, rr):
+    """Makes 'fake' the resident server of RemoteRoom 'rr': make_join, send_join, backfill, event."""
+    def template(method, url, body, room, user):
+        content = {"membership": "join"}
+        ev = {"type": "m.room.member", "state_key": urllib.parse.unquote(user),
+              "sender": urllib.parse.unquote(user), "content": content, "room_id": rr.room_id,
+              "origin": fake.server_name, "origin_server_ts": int(time.time() * 1000), "depth": rr.depth + 1,
+              "prev_events": list(rr.last)}
+        ev["auth_events"] = rr.auth_for(ev)
+        return 200, {"event": ev, "room_version": rr.version}
+
+    def send_join(method, url, body, room, eid):
+        state = [rr.events[e] for e in rr.state.values()]
+        chain, todo = {}, [e for e in rr.state.values()] + list(body.get("auth_events", []))
+        while todo:
+            e = todo.pop()
+            if e in chain or e not in rr.events:
+                continue
+            chain[e] = rr.events[e]
+            todo.extend(rr.events[e]["auth_events"])
+        if int(rr.version) >= 12:
+            chain[rr.create_id] = rr.events[rr.create_id]
+        rr._add(urllib.parse.unquote(eid), body)
+        return 200, {"origin": fake.server_name, "state": state, "auth_chain": list(chain.values()),
+                     "members_omitted": False, "servers_in_room": [fake.server_name]}
+
+    def backfill(method, url, body, room):
+        qs = urllib.parse.parse_qs(url.query)
+        limit = int(qs.get("limit", ["10"])[0])
+        todo, out = list(qs.get("v", [])), []
+        seen = set()
+        while todo and len(out) < limit:
+            todo.sort(key=lambda e: rr.events[e]["depth"] if e in rr.events else -1)
+            e = todo.pop()
+            if e in seen or e not in rr.events:
+                continue
+            seen.add(e)
+            out.append(rr.events[e])
+            todo.extend(rr.events[e]["prev_events"])
+        return 200, {"origin": fake.server_name, "origin_server_ts": int(time.time() * 1000), "pdus": out}
+
+    def event(method, url, body, eid):
+        ev = rr.events.get(urllib.parse.unquote(eid))
+        if ev is None:
+            return 404, {"errcode": "M_NOT_FOUND", "error": "no such event"}
+        return 200, {"origin": fake.server_name, "origin_server_ts": int(time.time() * 1000), "pdus": [ev]}
+
+    fake.routes[r"/_matrix/federation/v1/make_join/([^/]+)/([^/]+)"] = template
+    fake.routes[r"/_matrix/federation/v2/send_join/([^/]+)/([^/]+)"] = send_join
+    fake.routes[r"/_matrix/federation/v1/backfill/([^/]+)"] = backfill
+    fake.routes[r"/_matrix/federation/v1/event/([^/]+)"] = event

@@ -130,6 +130,21 @@ static void test_errors_name_the_key(void **state)
         {"[server]\nname = x\n", NULL, "unknown key 'name' in section [server]"},
         {"", "AXON_THREADS=lots", "AXON_THREADS: threads: expected an integer"},
         {"this line has no equals sign\n", NULL, "syntax error"},
+        {"turn_uris = stun:stun.example.org\nturn_shared_secret = s\n", NULL,
+         "turn_uris: 'stun:stun.example.org' is not a turn: or turns: URI"},
+        {"turn_uris = turn:t.example.org\n", NULL, "turn_uris: set turn_shared_secret"},
+        {"turn_shared_secret = s\n", NULL, "turn_shared_secret: set turn_uris too"},
+        {"turn_uris = turn:t.example.org\nturn_username = u\n", NULL,
+         "turn_username: set turn_username and turn_password together"},
+        {"turn_uris = turn:t.example.org\nturn_password = p\n", NULL,
+         "turn_password: set turn_username and turn_password together"},
+        {"turn_uris = turn:t.example.org\nturn_shared_secret = s\nturn_username = u\nturn_password = p\n", NULL,
+         "turn_shared_secret: set it or turn_username/turn_password, not both"},
+        {"turn_user_lifetime = 1y\n", NULL, "turn_user_lifetime: expected a duration"},
+        {"turn_user_lifetime = 59\n", NULL, "turn_user_lifetime: expected a duration"},
+        {"turn_user_lifetime = h\n", NULL, "turn_user_lifetime: expected a duration"},
+        {"turn_user_lifetime = -1h\n", NULL, "turn_user_lifetime: expected a duration"},
+        {"turn_user_lifetime = 99999999999d\n", NULL, "turn_user_lifetime: expected a duration"},
     };
     for (size_t i = 0; i < AX_ARRAY_SIZE(cases); ++i) {
         char *text = NULL;
@@ -141,6 +156,55 @@ static void test_errors_name_the_key(void **state)
             fail_msg("case %zu: want '%s', got '%s'", i, cases[i].expect, err);
         free(text);
     }
+    free(dd);
+}
+
+/* TURN: no server by default; durations with units; either credential style. */
+static void test_turn(void **state)
+{
+    (void)state;
+    char *dd = datadir_line();
+    char err[512];
+    char *text = NULL;
+    assert_true(asprintf(&text, "server_name = example.org\n%s", dd) > 0);
+    ax_config_t *cfg = load_text(text, NULL, err, sizeof(err));
+    assert_non_null(cfg);
+    assert_int_equal(cfg->turn_uris.count, 0);
+    assert_null(cfg->turn_shared_secret);
+    assert_int_equal(cfg->turn_user_lifetime, 3600);
+    ax_config_free(cfg);
+    free(text);
+
+    static const struct {
+        const char *lifetime;
+        unsigned seconds;
+    } durations[] = {{"90s", 90}, {"30m", 1800}, {"1h", 3600}, {"2d", 172800}, {"7200", 7200}, {"\"12h\"", 43200}};
+    for (size_t i = 0; i < AX_ARRAY_SIZE(durations); ++i) {
+        assert_true(asprintf(&text,
+                             "server_name = example.org\n%sturn_uris = turn:t.example.org:3478?transport=udp, "
+                             "turns:t.example.org:443?transport=tcp\nturn_shared_secret = s3cret\n"
+                             "turn_user_lifetime = %s\n",
+                             dd, durations[i].lifetime) > 0);
+        cfg = load_text(text, NULL, err, sizeof(err));
+        if (cfg == NULL)
+            fail_msg("%s: %s", durations[i].lifetime, err);
+        assert_int_equal(cfg->turn_user_lifetime, durations[i].seconds);
+        assert_int_equal(cfg->turn_uris.count, 2);
+        assert_string_equal(cfg->turn_uris.items[1], "turns:t.example.org:443?transport=tcp");
+        assert_string_equal(cfg->turn_shared_secret, "s3cret");
+        ax_config_free(cfg);
+        free(text);
+    }
+
+    assert_true(asprintf(&text, "server_name = example.org\n%s", dd) > 0);
+    char *env[] = {"AXON_TURN_URIS=turn:t.example.org", "AXON_TURN_USERNAME=fixed", "AXON_TURN_PASSWORD=pw", NULL};
+    cfg = load_text(text, env, err, sizeof(err));
+    assert_non_null(cfg);
+    assert_string_equal(cfg->turn_username, "fixed");
+    assert_string_equal(cfg->turn_password, "pw");
+    assert_null(cfg->turn_shared_secret);
+    ax_config_free(cfg);
+    free(text);
     free(dd);
 }
 
@@ -266,6 +330,7 @@ int main(void)
         cmocka_unit_test(test_file_values_and_defaults),
         cmocka_unit_test(test_env_overrides),
         cmocka_unit_test(test_errors_name_the_key),
+        cmocka_unit_test(test_turn),
         cmocka_unit_test(test_missing_server_name_and_bad_data_dir),
         cmocka_unit_test(test_embedded_default),
         cmocka_unit_test(test_sample_parses),

@@ -46,15 +46,29 @@ class User:
         self.password = password
 
 
-def register(base, localpart=None, password=None):
+def register_body(localpart, password):
+    """The body of a one-request registration (m.login.dummy, no UIA session);
+    'password' None registers an account without a password (no argon2id)."""
+    body = {"username": localpart, "auth": {"type": "m.login.dummy"},
+            "initial_device_display_name": "axon bench"}
+    if password is not None:
+        body["password"] = password
+    return body
+
+
+def register(base, localpart=None, password=None, no_password=False):
     """Registers a new user with m.login.dummy auth (POST /_matrix/client/v3/register)
     and returns a User with its access token.  Raises Unsupported when the target
-    has no registration endpoint, has registration disabled, or needs another flow."""
+    has no registration endpoint, has registration disabled, or needs another flow.
+    With no_password the account has no password (seeding: no password hash to
+    compute); a target that insists on one gets one."""
     path = "/_matrix/client/v3/register"
     localpart = localpart or "bench_" + secrets.token_hex(6)
-    password = password or secrets.token_urlsafe(18)
-    body = {"username": localpart, "password": password, "auth": {"type": "m.login.dummy"},
-            "initial_device_display_name": "axon bench"}
+    if no_password:
+        password = None
+    else:
+        password = password or secrets.token_urlsafe(18)
+    body = register_body(localpart, password)
     for _ in range(30):
         r = request(base, "POST", path, body=body)
         if r.status == 200 and isinstance(r.json, dict) and r.json.get("access_token"):
@@ -65,6 +79,11 @@ def register(base, localpart=None, password=None):
             raise Unsupported(reason)
         if r.status == 403:
             raise Unsupported("registration is disabled on the target (%s)" % r.describe())
+        if r.status == 400 and password is None and r.errcode in ("M_MISSING_PARAM", "M_INVALID_PARAM", "M_BAD_JSON"):
+            # this target wants a password on every account
+            password = secrets.token_urlsafe(18)
+            body["password"] = password
+            continue
         if r.status == 401 and isinstance(r.json, dict):
             flows = r.json.get("flows", [])
             if not any(f.get("stages") == ["m.login.dummy"] for f in flows):

@@ -70,7 +70,9 @@ def ratio_range(target_stats, baseline_stats):
 def fmt_rps(v):
     if v is None:
         return "n/a"
-    return "%.1fk" % (v / 1000.0) if v >= 10000 else "%.0f" % v
+    if v >= 10000:
+        return "%.1fk" % (v / 1000.0)
+    return "%.0f" % v if v >= 100 else "%.1f" % v
 
 
 def fmt_ms(v):
@@ -183,28 +185,39 @@ def scenario_markdown(sc, ctx, outdir, basename, files):
         if "\n" in (sc.reason or ""):
             md += ["```", sc.reason.strip(), "```", ""]
     s = sc.summary or {}
+    if getattr(sc, "prepare_s", None) is not None:
+        md += ["Seeding before the measurements (not measured): %.1f s." % sc.prepare_s, ""]
     for note in s.get("notes", []):
         md += ["- Note: %s" % note]
     if s.get("notes"):
         md.append("")
-    n_reps = ctx.opts.reps
+    ns = [row[role]["n"] for row in s.get("headline") or [] for role in ("target", "baseline") if row.get(role)]
+    n_reps = max(ns) if ns else ctx.opts.reps
     if s.get("headline"):
-        md += ["Medians of %d run%s each, the two servers alternating; ranges are min–max. Latency "
+        md += ["Medians of %s%d run%s each, the two servers alternating; ranges are min–max. Latency "
                "p50 / p90 / p99 / max in ms; errors = socket errors, timeouts and failed requests; "
                "non-2xx = responses with another status (wrk: status >= 400). Server CPU = the server's "
-               "CPU time / wall time (200%% = both cores)." % (n_reps, "" if n_reps == 1 else "s"), "",
+               "CPU time / wall time (200%% = both cores)." % (
+                   "up to " if len(set(ns)) > 1 else "", n_reps, "" if n_reps == 1 else "s"), "",
                "| measurement | server | req/s | latency ms | errors / non-2xx | server CPU | bytes/response | "
                "ratio %s/%s |" % (t, b),
                "|---|---|---|---|---|---|---|---|"]
         for row in s["headline"]:
-            for role, name in (("target", t), ("baseline", b)):
+            roles = (("target", t), ("baseline", b)) if row.get("baseline") or not row.get("ratio_note") \
+                else (("target", t),)
+            for role, name in roles:
                 st = row[role]
                 cells = _stats_cells(st)
                 bpr = _n(st.get("bytes_per_req") if st else None, "%.0f")
-                rt = ("**%s**" % fmt_ratio(row["ratio"], row.get("ratio_range"))) if role == "target" else ""
+                rt = ""
+                if role == "target":
+                    rt = row["ratio_note"] if row.get("ratio_note") and row["ratio"] is None else \
+                        "**%s**" % fmt_ratio(row["ratio"], row.get("ratio_range"))
                 md.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
                     row["label"] if role == "target" else "", name, cells[0], cells[1], cells[2], cells[3], bpr, rt))
         md.append("")
+    if s.get("extra"):
+        md += list(s["extra"]) + [""]
     if s.get("sweep"):
         md += ["### Throughput and p99 latency vs connections (wrk)", "",
                "| connections | %s req/s | %s req/s | %s/%s | %s p99 | %s p99 |" % (t, b, t, b, t, b),
@@ -278,6 +291,9 @@ def write(outdir, basename, meta, runs, ctx, want_json=False):
            ""]
     if meta.get("fatal"):
         md += ["**The run failed: %s**" % meta["fatal"].replace("\n", " ")[:1000], ""]
+    for c in tgt.get("crashes", []):
+        md += ["**axon crashed during `%s` (exit status %s)**: see \"Machine\" below; later scenarios ran on a "
+               "fresh axon." % (c["during"], c["exit_status"]), ""]
 
     # headline across scenarios
     md += ["## Headline", "",
@@ -296,6 +312,10 @@ def write(outdir, basename, meta, runs, ctx, want_json=False):
             continue
         for row in s["headline"]:
             ta, ba = row["target"] or {}, row["baseline"] or {}
+            if row.get("ratio_note") and row["ratio"] is None:
+                md.append("| %s | %s | %s | – | %s | %s | – |" % (
+                    sc.name, row["label"], fmt_rps(ta.get("rps")), row["ratio_note"], fmt_ms(ta.get("p99_ms"))))
+                continue
             md.append("| %s | %s | %s | %s | **%s** | %s | %s |" % (
                 sc.name, row["label"], fmt_rps(ta.get("rps")), fmt_rps(ba.get("rps")),
                 fmt_ratio(row["ratio"], row.get("ratio_range")),
@@ -347,6 +367,12 @@ def write(outdir, basename, meta, runs, ctx, want_json=False):
             st, "" if st == 0 else " **(expected 0)**"), ""]
         if tgt.get("sanitizer_report"):
             md += ["**axon's log has a sanitizer report:**", "", "```", tgt["sanitizer_report"], "```", ""]
+        for c in tgt.get("crashes", []):
+            md += ["**axon died during `%s` (exit status %s); the scenarios after it ran on a fresh axon "
+                   "(new data dir).%s** Its log ended with:" % (
+                       c["during"], c["exit_status"],
+                       " The log has a sanitizer report." if c.get("sanitizer_report") else ""),
+                   "", "```", c["log_tail"].strip()[-2000:] or "(empty)", "```", ""]
         if tgt.get("died_before_stop"):
             md += ["**axon died during the run:**", "", "```", tgt.get("log_tail", ""), "```", ""]
 

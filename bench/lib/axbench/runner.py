@@ -12,6 +12,7 @@ import datetime
 import importlib.util
 import os
 import resource
+import secrets
 import shutil
 import signal
 import socket
@@ -50,7 +51,8 @@ def load_scenarios():
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
         found[mod.NAME] = mod
-    return found
+    # in ORDER (cheap HTTP scenarios first, while the server is fresh and small), then by name
+    return dict(sorted(found.items(), key=lambda kv: (getattr(kv[1], "ORDER", 100), kv[0])))
 
 
 def load_planned():
@@ -74,6 +76,7 @@ class ScenarioRun:
         self.results = []                 # one dict per measurement
         self.rss = {}                     # server name -> {idle_before_kb, peak_kb, after_kb}
         self.summary = None               # what module.summarize() returned
+        self.prepare_s = None             # seconds module.prepare() took
         self.t0 = self.t1 = None
 
     @property
@@ -97,6 +100,7 @@ class Context:
         self.baseline = None
         self.scenario = None              # the ScenarioRun being prepared or run
         self.commands = []                # (what, command line) for the report
+        self.fixtures = {}                # seeded data shared by scenarios (axbench.seed.fixture)
         self.has_h2load = tools.which("h2load") is not None
         self._h2c = {}
         self._n = 0
@@ -118,16 +122,28 @@ class Context:
 
     def _measure(self, server, tool, cmd, timeout, parse, tags, record, env=None):
         log = self._raw_path(tool, server)
+
+        def go():
+            rc, out, wall = tools.run(cmd, log, timeout, env=env)
+            return parse(rc, out), wall
+        r = self.measure(server, tool, tools.cmdline(cmd), go, tags, record)
+        r["raw_log"] = log
+        return r
+
+    def measure(self, server, tool, command, fn, tags, record=True):
+        """Runs fn() -> (result dict, wall seconds), one measurement against 'server',
+        and adds what every measurement has: RSS before / sampled peak / end,
+        server CPU, the tool's CPU (child processes) and everyone else's.  Scenarios
+        with a load generator of their own (not wrk, ab or h2load) call this."""
         rss0, cpu0 = server.rss_kb(), server.cpu_s()
         ru0, st0 = resource.getrusage(resource.RUSAGE_CHILDREN), machine.cpu_times()
         t0 = time.monotonic()
-        rc, out, wall = tools.run(cmd, log, timeout, env=env)
+        r, wall = fn()
         t1 = time.monotonic()
         rss1, cpu1 = server.rss_kb(), server.cpu_s()
         ru1, st1 = resource.getrusage(resource.RUSAGE_CHILDREN), machine.cpu_times()
-        r = parse(rc, out)
         r.update(tags)
-        r.update(tool=tool, server=server.name, role=server.role, command=tools.cmdline(cmd), raw_log=log,
+        r.update(tool=tool, server=server.name, role=server.role, command=command,
                  wall_s=round(wall, 3), rss_before_kb=rss0, rss_end_kb=rss1,
                  rss_peak_kb=self.sampler.peak(server, t0, t1, (rss0, rss1)),
                  server_cpu_s=round(cpu1 - cpu0, 3) if cpu0 is not None and cpu1 is not None else None)
@@ -149,15 +165,20 @@ class Context:
             self.scenario.results.append(r)
         return r
 
-    def wrk(self, server, path, connections, duration=None, headers=(), script=None, record=True, **tags):
+    def wrk(self, server, path, connections, duration=None, headers=(), script=None, record=True, timeout=None,
+            **tags):
         """wrk -t2 -cN -dS against server+path; 'script' replaces the summary script
-        (it must dofile() it, see bench/wrk/summary.lua).  Returns the result dict."""
+        (it must dofile() it, see bench/wrk/summary.lua); 'timeout' is wrk's --timeout
+        in seconds (wrk's default is 2: slower responses count as timeouts).
+        Returns the result dict."""
         duration = duration or self.opts.duration
         cmd = tools.wrk_command(server.url(path), connections, duration, threads=self.opts.threads,
-                                headers=headers, script=script)
+                                headers=headers, script=script, timeout=timeout)
         tags = dict(tags, connections=connections, kind=tags.get("kind", "wrk"))
         return self._measure(server, "wrk", cmd, duration + 60, tools.parse_wrk, tags, record,
-                             env={"AXB_WRK_SUMMARY": tools.WRK_SUMMARY_LUA})
+                             env={"AXB_WRK_SUMMARY": tools.WRK_SUMMARY_LUA,
+                                  # unique per run: scripts make txn IDs and usernames from it
+                                  "AXB_WRK_NONCE": secrets.token_hex(4)})
 
     @property
     def tool_timeout(self):
@@ -304,8 +325,63 @@ def build_axon(progress, ctx):
 
 # ---- main ---------------------------------------------------------------------------
 
+# open files wanted for this process and what it starts (axon, nginx, the load
+# generators inherit it): sync_wakeup holds 10,000 idle long-polls, one socket
+# each on both sides
+NOFILE_WANTED = 65536
+
+
+def raise_nofile_limit(want):
+    """Raises RLIMIT_NOFILE towards 'want' (the hard limit too when allowed, i.e. as
+    root); children inherit it.  Returns the soft limit in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    inf = resource.RLIM_INFINITY
+    if hard != inf and hard < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
+        except (ValueError, OSError):
+            pass
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    new = want if hard == inf else min(want, hard)
+    if soft != inf and soft < new:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+        except (ValueError, OSError):
+            pass
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
 class _Interrupted(Exception):
     pass
+
+
+def restart_axon(ctx, sc, runs, meta, sampler, progress):
+    """The fresh axon died during scenario 'sc': keep its exit status and log for
+    the report, start another one on a new data dir, and let the scenarios still
+    to run set up again on it (their seeded data died with the old one)."""
+    dead = ctx.target
+    crashes = meta["target"].setdefault("crashes", [])
+    rc = dead.stop()
+    crashes.append({"during": sc.name, "exit_status": rc, "log_tail": dead.log_tail(3000),
+                    "sanitizer_report": dead.sanitizer_report()})
+    progress.note("axon died during %s (exit status %s); a fresh axon for the scenarios after it" % (sc.name, rc))
+    fresh = AxonServer(dead.binary, "%s-restart%d" % (dead.workdir, len(crashes)), dead.settings)
+    os.makedirs(fresh.workdir)
+    fresh.start()
+    ctx.target = fresh
+    sampler.add(fresh)
+    ctx.fixtures.clear()
+    ctx.commands.append(("axon (restarted after a crash)", tools.cmdline(fresh.command)))
+    for later in runs[runs.index(sc) + 1:]:
+        if later.status != "ok":
+            continue
+        ctx.scenario = later
+        try:
+            later.module.setup(ctx)       # fills the same state dict the planned steps read
+        except Unsupported as e:
+            later.status, later.reason = "unsupported", "not supported by target: %s" % e
+        except (BenchError, OSError) as e:
+            later.status, later.reason = "error", "setup on the restarted axon failed: %s" % e
 
 
 def _on_signal(signum, frame):
@@ -326,6 +402,9 @@ def main(argv):
         if n not in impl and n not in planned_by_name:
             print("bench/run: unknown scenario %r (see bench/run --list)" % n, file=sys.stderr)
             return 2
+    # always in the suite's order (impl is sorted by ORDER), whatever order --scenarios gave
+    rank = {n: i for i, n in enumerate(impl)}
+    names = sorted(dict.fromkeys(names), key=lambda n: rank.get(n, len(rank)))
 
     def missing_tools():
         want = ["wrk", "ab", "nginx"] + ([] if opts.quick else ["h2load", "gnuplot"])
@@ -363,6 +442,7 @@ def main(argv):
     os.makedirs(outdir, exist_ok=True)
     basename = "%s-%s" % (started.strftime("%Y-%m-%d"), socket.gethostname())
 
+    meta_nofile = raise_nofile_limit(NOFILE_WANTED)
     sampler = Sampler(0.1)
     progress = Progress(1, 0)
     ctx = Context(opts, workdir, progress, sampler)
@@ -371,6 +451,7 @@ def main(argv):
             "machine": machine.info(), "loadavg_start": machine.loadavg(), "options": {
                 k: v for k, v in vars(opts).items() if k not in ("list",)}}
     meta["commit"], meta["dirty"] = machine.git_commit(ROOT)
+    meta["nofile_limit"] = meta_nofile
     failed = False
     interrupted = None
 
@@ -387,7 +468,13 @@ def main(argv):
                 binary, buildtype = os.path.abspath(opts.axon), "given (--axon)"
             else:
                 binary, buildtype = build_axon(progress, ctx)
-            settings = dict(kv.split("=", 1) for kv in opts.axon_set)
+            # what the selected scenarios need (raised rate limits), then --axon-set, which wins
+            settings = {}
+            for sc in runs:
+                for k, v in (getattr(sc.module, "AXON_SETTINGS", None) or {}).items():
+                    settings[k] = v
+                    meta.setdefault("scenario_settings", {})[k] = "%s (by %s)" % (v, sc.name)
+            settings.update(dict(kv.split("=", 1) for kv in opts.axon_set))
             ctx.target = AxonServer(binary, os.path.join(workdir, "axon"), settings)
             os.makedirs(ctx.target.workdir)
             progress.note("starting axon")
@@ -435,7 +522,10 @@ def main(argv):
                 ctx.scenario = sc
                 plans[sc.name] = sc.module.plan(ctx)
         steps = [st for p in plans.values() for st in p]
-        ctx.progress = progress = Progress(len(steps), sum(st.estimate_s for st in steps) + 2 * len(plans))
+        preps = [sc for sc in runs if sc.name in plans and hasattr(sc.module, "prepare")]
+        prep_s = sum((1 if opts.quick else getattr(sc.module, "PREPARE_S", 5)) for sc in preps)
+        ctx.progress = progress = Progress(len(steps) + len(preps),
+                                           sum(st.estimate_s for st in steps) + prep_s + 2 * len(plans))
         meta["loadavg_before_load"] = machine.loadavg()
         cpu_before = machine.cpu_times()
 
@@ -445,6 +535,22 @@ def main(argv):
                 progress.note("%s: %s" % (sc.name, sc.reason))
                 continue
             ctx.scenario = sc
+            try:
+                # seeding that must not weigh on earlier scenarios' memory figures
+                # happens here, right before the scenario, and is not measured
+                if hasattr(sc.module, "prepare"):
+                    progress.step("%s: preparing (seeding)" % sc.name,
+                                  1 if opts.quick else getattr(sc.module, "PREPARE_S", 5))
+                    t = time.monotonic()
+                    sc.module.prepare(ctx)
+                    sc.prepare_s = round(time.monotonic() - t, 1)
+                    time.sleep(0.3 if opts.quick else 1.0)
+            except Unsupported as e:
+                sc.status, sc.reason = "unsupported", "not supported by target: %s" % e
+                continue
+            except (BenchError, OSError) as e:
+                sc.status, sc.reason, failed = "error", "prepare failed: %s" % e, True
+                continue
             sc.t0 = time.monotonic()
             for s in ctx.servers:
                 sc.rss[s.name] = {"idle_before_kb": s.rss_kb()}
@@ -467,6 +573,12 @@ def main(argv):
                 failed = True
             if not all(s.alive() for s in ctx.servers):
                 failed = True
+                if isinstance(ctx.target, AxonServer) and not ctx.target.alive() and \
+                        (ctx.baseline is None or ctx.baseline.alive()):
+                    # a crash is a finding, reported as such; the scenarios after it
+                    # still get measured, on a fresh axon
+                    restart_axon(ctx, sc, runs, meta, sampler, progress)
+                    continue
                 for later in runs[runs.index(sc) + 1:]:
                     if later.status == "ok":
                         later.status, later.reason = "error", "not run: a server died during %s" % sc.name

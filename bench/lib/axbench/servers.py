@@ -101,6 +101,12 @@ class Server:
         vals = [v for v in vals if v is not None]
         return sum(vals) if vals else None
 
+    def rss_anon_kb(self):
+        """Sum of RssAnon (heap and stacks, not the mapped database file), None when unknown."""
+        vals = [proc_status_kb(p, "RssAnon") for p in self.pids()]
+        vals = [v for v in vals if v is not None]
+        return sum(vals) if vals else None
+
     def hwm_kb(self):
         vals = [proc_status_kb(p, "VmHWM") for p in self.pids()]
         vals = [v for v in vals if v is not None]
@@ -164,7 +170,16 @@ class AxonServer(Server):
             "trusted_key_servers": "",      # never reach out to matrix.org
         }
         cfg.update(self.settings)
-        self.config_text = "".join("%s = %s\n" % (k, v) for k, v in cfg.items())
+        # "section.key" goes under [section] (e.g. ratelimit.login_per_second)
+        top = {k: v for k, v in cfg.items() if "." not in k}
+        sections = {}
+        for k, v in cfg.items():
+            if "." in k:
+                sec, key = k.split(".", 1)
+                sections.setdefault(sec, {})[key] = v
+        self.config_text = "".join("%s = %s\n" % (k, v) for k, v in top.items())
+        for sec, kv in sections.items():
+            self.config_text += "\n[%s]\n" % sec + "".join("%s = %s\n" % (k, v) for k, v in kv.items())
         with open(self.conf_path, "w") as f:
             f.write(self.config_text)
 

@@ -69,9 +69,11 @@ def empty_result():
 
 # ---- wrk ------------------------------------------------------------------------
 
-def wrk_command(url, connections, duration_s, threads=2, headers=(), script=None):
+def wrk_command(url, connections, duration_s, threads=2, headers=(), script=None, timeout=None):
     t = max(1, min(threads, connections))
     cmd = ["wrk", "-t%d" % t, "-c%d" % connections, "-d%ds" % duration_s]
+    if timeout:
+        cmd.append("--timeout=%ds" % timeout)
     for h in headers:
         cmd += ["-H", h]
     cmd += ["-s", script or WRK_SUMMARY_LUA, url]

@@ -43,20 +43,7 @@ function makeLogger(prefix) {
 // SKIP while the server still has it and as a plain pass once it is gone.  To re-enable the
 // strict assertion, set the entry's 'workaround' to false: the step then fails while the bug
 // is there, and the SDK meets the server as it is.
-const KNOWN_BUGS = {
-    // GET /_matrix/client/v3/pushrules/ answers 404 M_UNRECOGNIZED (no route in server/routes.c).
-    // startClient() fetches the push rules before its first /sync and retries forever on any
-    // error but 401/403 (SyncApi.getPushRules), so without the workaround no client ever syncs.
-    // Spec: Client-Server API, Push notifications, GET /_matrix/client/v3/pushrules/ -> 200
-    // {"global": {override, content, room, sender, underride}} with the predefined rules.
-    pushrules: {
-        workaround: !process.env.AX_JSSDK_STRICT, // AX_JSSDK_STRICT=1 turns every workaround off
-        matches: (method, path) => method === "GET" && /^\/_matrix\/client\/(v3|r0)\/pushrules\/?$/.test(path),
-        // what the workaround answers instead: a valid, empty global ruleset
-        substitute: { global: { override: [], content: [], room: [], sender: [], underride: [] } },
-        seen: null, // the server's own answer, once seen
-    },
-};
+const KNOWN_BUGS = {}; // none today: push rules (the last one) are served since the push work
 
 // ---- TAP -------------------------------------------------------------------------------
 
@@ -534,6 +521,43 @@ step("alice redacts a message; bob sees it redacted", async () => {
     const fetched = await bob.client.fetchRoomEvent(roomId, secret);
     eq(fetched.content, {}, "the server's copy");
     eq(fetched.unsigned?.redacted_because?.event_id, r.event_id, "the server's redacted_because");
+});
+
+step("alice puts the room in a space; bob walks it (getRoomHierarchy) and reads unsigned.membership", async () => {
+    const created = await alice.client.createRoom({
+        name: "JS space",
+        preset: "public_chat",
+        creation_content: { type: "m.space" },
+    });
+    const space = created.room_id;
+    await alice.client.sendStateEvent(space, "m.space.child", { via: [SERVER_NAME], suggested: true }, roomId);
+    const page = await bob.client.getRoomHierarchy(space, 10, 5, false);
+    eq(
+        page.rooms.map((r) => r.room_id),
+        [space, roomId],
+        "the rooms of the space, depth first",
+    );
+    eq([page.rooms[0].name, page.rooms[0].room_type], ["JS space", "m.space"], "the space's summary");
+    eq([page.rooms[1].name, page.rooms[1].num_joined_members], ["JS room", 2], "the room's summary");
+    eq(
+        page.rooms[0].children_state.map((e) => [e.type, e.state_key, e.content.suggested]),
+        [["m.space.child", roomId, true]],
+        "the space's links",
+    );
+    check(page.next_batch === undefined, "one page", page.next_batch);
+    // every message bob got came after his join; the room's creation came before it
+    const messages = bob.client
+        .getRoom(roomId)
+        .getLiveTimeline()
+        .getEvents()
+        .filter((e) => e.getType() === "m.room.message");
+    check(messages.length > 0, "bob has messages");
+    for (const e of messages) {
+        eq(e.getUnsigned().membership, "join", "unsigned.membership of a message bob was joined for");
+        eq(e.getMembershipAtEvent(), "join", "the SDK's getMembershipAtEvent()");
+    }
+    const create = alice.client.getRoom(roomId).currentState.getStateEvents("m.room.create", "").getId();
+    eq((await bob.client.fetchRoomEvent(roomId, create)).unsigned?.membership, "leave", "before bob was invited");
 });
 
 step("bob leaves; alice sees it, bob's room is left", async () => {
