@@ -50,8 +50,6 @@ static void admin_usage(FILE *fp)
                 "  federation destinations [--json]                each remote server's backoff state and queue\n"
                 "  federation reset SERVER                         forget SERVER's failures: retry it (and send\n"
                 "                                                  its queue) at once\n"
-                "  testing ingest ROOM_ID KEY_ID SEED < EVENT     (tests only) take in an event of another\n"
-                "                                                  server, signed with its key's base64 SEED\n"
                 "USER is @name:server or just name.  The data dir comes from the config (-c, AXON_CONFIG,\n"
                 "AXON_DATA_DIR, or the embedded default ./axon-data).\n");
 }
@@ -872,13 +870,6 @@ static void dest_print(const char *server, json_t *rec)
     printf("\n");
 }
 
-static int collect_prev_cb(void *arg, const char *event_id)
-{
-    if (json_array_size(arg) < 10)
-        json_array_append_new(arg, json_string(event_id));
-    return 0;
-}
-
 static int cmp_names(const void *a, const void *b)
 {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
@@ -966,100 +957,6 @@ static int cmd_federation(admin_t *a, int argc, char **argv)
     return admin_usage(stderr), 2;
 }
 
-/* ---- testing: a remote server's event, made here ---- */
-
-/*
- * `axon admin testing ingest ROOM_ID KEY_ID SEED_BASE64 < {type, sender, state_key?, content}`
- *
- * For tests of what depends on remote members (the federation sender's fan-out) before joins over
- * federation exist: builds the event on the room's current state as the sender's server would,
- * signs it with that server's key (given as its seed), and takes it in through ax_room_ingest, the
- * path every event from another server takes, auth rules included.  Nothing is fetched or sent.
- */
-typedef struct st_ingest_t {
-    const char *room_id;
-    json_t *tmpl;
-    ax_signing_key_t key;
-    char event_id[256];
-    ax_ingest_t out;
-    char why[160];
-} ingest_t;
-
-static int ingest_apply(ax_txn_t *txn, void *arg)
-{
-    ingest_t *in = arg;
-    const ax_room_version_t *rv = ax_room_version_of(txn, in->room_id);
-    json_t *room = NULL;
-    if (rv == NULL || ax_db_room_get(txn, in->room_id, &room) != 0) {
-        snprintf(in->why, sizeof(in->why), "unknown room");
-        return AX_ENOTFOUND;
-    }
-    const char *sender = json_string_value(json_object_get(in->tmpl, "sender"));
-    json_t *pdu = json_pack("{s:O, s:O, s:s, s:s, s:I, s:I, s:[], s:[]}", "type", json_object_get(in->tmpl, "type"),
-                            "content", json_object_get(in->tmpl, "content"), "sender", sender, "room_id", in->room_id,
-                            "depth", json_integer_value(json_object_get(room, "depth")) + 1, "origin_server_ts",
-                            (json_int_t)ax_now_ms(), "prev_events", "auth_events");
-    json_decref(room);
-    if (pdu == NULL || sender == NULL || ax_id_domain(sender) == NULL) {
-        json_decref(pdu);
-        snprintf(in->why, sizeof(in->why), "the template needs type, sender and content");
-        return AX_EINVAL;
-    }
-    json_t *sk = json_object_get(in->tmpl, "state_key");
-    if (json_is_string(sk))
-        json_object_set(pdu, "state_key", sk);
-    if (!rv->msc3989_redact_origin)
-        json_object_set_new(pdu, "origin", json_string(ax_id_domain(sender)));
-    json_t *prev = json_object_get(pdu, "prev_events");
-    ax_db_extremities_foreach(txn, in->room_id, collect_prev_cb, prev);
-    ax_room_lookup_t lk = {.txn = txn, .room_id = in->room_id};
-    ax_state_key_t keys[AX_AUTH_TYPES_MAX];
-    size_t n = 0;
-    if (ax_auth_event_types(rv, pdu, keys, &n) == 0)
-        for (size_t i = 0; i < n; ++i) {
-            const char *id = ax_room_lookup_id(&lk, keys[i].type, keys[i].state_key);
-            if (id != NULL)
-                json_array_append_new(json_object_get(pdu, "auth_events"), json_string(id));
-        }
-    ax_room_lookup_dispose(&lk);
-    int rc = ax_event_sign(pdu, rv, ax_id_domain(sender), &in->key);
-    if (rc == 0)
-        rc = ax_event_compute_id(pdu, rv, in->event_id, sizeof(in->event_id));
-    if (rc == 0)
-        rc = ax_room_ingest(txn, rv, in->room_id, in->event_id, pdu, NULL, &in->out);
-    json_decref(pdu);
-    return rc;
-}
-
-static int cmd_testing(admin_t *a, int argc, char **argv)
-{
-    if (argc != 4 || strcmp(argv[0], "ingest") != 0)
-        return admin_usage(stderr), 2;
-    ingest_t in = {.room_id = argv[1]};
-    uint8_t seed[crypto_sign_SEEDBYTES];
-    size_t len = 0;
-    if (strncmp(argv[2], "ed25519:", 8) != 0 || strlen(argv[2]) >= AX_KEY_ID_MAX ||
-        ax_b64_decode(seed, sizeof(seed), &len, argv[3], strlen(argv[3]), false) != 0 || len != sizeof(seed))
-        return fail("KEY_ID must be ed25519:... and SEED the unpadded base64 of a 32-byte seed");
-    json_error_t jerr;
-    in.tmpl = json_loadf(stdin, 0, &jerr);
-    if (!json_is_object(in.tmpl)) {
-        json_decref(in.tmpl);
-        return fail("stdin: a JSON object {type, sender, state_key?, content} is needed: %s", jerr.text);
-    }
-    ax_signing_key_from_seed(&in.key, argv[2], seed);
-    sodium_memzero(seed, sizeof(seed));
-    int rc = run_write(a, ingest_apply, &in);
-    ax_signing_key_dispose(&in.key);
-    json_decref(in.tmpl);
-    if (rc != 0)
-        return fail("cannot ingest: %s%s%s", ax_strerror(rc), in.why[0] ? ": " : "",
-                    in.why[0] ? in.why : in.out.reason);
-    static const char *const outcomes[] = {"accepted", "duplicate", "outlier", "rejected", "soft_failed"};
-    printf("%s %s%s%s\n", in.event_id, outcomes[in.out.outcome], in.out.reason[0] ? " " : "", in.out.reason);
-    return in.out.outcome == AX_INGEST_ACCEPTED || in.out.outcome == AX_INGEST_DUPLICATE ? 0 : 1;
-}
-
 int ax_admin_main(int argc, char **argv)
 {
     const char *config = NULL;
@@ -1091,8 +988,7 @@ int ax_admin_main(int argc, char **argv)
                 {"backup", cmd_backup},
                 {"media", cmd_media},
                 {"rotate-key", cmd_rotate_key},
-                {"federation", cmd_federation},
-                {"testing", cmd_testing}};
+                {"federation", cmd_federation}};
     int (*fn)(admin_t *, int, char **) = NULL;
     for (size_t k = 0; k < AX_ARRAY_SIZE(cmds); ++k)
         if (strcmp(argv[i], cmds[k].name) == 0)

@@ -7,7 +7,6 @@ Nothing here talks to anything but 127.0.0.1.
 """
 
 import base64
-import hashlib
 import http.client
 import http.server
 import json
@@ -26,7 +25,6 @@ from axontest import SOURCE_ROOT, Server, free_port
 
 import signedjson.key
 import signedjson.sign
-from canonicaljson import encode_canonical_json
 
 OPENSSL = shutil.which("openssl")
 VECTORS = os.path.join(SOURCE_ROOT, "tests", "vectors", "spec-vectors.json")
@@ -147,36 +145,6 @@ def verify_doc(doc, server_name):
 
 
 # ---- the fake remote homeserver ---------------------------------------------------------
-
-# ---- events ---------------------------------------------------------------------------
-
-_KEEP_CONTENT = {  # room versions 11 and 12: what redaction keeps of each type's content
-    "m.room.member": ("membership", "join_authorised_via_users_server"),
-    "m.room.join_rules": ("join_rule", "allow"),
-    "m.room.power_levels": ("ban", "events", "events_default", "invite", "kick", "redact", "state_default",
-                            "users", "users_default"),
-    "m.room.history_visibility": ("history_visibility",),
-    "m.room.redaction": ("redacts",),
-}
-_KEEP_TOP = ("type", "room_id", "sender", "state_key", "content", "hashes", "signatures", "depth", "prev_events",
-             "auth_events", "origin_server_ts")
-
-
-def event_id_v11(pdu):
-    """The event ID of a PDU of room version 11 or 12: its reference hash, computed here independently."""
-    red = {k: v for k, v in pdu.items() if k in _KEEP_TOP}
-    content = pdu.get("content", {})
-    if pdu["type"] == "m.room.create":
-        red["content"] = content
-    else:
-        red["content"] = {k: v for k, v in content.items() if k in _KEEP_CONTENT.get(pdu["type"], ())}
-        tpi = content.get("third_party_invite")
-        if pdu["type"] == "m.room.member" and isinstance(tpi, dict) and "signed" in tpi:
-            red["content"]["third_party_invite"] = {"signed": tpi["signed"]}
-    red.pop("signatures", None)
-    digest = hashlib.sha256(encode_canonical_json(red)).digest()
-    return "$" + base64.urlsafe_b64encode(digest).decode().rstrip("=")
-
 
 class FakeRemote:
     """A minimal homeserver over TLS that signs with the spec's key.
@@ -316,7 +284,7 @@ class FakeRemote:
                 assert len(body.get("pdus", [])) <= 50 and len(body.get("edus", [])) <= 100, "over the spec limits"
                 answer = {"pdus": {}}
                 for pdu in body.get("pdus", []):
-                    eid = event_id_v11(pdu)
+                    eid = event_id(pdu, "12")  # the IDs of rooms v11 and v12 (those the sender tests use)
                     err = self.pdu_errors.get(eid, self.reject_pdus)
                     answer["pdus"][eid] = {"error": err} if err else {}
                 self._answers[key] = answer

@@ -3,9 +3,8 @@
 core/fanout.c): an axon with a local user in rooms whose other members live
 on fake remote homeservers (tests/api/fedutil.py FakeRemote), which record
 the PUT /send transactions they receive and dedupe them by txnId as real
-servers do.  Remote members are made with `axon admin testing ingest`
-(their join signed with the fake's key and taken in through ax_room_ingest),
-since joins over federation are not part of this tree yet.
+servers do.  Remote users join through make_join/send_join, and their own
+messages come in through PUT /send, as a real server's would.
 
 Covers: messages arrive in order, each exactly once, at most 50 PDUs per
 transaction; a remote that is down gets everything after it comes back,
@@ -16,7 +15,9 @@ reuses its txnId so the remote processes it once; per-PDU errors are not
 retried; a transaction refused as a whole is dropped loudly; catch-up after
 a long outage sends the latest events; typing, receipts, presence,
 to-device messages, device-list and cross-signing updates arrive as EDUs;
-remote events are not sent back; a kicked server hears of its kick."""
+remote events are not sent back, but a join handed over through send_join
+is passed on to the room's other servers; a kicked server hears of its
+kick."""
 
 import base64
 import json
@@ -32,12 +33,15 @@ try:
     import fedutil
     import signedjson.key
     import signedjson.sign
-    from fedutil import FakeRemote, TestCA, event_id_v11, fed_server
+    from fedutil import FakeRemote, TestCA, event_id, fed_server, sign_event
     HAVE_DEPS = fedutil.OPENSSL is not None
 except ImportError:  # python3-signedjson / python3-nacl missing
     HAVE_DEPS = False
 
 V3 = "/_matrix/client/v3"
+FED1 = "/_matrix/federation/v1"
+FED2 = "/_matrix/federation/v2"
+VERSION = "12"
 
 
 def q(s):
@@ -52,8 +56,8 @@ def metric(server, name, labels=""):
     return None
 
 
-def admin(server, *args, stdin=None):
-    return subprocess.run([AXON_BIN, "admin", "-c", server.write_config()] + list(args), input=stdin,
+def admin(server, *args):
+    return subprocess.run([AXON_BIN, "admin", "-c", server.write_config()] + list(args),
                           capture_output=True, text=True, timeout=60)
 
 
@@ -77,9 +81,6 @@ class Sender(unittest.TestCase):
                            config={"federation_transaction_timeout": "2"})
         cls.a.start()
         cls.fakes = []
-        with open(fedutil.VECTORS) as f:
-            v = json.load(f)["signing_key"]
-        cls.key_id, cls.seed = v["key_id"], v["seed_base64"]
 
     @classmethod
     def tearDownClass(cls):
@@ -114,20 +115,40 @@ class Sender(unittest.TestCase):
         return u["user_id"], u["access_token"]
 
     def room(self, token):
-        r = self.a.request("POST", V3 + "/createRoom", token=token, body={"preset": "public_chat"})
+        r = self.a.request("POST", V3 + "/createRoom", token=token,
+                           body={"preset": "public_chat", "room_version": VERSION})
         self.assertEqual(r.status, 200, r)
         return r.json["room_id"]
 
-    def ingest(self, room, event):
-        out = admin(self.a, "testing", "ingest", room, self.key_id, self.seed, stdin=json.dumps(event))
-        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
-        return out.stdout.split()[0]
+    def fed(self, fake, method, path, body=None):
+        return fake.send(self.a, method, path, body, ca=self.ca)
 
     def remote_join(self, room, fake, name="bob"):
-        user = "@%s:%s" % (name, fake.server_name)
-        self.ingest(room, {"type": "m.room.member", "sender": user, "state_key": user,
-                           "content": {"membership": "join"}})
+        """A user of 'fake' joins through make_join and send_join; returns (user ID, join event)."""
+        user = "@%s:%s" % (unique(name), fake.server_name)
+        status, tmpl = self.fed(fake, "GET", "%s/make_join/%s/%s?ver=%s" % (FED1, q(room), q(user), VERSION))
+        self.assertEqual(status, 200, tmpl)
+        join = sign_event(tmpl["event"], VERSION, fake.server_name, fake.signing_key)
+        status, body = self.fed(fake, "PUT", "%s/send_join/%s/%s" % (FED2, q(room), q(event_id(join, VERSION))), join)
+        self.assertEqual(status, 200, body)
+        self.joins = getattr(self, "joins", {})
+        self.joins[user] = (join, body)
         return user
+
+    def remote_message(self, room, fake, user, text):
+        """A message of 'user' (of 'fake'), sent to us in a transaction as its server would."""
+        join, answer = self.joins[user]
+        state = {(e["type"], e["state_key"]): event_id(e, VERSION) for e in answer["state"]}
+        ev = {"type": "m.room.message", "sender": user, "room_id": room, "content": {"msgtype": "m.text", "body": text},
+              "origin_server_ts": int(time.time() * 1000), "depth": join["depth"] + 1,
+              "prev_events": [event_id(join, VERSION)],
+              "auth_events": [state[("m.room.power_levels", "")], event_id(join, VERSION)]}
+        sign_event(ev, VERSION, fake.server_name, fake.signing_key)
+        status, body = self.fed(fake, "PUT", "%s/send/%s" % (FED1, unique("txn")),
+                                {"origin": fake.server_name, "origin_server_ts": int(time.time() * 1000), "pdus": [ev]})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["pdus"][event_id(ev, VERSION)], {}, body)
+        return event_id(ev, VERSION)
 
     def send(self, token, room, body):
         r = self.a.request("PUT", V3 + "/rooms/%s/send/m.room.message/%s" % (q(room), unique("t")), token=token,
@@ -137,7 +158,7 @@ class Sender(unittest.TestCase):
 
     def received(self, fake, room=None):
         """IDs of the m.room.message PDUs the fake processed, in arrival order."""
-        return [event_id_v11(p) for p in fake.pdus()
+        return [event_id(p, VERSION) for p in fake.pdus()
                 if p["type"] == "m.room.message" and room in (None, p.get("room_id"))]
 
     def wait_received(self, fake, ids, timeout=40, room=None):
@@ -189,23 +210,32 @@ class Sender(unittest.TestCase):
         alice, tok = self.local_user()
         room = self.room(tok)
         bob = self.remote_join(room, f1)
-        self.remote_join(room, f2, "carol")
+        carol = self.remote_join(room, f2, "carol")
+
+        def members(fake, user):
+            return [p for p in fake.pdus() if p["type"] == "m.room.member" and p["state_key"] == user]
+        # carol's join came to us through send_join: we pass it on to f1, not back to f2
+        f1.wait_for(lambda: members(f1, carol), 30, "carol's join, passed on")
+        self.assertEqual(event_id(members(f1, carol)[0], VERSION), event_id(self.joins[carol][0], VERSION))
         m1 = self.send(tok, room, "to both")
         self.wait_received(f1, [m1])
         self.wait_received(f2, [m1])
+        self.assertEqual(members(f2, carol), [])
+        self.assertEqual(members(f1, bob), [])  # nor bob's own join back to bob's server
         # bob's own message is his server's to send: we pass nothing on
-        self.ingest(room, {"type": "m.room.message", "sender": bob, "content": {"msgtype": "m.text", "body": "hi"}})
+        hi = self.remote_message(room, f1, bob, "hi")
         r = self.a.request("POST", V3 + "/rooms/%s/kick" % q(room), token=tok, body={"user_id": bob})
         self.assertEqual(r.status, 200, r)
-        f1.wait_for(lambda: any(p["type"] == "m.room.member" for p in f1.pdus()), 30, "the kick")
-        kick = [p for p in f1.pdus() if p["type"] == "m.room.member"]
+        f1.wait_for(lambda: members(f1, bob), 30, "the kick")
+        kick = members(f1, bob)
         self.assertEqual(len(kick), 1)
-        self.assertEqual((kick[0]["state_key"], kick[0]["content"]["membership"]), (bob, "leave"))
+        self.assertEqual((kick[0]["sender"], kick[0]["content"]["membership"]), (alice, "leave"))
+        self.assertEqual(len(members(f2, bob)), 1)
         m2 = self.send(tok, room, "after the kick")
         self.wait_received(f2, [m1, m2])
         time.sleep(0.5)
         self.assertEqual(self.received(f1), [m1])  # nothing after the kick, and not bob's own message
-        self.assertNotIn("hi", [p["content"].get("body") for p in f2.pdus()])
+        self.assertNotIn(hi, self.received(f2))
 
     # -- failures ---------------------------------------------------------------------------------
 
