@@ -119,39 +119,40 @@ void ax_sender_tick(ax_fed_t *fed, uint64_t now);
 /** Frees the sender at exit (nothing of it may be in progress). */
 void ax_sender_dispose(ax_fed_t *fed);
 
-/** One transaction's worth of a destination's queue (ax_fed_batch_build). */
-typedef struct st_ax_fed_batch_t {
+/** One transaction's worth of a destination's queue (ax_sender_batch_build). */
+typedef struct st_ax_sender_batch_t {
     json_t *pdus;   /* PDUs as sent (without "unsigned"), a new reference */
     json_t *edus;   /* EDUs, m.receipt ones merged where they fit, a new reference */
     uint64_t upto;  /* the last queue item looked at ('after' when none) */
     size_t items;   /* queue items covered */
     size_t skipped; /* ... of which could not be sent (event gone, not canonical JSON) */
-} ax_fed_batch_t;
+} ax_sender_batch_t;
 
 /**
  * Builds the next transaction of 'destination' from its queue items after
  * seq 'after' and at most 'limit': a contiguous run in commit order that
  * stops before the 51st PDU or the 101st EDU (spec limits).  Read txn.
- * Dispose of 'out' with ax_fed_batch_dispose, also on failure.
+ * Dispose of 'out' with ax_sender_batch_dispose, also on failure.
  */
-int ax_fed_batch_build(ax_txn_t *txn, const char *destination, uint64_t after, uint64_t limit, ax_fed_batch_t *out);
-void ax_fed_batch_dispose(ax_fed_batch_t *b);
+int ax_sender_batch_build(ax_txn_t *txn, const char *destination, uint64_t after, uint64_t limit,
+                          ax_sender_batch_t *out);
+void ax_sender_batch_dispose(ax_sender_batch_t *b);
 
 /** One latest event put in place of a room's backlog. */
-typedef struct st_ax_fed_catchup_put_t {
+typedef struct st_ax_sender_catchup_put_t {
     uint64_t seq;
     char room_id[256];
     char event_id[256];
-} ax_fed_catchup_put_t;
+} ax_sender_catchup_put_t;
 
-/** What catching a destination up changes in its queue (ax_fed_catchup_plan). */
-typedef struct st_ax_fed_catchup_t {
+/** What catching a destination up changes in its queue (ax_sender_catchup_plan). */
+typedef struct st_ax_sender_catchup_t {
     uint64_t *del; /* queue items to delete */
     size_t ndel;
-    ax_fed_catchup_put_t *put; /* PDUs to queue in their place (at seqs among 'del') */
+    ax_sender_catchup_put_t *put; /* PDUs to queue in their place (at seqs among 'del') */
     size_t nput;
     size_t rooms; /* rooms cut short */
-} ax_fed_catchup_t;
+} ax_sender_catchup_t;
 
 /**
  * The catch-up rule: among the first 10000 queue items after 'after', every
@@ -159,10 +160,10 @@ typedef struct st_ax_fed_catchup_t {
  * extremities that are newer than its oldest waiting event and not the
  * destination's own (or, when none is, by its last waiting event), placed
  * at the room's last seqs.  Read txn.  Dispose of 'out' with
- * ax_fed_catchup_dispose.
+ * ax_sender_catchup_dispose.
  */
-int ax_fed_catchup_plan(ax_txn_t *txn, const char *destination, uint64_t after, ax_fed_catchup_t *out);
-void ax_fed_catchup_dispose(ax_fed_catchup_t *c);
+int ax_sender_catchup_plan(ax_txn_t *txn, const char *destination, uint64_t after, ax_sender_catchup_t *out);
+void ax_sender_catchup_dispose(ax_sender_catchup_t *c);
 
 /* ---- keyring.c ---- */
 

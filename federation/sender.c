@@ -160,7 +160,7 @@ typedef struct st_build_t {
     ax_txn_t *txn;
     const char *dest;
     uint64_t limit;
-    ax_fed_batch_t *out;
+    ax_sender_batch_t *out;
     json_t *receipts; /* the m.receipt EDUs of this batch (borrowed from out->edus), to merge into */
     ax_buf_t scratch;
 } build_t;
@@ -221,7 +221,7 @@ static bool merge_receipt(build_t *b, json_t *content)
 static int build_cb(void *arg, const ax_fedq_item_t *it)
 {
     build_t *b = arg;
-    ax_fed_batch_t *out = b->out;
+    ax_sender_batch_t *out = b->out;
     if (it->seq > b->limit)
         return 1;
     if (it->kind == AX_FEDQ_PDU) {
@@ -264,7 +264,8 @@ static int build_cb(void *arg, const ax_fedq_item_t *it)
     return 0;
 }
 
-int ax_fed_batch_build(ax_txn_t *txn, const char *destination, uint64_t after, uint64_t limit, ax_fed_batch_t *out)
+int ax_sender_batch_build(ax_txn_t *txn, const char *destination, uint64_t after, uint64_t limit,
+                          ax_sender_batch_t *out)
 {
     memset(out, 0, sizeof(*out));
     out->pdus = json_array();
@@ -277,7 +278,7 @@ int ax_fed_batch_build(ax_txn_t *txn, const char *destination, uint64_t after, u
     return rc < 0 ? rc : 0;
 }
 
-void ax_fed_batch_dispose(ax_fed_batch_t *b)
+void ax_sender_batch_dispose(ax_sender_batch_t *b)
 {
     json_decref(b->pdus);
     json_decref(b->edus);
@@ -480,7 +481,7 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-int ax_fed_catchup_plan(ax_txn_t *txn, const char *destination, uint64_t after, ax_fed_catchup_t *out)
+int ax_sender_catchup_plan(ax_txn_t *txn, const char *destination, uint64_t after, ax_sender_catchup_t *out)
 {
     memset(out, 0, sizeof(*out));
     catchup_t c = {txn, NULL, 0, 0, 0};
@@ -513,7 +514,7 @@ int ax_fed_catchup_plan(ax_txn_t *txn, const char *destination, uint64_t after, 
             out->put = ax_realloc(out->put, (out->nput + l->n) * sizeof(*out->put));
             for (size_t k = 0; k < l->n; ++k) {
                 /* the latest events take the room's last seqs: the queue stays in commit order */
-                ax_fed_catchup_put_t *p = &out->put[out->nput++];
+                ax_sender_catchup_put_t *p = &out->put[out->nput++];
                 p->seq = r->seqs[r->n - l->n + k];
                 snprintf(p->room_id, sizeof(p->room_id), "%s", r->room_id);
                 snprintf(p->event_id, sizeof(p->event_id), "%s", l->ev[k].id);
@@ -527,7 +528,7 @@ int ax_fed_catchup_plan(ax_txn_t *txn, const char *destination, uint64_t after, 
     return rc < 0 ? rc : 0;
 }
 
-void ax_fed_catchup_dispose(ax_fed_catchup_t *c)
+void ax_sender_catchup_dispose(ax_sender_catchup_t *c)
 {
     free(c->del);
     free(c->put);
@@ -560,11 +561,11 @@ static bool catch_up(ax_sender_t *s, sender_dest_t *d)
     ax_txn_t *txn;
     if (ax_db_read_begin(s->fed->db, &txn) != 0)
         return false;
-    ax_fed_catchup_t plan;
-    int rc = ax_fed_catchup_plan(txn, d->name, d->acked, &plan);
+    ax_sender_catchup_t plan;
+    int rc = ax_sender_catchup_plan(txn, d->name, d->acked, &plan);
     ax_db_read_end(txn);
     if (rc != 0 || plan.rooms == 0) {
-        ax_fed_catchup_dispose(&plan);
+        ax_sender_catchup_dispose(&plan);
         return false;
     }
     ax_log(AX_LOG_INFO,
@@ -602,11 +603,11 @@ static bool make_batch(ax_sender_t *s, sender_dest_t *d, uint64_t now)
     ax_txn_t *txn;
     if (ax_db_read_begin(s->fed->db, &txn) != 0)
         return false;
-    ax_fed_batch_t b;
-    int rc = ax_fed_batch_build(txn, d->name, d->acked, d->restored ? d->upto : UINT64_MAX, &b);
+    ax_sender_batch_t b;
+    int rc = ax_sender_batch_build(txn, d->name, d->acked, d->restored ? d->upto : UINT64_MAX, &b);
     ax_db_read_end(txn);
     if (rc != 0) {
-        ax_fed_batch_dispose(&b);
+        ax_sender_batch_dispose(&b);
         return false;
     }
     if (b.skipped != 0)
@@ -619,7 +620,7 @@ static bool make_batch(ax_sender_t *s, sender_dest_t *d, uint64_t now)
         if (b.upto > d->acked || d->restored)
             acknowledge(s, d, d->restored && d->upto > b.upto ? d->upto : b.upto);
         d->restored = false;
-        ax_fed_batch_dispose(&b);
+        ax_sender_batch_dispose(&b);
         return false;
     }
     /* what the answer acknowledges: for a rebuilt transaction the same items as before (its

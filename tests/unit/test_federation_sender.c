@@ -57,11 +57,11 @@ static void push_pdu(roomfix_t *f, const char *room, const char *event)
     assert_int_equal(roomfix_write(f, push_apply, &p), 0);
 }
 
-static void build(roomfix_t *f, uint64_t after, uint64_t limit, ax_fed_batch_t *b)
+static void build(roomfix_t *f, uint64_t after, uint64_t limit, ax_sender_batch_t *b)
 {
     ax_txn_t *t;
     assert_int_equal(ax_db_read_begin(f->db, &t), 0);
-    assert_int_equal(ax_fed_batch_build(t, "b.test", after, limit, b), 0);
+    assert_int_equal(ax_sender_batch_build(t, "b.test", after, limit, b), 0);
     ax_db_read_end(t);
 }
 
@@ -82,7 +82,7 @@ static void test_at_most_50_pdus_in_commit_order(void **state)
     roomfix_t *f = *state;
     char(*ids)[256] = calloc(60, 256);
     room_with_messages(f, 60, ids);
-    ax_fed_batch_t b;
+    ax_sender_batch_t b;
     build(f, 0, UINT64_MAX, &b);
     assert_int_equal(json_array_size(b.pdus), 50);
     assert_int_equal(json_array_size(b.edus), 0);
@@ -99,19 +99,19 @@ static void test_at_most_50_pdus_in_commit_order(void **state)
         assert_null(json_object_get(pdu, "unsigned"));
         assert_non_null(json_object_get(json_object_get(pdu, "signatures"), "a.test"));
     }
-    ax_fed_batch_dispose(&b);
+    ax_sender_batch_dispose(&b);
     build(f, 50, UINT64_MAX, &b);
     assert_int_equal(json_array_size(b.pdus), 10);
     assert_int_equal(b.upto, 60);
     char id[256];
     assert_int_equal(ax_event_compute_id(json_array_get(b.pdus, 9), f->rv, id, sizeof(id)), 0);
     assert_string_equal(id, ids[59]);
-    ax_fed_batch_dispose(&b);
+    ax_sender_batch_dispose(&b);
     /* nothing after the end */
     build(f, 60, UINT64_MAX, &b);
     assert_int_equal(b.items, 0);
     assert_int_equal(b.upto, 60);
-    ax_fed_batch_dispose(&b);
+    ax_sender_batch_dispose(&b);
     free(ids);
 }
 
@@ -127,13 +127,13 @@ static void test_at_most_100_edus_and_contiguous(void **state)
         push_edu(f, "org.example.ping", "{\"n\":1}");
     for (size_t i = 49; i < 54; ++i)
         roomfix_local(f, "@alice:a.test", "m.room.message", NULL, "{\"body\":\"y\"}", ids[i]);
-    ax_fed_batch_t b;
+    ax_sender_batch_t b;
     build(f, 0, UINT64_MAX, &b);
     assert_int_equal(json_array_size(b.pdus), 50);
     assert_int_equal(json_array_size(b.edus), 3);
     assert_int_equal(b.items, 53);
     assert_int_equal(b.upto, 53);
-    ax_fed_batch_dispose(&b);
+    ax_sender_batch_dispose(&b);
 
     /* 120 EDUs after those: the next batch stops before the 101st */
     for (size_t i = 0; i < 120; ++i)
@@ -142,12 +142,12 @@ static void test_at_most_100_edus_and_contiguous(void **state)
     assert_int_equal(json_array_size(b.pdus), 4);
     assert_int_equal(json_array_size(b.edus), 100);
     assert_int_equal(b.upto, 53 + 4 + 100);
-    ax_fed_batch_dispose(&b);
+    ax_sender_batch_dispose(&b);
     /* a recorded transaction is rebuilt from exactly its items */
     build(f, 0, 10, &b);
     assert_int_equal(json_array_size(b.pdus), 10);
     assert_int_equal(b.upto, 10);
-    ax_fed_batch_dispose(&b);
+    ax_sender_batch_dispose(&b);
     free(ids);
 }
 
@@ -184,7 +184,7 @@ static void test_receipts_merge_where_they_fit(void **state)
     push_receipt(f, "!r:a.test", "@u1:a.test", "$3", NULL);    /* replaces $1 */
     push_receipt(f, "!r:a.test", "@u1:a.test", "$4", "$root"); /* another thread: cannot share the slot */
     push_receipt(f, "!s:a.test", "@u1:a.test", "$5", NULL);    /* another room: merges */
-    ax_fed_batch_t b;
+    ax_sender_batch_t b;
     build(f, 0, UINT64_MAX, &b);
     assert_int_equal(b.items, 6);
     assert_int_equal(json_array_size(b.edus), 3);
@@ -196,7 +196,7 @@ static void test_receipts_merge_where_they_fit(void **state)
     assert_string_equal(json_string_value(json_object_get(json_array_get(b.edus, 1), "edu_type")), "m.typing");
     json_t *threaded = json_array_get(b.edus, 2);
     assert_string_equal(read_event(threaded, "!r:a.test", "@u1:a.test"), "$4");
-    ax_fed_batch_dispose(&b);
+    ax_sender_batch_dispose(&b);
 }
 
 static void test_unsendable_items_are_skipped_not_blocking(void **state)
@@ -207,14 +207,14 @@ static void test_unsendable_items_are_skipped_not_blocking(void **state)
     push_pdu(f, f->room_id, "$not-stored");
     push_edu(f, "org.example.float", "{\"x\":1.5}"); /* canonical JSON has no fractions */
     push_edu(f, "org.example.ok", "{\"x\":1}");
-    ax_fed_batch_t b;
+    ax_sender_batch_t b;
     build(f, 0, UINT64_MAX, &b);
     assert_int_equal(json_array_size(b.pdus), 1);
     assert_int_equal(json_array_size(b.edus), 1);
     assert_int_equal(b.items, 4);
     assert_int_equal(b.skipped, 2);
     assert_int_equal(b.upto, 4);
-    ax_fed_batch_dispose(&b);
+    ax_sender_batch_dispose(&b);
 }
 
 static void test_catch_up_sends_the_latest_events(void **state)
@@ -229,9 +229,9 @@ static void test_catch_up_sends_the_latest_events(void **state)
     room_with_messages(f, 10, NULL);
     push_edu(f, "org.example.ping", "{}");
     ax_txn_t *t;
-    ax_fed_catchup_t plan;
+    ax_sender_catchup_t plan;
     assert_int_equal(ax_db_read_begin(f->db, &t), 0);
-    assert_int_equal(ax_fed_catchup_plan(t, "b.test", 0, &plan), 0);
+    assert_int_equal(ax_sender_catchup_plan(t, "b.test", 0, &plan), 0);
     ax_db_read_end(t);
     assert_int_equal(plan.rooms, 1);
     assert_int_equal(plan.ndel, 60);
@@ -240,7 +240,7 @@ static void test_catch_up_sends_the_latest_events(void **state)
     assert_string_equal(plan.put[0].event_id, ids[59]);
     assert_string_equal(plan.put[0].room_id, busy);
     assert_int_equal(plan.put[0].seq, 60);
-    ax_fed_catchup_dispose(&plan);
+    ax_sender_catchup_dispose(&plan);
 
     /* applied, the queue holds the latest event, the short room and the EDU */
     f->room_id[0] = '\0';
@@ -248,17 +248,17 @@ static void test_catch_up_sends_the_latest_events(void **state)
     /* the destination's own event as the room's extremity is not sent back: our last one is */
     roomfix_remote(f, &f->key_b, "@bob:b.test", "m.room.message", NULL, "{\"body\":\"from b\"}", NULL);
     assert_int_equal(ax_db_read_begin(f->db, &t), 0);
-    assert_int_equal(ax_fed_catchup_plan(t, "b.test", 0, &plan), 0);
+    assert_int_equal(ax_sender_catchup_plan(t, "b.test", 0, &plan), 0);
     ax_db_read_end(t);
     assert_int_equal(plan.nput, 1);
     assert_string_equal(plan.put[0].event_id, ids[59]);
-    ax_fed_catchup_dispose(&plan);
+    ax_sender_catchup_dispose(&plan);
     /* only what is after 'after' counts: 20 left of the busy room is not a long backlog */
     assert_int_equal(ax_db_read_begin(f->db, &t), 0);
-    assert_int_equal(ax_fed_catchup_plan(t, "b.test", 40, &plan), 0);
+    assert_int_equal(ax_sender_catchup_plan(t, "b.test", 40, &plan), 0);
     ax_db_read_end(t);
     assert_int_equal(plan.rooms, 0);
-    ax_fed_catchup_dispose(&plan);
+    ax_sender_catchup_dispose(&plan);
     free(ids);
 }
 
