@@ -196,6 +196,16 @@ bool ax_filter_event_matches(const json_t *f, const json_t *event)
     return true;
 }
 
+bool ax_filter_type_allowed(const json_t *f, const char *type)
+{
+    json_t *l;
+    if (f == NULL || type == NULL)
+        return true;
+    if ((l = json_object_get(f, "not_types")) != NULL && list_matches(l, type))
+        return false;
+    return (l = json_object_get(f, "types")) == NULL || list_matches(l, type);
+}
+
 bool ax_filter_room_allowed(const json_t *room_filter, const char *room_id)
 {
     if (room_filter == NULL)

@@ -25,6 +25,9 @@ int ax_filter_validate_room_event(const json_t *filter, char *err, size_t errlen
  */
 bool ax_filter_event_matches(const json_t *f, const json_t *event);
 
+/** True when the filter's types/not_types let 'type' through (a check before loading an event). */
+bool ax_filter_type_allowed(const json_t *f, const char *type);
+
 /** True when a RoomFilter's rooms/not_rooms (NULL: all) let 'room_id' through. */
 bool ax_filter_room_allowed(const json_t *room_filter, const char *room_id);
 

@@ -169,14 +169,15 @@ static int load_auth_events(ax_txn_t *txn, const ax_room_version_t *rv, const ch
     json_t *id;
     json_array_foreach(ids, i, id)
     {
-        if (!json_is_string(id) || a->n >= AX_ARRAY_SIZE(a->rejected) - 1) {
+        const char *aid = ax_event_ref_id(id); /* a string from v3, [id, hashes] in v1-2 */
+        if (aid == NULL || a->n >= AX_ARRAY_SIZE(a->rejected) - 1) {
             snprintf(reason, rlen, "malformed auth_events");
             return AX_EINVAL;
         }
         unsigned flags = 0;
-        json_t *ev = load_event(txn, json_string_value(id), &flags);
+        json_t *ev = load_event(txn, aid, &flags);
         if (ev == NULL) {
-            snprintf(reason, rlen, "%s", json_string_value(id));
+            snprintf(reason, rlen, "%s", aid);
             return AX_ENOTFOUND;
         }
         a->rejected[a->n++] = (flags & AX_EVENT_F_REJECTED) != 0;
@@ -224,8 +225,9 @@ static int prev_groups(ax_txn_t *txn, const json_t *pdu, uint64_t *groups, size_
     json_array_foreach(json_object_get(pdu, "prev_events"), i, id)
     {
         uint64_t g;
-        if (!json_is_string(id) || ax_db_event_stategroup_get(txn, json_string_value(id), &g) != 0) {
-            snprintf(reason, rlen, "%s", json_is_string(id) ? json_string_value(id) : "?");
+        const char *pid = ax_event_ref_id(id);
+        if (pid == NULL || ax_db_event_stategroup_get(txn, pid, &g) != 0) {
+            snprintf(reason, rlen, "%s", pid != NULL ? pid : "?");
             return AX_ENOTFOUND;
         }
         bool dup = false;
@@ -258,7 +260,7 @@ static bool names_prev(const json_t *pdu, const char *event_id)
     json_t *id;
     json_array_foreach(json_object_get(pdu, "prev_events"), i, id)
     {
-        if (ax_streq(json_string_value(id), event_id))
+        if (ax_streq(ax_event_ref_id(id), event_id))
             return true;
     }
     return false;
@@ -575,35 +577,51 @@ int ax_room_state_before_event(ax_txn_t *txn, const ax_room_version_t *rv, const
     return rc != 0 ? rc : resolve_groups(txn, rv, room_id, groups, n, out);
 }
 
+/* Appends the IDs 'pdu' lists as auth events to 'todo' (strings from v3, [id, hashes] pairs in v1-2), and the
+ * create event a v12+ room ID implies. */
+static void push_auth_events(const ax_room_version_t *rv, const char *room_id, const json_t *pdu, json_t *todo)
+{
+    size_t i;
+    json_t *ref;
+    json_array_foreach(json_object_get(pdu, "auth_events"), i, ref)
+    {
+        const char *id = ax_event_ref_id(ref);
+        if (id != NULL)
+            json_array_append_new(todo, json_string(id));
+    }
+    /* v12: no event lists the create event, which the room ID implies; it is still part of every chain */
+    char create_id[256];
+    if (rv->room_id_from_create && !ax_streq(json_string_value(json_object_get(pdu, "type")), "m.room.create") &&
+        ax_event_create_id_from_room_id(rv, room_id, create_id, sizeof(create_id)) == 0)
+        json_array_append_new(todo, json_string(create_id));
+}
+
 int ax_room_auth_chain(ax_txn_t *txn, const ax_room_version_t *rv, const char *room_id, const json_t *event_ids,
                        json_t **out)
 {
     json_t *seen = json_object(), *todo = json_array(), *chain = json_array();
     size_t i;
     json_t *id;
-    /* v12: no event lists the create event, which the room ID implies; it is still part of every chain */
-    char create_id[256];
-    if (rv->room_id_from_create && ax_event_create_id_from_room_id(rv, room_id, create_id, sizeof(create_id)) == 0) {
-        json_object_set_new(seen, create_id, json_true());
-        json_array_append_new(chain, json_string(create_id));
-    }
     json_array_foreach(event_ids, i, id)
     {
-        json_array_append(todo, id);
+        json_t *ev = load_event(txn, json_string_value(id), NULL);
+        if (ev != NULL)
+            push_auth_events(rv, room_id, ev, todo);
+        json_decref(ev);
     }
-    while (json_array_size(todo) != 0) {
-        json_t *next = json_incref(json_array_get(todo, json_array_size(todo) - 1));
-        json_array_remove(todo, json_array_size(todo) - 1);
-        json_t *ev = load_event(txn, json_string_value(next), NULL);
-        json_decref(next);
-        json_array_foreach(json_object_get(ev, "auth_events"), i, id)
-        {
-            const char *aid = json_string_value(id);
-            if (aid == NULL || json_object_get(seen, aid) != NULL)
-                continue;
-            json_object_set_new(seen, aid, json_true());
-            json_array_append(chain, id);
-            json_array_append(todo, id);
+    /* breadth first over a growing list: only events stored here, of this room, not rejected */
+    for (i = 0; i < json_array_size(todo); ++i) {
+        const char *aid = json_string_value(json_array_get(todo, i));
+        if (json_object_get(seen, aid) != NULL)
+            continue;
+        json_object_set_new(seen, aid, json_true());
+        json_t *ev = NULL;
+        ax_event_rec_t rec;
+        if (ax_db_event_get(txn, aid, &ev, &rec) != 0)
+            continue;
+        if ((rec.flags & AX_EVENT_F_REJECTED) == 0 && strcmp(rec.room_id, room_id) == 0) {
+            json_array_append_new(chain, json_string(aid));
+            push_auth_events(rv, room_id, ev, todo);
         }
         json_decref(ev);
     }

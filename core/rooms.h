@@ -136,9 +136,12 @@ int ax_room_state_before_event(ax_txn_t *txn, const ax_room_version_t *rv, const
 /**
  * The auth chain of the events 'event_ids' (a JSON array of IDs) of room
  * 'room_id' (version 'rv'): every stored event reachable through
- * auth_events, each once, as a new JSON array of IDs in '*out' (the inputs
+ * auth_events (v1-2 [id, hashes] references too), each once, as a new JSON
+ * array of IDs in '*out' in the order found, breadth first (the inputs
  * themselves only when one is another's auth event), and in v12 rooms the
- * create event the room ID implies.  Unknown events end their branch.
+ * create event the room ID implies.  Unknown events, rejected events and
+ * events of another room are not listed and end their branch.  Serves
+ * send_join, /state, /state_ids and /event_auth.
  */
 int ax_room_auth_chain(ax_txn_t *txn, const ax_room_version_t *rv, const char *room_id, const json_t *event_ids,
                        json_t **out);
@@ -205,6 +208,12 @@ void ax_room_wake_members(ax_txn_t *txn, const char *room_id);
  * the room's first event).
  */
 json_t *ax_room_state_at(ax_txn_t *txn, const char *room_id, uint64_t pos);
+
+/**
+ * The state group of that state (0: none yet).  Two positions with the same
+ * group have the same state: /sync compares groups before loading maps.
+ */
+uint64_t ax_room_state_group_at(ax_txn_t *txn, const char *room_id, uint64_t pos);
 
 /** The state map before the event at position 'pos' (the state its senders saw). */
 json_t *ax_room_state_before(ax_txn_t *txn, const char *room_id, uint64_t pos);

@@ -71,17 +71,23 @@ static int first_cb(void *arg, uint64_t pos, const char *event_id)
     return 1;
 }
 
-json_t *ax_room_state_at(ax_txn_t *txn, const char *room_id, uint64_t pos)
+uint64_t ax_room_state_group_at(ax_txn_t *txn, const char *room_id, uint64_t pos)
 {
     first_t f = {.found = false};
     uint64_t group = 0;
     ax_db_timeline_scan(txn, room_id, pos, true, first_cb, &f);
-    json_t *map = NULL;
     /* the room's state then: the event's own state, unless its arrival resolved a fork */
-    if (f.found &&
-        (ax_db_pos_stategroup_get(txn, room_id, f.pos, &group) == 0 ||
-         ax_db_event_stategroup_get(txn, f.event_id, &group) == 0) &&
-        group != 0 && ax_db_stategroup_load(txn, group, &map) == 0)
+    if (f.found && (ax_db_pos_stategroup_get(txn, room_id, f.pos, &group) == 0 ||
+                    ax_db_event_stategroup_get(txn, f.event_id, &group) == 0))
+        return group;
+    return 0;
+}
+
+json_t *ax_room_state_at(ax_txn_t *txn, const char *room_id, uint64_t pos)
+{
+    uint64_t group = ax_room_state_group_at(txn, room_id, pos);
+    json_t *map = NULL;
+    if (group != 0 && ax_db_stategroup_load(txn, group, &map) == 0)
         return map;
     return json_object();
 }

@@ -1,16 +1,16 @@
 /*
  * api_query.c -- "Querying for information" and device lists over the
- * Server-Server API (spec: query.yaml, user_devices.yaml): a local user's
- * profile, the room a local alias maps to with the servers in that room,
- * and a local user's devices.  Every route here is AX_ROUTE_FED: the
- * handlers run after the origin's X-Matrix signature verified.
- *
- * Devices are served without their E2EE keys: the device keys store does
- * not exist yet in this tree, and /user/keys/query and /user/keys/claim are
- * not served until it does.
+ * Server-Server API (spec: query.yaml, user_devices.yaml, user_keys.yaml):
+ * a local user's profile, the room a local alias maps to with the servers
+ * in that room, a local user's devices with their keys and cross-signing
+ * keys, and the end-to-end encryption keys of local users: queried, and
+ * one-time keys claimed (through core/keys.c, the same code the client
+ * endpoints use).  Every route here is AX_ROUTE_FED: the handlers run
+ * after the origin's X-Matrix signature verified.
  */
 #include "server/handlers.h"
 #include "core/events.h"
+#include "core/keys.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -116,13 +116,24 @@ int ax_fed_query_directory(ax_req_t *r)
     return ax_reply_json_new(r, 200, out);
 }
 
+typedef struct st_devices_t {
+    ax_txn_t *txn;
+    const char *user_id;
+    json_t *list;
+} devices_t;
+
+/* Every device with published keys (the schema requires "keys"; one without cannot take part in E2EE anyway). */
 static int device_cb(void *arg, const char *device_id, json_t *device)
 {
-    json_t *d = json_pack("{s:s}", "device_id", device_id);
+    devices_t *d = arg;
+    json_t *keys = NULL;
+    if (ax_db_devicekeys_get(d->txn, d->user_id, device_id, &keys) != 0)
+        return 0;
+    json_t *dev = json_pack("{s:s, s:o}", "device_id", device_id, "keys", keys);
     json_t *name = json_object_get(device, "display_name");
     if (json_is_string(name))
-        json_object_set(d, "device_display_name", name);
-    json_array_append_new(arg, d);
+        json_object_set(dev, "device_display_name", name);
+    json_array_append_new(d->list, dev);
     return 0;
 }
 
@@ -132,26 +143,139 @@ int ax_fed_user_devices(ax_req_t *r)
     const char *user_id = r->params[0];
     if (!local_user_or_reply(r, user_id))
         return 0;
-    /* the device list's version: every change before this position is reflected below */
-    uint64_t stream_id = ax_writer_stream_pos(r->srv->writer);
     ax_txn_t *txn;
     if (ax_db_read_begin(r->srv->db, &txn) != 0)
         return ax_reply_error(r, AX_M_INTERNAL, "Database unavailable");
-    json_t *acct = NULL, *devices = json_array();
+    json_t *acct = NULL;
+    devices_t d = {txn, user_id, json_array()};
+    /* the list's version: the position of the user's latest public device-list change, which
+     * m.device_list_update EDUs carry as their stream_id; read in the same transaction */
+    uint64_t stream_id = 0;
     int rc = ax_db_account_get(txn, user_id, &acct);
     if (rc == 0)
-        rc = ax_db_device_foreach(txn, user_id, device_cb, devices);
+        rc = ax_db_device_foreach(txn, user_id, device_cb, &d);
+    if (rc == 0 && ax_db_devicelist_pos(txn, user_id, "", &stream_id) != 0)
+        stream_id = 0;
+    json_t *master = rc == 0 ? ax_keys_xsign_view(txn, user_id, "master", NULL) : NULL;
+    json_t *self = rc == 0 ? ax_keys_xsign_view(txn, user_id, "self_signing", NULL) : NULL;
     ax_db_read_end(txn);
     json_decref(acct);
-    if (rc == AX_ENOTFOUND) {
-        json_decref(devices);
-        return ax_reply_error(r, AX_M_NOT_FOUND, "Unknown user");
-    }
     if (rc != 0) {
-        json_decref(devices);
-        return ax_reply_error(r, AX_M_INTERNAL, "Database error");
+        json_decref(d.list);
+        json_decref(master);
+        json_decref(self);
+        return ax_reply_error(r, rc == AX_ENOTFOUND ? AX_M_NOT_FOUND : AX_M_INTERNAL,
+                              rc == AX_ENOTFOUND ? "Unknown user" : "Database error");
     }
+    json_t *out =
+        json_pack("{s:s, s:I, s:o}", "user_id", user_id, "stream_id", (json_int_t)stream_id, "devices", d.list);
+    if (master != NULL)
+        json_object_set_new(out, "master_key", master);
+    if (self != NULL)
+        json_object_set_new(out, "self_signing_key", self);
+    return ax_reply_json_new(r, 200, out);
+}
+
+/* ---- end-to-end encryption keys ---- */
+
+/* POST /_matrix/federation/v1/user/keys/query */
+int ax_fed_user_keys_query(ax_req_t *r)
+{
+    json_t *body, *wanted;
+    if (ax_req_json_body_or_reply(r, &body) != 0 ||
+        ax_field_object_or_reply(r, body, "device_keys", true, &wanted) != 0)
+        return 0;
+    const char *user;
+    json_t *list;
+    json_object_foreach(wanted, user, list)
+    {
+        size_t i;
+        json_t *d;
+        if (!json_is_array(list))
+            return ax_reply_error(r, AX_M_BAD_JSON, "device_keys must map user IDs to lists of device IDs");
+        json_array_foreach(list, i, d)
+        {
+            if (!json_is_string(d))
+                return ax_reply_error(r, AX_M_BAD_JSON, "device IDs must be strings");
+        }
+    }
+    ax_txn_t *txn;
+    if (ax_db_read_begin(r->srv->db, &txn) != 0)
+        return ax_reply_error(r, AX_M_INTERNAL, "Database unavailable");
+    json_t *devices = json_object(), *masters = json_object(), *selfs = json_object();
+    json_object_foreach(wanted, user, list)
+    {
+        /* "Requested users must be local": others' are not ours to answer for */
+        if (!ax_id_is_valid_user_id(user) || !ax_streq(ax_id_domain(user), r->srv->cfg->server_name))
+            continue;
+        json_object_set_new(devices, user, ax_keys_user_devices(txn, user, list));
+        json_t *k;
+        /* no user-signing signatures: those are for their signer's eyes only */
+        if ((k = ax_keys_xsign_view(txn, user, "master", NULL)) != NULL)
+            json_object_set_new(masters, user, k);
+        if ((k = ax_keys_xsign_view(txn, user, "self_signing", NULL)) != NULL)
+            json_object_set_new(selfs, user, k);
+    }
+    ax_db_read_end(txn);
     return ax_reply_json_new(
         r, 200,
-        json_pack("{s:s, s:I, s:o}", "user_id", user_id, "stream_id", (json_int_t)stream_id, "devices", devices));
+        json_pack("{s:o, s:o, s:o}", "device_keys", devices, "master_keys", masters, "self_signing_keys", selfs));
+}
+
+typedef struct st_claim_t {
+    json_t *wanted;
+    json_t *claimed;
+} claim_t;
+
+static void claim_free(void *p)
+{
+    claim_t *c = p;
+    json_decref(c->wanted);
+    json_decref(c->claimed);
+    free(c);
+}
+
+/* Writer side: one-time keys are handed out once, whoever asks. */
+static int claim_apply(ax_txn_t *txn, void *data)
+{
+    claim_t *c = data;
+    json_decref(c->claimed);
+    return ax_keys_claim(txn, c->wanted, &c->claimed);
+}
+
+static void claim_written(ax_req_t *r, int result, void *data)
+{
+    claim_t *c = data;
+    if (result != 0)
+        return (void)ax_reply_error(r, ax_errcode_from_ax(result), "Could not claim the keys");
+    ax_reply_json_new(r, 200, json_pack("{s:O}", "one_time_keys", c->claimed));
+}
+
+/* POST /_matrix/federation/v1/user/keys/claim */
+int ax_fed_user_keys_claim(ax_req_t *r)
+{
+    json_t *body, *wanted;
+    if (ax_req_json_body_or_reply(r, &body) != 0 ||
+        ax_field_object_or_reply(r, body, "one_time_keys", true, &wanted) != 0)
+        return 0;
+    claim_t *c = ax_calloc(1, sizeof(*c));
+    c->wanted = json_object();
+    const char *user, *device;
+    json_t *devices, *alg;
+    json_object_foreach(wanted, user, devices)
+    {
+        bool ok = json_is_object(devices);
+        json_object_foreach(devices, device, alg)
+        {
+            ok = ok && json_is_string(alg);
+        }
+        if (!ok) {
+            claim_free(c);
+            return ax_reply_error(r, AX_M_BAD_JSON, "one_time_keys must map user IDs to {device ID: algorithm}");
+        }
+        if (ax_id_is_valid_user_id(user) && ax_streq(ax_id_domain(user), r->srv->cfg->server_name))
+            json_object_set(c->wanted, user, devices);
+    }
+    ax_req_write(r, claim_apply, claim_written, c, claim_free);
+    return 0;
 }

@@ -111,6 +111,31 @@ ax_fed_request_t *ax_fed_request_new(const char *destination, const char *method
     return fr;
 }
 
+ax_fed_request_t *ax_fed_request_new_url(const char *url)
+{
+    if (url == NULL || strncasecmp(url, "https://", 8) != 0)
+        return NULL;
+    const char *hs = url + 8, *he = hs + strcspn(hs, "/?#");
+    char authority[300], host[256];
+    size_t alen = (size_t)(he - hs);
+    uint16_t port = 0;
+    bool is_ip;
+    if (alen == 0 || alen >= sizeof(authority))
+        return NULL;
+    memcpy(authority, hs, alen);
+    authority[alen] = '\0';
+    if (ax_server_name_split(authority, host, sizeof(host), &port, &is_ip) != 0)
+        return NULL;
+    const char *path = *he == '\0' ? "/" : he;
+    if (path[0] != '/' || strpbrk(path, "# \r\n") != NULL)
+        return NULL;
+    ax_fed_request_t *fr = ax_fed_request_new(NULL, "GET", path, NULL);
+    fr->_url_host = ax_strdup(host);
+    fr->_url_port = port != 0 ? port : 443;
+    fr->_follow_redirects = true;
+    return fr;
+}
+
 static void clear_response(ax_fed_request_t *fr)
 {
     json_decref(fr->json);
@@ -118,6 +143,9 @@ static void clear_response(ax_fed_request_t *fr)
     free(fr->_cache_control);
     free(fr->_expires);
     free(fr->_location);
+    free(fr->content_type);
+    free(fr->content_disposition);
+    fr->content_type = fr->content_disposition = NULL;
     fr->json = NULL;
     fr->body_raw = NULL;
     fr->body_len = 0;
@@ -447,7 +475,8 @@ static int on_body(h2o_http1client_t *client, const char *errstr)
     size_t max = fr->max_response != 0 ? fr->max_response : AX_FED_MAX_RESPONSE;
     if (call->in.len > max) {
         call->client = NULL; /* h2o closes it once we return */
-        call_fail(call, AX_ETOOBIG, AX_FED_RESULT_NETWORK, "response larger than %zu bytes", max);
+        /* the destination answered: more than this request takes (a large file) is no reason to back off */
+        call_fail(call, AX_ETOOBIG, AX_FED_RESULT_OK, "response larger than %zu bytes", max);
         return -1;
     }
     if (errstr == NULL)
@@ -486,7 +515,7 @@ static h2o_http1client_body_cb on_head(h2o_http1client_t *client, const char *er
             size_t n = h2o_strtosize(headers[i].value.base, headers[i].value.len);
             if (n != SIZE_MAX && n > max) {
                 call->client = NULL;
-                call_fail(call, AX_ETOOBIG, AX_FED_RESULT_NETWORK, "response larger than %zu bytes", max);
+                call_fail(call, AX_ETOOBIG, AX_FED_RESULT_OK, "response larger than %zu bytes", max);
                 return NULL;
             }
         } else if (name == &H2O_TOKEN_CACHE_CONTROL->buf && fr->_cache_control == NULL) {
@@ -495,6 +524,10 @@ static h2o_http1client_body_cb on_head(h2o_http1client_t *client, const char *er
             fr->_expires = header_dup(&headers[i]);
         } else if (name == &H2O_TOKEN_LOCATION->buf && fr->_location == NULL) {
             fr->_location = header_dup(&headers[i]);
+        } else if (name == &H2O_TOKEN_CONTENT_TYPE->buf && fr->content_type == NULL) {
+            fr->content_type = header_dup(&headers[i]);
+        } else if (name == &H2O_TOKEN_CONTENT_DISPOSITION->buf && fr->content_disposition == NULL) {
+            fr->content_disposition = header_dup(&headers[i]);
         }
     }
     if (errstr == h2o_http1client_error_is_eos) {

@@ -226,7 +226,9 @@ typedef struct st_ax_fed_request_t {
     json_t *json;   /* the body parsed as JSON (object or array) when it was JSON, else NULL */
     char *body_raw; /* the raw body (NUL-terminated) */
     size_t body_len;
-    char error[160]; /* why it failed, for logs and client error messages */
+    char *content_type;        /* the response's Content-Type, or NULL */
+    char *content_disposition; /* the response's Content-Disposition, or NULL */
+    char error[160];           /* why it failed, for logs and client error messages */
     /* private to client.c */
     char *_url_host; /* internal plain HTTPS requests (.well-known): host, port, no X-Matrix */
     uint16_t _url_port;
@@ -242,6 +244,16 @@ typedef struct st_ax_fed_request_t {
  * was never submitted).
  */
 ax_fed_request_t *ax_fed_request_new(const char *destination, const char *method, const char *path, json_t *body);
+
+/**
+ * A plain HTTPS GET of 'url' ("https://host[:port]/path", copied), not
+ * signed and not subject to a destination's backoff, following up to
+ * AX_FED_MAX_REDIRECTS https redirects; every address it resolves to is
+ * still checked like a destination's.  For the Location a server answers
+ * a media download with.  Returns a new heap request, or NULL when 'url'
+ * is not such a URL.
+ */
+ax_fed_request_t *ax_fed_request_new_url(const char *url);
 
 /** Frees a request and its response.  NULL is allowed. */
 void ax_fed_request_free(ax_fed_request_t *fr);
@@ -341,6 +353,78 @@ void ax_fed_sender_notify(ax_fed_t *fed, const char *const *keys, size_t nkeys);
  * NULL 'fed' is allowed.
  */
 void ax_fed_sender_typing(ax_fed_t *fed, const char *room_id, const char *user_id, bool typing);
+/* ---- batch.c -- several requests as one task ----------------------------------------------------- */
+
+/**
+ * Requests to several servers at once, completing as one task when the
+ * last of them completed (an HTTP handler asking every server of a
+ * /keys/query): bind 'super' to the request (ax_req_bind_task), add the
+ * requests, submit.  Every request completes on the batch's port, so the
+ * batch needs no locking; 'super.result' is always 0 (look at each
+ * request's own result and status).
+ */
+typedef struct st_ax_fed_batch_t {
+    ax_task_t super;
+    ax_fed_request_t **reqs; /* owned */
+    size_t n;
+    /* private */
+    size_t _cap, _pending;
+} ax_fed_batch_t;
+
+/** A new, empty batch (heap); free it with ax_fed_batch_free() once it completed (or was never submitted). */
+ax_fed_batch_t *ax_fed_batch_new(void);
+
+/** Adds 'fr' (stolen; set its timeout and limits first) to a batch not yet submitted. */
+void ax_fed_batch_add(ax_fed_batch_t *b, ax_fed_request_t *fr);
+
+/**
+ * Submits every request of 'b' to 'fed'.  'b->super.port' and
+ * 'b->super.done' must be set; they run once, after the last request
+ * completed (at once, through the port, for an empty batch).
+ */
+void ax_fed_batch_submit(ax_fed_t *fed, ax_fed_batch_t *b);
+
+/** Frees the batch and its requests.  NULL is allowed. */
+void ax_fed_batch_free(ax_fed_batch_t *b);
+
+/* ---- media.c -- multipart/mixed bodies (federation media downloads) ---------------------------- */
+
+/** One part of a multipart body: its header block and its content, both borrowed from the body. */
+typedef struct st_ax_mime_part_t {
+    const char *headers; /* "Name: value\r\n" lines; may be empty */
+    size_t headers_len;
+    const char *body;
+    size_t body_len;
+} ax_mime_part_t;
+
+/**
+ * The boundary of a Content-Type 'content_type' of "multipart/mixed;
+ * boundary=..." (quoted or not) into 'out' (cap bytes).  Returns 0, or
+ * AX_EINVAL when it is not multipart/mixed or has no usable boundary (1-70
+ * characters, RFC 2046).
+ */
+int ax_multipart_boundary(const char *content_type, char *out, size_t cap);
+
+/**
+ * Splits a multipart body ('len' bytes of 'data') at 'boundary' into at
+ * most 'max' parts (RFC 2046: preamble and epilogue ignored, transport
+ * padding allowed, CRLF line breaks); '*n' gets their count.  Returns 0;
+ * AX_EINVAL when there is no part, a header block has no end, or the close
+ * delimiter is missing (a body cut short); AX_ETOOBIG for more than 'max'
+ * parts.  Never reads outside 'data'.
+ */
+int ax_multipart_split(const char *data, size_t len, const char *boundary, ax_mime_part_t *parts, size_t max,
+                       size_t *n);
+
+/** The value of header 'name' (case-insensitive) of 'part', trimmed, into 'out'; false when absent or too long. */
+bool ax_multipart_header(const ax_mime_part_t *part, const char *name, char *out, size_t cap);
+
+/**
+ * The file name a Content-Disposition 'value' (may be NULL) gives: its
+ * filename* (UTF-8'' percent-encoded, RFC 6266) or else its filename, into
+ * 'out'.  Returns 0, AX_ENOTFOUND, or AX_EINVAL (malformed or too long).
+ */
+int ax_content_disposition_filename(const char *value, char *out, size_t cap);
 
 /* ---- keyring.c -- other servers' signing keys ------------------------------------------------- */
 

@@ -55,11 +55,12 @@ static void remote_free(void *p)
     free(m);
 }
 
-/* The versions we ask for: every one but v1, whose state resolution axon does not implement. */
+/* The versions we ask for: from v3. v1's state resolution is not implemented, and v1-2 events
+ * reference others as [id, hashes] pairs, which our event builder does not write. */
 static void append_versions(ax_buf_t *path)
 {
     for (const char *const *v = ax_room_versions_supported; *v != NULL; ++v)
-        if (strcmp(*v, "1") != 0)
+        if (strcmp(*v, "1") != 0 && strcmp(*v, "2") != 0)
             ax_buf_printf(path, "%cver=%s", strchr(path->base, '?') ? '&' : '?', *v);
 }
 
@@ -297,7 +298,7 @@ static void made(ax_req_t *r, ax_task_t *task)
         return;
     }
     m->rv = ax_room_version_get(version != NULL ? version : "1");
-    if (m->rv == NULL || strcmp(m->rv->id, "1") == 0) {
+    if (m->rv == NULL || strcmp(m->rv->id, "1") == 0 || strcmp(m->rv->id, "2") == 0) {
         ax_fed_request_free(fr);
         return fail(r, m, 400, "M_UNSUPPORTED_ROOM_VERSION", "This server does not support the room's version");
     }

@@ -11,6 +11,7 @@
  */
 #include "federation/federation.h"
 #include "core/rooms.h"
+#include "core/servers.h"
 #include "server/cs/cs.h"
 #include "server/handlers.h"
 
@@ -60,6 +61,10 @@ static int make_membership(ax_req_t *r, const char *membership)
     if (rv == NULL || !ax_room_has_local_member(txn, room_id, srv->cfg->server_name)) {
         ax_db_read_end(txn);
         return ax_reply_error(r, AX_M_NOT_FOUND, "Unknown room");
+    }
+    if (!ax_room_server_allowed(txn, room_id, r->auth.server)) {
+        ax_db_read_end(txn);
+        return ax_reply_error(r, AX_M_FORBIDDEN, "The room's server ACL denies your server");
     }
     if (!version_accepted(r, rv)) {
         ax_db_read_end(txn);
@@ -156,14 +161,15 @@ static void sendm_free(void *p)
     free(s);
 }
 
-static const ax_room_version_t *room_version(ax_server_t *srv, const char *room_id, bool *is_resident)
+static const ax_room_version_t *room_version(ax_server_t *srv, const char *room_id, const char *origin,
+                                             bool *is_resident, bool *allowed)
 {
     ax_txn_t *txn;
     if (ax_db_read_begin(srv->db, &txn) != 0)
         return NULL;
     const ax_room_version_t *rv = ax_room_version_of(txn, room_id);
-    if (is_resident != NULL)
-        *is_resident = rv != NULL && ax_room_has_local_member(txn, room_id, srv->cfg->server_name);
+    *is_resident = rv != NULL && ax_room_has_local_member(txn, room_id, srv->cfg->server_name);
+    *allowed = rv == NULL || ax_room_server_allowed(txn, room_id, origin);
     ax_db_read_end(txn);
     return rv;
 }
@@ -357,10 +363,12 @@ static int send_membership(ax_req_t *r, const char *membership, int api_version)
     json_t *body;
     if (ax_req_json_body_or_reply(r, &body) != 0)
         return 0;
-    bool is_resident = false;
-    const ax_room_version_t *rv = room_version(r->srv, room_id, &is_resident);
+    bool is_resident = false, allowed = true;
+    const ax_room_version_t *rv = room_version(r->srv, room_id, r->auth.server, &is_resident, &allowed);
     if (rv == NULL || !is_resident)
         return ax_reply_error(r, AX_M_NOT_FOUND, "Unknown room");
+    if (!allowed)
+        return ax_reply_error(r, AX_M_FORBIDDEN, "The room's server ACL denies your server");
     const char *type = json_string_value(json_object_get(body, "type"));
     const char *sender = json_string_value(json_object_get(body, "sender"));
     const char *sk = json_string_value(json_object_get(body, "state_key"));
@@ -555,6 +563,10 @@ static int invite(ax_req_t *r, int api_version)
     char computed[256];
     if (ax_event_get_id(rv, event, computed, sizeof(computed)) != 0 || strcmp(computed, event_id) != 0)
         return ax_reply_error(r, AX_M_BAD_JSON, "The event ID does not match the event");
+    bool resident, allowed;
+    room_version(r->srv, room_id, r->auth.server, &resident, &allowed);
+    if (!allowed)
+        return ax_reply_error(r, AX_M_FORBIDDEN, "The room's server ACL denies your server");
 
     invite_t *v = ax_calloc(1, sizeof(*v));
     snprintf(v->room_id, sizeof(v->room_id), "%s", room_id);

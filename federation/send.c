@@ -19,6 +19,7 @@
  */
 #include "federation/federation.h"
 #include "core/rooms.h"
+#include "core/servers.h"
 #include "server/cs/cs.h"
 #include "server/handlers.h"
 #include "server/typing.h"
@@ -278,6 +279,7 @@ static edu_work_t *read_edus(ax_req_t *r, txn_t *t)
             const char *user = json_string_value(json_object_get(content, "user_id"));
             json_t *typing = json_object_get(content, "typing");
             if (user_of(user, t->origin) && room != NULL && json_is_boolean(typing) && joined(txn, room, user) &&
+                ax_room_server_allowed(txn, room, t->origin) &&
                 ax_typing_set(r->srv->typing, room, user, json_is_true(typing), TYPING_TIMEOUT_MS, ax_now_ms()))
                 ax_cs_typing_notify_room(r->srv, room);
         } else if (strcmp(type, "m.receipt") == 0) {
@@ -285,6 +287,8 @@ static edu_work_t *read_edus(ax_req_t *r, txn_t *t)
             json_t *by_type;
             json_object_foreach(content, room, by_type)
             {
+                if (!ax_room_server_allowed(txn, room, t->origin))
+                    continue; /* the room's ACL shuts the origin out: its EDUs too */
                 const char *rtype;
                 json_t *users;
                 json_object_foreach(by_type, rtype, users)
@@ -710,14 +714,15 @@ int ax_fed_send_txn(ax_req_t *r)
     {
         const char *room = json_string_value(json_object_get(pdu, "room_id"));
         const ax_room_version_t *rv = room != NULL ? ax_room_version_of(txn, room) : NULL;
+        bool denied = rv != NULL && !ax_room_server_allowed(txn, room, origin);
         t->room_ids[i] = ax_strdup(room != NULL ? room : "");
-        ax_pdu_batch_add(&t->batch, json_deep_copy(pdu), rv);
-        if (rv == NULL) {
-            /* a room this server does not know: nothing to check it against */
+        ax_pdu_batch_add(&t->batch, json_deep_copy(pdu), denied ? NULL : rv);
+        if (rv == NULL || denied) {
+            /* a room this server does not know, or whose ACL shuts the origin out */
             ax_pdu_t *it = &t->batch.items[i];
             if (json_is_object(pdu))
-                ax_event_get_id(ax_room_version_get("10"), pdu, it->event_id, sizeof(it->event_id));
-            result(t, i, "Unknown room");
+                ax_event_get_id(rv != NULL ? rv : ax_room_version_get("10"), pdu, it->event_id, sizeof(it->event_id));
+            result(t, i, denied ? "The room's server ACL denies the sending server" : "Unknown room");
         }
     }
     ax_db_read_end(txn);

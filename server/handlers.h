@@ -152,6 +152,16 @@ int ax_cs_media_legacy_thumbnail(ax_req_t *r);
 int ax_cs_media_legacy_config(ax_req_t *r);
 int ax_cs_media_legacy_preview_url(ax_req_t *r);
 /**
+ * Serves this server's media 'media_id' (its original, or with 'thumbnail'
+ * a thumbnail sized by the query's width, height and method) to another
+ * server, as GET /_matrix/federation/v1/media/download|thumbnail answer:
+ * multipart/mixed with the metadata part ({}) and the content part, the
+ * file streamed; waits for a pending upload up to timeout_ms as the client
+ * endpoints do.  The same checks, headers and errors as those.  Replies
+ * (now or later) and returns 0.
+ */
+int ax_cs_media_serve_federation(ax_req_t *r, const char *media_id, bool thumbnail);
+/**
  * Housekeeping (HTTP thread 0, every second): every few seconds, removes
  * expired /create IDs through 'submit'.
  */
@@ -200,10 +210,37 @@ int ax_fed_keys_query_get(ax_req_t *r);
 int ax_fed_keys_query_post(ax_req_t *r);
 int ax_fed_version(ax_req_t *r);
 
-/* federation/api_query.c -- queries and device lists */
+/* federation/api_query.c -- queries, device lists and E2EE keys */
 int ax_fed_query_profile(ax_req_t *r);
 int ax_fed_query_directory(ax_req_t *r);
 int ax_fed_user_devices(ax_req_t *r);
+int ax_fed_user_keys_query(ax_req_t *r);
+int ax_fed_user_keys_claim(ax_req_t *r);
+
+/* federation/api_events.c -- serving a room's events */
+int ax_fed_events_get(ax_req_t *r);
+int ax_fed_events_state(ax_req_t *r);
+int ax_fed_events_state_ids(ax_req_t *r);
+int ax_fed_events_auth(ax_req_t *r);
+int ax_fed_events_backfill(ax_req_t *r);
+int ax_fed_events_missing(ax_req_t *r);
+int ax_fed_events_timestamp(ax_req_t *r);
+
+/* federation/media.c -- the content repository between servers */
+int ax_fed_media_download(ax_req_t *r);
+int ax_fed_media_thumbnail(ax_req_t *r);
+/**
+ * The srv->media.fetch hook (server.h): fetches mxc://'server_name'/'media_id'
+ * over federation into the local cache, then calls 'done' (see
+ * ax_media_fetch_fn for the results).
+ */
+void ax_fed_media_fetch(ax_req_t *r, const char *server_name, const char *media_id,
+                        void (*done)(ax_req_t *r, int result));
+
+/* federation/api_rooms.c -- the published room directory and spaces */
+int ax_fed_rooms_public_get(ax_req_t *r);
+int ax_fed_rooms_public_post(ax_req_t *r);
+int ax_fed_rooms_hierarchy(ax_req_t *r);
 
 /* federation/membership.c -- joins, leaves, knocks and invites, the resident side */
 int ax_fed_make_join(ax_req_t *r);

@@ -425,6 +425,7 @@ typedef struct st_file_gen_t {
     int fd;
     uint64_t off, size;
     char *buf;
+    h2o_iovec_t head, tail; /* bytes around the file (a multipart frame), in the request pool */
 } file_gen_t;
 
 static void file_gen_close(file_gen_t *g)
@@ -459,12 +460,19 @@ static void file_gen_send(file_gen_t *g)
         h2o_send(g->req, NULL, 0, H2O_SEND_STATE_ERROR);
         return;
     }
+    bool first = g->off == 0;
     g->off += (uint64_t)n;
     bool last = g->off == g->size;
     if (last)
         file_gen_close(g);
-    h2o_iovec_t v = h2o_iovec_init(g->buf, (size_t)n);
-    h2o_send(g->req, &v, 1, last ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS);
+    h2o_iovec_t v[3];
+    size_t nv = 0;
+    if (first && g->head.len != 0)
+        v[nv++] = g->head;
+    v[nv++] = h2o_iovec_init(g->buf, (size_t)n);
+    if (last && g->tail.len != 0)
+        v[nv++] = g->tail;
+    h2o_send(g->req, v, nv, last ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS);
 }
 
 static void file_gen_proceed(h2o_generator_t *self, h2o_req_t *req)
@@ -481,6 +489,12 @@ static void file_gen_stop(h2o_generator_t *self, h2o_req_t *req)
 
 int ax_reply_file(ax_req_t *r, int status, const char *content_type, int fd, uint64_t size)
 {
+    return ax_reply_file_framed(r, status, content_type, NULL, 0, fd, size, NULL, 0);
+}
+
+int ax_reply_file_framed(ax_req_t *r, int status, const char *content_type, const char *head, size_t head_len, int fd,
+                         uint64_t size, const char *tail, size_t tail_len)
+{
     if (r->replied) {
         ax_log(AX_LOG_ERROR, "internal: second reply to %s ignored", r->route ? r->route->path : "request");
         close(fd);
@@ -494,14 +508,26 @@ int ax_reply_file(ax_req_t *r, int status, const char *content_type, int fd, uin
     if (content_type != NULL)
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
                        h2o_strdup(&req->pool, content_type, SIZE_MAX).base, strlen(content_type));
-    req->res.content_length = (size_t)size;
-    bool head = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
+    uint64_t total = head_len + size + tail_len;
+    req->res.content_length = (size_t)total;
+    bool is_head = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
     /* metrics and the access log count the reply when its headers go out */
-    request_finished(r, status, head ? 0 : (size_t)size);
-    if (head || size == 0) {
+    request_finished(r, status, is_head ? 0 : (size_t)total);
+    if (is_head || size == 0) {
         close(fd);
         h2o_start_response(req, &static_generator);
-        h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
+        if (is_head || total == 0) {
+            h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
+        } else {
+            /* an empty file in its frame: the frame alone, in one piece */
+            h2o_iovec_t v[2];
+            size_t nv = 0;
+            if (head_len != 0)
+                v[nv++] = h2o_strdup(&req->pool, head, head_len);
+            if (tail_len != 0)
+                v[nv++] = h2o_strdup(&req->pool, tail, tail_len);
+            h2o_send(req, v, nv, H2O_SEND_STATE_FINAL);
+        }
         return 0;
     }
     file_gen_t *g = h2o_mem_alloc_shared(&req->pool, sizeof(*g), file_gen_dispose);
@@ -513,6 +539,10 @@ int ax_reply_file(ax_req_t *r, int status, const char *content_type, int fd, uin
     g->fd = fd;
     g->size = size;
     g->buf = ax_malloc(FILE_CHUNK);
+    if (head_len != 0)
+        g->head = h2o_strdup(&req->pool, head, head_len);
+    if (tail_len != 0)
+        g->tail = h2o_strdup(&req->pool, tail, tail_len);
     r->thread->streams++; /* graceful shutdown lets the body finish */
     posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     posix_fadvise(fd, 0, (off_t)(size < 4 * FILE_CHUNK ? size : 4 * FILE_CHUNK), POSIX_FADV_WILLNEED);

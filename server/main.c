@@ -264,6 +264,8 @@ static int serve(const char *config_path)
         fprintf(stderr, "axon: %s\n", err);
         return 2;
     }
+    if (srv.fed != NULL)
+        srv.media.fetch = ax_fed_media_fetch; /* mxc:// of other servers, fetched over federation */
     srv.on_stopping = stopping;
     srv.workers = ax_workers_new(cfg->worker_threads);
     srv.router = ax_router_new(ax_routes, ax_routes_count);

@@ -209,6 +209,8 @@ const ax_route_t ax_routes[] = {
     {"GET",  FED "/v1/query/profile",                  ax_fed_query_profile,    AX_ROUTE_FED},
     {"GET",  FED "/v1/query/directory",                ax_fed_query_directory,  AX_ROUTE_FED},
     {"GET",  FED "/v1/user/devices/{userId}",          ax_fed_user_devices,     AX_ROUTE_FED},
+    {"POST", FED "/v1/user/keys/query",                ax_fed_user_keys_query,  AX_ROUTE_FED},
+    {"POST", FED "/v1/user/keys/claim",                ax_fed_user_keys_claim,  AX_ROUTE_FED},
 
     /* federation: joining, leaving, knocking, inviting (federation/membership.c) */
     {"GET",  FED "/v1/make_join/{roomId}/{userId}",    ax_fed_make_join,        AX_ROUTE_FED},
@@ -224,6 +226,22 @@ const ax_route_t ax_routes[] = {
 
     /* federation: transactions (federation/send.c) */
     {"PUT",  FED "/v1/send/{txnId}",                   ax_fed_send_txn,         AX_ROUTE_FED},
+
+    /* federation: serving room data (federation/api_events.c, api_rooms.c); X-Matrix signed */
+    {"GET",  FED "/v1/event/{eventId}",                  ax_fed_events_get,        AX_ROUTE_FED},
+    {"GET",  FED "/v1/state/{roomId}",                   ax_fed_events_state,      AX_ROUTE_FED},
+    {"GET",  FED "/v1/state_ids/{roomId}",               ax_fed_events_state_ids,  AX_ROUTE_FED},
+    {"GET",  FED "/v1/event_auth/{roomId}/{eventId}",    ax_fed_events_auth,       AX_ROUTE_FED},
+    {"GET",  FED "/v1/backfill/{roomId}",                ax_fed_events_backfill,   AX_ROUTE_FED},
+    {"POST", FED "/v1/get_missing_events/{roomId}",      ax_fed_events_missing,    AX_ROUTE_FED},
+    {"GET",  FED "/v1/timestamp_to_event/{roomId}",      ax_fed_events_timestamp,  AX_ROUTE_FED},
+    {"GET",  FED "/v1/publicRooms",                      ax_fed_rooms_public_get,  AX_ROUTE_FED},
+    {"POST", FED "/v1/publicRooms",                      ax_fed_rooms_public_post, AX_ROUTE_FED},
+    {"GET",  FED "/v1/hierarchy/{roomId}",               ax_fed_rooms_hierarchy,   AX_ROUTE_FED},
+
+    /* federation: media (federation/media.c); X-Matrix signed */
+    {"GET",  FED "/v1/media/download/{mediaId}",         ax_fed_media_download,    AX_ROUTE_FED},
+    {"GET",  FED "/v1/media/thumbnail/{mediaId}",        ax_fed_media_thumbnail,   AX_ROUTE_FED},
 };
 /* clang-format on */
 

@@ -247,6 +247,15 @@ int ax_reply_raw(ax_req_t *r, int status, const char *content_type, const char *
  */
 int ax_reply_file(ax_req_t *r, int status, const char *content_type, int fd, uint64_t size);
 
+/**
+ * ax_reply_file() with bytes before and after the file: 'head' ('head_len'
+ * bytes) and 'tail' (both copied; NULL when 0 bytes) frame it, as the two
+ * parts of a multipart/mixed federation media download do.  The file is
+ * still streamed; Content-Length counts all three.  Returns 0.
+ */
+int ax_reply_file_framed(ax_req_t *r, int status, const char *content_type, const char *head, size_t head_len, int fd,
+                         uint64_t size, const char *tail, size_t tail_len);
+
 /** Replies with the Matrix error 'code' and its usual status. */
 int ax_reply_error(ax_req_t *r, ax_errcode_t code, const char *message);
 

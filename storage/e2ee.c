@@ -471,6 +471,25 @@ int ax_db_devicelist_touch(ax_txn_t *txn, const char *user_id, const char *obser
     return rc < 0 ? rc : 0;
 }
 
+int ax_db_devicelist_pos(ax_txn_t *txn, const char *user_id, const char *observer, uint64_t *pos)
+{
+    ax_key_t k = {0};
+    ax_key_str(&k, user_id, true);
+    ax_key_str(&k, observer != NULL ? observer : "", false);
+    *pos = 0;
+    if (k.overflow)
+        return AX_ENOTFOUND;
+    const void *v;
+    size_t vlen;
+    int rc = ax_kv_get(txn, AX_DBI_devicelist_pos, k.b, k.n, &v, &vlen);
+    if (rc != 0)
+        return rc;
+    if (vlen != 8)
+        return AX_EIO;
+    *pos = ax_be64_get(v);
+    return 0;
+}
+
 typedef struct st_dl_scan_t {
     uint64_t upto;
     int (*cb)(void *arg, uint64_t pos, const char *user_id, const char *observer);

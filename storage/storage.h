@@ -564,6 +564,14 @@ int ax_db_e2ee_device_delete(ax_txn_t *txn, const char *user_id, const char *dev
  */
 int ax_db_devicelist_touch(ax_txn_t *txn, const char *user_id, const char *observer);
 /**
+ * The position of the latest device-list change of 'user_id' that
+ * 'observer' hears of ("" or NULL: the changes everyone may see) into
+ * '*pos': the version of the user's device list, the stream_id of
+ * /user/devices and of m.device_list_update.  AX_ENOTFOUND (and 0) when
+ * there was none.
+ */
+int ax_db_devicelist_pos(ax_txn_t *txn, const char *user_id, const char *observer, uint64_t *pos);
+/**
  * Calls 'cb' for each device-list change at a position in ('after', 'upto'],
  * oldest first; 'observer' is "" for changes everyone may see.  A user has
  * at most one entry (their latest change) per observer.

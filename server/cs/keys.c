@@ -9,11 +9,15 @@
  * The server never sees a secret: it checks the signatures it can, stores
  * public keys, and tells the users who share a room with someone when that
  * someone's keys change (a device-list change on the writer's stream).
- * Federation does not exist yet: remote users are reported under
- * "failures" instead of being answered with made-up data.
+ * Users of other servers in /keys/query and /keys/claim are asked of
+ * their servers (/user/keys/query, /user/keys/claim), every server at once
+ * within the request's timeout; what does not answer is listed under
+ * "failures".  Nothing is cached: each query asks again.
  */
 #include "server/cs/cs.h"
 #include "core/events.h"
+#include "core/keys.h"
+#include "federation/federation.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -26,12 +30,6 @@
 #define ALWAYS_COUNTED "signed_curve25519"
 
 static const ax_uia_flow_t password_flow[] = {{{"m.login.password", NULL}}};
-
-/* A "failures" entry for a server we cannot ask: federation is not there yet. */
-static json_t *remote_failure(void)
-{
-    return json_pack("{s:i, s:s}", "status", 503, "message", "This server does not federate yet");
-}
 
 static bool is_local(ax_req_t *r, const char *user_id)
 {
@@ -324,69 +322,142 @@ int ax_cs_keys_upload(ax_req_t *r)
 
 /* ---- POST /keys/query ---- */
 
-typedef struct st_query_t {
-    ax_req_t *r;
-    ax_txn_t *txn;
-    const char *user_id;
-    json_t *devices; /* {device_id: keys} being filled */
-} query_t;
+#define REMOTE_TIMEOUT_MS  10000 /* keys/query and keys/claim: the spec's default 'timeout' */
+#define REMOTE_TIMEOUT_MAX 60000
 
-/* The keys of a device as others see them: with its display name in "unsigned" (a new reference). */
-static json_t *device_view(query_t *q, const char *device_id, json_t *keys)
+/* The 'timeout' of a query or claim body (ms), within our bounds; replies and returns -1 when malformed. */
+static int remote_timeout_or_reply(ax_req_t *r, json_t *body, uint64_t *out)
 {
-    json_t *out = json_deep_copy(keys);
-    json_t *dev = NULL;
-    if (ax_db_device_get(q->txn, q->user_id, device_id, &dev) == 0) {
-        json_t *name = json_object_get(dev, "display_name");
-        if (json_is_string(name))
-            json_object_set_new(out, "unsigned", json_pack("{s:O}", "device_display_name", name));
-    }
-    json_decref(dev);
-    return out;
-}
-
-static int query_device_cb(void *arg, const char *device_id, json_t *keys)
-{
-    query_t *q = arg;
-    json_object_set_new(q->devices, device_id, device_view(q, device_id, keys));
+    json_int_t t = REMOTE_TIMEOUT_MS;
+    if (ax_field_int_or_reply(r, body, "timeout", false, &t) != 0)
+        return -1;
+    if (json_object_get(body, "timeout") == NULL || json_is_null(json_object_get(body, "timeout")))
+        t = REMOTE_TIMEOUT_MS;
+    *out = t < 0 ? 0 : t > REMOTE_TIMEOUT_MAX ? REMOTE_TIMEOUT_MAX : (uint64_t)t;
     return 0;
 }
 
-/*
- * A cross-signing key of 'user_id' as 'viewer' may see it: the stored key
- * with the signatures of the user's own devices, plus the signatures
- * 'viewer' made of it with their user-signing key (nobody else's).
- */
-static json_t *xsign_view(ax_txn_t *txn, const char *user_id, const char *usage, const char *viewer)
+/* The "failures" entry of a server that did not answer usefully (spec: status and a message). */
+static json_t *remote_failure_of(const ax_fed_request_t *fr)
 {
-    json_t *key = NULL;
-    if (ax_db_xsign_get(txn, user_id, usage, &key) != 0)
-        return NULL;
-    const char *pub = NULL;
-    json_t *theirs = NULL;
-    if (strcmp(user_id, viewer) != 0 && ax_e2ee_xsign_check(key, user_id, usage, &pub) == 0 &&
-        ax_db_keysig_get(txn, user_id, pub, viewer, &theirs) == 0) {
-        json_t *sigs = json_object_get(key, "signatures");
-        if (!json_is_object(sigs)) {
-            sigs = json_object();
-            json_object_set_new(key, "signatures", sigs);
-        }
-        json_t *mine = json_object_get(sigs, viewer);
-        if (!json_is_object(mine))
-            json_object_set(sigs, viewer, theirs);
-        else
-            json_object_update(mine, theirs);
-        json_decref(theirs);
+    if (fr->super.result != 0)
+        return json_pack("{s:i, s:s}", "status", 503, "message", fr->error[0] ? fr->error : "Unreachable");
+    const char *err = json_string_value(json_object_get(fr->json, "error"));
+    return json_pack("{s:i, s:s}", "status", fr->status, "message",
+                     err != NULL         ? err
+                     : fr->status == 200 ? "Malformed answer"
+                                         : "Request failed");
+}
+
+/*
+ * Builds one request per server for the remote users of 'wanted' ({user:
+ * value}, borrowed): the body is {'field': {user: value}} with that
+ * server's users.  NULL when there are none (or federation is off: then
+ * each of their servers is put under 'failures').
+ */
+static ax_fed_batch_t *remote_batch(ax_req_t *r, json_t *wanted, const char *path, const char *field,
+                                    uint64_t timeout_ms, json_t *failures)
+{
+    json_t *by_server = json_object();
+    const char *user;
+    json_t *v;
+    json_object_foreach(wanted, user, v)
+    {
+        if (is_local(r, user))
+            continue;
+        const char *server = ax_id_domain(user);
+        json_t *users = json_object_get(by_server, server);
+        if (users == NULL)
+            json_object_set_new(by_server, server, users = json_object());
+        json_object_set(users, user, v);
     }
-    return key;
+    ax_fed_batch_t *b = NULL;
+    const char *server;
+    json_t *users;
+    json_object_foreach(by_server, server, users)
+    {
+        if (r->srv->fed == NULL) {
+            json_object_set_new(failures, server,
+                                json_pack("{s:i, s:s}", "status", 503, "message", "Federation is disabled"));
+            continue;
+        }
+        if (b == NULL)
+            b = ax_fed_batch_new();
+        ax_fed_request_t *fr = ax_fed_request_new(server, "POST", path, json_pack("{s:O}", field, users));
+        fr->timeout_ms = timeout_ms != 0 ? timeout_ms : 1;
+        ax_fed_batch_add(b, fr);
+    }
+    json_decref(by_server);
+    return b;
+}
+
+/* Copies into 'into' the entries of 'from' (borrowed) whose key is a user of 'server' that passes 'ok'. */
+static void merge_users(json_t *into, json_t *from, const char *server, bool (*ok)(const char *user, json_t *v))
+{
+    const char *user;
+    json_t *v;
+    json_object_foreach(from, user, v)
+    {
+        /* a server speaks for its own users only */
+        if (ax_streq(ax_id_domain(user), server) && ax_id_is_valid_user_id(user) && ok(user, v))
+            json_object_set(into, user, v);
+    }
+}
+
+/* {device_id: device keys} whose keys name that user and device */
+static bool devices_ok(const char *user, json_t *v)
+{
+    if (!json_is_object(v))
+        return false;
+    const char *dev;
+    json_t *keys;
+    void *tmp;
+    json_object_foreach_safe(v, tmp, dev, keys)
+    {
+        if (!json_is_object(keys) || !ax_streq(json_string_value(json_object_get(keys, "user_id")), user) ||
+            !ax_streq(json_string_value(json_object_get(keys, "device_id")), dev))
+            json_object_del(v, dev);
+    }
+    return true;
+}
+
+/* a cross-signing key of that user */
+static bool xsign_ok(const char *user, json_t *v)
+{
+    return json_is_object(v) && ax_streq(json_string_value(json_object_get(v, "user_id")), user);
+}
+
+static void query_remote_done(ax_req_t *r, ax_task_t *task)
+{
+    ax_fed_batch_t *b = (ax_fed_batch_t *)task;
+    if (r != NULL) {
+        json_t *out = r->route_data;
+        for (size_t i = 0; i < b->n; ++i) {
+            ax_fed_request_t *fr = b->reqs[i];
+            json_t *dk = json_object_get(fr->json, "device_keys");
+            if (fr->super.result != 0 || fr->status != 200 || !json_is_object(dk)) {
+                json_object_set_new(json_object_get(out, "failures"), fr->destination, remote_failure_of(fr));
+                continue;
+            }
+            merge_users(json_object_get(out, "device_keys"), dk, fr->destination, devices_ok);
+            merge_users(json_object_get(out, "master_keys"), json_object_get(fr->json, "master_keys"), fr->destination,
+                        xsign_ok);
+            merge_users(json_object_get(out, "self_signing_keys"), json_object_get(fr->json, "self_signing_keys"),
+                        fr->destination, xsign_ok);
+        }
+        ax_reply_json_new(r, 200, json_incref(out));
+    }
+    ax_fed_batch_free(b);
 }
 
 /* POST /_matrix/client/v3/keys/query */
 int ax_cs_keys_query(ax_req_t *r)
 {
     json_t *body, *wanted;
+    uint64_t timeout_ms;
     if (ax_req_json_body_or_reply(r, &body) != 0 ||
-        ax_field_object_or_reply(r, body, "device_keys", true, &wanted) != 0)
+        ax_field_object_or_reply(r, body, "device_keys", true, &wanted) != 0 ||
+        remote_timeout_or_reply(r, body, &timeout_ms) != 0)
         return 0;
     const char *user;
     json_t *list;
@@ -407,43 +478,35 @@ int ax_cs_keys_query(ax_req_t *r)
     ax_txn_t *txn;
     if (ax_db_read_begin(r->srv->db, &txn) != 0)
         return ax_reply_error(r, AX_M_INTERNAL, "Database unavailable");
-    json_t *devices = json_object(), *failures = json_object(), *masters = json_object(), *selfs = json_object(),
-           *usks = json_object();
+    json_t *out = ax_req_hold_json(r, json_pack("{s:{}, s:{}, s:{}, s:{}, s:{}}", "device_keys", "failures",
+                                                "master_keys", "self_signing_keys", "user_signing_keys"));
+    json_t *devices = json_object_get(out, "device_keys"), *masters = json_object_get(out, "master_keys"),
+           *selfs = json_object_get(out, "self_signing_keys"), *usks = json_object_get(out, "user_signing_keys");
     json_object_foreach(wanted, user, list)
     {
-        if (!is_local(r, user)) {
-            json_object_set_new(failures, ax_id_domain(user), remote_failure());
+        if (!is_local(r, user))
             continue;
-        }
-        query_t q = {r, txn, user, json_object()};
-        if (json_array_size(list) == 0) {
-            ax_db_devicekeys_foreach(txn, user, query_device_cb, &q);
-        } else {
-            size_t i;
-            json_t *d;
-            json_array_foreach(list, i, d)
-            {
-                json_t *keys = NULL;
-                if (ax_db_devicekeys_get(txn, user, json_string_value(d), &keys) == 0)
-                    json_object_set_new(q.devices, json_string_value(d), device_view(&q, json_string_value(d), keys));
-                json_decref(keys);
-            }
-        }
         /* unknown users and devices are simply missing, as the spec says */
-        json_object_set_new(devices, user, q.devices);
+        json_object_set_new(devices, user, ax_keys_user_devices(txn, user, list));
         json_t *k;
-        if ((k = xsign_view(txn, user, "master", r->auth.user_id)) != NULL)
+        if ((k = ax_keys_xsign_view(txn, user, "master", r->auth.user_id)) != NULL)
             json_object_set_new(masters, user, k);
-        if ((k = xsign_view(txn, user, "self_signing", r->auth.user_id)) != NULL)
+        if ((k = ax_keys_xsign_view(txn, user, "self_signing", r->auth.user_id)) != NULL)
             json_object_set_new(selfs, user, k);
         /* the user-signing key is only ever shown to its owner */
-        if (strcmp(user, r->auth.user_id) == 0 && (k = xsign_view(txn, user, "user_signing", user)) != NULL)
+        if (strcmp(user, r->auth.user_id) == 0 && (k = ax_keys_xsign_view(txn, user, "user_signing", user)) != NULL)
             json_object_set_new(usks, user, k);
     }
     ax_db_read_end(txn);
-    return ax_reply_json_new(r, 200,
-                             json_pack("{s:o, s:o, s:o, s:o, s:o}", "device_keys", devices, "failures", failures,
-                                       "master_keys", masters, "self_signing_keys", selfs, "user_signing_keys", usks));
+    /* other servers' users: asked of their servers, all at once */
+    ax_fed_batch_t *b = remote_batch(r, wanted, "/_matrix/federation/v1/user/keys/query", "device_keys", timeout_ms,
+                                     json_object_get(out, "failures"));
+    if (b == NULL)
+        return ax_reply_json_new(r, 200, json_incref(out));
+    r->route_data = out;
+    ax_req_bind_task(r, &b->super, query_remote_done);
+    ax_fed_batch_submit(r->srv->fed, b);
+    return 0;
 }
 
 /* ---- POST /keys/claim ---- */
@@ -466,58 +529,80 @@ static int claim_apply(ax_txn_t *txn, void *data)
 {
     claim_t *c = data;
     json_decref(c->claimed);
-    c->claimed = json_object();
-    const char *user, *device;
-    json_t *devices, *alg;
-    json_object_foreach(c->wanted, user, devices)
-    {
-        json_object_foreach(devices, device, alg)
-        {
-            char kid[MAX_KEY_ID + 1];
-            json_t *key = NULL;
-            const char *algorithm = json_string_value(alg);
-            /* one-time keys first; when they run out, the fallback key (marked used) */
-            int rc = ax_db_otk_take(txn, user, device, algorithm, kid, sizeof(kid), &key);
-            if (rc == AX_ENOTFOUND)
-                rc = ax_db_fallback_claim(txn, user, device, algorithm, kid, sizeof(kid), &key);
-            if (rc == AX_ENOTFOUND)
-                continue;
-            if (rc != 0)
-                return rc;
-            json_t *mine = json_object_get(c->claimed, user);
-            if (mine == NULL)
-                json_object_set_new(c->claimed, user, mine = json_object());
-            json_t *dev = json_object_get(mine, device);
-            if (dev == NULL)
-                json_object_set_new(mine, device, dev = json_object());
-            char id[MAX_ALGORITHM + MAX_KEY_ID + 2];
-            snprintf(id, sizeof(id), "%s:%s", algorithm, kid);
-            json_object_set_new(dev, id, key);
-        }
-    }
-    return 0;
+    return ax_keys_claim(txn, c->wanted, &c->claimed);
 }
 
+/* route_data during a claim: {one_time_keys, failures} (remote answers first, then ours) */
 static void claim_written(ax_req_t *r, int result, void *data)
 {
     claim_t *c = data;
     if (result != 0)
         return (void)ax_reply_error(r, ax_errcode_from_ax(result), "Could not claim the keys");
-    json_t *failures = json_object_get((json_t *)r->route_data, "failures");
-    ax_reply_json_new(r, 200, json_pack("{s:O, s:O}", "one_time_keys", c->claimed, "failures", failures));
+    json_t *out = r->route_data;
+    json_object_update(json_object_get(out, "one_time_keys"), c->claimed);
+    ax_reply_json_new(r, 200, json_incref(out));
+}
+
+/* the claimed keys of one device: {"algorithm:key_id": key} */
+static bool claimed_ok(const char *user, json_t *v)
+{
+    (void)user;
+    if (!json_is_object(v))
+        return false;
+    const char *dev;
+    json_t *keys;
+    void *tmp;
+    json_object_foreach_safe(v, tmp, dev, keys)
+    {
+        if (!json_is_object(keys))
+            json_object_del(v, dev);
+    }
+    return true;
+}
+
+static void claim_local(ax_req_t *r)
+{
+    claim_t *c = ax_calloc(1, sizeof(*c));
+    c->wanted = json_object();
+    const char *user;
+    json_t *devices;
+    json_object_foreach(json_object_get(r->route_data, "wanted"), user, devices)
+    {
+        if (is_local(r, user))
+            json_object_set(c->wanted, user, devices);
+    }
+    json_object_del(r->route_data, "wanted");
+    ax_req_write(r, claim_apply, claim_written, c, claim_free);
+}
+
+static void claim_remote_done(ax_req_t *r, ax_task_t *task)
+{
+    ax_fed_batch_t *b = (ax_fed_batch_t *)task;
+    if (r != NULL) {
+        json_t *out = r->route_data;
+        for (size_t i = 0; i < b->n; ++i) {
+            ax_fed_request_t *fr = b->reqs[i];
+            json_t *otks = json_object_get(fr->json, "one_time_keys");
+            if (fr->super.result != 0 || fr->status != 200 || !json_is_object(otks)) {
+                json_object_set_new(json_object_get(out, "failures"), fr->destination, remote_failure_of(fr));
+                continue;
+            }
+            merge_users(json_object_get(out, "one_time_keys"), otks, fr->destination, claimed_ok);
+        }
+        claim_local(r);
+    }
+    ax_fed_batch_free(b);
 }
 
 /* POST /_matrix/client/v3/keys/claim */
 int ax_cs_keys_claim(ax_req_t *r)
 {
     json_t *body, *wanted;
+    uint64_t timeout_ms;
     if (ax_req_json_body_or_reply(r, &body) != 0 ||
-        ax_field_object_or_reply(r, body, "one_time_keys", true, &wanted) != 0)
+        ax_field_object_or_reply(r, body, "one_time_keys", true, &wanted) != 0 ||
+        remote_timeout_or_reply(r, body, &timeout_ms) != 0)
         return 0;
-    claim_t *c = ax_calloc(1, sizeof(*c));
-    c->wanted = json_object();
-    json_t *state = ax_req_hold_json(r, json_pack("{s:{}}", "failures"));
-    r->route_data = state;
     const char *user, *device;
     json_t *devices, *alg;
     json_object_foreach(wanted, user, devices)
@@ -527,17 +612,19 @@ int ax_cs_keys_claim(ax_req_t *r)
         {
             ok = ok && json_is_string(alg);
         }
-        if (!ok) {
-            claim_free(c);
+        if (!ok)
             return ax_reply_error(r, ax_id_is_valid_user_id(user) ? AX_M_BAD_JSON : AX_M_INVALID_PARAM,
                                   "one_time_keys must map user IDs to {device ID: algorithm}");
-        }
-        if (!is_local(r, user))
-            json_object_set_new(json_object_get(state, "failures"), ax_id_domain(user), remote_failure());
-        else
-            json_object_set_new(c->wanted, user, json_deep_copy(devices));
     }
-    ax_req_write(r, claim_apply, claim_written, c, claim_free);
+    r->route_data = ax_req_hold_json(r, json_pack("{s:{}, s:{}, s:O}", "one_time_keys", "failures", "wanted", wanted));
+    ax_fed_batch_t *b = remote_batch(r, wanted, "/_matrix/federation/v1/user/keys/claim", "one_time_keys", timeout_ms,
+                                     json_object_get(r->route_data, "failures"));
+    if (b == NULL) {
+        claim_local(r);
+        return 0;
+    }
+    ax_req_bind_task(r, &b->super, claim_remote_done);
+    ax_fed_batch_submit(r->srv->fed, b);
     return 0;
 }
 
@@ -1167,7 +1254,7 @@ static void other_signatures(sig_ctx_t *c, const char *target, json_t *keys, con
         }
         return;
     }
-    json_t *master = xsign_view(c->txn, target, "master", target);
+    json_t *master = ax_keys_xsign_view(c->txn, target, "master", target);
     const char *master_pub = NULL;
     if (master == NULL || ax_e2ee_xsign_check(master, target, "master", &master_pub) != 0)
         master_pub = NULL;

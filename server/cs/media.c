@@ -489,6 +489,7 @@ typedef struct st_fetch_t {
     uint64_t deadline_ms; /* waiting for a pending upload until then */
     bool timed_out;       /* the wait ended: answer with what there is */
     bool fetched;         /* the remote hook ran already */
+    bool multipart;       /* a federation download: the metadata part, then the content part */
 } fetch_t;
 
 static void serve(ax_req_t *r);
@@ -512,6 +513,33 @@ static int open_file(const char *path, uint64_t *size)
     return fd;
 }
 
+/*
+ * Replies 200 with the open file 'fd' ('size' bytes) typed 'ct' with
+ * Content-Disposition 'disp': as the body itself, or for a federation
+ * request as the second part of multipart/mixed (spec: Server-Server API
+ * "Content Repository"), after a first part with the media's metadata ({}).
+ * The file is streamed either way.
+ */
+static void reply_media(ax_req_t *r, const char *ct, const char *disp, int fd, uint64_t size)
+{
+    fetch_t *f = r->route_data;
+    security_headers(r);
+    if (!f->multipart) {
+        ax_reply_header(r, "content-disposition", disp);
+        ax_reply_file(r, 200, ct, fd, size);
+        return;
+    }
+    char boundary[33];
+    ax_random_alnum(boundary, 32); /* 190 random bits: never found inside the content by chance */
+    char *head = ax_psprintf(r,
+                             "--%s\r\nContent-Type: application/json\r\n\r\n{}\r\n"
+                             "--%s\r\nContent-Type: %s\r\nContent-Disposition: %s\r\n\r\n",
+                             boundary, boundary, ct, disp);
+    char *tail = ax_psprintf(r, "\r\n--%s--\r\n", boundary);
+    ax_reply_file_framed(r, 200, ax_psprintf(r, "multipart/mixed; boundary=%s", boundary), head, strlen(head), fd, size,
+                         tail, strlen(tail));
+}
+
 /* Serves the original of 'rec' as a download (or as a thumbnail that needs no scaling, typed 'thumb_type'). */
 static void serve_original(ax_req_t *r, json_t *rec, const char *thumb_type)
 {
@@ -531,20 +559,18 @@ static void serve_original(ax_req_t *r, json_t *rec, const char *thumb_type)
         ax_reply_error(r, AX_M_INTERNAL, "The media's content is missing");
         return;
     }
-    security_headers(r);
     if (thumb_type != NULL) {
-        ax_reply_header(
-            r, "content-disposition",
-            disposition(r, "inline", ax_streq(thumb_type, "image/jpeg") ? "thumbnail.jpg" : "thumbnail.png"));
-        ax_reply_file(r, 200, thumb_type, fd, size);
+        reply_media(r, thumb_type,
+                    disposition(r, "inline", ax_streq(thumb_type, "image/jpeg") ? "thumbnail.jpg" : "thumbnail.png"),
+                    fd, size);
         return;
     }
     if (ct == NULL)
         ct = "application/octet-stream";
     const char *name = f->file_name != NULL ? f->file_name : json_string_value(json_object_get(rec, "filename"));
-    ax_reply_header(r, "content-disposition", disposition(r, is_inline_type(ct) ? "inline" : "attachment", name));
     /* a type that could run as a page in the media's origin is not served under its name */
-    ax_reply_file(r, 200, is_scriptable_type(ct) ? "application/octet-stream" : ct, fd, size);
+    reply_media(r, is_scriptable_type(ct) ? "application/octet-stream" : ct,
+                disposition(r, is_inline_type(ct) ? "inline" : "attachment", name), fd, size);
 }
 
 /* Serves a cached thumbnail of 'hex' at 'size' if there is one; true when it replied. */
@@ -561,10 +587,7 @@ static bool serve_cached_thumbnail(ax_req_t *r, const char *hex, const ax_thumb_
         int fd = open_file(path, &len);
         if (fd < 0)
             continue;
-        security_headers(r);
-        ax_reply_header(r, "content-disposition",
-                        disposition(r, "inline", ax_psprintf(r, "thumbnail.%s", kinds[i].ext)));
-        ax_reply_file(r, 200, kinds[i].type, fd, len);
+        reply_media(r, kinds[i].type, disposition(r, "inline", ax_psprintf(r, "thumbnail.%s", kinds[i].ext)), fd, len);
         return true;
     }
     return false;
@@ -751,26 +774,31 @@ static void serve(ax_req_t *r)
         serve_original(r, rec, NULL);
 }
 
-/* Parses what downloads and thumbnails share; replies and returns -1 on bad input. */
-static int fetch_begin_or_reply(ax_req_t *r, bool thumbnail)
+/*
+ * Parses what downloads and thumbnails share: mxc://'server_name'/'media_id',
+ * the download's file name override ('file_name', may be NULL) and the
+ * query.  Replies and returns -1 on bad input.
+ */
+static int fetch_begin_or_reply(ax_req_t *r, const char *server_name, const char *media_id, const char *file_name,
+                                bool thumbnail)
 {
     fetch_t *f = ax_palloc(r, sizeof(*f));
     memset(f, 0, sizeof(*f));
     r->route_data = f;
-    f->server_name = r->params[0];
-    f->media_id = r->params[1];
+    f->server_name = server_name;
+    f->media_id = media_id;
     f->thumbnail = thumbnail;
     if (!valid_server_name(f->server_name) || !valid_media_id(f->media_id)) {
         ax_reply_error(r, AX_M_NOT_FOUND, "Unknown media");
         return -1;
     }
     f->key = media_key(r, f->server_name, f->media_id);
-    if (!thumbnail && r->nparams > 2) {
-        if (!valid_filename(r->params[2])) {
+    if (!thumbnail && file_name != NULL) {
+        if (!valid_filename(file_name)) {
             ax_reply_error(r, AX_M_INVALID_PARAM, "The file name must be UTF-8 without control characters");
             return -1;
         }
-        f->file_name = r->params[2];
+        f->file_name = file_name;
     }
     uint64_t wait = DEFAULT_WAIT_MS;
     const char *t = ax_req_query(r, "timeout_ms");
@@ -816,7 +844,7 @@ static int fetch_begin_or_reply(ax_req_t *r, bool thumbnail)
 /* GET /_matrix/client/v1/media/download/{serverName}/{mediaId}[/{fileName}] */
 int ax_cs_media_download(ax_req_t *r)
 {
-    if (fetch_begin_or_reply(r, false) == 0)
+    if (fetch_begin_or_reply(r, r->params[0], r->params[1], r->nparams > 2 ? r->params[2] : NULL, false) == 0)
         serve(r);
     return 0;
 }
@@ -824,8 +852,17 @@ int ax_cs_media_download(ax_req_t *r)
 /* GET /_matrix/client/v1/media/thumbnail/{serverName}/{mediaId} */
 int ax_cs_media_thumbnail(ax_req_t *r)
 {
-    if (fetch_begin_or_reply(r, true) == 0)
+    if (fetch_begin_or_reply(r, r->params[0], r->params[1], NULL, true) == 0)
         serve(r);
+    return 0;
+}
+
+int ax_cs_media_serve_federation(ax_req_t *r, const char *media_id, bool thumbnail)
+{
+    if (fetch_begin_or_reply(r, r->srv->cfg->server_name, media_id, NULL, thumbnail) != 0)
+        return 0;
+    ((fetch_t *)r->route_data)->multipart = true;
+    serve(r);
     return 0;
 }
 

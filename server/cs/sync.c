@@ -203,6 +203,8 @@ static void add_state_events(sync_t *s, json_t *out, const json_t *map, const js
                 continue; /* unchanged since the token */
             if (lazy && strcmp(type, "m.room.member") == 0 && json_object_get(members, skey) == NULL)
                 continue;
+            if (!ax_filter_type_allowed(sf, type))
+                continue; /* decided without loading the event */
             json_t *ev = load_event(s, id, false);
             if (ev == NULL)
                 continue;
@@ -232,6 +234,18 @@ static int count_member(void *arg, const char *user_id, const char *membership)
     if ((joined || invited) && strcmp(user_id, m->self) != 0 && json_array_size(m->heroes) < MAX_HEROES)
         json_array_append_new(m->heroes, json_string(user_id));
     return 0;
+}
+
+static bool has_member_event(const json_t *events)
+{
+    size_t i;
+    json_t *ev;
+    json_array_foreach(events, i, ev)
+    {
+        if (ax_streq(json_string_value(json_object_get(ev, "type")), "m.room.member"))
+            return true;
+    }
+    return false;
 }
 
 static json_t *room_summary(sync_t *s, const char *room_id)
@@ -361,13 +375,19 @@ static json_t *room_section(sync_t *s, const char *room_id, uint64_t upto, bool 
     }
     uint64_t first = t.n != 0 ? t.positions[t.n - 1] : upto + 1;
 
-    /* state between the token (or nothing) and the start of the timeline */
+    /* state between the token (or nothing) and the start of the timeline: when the state group
+     * did not change, there is none, and no map is loaded (a message in a big room stays cheap) */
     json_t *state = json_array();
-    json_t *before = ax_room_state_before(s->txn, room_id, first);
-    json_t *old = whole_state ? NULL : ax_room_state_at(s->txn, room_id, s->since);
-    add_state_events(s, state, before, old, senders);
-    json_decref(before);
-    json_decref(old);
+    bool state_changed =
+        whole_state || first == 0 ||
+        ax_room_state_group_at(s->txn, room_id, first - 1) != ax_room_state_group_at(s->txn, room_id, s->since);
+    if (state_changed) {
+        json_t *before = ax_room_state_before(s->txn, room_id, first);
+        json_t *old = whole_state ? NULL : ax_room_state_at(s->txn, room_id, s->since);
+        add_state_events(s, state, before, old, senders);
+        json_decref(before);
+        json_decref(old);
+    }
 
     char prev_batch[32];
     snprintf(prev_batch, sizeof(prev_batch), "t%llu", (unsigned long long)(first - 1));
@@ -375,7 +395,9 @@ static json_t *room_section(sync_t *s, const char *room_id, uint64_t upto, bool 
                              "limited", t.limited, "prev_batch", prev_batch);
     if (joined) {
         json_object_set_new(room, "ephemeral", json_pack("{s:o}", "events", ephemeral));
-        if (whole_state || t.n != 0)
+        /* the summary counts every member: only when it can have changed (spec: clients keep
+         * the last one they were given) */
+        if (whole_state || has_member_event(timeline) || has_member_event(state))
             json_object_set_new(room, "summary", room_summary(s, room_id));
         add_unread_counts(s, room, room_id);
     } else {

@@ -168,6 +168,11 @@ class FakeRemote:
         self.key_id, self.signing_key = spec_signing_key()
         self.serve_keys = True
         self.profiles = {}
+        # endpoints that answer other than JSON (media): exact path -> fn(handler, method, url, body),
+        # which replies itself; 'raw_routes' need a valid X-Matrix signature, 'open_routes' are
+        # plain HTTPS (a CDN, say)
+        self.raw_routes = {}
+        self.open_routes = {}
         self.key_sources = {}
         self.requests = []
         self.routes = {}  # path regex -> fn(method, url, body, *groups) -> (status, body)
@@ -339,12 +344,19 @@ class FakeRemote:
             if self.serve_keys:
                 return h.reply(200, self.key_doc())
             return h.reply(404, {"errcode": "M_NOT_FOUND", "error": "keys are switched off"})
+        if url.path in self.open_routes:
+            with self.lock:
+                self.requests.append(rec)
+            return self.open_routes[url.path](h, method, url, body)
         origin, err = self.check_auth(h, method, body)
         rec["origin"], rec["auth_error"] = origin, err
         with self.lock:
             self.requests.append(rec)
         if err is not None:
             return h.reply(401, {"errcode": "M_UNAUTHORIZED", "error": err})
+        route = self.raw_routes.get(url.path)
+        if route is not None:
+            return route(h, method, url, body)
         for pattern, fn in list(self.routes.items()):
             m = re.fullmatch(pattern, url.path)
             if m is not None:

@@ -551,6 +551,24 @@ class Transactions(unittest.TestCase):
         r = self.a.request("GET", V3 + "/rooms/%s/state/m.room.power_levels" % q(self.room), token=self.at)
         self.assertNotIn(self.bob, r.json["users"])
 
+    def test_server_acl_shuts_the_origin_out(self):
+        acl = {"allow": ["*"], "deny": [self.fake.server_name.split(":")[0]], "allow_ip_literals": True}
+        r = self.a.request("PUT", V3 + "/rooms/%s/state/m.room.server_acl" % q(self.room), body=acl, token=self.at)
+        self.assertEqual(r.status, 200, r.json)
+        before = self.messages()
+        eid, ev = self.pdu("m.room.message", {"body": "denied"})
+        typing = {"edu_type": "m.typing", "content": {"room_id": self.room, "user_id": self.bob, "typing": True}}
+        status, body = self.send([ev], [typing])
+        self.assertEqual(status, 200, body)
+        self.assertIn("error", body["pdus"][eid])
+        self.assertEqual(self.messages(), before)
+        s = self.sync(self.since)
+        eph = s.get("rooms", {}).get("join", {}).get(self.room, {}).get("ephemeral", {}).get("events", [])
+        self.assertEqual([e for e in eph if e["type"] == "m.typing" and e["content"]["user_ids"]], [])
+        other = "@%s:%s" % (unique("eve"), self.fake.server_name)
+        status, body = self.fed("GET", "%s/make_join/%s/%s?ver=10" % (FED1, q(self.room), q(other)))
+        self.assertEqual((status, body["errcode"]), (403, "M_FORBIDDEN"))
+
     def test_transaction_refusals(self):
         _, ev = self.pdu("m.room.message", {"body": "x"})
         status, body = self.send([ev], origin="someone.else.example")

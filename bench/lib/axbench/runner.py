@@ -441,6 +441,9 @@ def main(argv):
     outdir = os.path.abspath(opts.output or default_out)
     os.makedirs(outdir, exist_ok=True)
     basename = "%s-%s" % (started.strftime("%Y-%m-%d"), socket.gethostname())
+    if opts.scenarios:
+        # a partial run gets its own report, so it never replaces the full run's
+        basename += "-" + "-".join(names)[:80]
 
     meta_nofile = raise_nofile_limit(NOFILE_WANTED)
     sampler = Sampler(0.1)
