@@ -524,6 +524,15 @@ int ax_fed_remote_membership_by_alias(struct st_ax_req_t *r, const char *alias, 
  */
 int ax_fed_remote_invite(struct st_ax_req_t *r, const char *room_id, const char *invitee, json_t *extra);
 
+/**
+ * createRoom's remote invitees: invites each user of 'invitees' (a JSON
+ * array of user IDs of other servers, stolen) to the new room 'room_id', one
+ * after the other, with 'extra' (stolen, the content each invite gets, e.g.
+ * is_direct), then replies {"room_id": ...}.  The room exists already, so an
+ * invite that fails is logged and does not fail the request.
+ */
+int ax_fed_create_room_invites(struct st_ax_req_t *r, const char *room_id, json_t *invitees, json_t *extra);
+
 /* ---- backfill.c -- history from before this server joined ---- */
 
 /**

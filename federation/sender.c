@@ -760,8 +760,10 @@ static void txn_done(ax_task_t *task)
                    "EDU(s) are dropped for it",
                    d->name, d->txn_id, status, fr->body_raw != NULL ? fr->body_raw : "", d->npdus, d->nedus);
         else
-            ax_log(AX_LOG_ERROR, "federation: transaction %s cannot be sent to '%s' (%s); its %zu PDU(s) and %zu "
-                   "EDU(s) are dropped for it", d->txn_id, d->name, fr->error, d->npdus, d->nedus);
+            ax_log(AX_LOG_ERROR,
+                   "federation: transaction %s cannot be sent to '%s' (%s); its %zu PDU(s) and %zu "
+                   "EDU(s) are dropped for it",
+                   d->txn_id, d->name, fr->error, d->npdus, d->nedus);
         atomic_fetch_add_explicit(&fed->sender_txns_rejected, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&fed->sender_dropped, d->npdus + d->nedus, memory_order_relaxed);
         json_decref(d->body);

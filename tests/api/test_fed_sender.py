@@ -522,6 +522,11 @@ class TwoServers(unittest.TestCase):
             cls.b.cleanup()
             cls.ca.cleanup()
 
+    def setUp(self):
+        for s in (self.a, self.b):  # a test that failed between kill and start leaves it down
+            if s.proc is None:
+                s.start()
+
     def user(self, server):
         u = server.register(unique())
         return u["user_id"], u["access_token"]
@@ -624,6 +629,206 @@ class TwoServers(unittest.TestCase):
         self.assertEqual(got, [b for b in said if b in got])
         self.assertEqual(len(got), len(set(got)))
 
+    def sync_until(self, server, token, predicate, what, timeout=30):
+        """Syncs 'token' on 'server' until predicate(response) holds; returns that response."""
+        since, deadline = None, time.time() + timeout
+        while time.time() < deadline:
+            path = V3 + "/sync?timeout=500" + ("&since=" + since if since else "")
+            r = server.request("GET", path, token=token)
+            self.assertEqual(r.status, 200, r)
+            if predicate(r.json):
+                return r.json
+            since = r.json["next_batch"]
+        raise AssertionError("%s did not reach the sync within %ds" % (what, timeout))
+
+    def event_on(self, server, token, room, eid, timeout=30):
+        """The event as 'server' shows it, once it has arrived."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            r = server.request("GET", V3 + "/rooms/%s/event/%s" % (q(room), q(eid)), token=token)
+            if r.status == 200:
+                return r.json
+            time.sleep(0.1)
+        raise AssertionError("%s did not arrive within %ds" % (eid, timeout))
+
+    def test_create_with_remote_invite_then_chat_with_everything(self):
+        alice, at = self.user(self.a)
+        reg = self.b.register(unique())
+        bob, bt, bob_device = reg["user_id"], reg["access_token"], reg["device_id"]
+        r = self.a.request("POST", V3 + "/createRoom", token=at,
+                           body={"preset": "trusted_private_chat", "invite": [bob], "is_direct": True})
+        self.assertEqual(r.status, 200, r)
+        room = r.json["room_id"]
+
+        # B shows the invite, with the room's stripped state and is_direct
+        js = self.sync_until(self.b, bt, lambda j: room in j.get("rooms", {}).get("invite", {}), "the invite")
+        stripped = js["rooms"]["invite"][room]["invite_state"]["events"]
+        self.assertIn("m.room.create", [e["type"] for e in stripped])
+        mine = [e for e in stripped if e["type"] == "m.room.member" and e["state_key"] == bob]
+        self.assertEqual(mine[0]["content"]["membership"], "invite")
+        self.assertIs(mine[0]["content"].get("is_direct"), True)
+        r = self.b.request("POST", V3 + "/join/%s" % q(room), body={}, token=bt)
+        self.assertEqual(r.status, 200, r)
+        self.wait_bodies(self.a, at, room, [])
+        wait(lambda: self.a.request("GET", V3 + "/rooms/%s/joined_members" % q(room), token=at).json.get(
+            "joined", {}).get(bob) is not None, 30, "bob's join on A")
+
+        # messages both ways
+        hi = self.send(self.a, at, room, "hi")
+        self.wait_bodies(self.b, bt, room, ["hi"])
+        hello = self.send(self.b, bt, room, "hello")
+        self.wait_bodies(self.a, at, room, ["hi", "hello"])
+
+        # an edit from A, a reaction from B
+        r = self.a.request("PUT", V3 + "/rooms/%s/send/m.room.message/%s" % (q(room), unique("t")), token=at,
+                           body={"msgtype": "m.text", "body": "* hi there", "m.new_content": {
+                               "msgtype": "m.text", "body": "hi there"},
+                               "m.relates_to": {"rel_type": "m.replace", "event_id": hi}})
+        self.assertEqual(r.status, 200, r)
+        edit = self.event_on(self.b, bt, room, r.json["event_id"])
+        self.assertEqual(edit["content"]["m.relates_to"], {"rel_type": "m.replace", "event_id": hi})
+        r = self.b.request("PUT", V3 + "/rooms/%s/send/m.reaction/%s" % (q(room), unique("t")), token=bt,
+                           body={"m.relates_to": {"rel_type": "m.annotation", "event_id": hi, "key": "👍"}})
+        self.assertEqual(r.status, 200, r)
+        reaction = r.json["event_id"]
+        wait(lambda: reaction in [e["event_id"] for e in self.a.request(
+            "GET", "/_matrix/client/v1/rooms/%s/relations/%s/m.annotation" % (q(room), q(hi)),
+            token=at).json.get("chunk", [])], 30, "the reaction on A")
+
+        # a redaction from B of its own message
+        r = self.b.request("PUT", V3 + "/rooms/%s/redact/%s/%s" % (q(room), q(hello), unique("t")), token=bt,
+                           body={"reason": "oops"})
+        self.assertEqual(r.status, 200, r)
+        wait(lambda: self.event_on(self.a, at, room, hello)["content"] == {}, 30, "the redaction on A")
+
+        # typing from B reaches A; A's receipt reaches B
+        r = self.b.request("PUT", V3 + "/rooms/%s/typing/%s" % (q(room), q(bob)), token=bt,
+                           body={"typing": True, "timeout": 20000})
+        self.assertEqual(r.status, 200, r)
+
+        def typing(j):
+            eph = j.get("rooms", {}).get("join", {}).get(room, {}).get("ephemeral", {}).get("events", [])
+            return any(e["type"] == "m.typing" and bob in e["content"]["user_ids"] for e in eph)
+        self.sync_until(self.a, at, typing, "bob typing")
+        r = self.a.request("POST", V3 + "/rooms/%s/receipt/m.read/%s" % (q(room), q(reaction)), token=at, body={})
+        self.assertEqual(r.status, 200, r)
+
+        def receipt(j):
+            eph = j.get("rooms", {}).get("join", {}).get(room, {}).get("ephemeral", {}).get("events", [])
+            return any(e["type"] == "m.receipt" and alice in e["content"].get(reaction, {}).get("m.read", {})
+                       for e in eph)
+        self.sync_until(self.b, bt, receipt, "alice's receipt")
+
+        # an encrypted to-device message from A to bob's device
+        secret = {"algorithm": "m.olm.v1.curve25519-aes-sha2", "sender_key": "k" * 43,
+                  "ciphertext": {"c" * 43: {"type": 0, "body": "opaque"}}}
+        r = self.a.request("PUT", V3 + "/sendToDevice/m.room.encrypted/%s" % unique("td"), token=at,
+                           body={"messages": {bob: {bob_device: secret}}})
+        self.assertEqual(r.status, 200, r)
+        js = self.sync_until(self.b, bt, lambda j: any(e["type"] == "m.room.encrypted" for e in j.get(
+            "to_device", {}).get("events", [])), "the to-device message")
+        got = [e for e in js["to_device"]["events"] if e["type"] == "m.room.encrypted"]
+        self.assertEqual(got[0]["sender"], alice)
+        self.assertEqual(got[0]["content"], secret)
+
+    def test_create_room_invites_survive_an_unreachable_server(self):
+        alice, at = self.user(self.a)
+        bob, _ = self.user(self.b)
+        nobody = "@nobody:127.0.0.1:1"  # nothing listens there
+        r = self.a.request("POST", V3 + "/createRoom", token=at, body={"invite": [nobody, bob]})
+        self.assertEqual(r.status, 200, r)
+        room = r.json["room_id"]
+        r = self.a.request("GET", V3 + "/rooms/%s/state/m.room.member/%s" % (q(room), q(bob)), token=at)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json["membership"], "invite")
+        r = self.a.request("GET", V3 + "/rooms/%s/state/m.room.member/%s" % (q(room), q(nobody)), token=at)
+        self.assertEqual(r.status, 404, r)
+        self.assertIn("could not invite %s" % nobody, self.a.log_text())
+
+    def test_restricted_join_across_servers(self):
+        alice, at = self.user(self.a)
+        space, _, bt = self.shared_room()  # bob (on B) is in the space
+        r = self.a.request("POST", V3 + "/join/%s" % q(space), body={}, token=at)
+        self.assertEqual(r.status, 200, r)
+        r = self.a.request("POST", V3 + "/createRoom", token=at, body={"preset": "private_chat", "initial_state": [{
+            "type": "m.room.join_rules", "state_key": "",
+            "content": {"join_rule": "restricted", "allow": [{"type": "m.room_membership", "room_id": space}]}}]})
+        self.assertEqual(r.status, 200, r)
+        room = r.json["room_id"]
+        # bob may join: A vouches (join_authorised_via_users_server names alice, A signs the join)
+        r = self.b.request("POST", V3 + "/join/%s?server_name=%s" % (q(room), q(self.a.server_name)), body={},
+                           token=bt)
+        self.assertEqual(r.status, 200, r)
+        bob = self.b.request("GET", V3 + "/account/whoami", token=bt).json["user_id"]
+        r = self.a.request("GET", V3 + "/rooms/%s/state/m.room.member/%s" % (q(room), q(bob)), token=at)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json["membership"], "join")
+        self.assertEqual(r.json["join_authorised_via_users_server"], alice)
+        # carol, on B too but in no allowed room, may not
+        carol, ct = self.user(self.b)
+        r = self.b.request("POST", V3 + "/join/%s?server_name=%s" % (q(room), q(self.a.server_name)), body={},
+                           token=ct)
+        self.assertEqual((r.status, r.json.get("errcode")), (403, "M_FORBIDDEN"), r)
+        r = self.a.request("GET", V3 + "/rooms/%s/state/m.room.member/%s" % (q(room), q(carol)), token=at)
+        self.assertEqual(r.status, 404, r)
+
+    def power_levels(self, server, token, room):
+        r = server.request("GET", V3 + "/rooms/%s/state/m.room.power_levels" % q(room), token=token)
+        self.assertEqual(r.status, 200, r)
+        return r.json
+
+    def test_conflicting_power_levels_converge(self):
+        # room version 10 (no privileged creators): alice (100) and bob (50, allowed to change the
+        # power levels) change them at the same time, each on their own server
+        alice, at = self.user(self.a)
+        r = self.a.request("POST", V3 + "/createRoom", token=at, body={"preset": "public_chat", "room_version": "10"})
+        self.assertEqual(r.status, 200, r)
+        room = r.json["room_id"]
+        bob, bt = self.user(self.b)
+        r = self.b.request("POST", V3 + "/join/%s?server_name=%s" % (q(room), q(self.a.server_name)), body={},
+                           token=bt)
+        self.assertEqual(r.status, 200, r)
+        pl = self.power_levels(self.a, at, room)
+        pl["users"][bob] = 50
+        pl["events"]["m.room.power_levels"] = 50
+        pl["events"]["m.room.topic"] = 50
+        r = self.a.request("PUT", V3 + "/rooms/%s/state/m.room.power_levels/" % q(room), token=at, body=pl)
+        self.assertEqual(r.status, 200, r)
+        wait(lambda: self.power_levels(self.b, bt, room)["users"].get(bob) == 50, 30, "bob's promotion on B")
+
+        # B is down while alice demotes bob; back up, bob lowers the topic's level before A's retry
+        # reaches B: two power-level events, each allowed where it was made, made from the same state
+        self.b.kill()
+        sends0 = self.a.log_text().count("PUT /_matrix/federation/v1/send/")
+        pl_a = dict(pl, users=dict(pl["users"], **{bob: 0}))
+        r = self.a.request("PUT", V3 + "/rooms/%s/state/m.room.power_levels/" % q(room), token=at, body=pl_a)
+        self.assertEqual(r.status, 200, r)
+        ev_a = r.json["event_id"]
+        time.sleep(0.5)  # A tries B, fails, backs off
+        self.b.start()
+        pl_b = dict(pl, events=dict(pl["events"], **{"m.room.topic": 0}))
+        r = self.b.request("PUT", V3 + "/rooms/%s/state/m.room.power_levels/" % q(room), token=bt, body=pl_b)
+        self.assertEqual(r.status, 200, r)
+        admin(self.a, "federation", "reset", self.b.server_name)
+
+        # each side hears of the other's change, and of a message made on top of it.  A soft-fails
+        # bob's change (against A's current state bob is at 0 already) and shows it to no client,
+        # but takes it into account once B's next event builds on it
+        self.event_on(self.b, bt, room, ev_a, 60)
+        wait(lambda: self.a.log_text().count("PUT /_matrix/federation/v1/send/") > sends0, 60,
+             "B's transaction to A")
+        self.send(self.a, at, room, "after a")
+        self.send(self.b, bt, room, "after b")
+        wait(lambda: {"after a", "after b"} <= set(self.bodies(self.a, at, room)), 60, "both messages on A")
+        wait(lambda: {"after a", "after b"} <= set(self.bodies(self.b, bt, room)), 60, "both messages on B")
+
+        # both servers resolve to the same state: alice's change goes first (her power is higher),
+        # and bob's then fails auth, since bob is at 0 by then
+        wait(lambda: self.power_levels(self.a, at, room) == self.power_levels(self.b, bt, room), 30,
+             "the two servers agreeing")
+        got = self.power_levels(self.a, at, room)
+        self.assertEqual(got["users"], pl_a["users"])
+        self.assertEqual(got["events"], pl_a["events"])
 
 if __name__ == "__main__":
     main()
