@@ -238,7 +238,8 @@ int ax_cs_keys_store(ax_txn_t *txn, const char *user_id, const char *device_id, 
             }
         } else if (rc == AX_ENOTFOUND) {
             if ((rc = ax_db_devicekeys_put(txn, user_id, device_id, device_keys)) != 0 ||
-                (rc = ax_db_devicelist_touch(txn, user_id, NULL)) != 0)
+                (rc = ax_db_devicelist_touch(txn, user_id, NULL)) != 0 ||
+                (rc = ax_db_fedq_device_update(txn, user_id, device_id)) != 0)
                 return rc;
         } else {
             return rc;
@@ -851,9 +852,12 @@ static int xsign_apply(ax_txn_t *txn, void *data)
         else
             everyone = true;
     }
-    /* master and self-signing keys concern everyone who shares a room; the user-signing key only its owner */
-    if (everyone)
-        return ax_db_devicelist_touch(txn, x->user_id, NULL);
+    /* master and self-signing keys concern everyone who shares a room (other servers through
+     * m.signing_key_update); the user-signing key only its owner */
+    if (everyone) {
+        int rc = ax_db_devicelist_touch(txn, x->user_id, NULL);
+        return rc != 0 ? rc : ax_db_fedq_signing_key_update(txn, x->user_id);
+    }
     if (self_only)
         return ax_db_devicelist_touch(txn, x->user_id, x->user_id);
     return 0;
@@ -1050,11 +1054,17 @@ static int sigs_apply(ax_txn_t *txn, void *data)
         case SIG_DEVICE:
             merge_signatures(stored, s->signer, it->signatures);
             rc = ax_db_devicekeys_put(txn, it->target_user, it->target, stored);
+            /* spec: m.device_list_update "will also be sent when an existing device gets a new
+             * cross-signing signature" */
+            if (rc == 0)
+                rc = ax_db_fedq_device_update(txn, it->target_user, it->target);
             own_changed = true;
             break;
         case SIG_MASTER:
             merge_signatures(stored, s->signer, it->signatures);
             rc = ax_db_xsign_put(txn, it->target_user, "master", stored);
+            if (rc == 0)
+                rc = ax_db_fedq_signing_key_update(txn, it->target_user);
             own_changed = true;
             break;
         default:
