@@ -272,6 +272,25 @@ bool ax_room_user_can_see(ax_txn_t *txn, const char *room_id, const char *user_i
  */
 json_t *ax_room_summary(ax_txn_t *txn, const char *room_id);
 
+/** The most rooms on one page of the public room directory. */
+#define AX_PUBLIC_ROOMS_MAX 500
+
+/**
+ * One page of the public room directory (GET/POST publicRooms, for clients
+ * and for other servers): a new {"chunk", "total_room_count_estimate",
+ * "next_batch"?, "prev_batch"?} with the published rooms that 'describe'
+ * gives a summary for (a new reference, or NULL to leave the room out),
+ * kept when 'term' (may be NULL or empty) is in the name, topic or
+ * canonical alias, case-insensitively, and, with 'room_types' (a JSON
+ * array, may be NULL), when the room's type is one of them (null: no
+ * type).  Largest rooms first, then by room ID; 'offset' is where the
+ * page starts (tokens "o<offset>"), 'limit' 0 or above
+ * AX_PUBLIC_ROOMS_MAX means AX_PUBLIC_ROOMS_MAX.
+ */
+typedef json_t *(*ax_room_describe_fn)(ax_txn_t *txn, const char *room_id, void *arg);
+json_t *ax_room_directory_page(ax_txn_t *txn, uint64_t offset, uint64_t limit, const char *term,
+                               const json_t *room_types, ax_room_describe_fn describe, void *arg);
+
 /**
  * True when 'user_id' may see local room 'room_id' in a space hierarchy
  * (space_hierarchy.yaml, "rooms"): joined or invited; the room is public,
