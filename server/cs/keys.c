@@ -514,6 +514,7 @@ int ax_cs_keys_query(ax_req_t *r)
 typedef struct st_claim_t {
     json_t *wanted;  /* {user: {device: algorithm}}, local users only */
     json_t *claimed; /* {user: {device: {"alg:id": key}}}, rebuilt by every run */
+    void (*reply)(ax_req_t *r, json_t *claimed);
 } claim_t;
 
 static void claim_free(void *p)
@@ -532,14 +533,27 @@ static int claim_apply(ax_txn_t *txn, void *data)
     return ax_keys_claim(txn, c->wanted, &c->claimed);
 }
 
-/* route_data during a claim: {one_time_keys, failures} (remote answers first, then ours) */
 static void claim_written(ax_req_t *r, int result, void *data)
 {
     claim_t *c = data;
     if (result != 0)
         return (void)ax_reply_error(r, ax_errcode_from_ax(result), "Could not claim the keys");
+    c->reply(r, c->claimed);
+}
+
+void ax_cs_keys_claim_local(ax_req_t *r, json_t *wanted, void (*reply)(ax_req_t *r, json_t *claimed))
+{
+    claim_t *c = ax_calloc(1, sizeof(*c));
+    c->wanted = wanted;
+    c->reply = reply;
+    ax_req_write(r, claim_apply, claim_written, c, claim_free);
+}
+
+/* route_data during a claim: {one_time_keys, failures} (remote answers first, then ours) */
+static void claim_reply(ax_req_t *r, json_t *claimed)
+{
     json_t *out = r->route_data;
-    json_object_update(json_object_get(out, "one_time_keys"), c->claimed);
+    json_object_update(json_object_get(out, "one_time_keys"), claimed);
     ax_reply_json_new(r, 200, json_incref(out));
 }
 
@@ -562,17 +576,16 @@ static bool claimed_ok(const char *user, json_t *v)
 
 static void claim_local(ax_req_t *r)
 {
-    claim_t *c = ax_calloc(1, sizeof(*c));
-    c->wanted = json_object();
+    json_t *wanted = json_object();
     const char *user;
     json_t *devices;
     json_object_foreach(json_object_get(r->route_data, "wanted"), user, devices)
     {
         if (is_local(r, user))
-            json_object_set(c->wanted, user, devices);
+            json_object_set(wanted, user, devices);
     }
     json_object_del(r->route_data, "wanted");
-    ax_req_write(r, claim_apply, claim_written, c, claim_free);
+    ax_cs_keys_claim_local(r, wanted, claim_reply);
 }
 
 static void claim_remote_done(ax_req_t *r, ax_task_t *task)
