@@ -18,6 +18,7 @@
 #include "config/config.h"
 #include "core/core.h"
 #include "core/events.h"
+#include "server/outbound.h"
 #include "storage/storage.h"
 
 #include <sys/socket.h>
@@ -137,13 +138,7 @@ uint64_t ax_wellknown_cache_ms(const char *cache_control, const char *expires, u
  */
 int ax_server_name_split(const char *s, char *host, size_t cap, uint16_t *port, bool *is_ip);
 
-/**
- * True when 'sa' (AF_INET or AF_INET6) is not a public unicast address:
- * loopback, private (RFC 1918, ULA), link-local, CGNAT, multicast,
- * unspecified, documentation and other special-purpose ranges, including
- * IPv4 addresses embedded in IPv6 (mapped, NAT64, 6to4).
- */
-bool ax_addr_is_private(const struct sockaddr *sa);
+/* ax_addr_is_private(): server/outbound.h, for push and federation alike */
 
 /* ---- auth.c -- X-Matrix request signatures ------------------------------------------------ */
 
