@@ -507,10 +507,13 @@ int ax_sender_catchup_plan(ax_txn_t *txn, const char *destination, uint64_t afte
                     l->ev[k] = l->ev[k - 1];
                     l->ev[k - 1] = t;
                 }
-            qsort(r->seqs, r->n, sizeof(uint64_t), cmp_u64);
-            out->del = ax_realloc(out->del, (out->ndel + r->n) * sizeof(uint64_t));
-            memcpy(out->del + out->ndel, r->seqs, r->n * sizeof(uint64_t));
-            out->ndel += r->n;
+            if (r->n > 1) /* r->seqs is NULL when empty */
+                qsort(r->seqs, r->n, sizeof(uint64_t), cmp_u64);
+            if (r->n > 0) {
+                out->del = ax_realloc(out->del, (out->ndel + r->n) * sizeof(uint64_t));
+                memcpy(out->del + out->ndel, r->seqs, r->n * sizeof(uint64_t));
+                out->ndel += r->n;
+            }
             out->put = ax_realloc(out->put, (out->nput + l->n) * sizeof(*out->put));
             for (size_t k = 0; k < l->n; ++k) {
                 /* the latest events take the room's last seqs: the queue stays in commit order */
