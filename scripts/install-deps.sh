@@ -8,7 +8,8 @@
 #   test     what the test suite drives: cmocka, Python libs, matrix-nio with olm (E2EE), npm (which
 #            installs matrix-js-sdk and Node 22 for tests/clients/test_jssdk.py), curl, openssl, nginx,
 #            and the load generators of the benchmark smoke test (bench/run --quick)
-#   bench    load generators, the nginx baseline and gnuplot for the full benchmark
+#   bench    load generators, the nginx baseline and gnuplot for the full benchmark, and what its
+#            synthetic federation peer signs and serves with (python3-nacl, -signedjson, openssl)
 set -eu
 
 pkgs=""
@@ -27,7 +28,8 @@ for profile in "$@"; do
               nghttp2-client"
         ;;
     bench)
-        pkgs="$pkgs python3 apache2-utils wrk nginx nghttp2-client gnuplot-nox procps"
+        pkgs="$pkgs python3 apache2-utils wrk nginx nghttp2-client gnuplot-nox procps python3-nacl
+              python3-signedjson openssl"
         ;;
     *)
         echo "install-deps.sh: unknown profile '$profile' (build, runtime, test, bench)" >&2

@@ -1,6 +1,7 @@
 #!/usr/bin/python3
-"""longpoll.py CONFIG.json -- the sync_wakeup load generator: N idle /sync
-long-polls, then one send, and how long until each long-poll answered.
+"""longpoll.py CONFIG.json -- the load generator of sync_wakeup and
+to_device_fanout: N idle /sync long-polls, then one send, and how long until
+each long-poll answered.
 
 wrk, ab and h2load cannot hold thousands of idle requests and time their
 answers to one event, so the suite has this: Python's asyncio with plain
@@ -12,7 +13,11 @@ CONFIG (JSON): {"base": "http://127.0.0.1:PORT",
                 "timeout_ms": 120000,                  the long-polls' ?timeout=
                 "send": {"path": ..., "token": ..., "body": {...}},
                 "room_id": ..., "settle_s": 1.0, "wake_deadline_s": 60,
-                "connect_concurrency": 256}
+                "connect_concurrency": 256,
+                "check": "room" (default: the answers must carry the sent event in
+                         room_id's timeline) or "to_device" (they must carry a
+                         to-device message whose content has "marker": MARKER),
+                "marker": MARKER}
 
 Conversation on stdin/stdout, so the caller can read the server's RSS while
 every long-poll is parked:
@@ -254,10 +259,15 @@ async def main(cfg):
     for b in g.bodies.values():
         try:
             j = json.loads(b)
-            evs = j["rooms"]["join"][cfg["room_id"]]["timeline"]["events"]
-            if not any(e.get("event_id") == event_id for e in evs):
+            if cfg.get("check") == "to_device":
+                evs = j["to_device"]["events"]
+                found = any(e.get("content", {}).get("marker") == cfg["marker"] for e in evs)
+            else:
+                evs = j["rooms"]["join"][cfg["room_id"]]["timeline"]["events"]
+                found = any(e.get("event_id") == event_id for e in evs)
+            if not found:
                 missing += 1
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             missing += 1
     lat = sorted(w[0] for w in g.woken)
     result = {"polls": n, "parked": parked, "early": g.early, "woken": len(g.woken),

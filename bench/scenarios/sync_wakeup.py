@@ -24,17 +24,13 @@ times include its own work (Python, sharing the two cores with the server).
 Measurements: each case --reps times (at most 2; the 10,000 case once).
 """
 
-import json
 import os
 import resource
-import select
-import subprocess
-import sys
 import time
 
-from axbench import scen, seed
-from axbench.runner import ROOT, Step
-from axbench.util import BenchError, median
+from axbench import scen, seed, wakeup
+from axbench.runner import Step
+from axbench.util import median
 
 NAME = "sync_wakeup"
 TITLE = "long-poll /sync: N idle long-polls, one send, time until all woke; RSS per idle long-poll"
@@ -43,7 +39,6 @@ NEEDS = ["POST /_matrix/client/v3/register (m.login.dummy)", "POST /_matrix/clie
          "PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}",
          "GET /_matrix/client/v3/sync?since=...&timeout=... (long-poll)"]
 AXON_SETTINGS = {"ratelimit.register_per_second": "100000", "ratelimit.register_burst": "100000"}
-LOADGEN = os.path.join(ROOT, "bench", "loadgen", "longpoll.py")
 BIG, SMALL = 1000, 10
 CS = "/_matrix/client/v3"
 ORDER = 17
@@ -92,84 +87,12 @@ def fd_limit():
 def _run(cx, label, key, per_user, rep):
     st = cx.scenario.state
     room, members = st["rooms"][key]
-    n = len(members) * per_user
     token = seed.sync_token(cx, members[0], query="&set_presence=offline")
     polls = [{"token": u.access_token, "since": token} for _ in range(per_user) for u in members]
-    cfg = {"base": cx.target.base, "polls": polls, "query": "&set_presence=offline", "timeout_ms": 120000,
-           "room_id": room, "settle_s": 0.3 if cx.quick else 1.0, "wake_deadline_s": 90,
-           "send": {"path": "%s/rooms/%s/send/m.room.message/axb-wake-%d-%d" % (
-               CS, seed.quote(room), os.getpid(), int(time.time() * 1000)),
-               "token": members[0].access_token, "body": {"msgtype": "m.text", "body": "wake up"}}}
-    cfg_path = os.path.join(cx.workdir, "longpoll-%s-%d-%d.json" % (key, n, rep))
-    with open(cfg_path, "w") as f:
-        json.dump(cfg, f)
-    cmd = [sys.executable, LOADGEN, cfg_path]
-    server = cx.target
-    log_path = cx._raw_path("longpoll", server)
-    extra = {}
-
-    def go():
-        rss_idle, anon_idle = server.rss_kb(), server.rss_anon_kb()
-        t0 = time.monotonic()
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, start_new_session=True)
-        out = []
-        try:
-            parked = _readline(proc, 180, out)
-            if not parked.startswith("parked"):
-                raise BenchError("longpoll.py: %s" % "".join(out)[-1500:])
-            time.sleep(0.3)
-            rss_parked, anon_parked = server.rss_kb(), server.rss_anon_kb()
-            proc.stdin.write("go\n")
-            proc.stdin.flush()
-            line = _readline(proc, 150, out)
-            proc.wait(30)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, 9)
-                proc.wait()
-        wall = time.monotonic() - t0
-        with open(log_path, "w") as f:
-            f.write("$ %s\n%s" % (" ".join(cmd), "".join(out)))
-        try:
-            res = json.loads(line)
-        except ValueError:
-            raise BenchError("longpoll.py: %s" % "".join(out)[-1500:])
-        lat = res.pop("wake_ms")
-        from axbench.util import percentile
-        r = {"requests": res["woken"], "duration_s": (lat[-1] / 1000.0) if lat else None,
-             "rps": res["woken"] / (lat[-1] / 1000.0) if lat and lat[-1] > 0 else None,
-             "p50_ms": percentile(lat, 50), "p90_ms": percentile(lat, 90), "p99_ms": percentile(lat, 99),
-             "max_ms": lat[-1] if lat else None, "mean_ms": sum(lat) / len(lat) if lat else None,
-             "errors": res["errors"] + res["not_woken"] + res["missing_event"], "non2xx": 0,
-             "bytes_per_req": res["bytes_per_response"], "error": None}
-        if res["send_status"] != 200:
-            r["error"] = "the send answered %s" % res["send_status"]
-        elif res["woken"] == 0:
-            r["error"] = "no long-poll answered: %s" % res["error_samples"][:2]
-        r.update(longpoll=res, rss_idle_kb=rss_idle, rss_parked_kb=rss_parked, anon_idle_kb=anon_idle,
-                 anon_parked_kb=anon_parked,
-                 rss_per_poll_kb=(rss_parked - rss_idle) / float(n) if rss_idle and rss_parked else None,
-                 anon_per_poll_kb=(anon_parked - anon_idle) / float(n) if anon_idle and anon_parked else None)
-        extra["r"] = r
-        return r, wall
-
-    cx.measure(server, "longpoll", " ".join(cmd), go,
-               {"kind": label, "connections": n, "rep": rep, "raw_log": log_path})
-
-
-def _readline(proc, timeout, out):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        r, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
-        if r:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            out.append(line)
-            if line.startswith("parked") or line.startswith("{"):
-                return line
-    raise BenchError("longpoll.py did not answer within %ds: %s" % (timeout, "".join(out)[-1500:]))
+    send = {"path": "%s/rooms/%s/send/m.room.message/axb-wake-%d-%d" % (
+        CS, seed.quote(room), os.getpid(), int(time.time() * 1000)),
+        "token": members[0].access_token, "body": {"msgtype": "m.text", "body": "wake up"}}
+    wakeup.measure(cx, label, key, polls, send, {"rep": rep}, room_id=room)
 
 
 def plan(ctx):

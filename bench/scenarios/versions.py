@@ -7,8 +7,9 @@ nginx answering `return 200` with exactly the bytes the target answered.
 Measurements, each against the target and the baseline, repeated --reps times
 in alternating order (medians are reported):
   wrk -t2 -cN -dS       for N in the sweep (10, 50, 100, 200): the plot; the
-                        points other than --connections get half the
-                        repetitions (the suite must stay under 10 minutes)
+                        points other than --connections get a third of the
+                        repetitions, rounded up (the suite must stay under
+                        10 minutes)
   ab -n N -c C -k       keep-alive, the numbers deployment guides quote
   ab -n N -c C          a new TCP connection per request
   h2load -n N -c C -m M HTTP/2 over cleartext (h2c prior knowledge), if installed
@@ -50,6 +51,11 @@ def setup(ctx):
              "content_type": r.headers.get("content-type", "application/json"), "headers": headers}]
 
 
+def sweep_reps_of(reps):
+    """Repetitions of the sweep points other than --connections: a third, rounded up (6 -> 2)."""
+    return (reps + 2) // 3
+
+
 def plan(ctx):
     o = ctx.opts
     steps = []
@@ -70,7 +76,7 @@ def plan(ctx):
                           lambda c, s=s: c.wrk(s, PATH, o.connections, duration=1 if c.quick else 2,
                                                record=False)))
     i = 0
-    sweep_reps = (o.reps + 1) // 2
+    sweep_reps = sweep_reps_of(o.reps)
     for rep in range(o.reps):
         for conns in o.sweep:
             if conns != o.connections and rep >= sweep_reps:
@@ -133,7 +139,7 @@ def summarize(ctx, sc):
     plots = [
         {"name": "versions-throughput", "title": "GET /_matrix/client/versions, wrk -t%d -d%ds (median of %d at -c%d, "
                                                 "%d elsewhere)" % (o.threads, o.duration, o.reps, o.connections,
-                                                                   (o.reps + 1) // 2),
+                                                                   sweep_reps_of(o.reps)),
          "xlabel": "connections", "ylabel": "requests/s",
          "series": {t: series(t, "rps"), b: series(b, "rps")}},
         {"name": "versions-p99", "title": "p99 latency, same runs", "xlabel": "connections",

@@ -98,3 +98,22 @@ def register(base, localpart=None, password=None, no_password=False):
             continue
         raise BenchError("POST %s answered %s: %r" % (path, r.describe(), r.raw[:300]))
     raise BenchError("POST %s: gave up after 30 tries (rate-limited?)" % path)
+
+
+def upload(base, token, data, filename="bench.bin", content_type="application/octet-stream"):
+    """POST /_matrix/media/v3/upload of 'data' (bytes); returns the mxc:// URI.
+    Unsupported when the endpoint is missing; waits out 429."""
+    path = "/_matrix/media/v3/upload?filename=" + filename
+    for _ in range(20):
+        r = request(base, "POST", path, body=data, token=token, headers={"Content-Type": content_type})
+        reason = unsupported_reason("POST", path, r)
+        if reason:
+            raise Unsupported(reason)
+        if r.status == 429:
+            time.sleep(1.0)
+            continue
+        uri = r.json.get("content_uri", "") if isinstance(r.json, dict) else ""
+        if r.status != 200 or not uri.startswith("mxc://"):
+            raise BenchError("POST %s answered %s: %r" % (path, r.describe(), r.raw[:200]))
+        return uri
+    raise BenchError("POST %s: still rate-limited after 20 tries" % path)

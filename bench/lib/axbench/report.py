@@ -203,8 +203,10 @@ def scenario_markdown(sc, ctx, outdir, basename, files):
                "ratio %s/%s |" % (t, b),
                "|---|---|---|---|---|---|---|---|"]
         for row in s["headline"]:
-            roles = (("target", t), ("baseline", b)) if row.get("baseline") or not row.get("ratio_note") \
-                else (("target", t),)
+            # a row may name the server it measured (remote_join: the second axon)
+            tn = row.get("target_name") or t
+            roles = (("target", tn), ("baseline", b)) if row.get("baseline") or not row.get("ratio_note") \
+                else (("target", tn),)
             for role, name in roles:
                 st = row[role]
                 cells = _stats_cells(st)

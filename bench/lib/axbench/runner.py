@@ -101,6 +101,7 @@ class Context:
         self.scenario = None              # the ScenarioRun being prepared or run
         self.commands = []                # (what, command line) for the report
         self.fixtures = {}                # seeded data shared by scenarios (axbench.seed.fixture)
+        self.fed_ca = None                # axbench.fed.TestCA when a scenario federates (AXON_FEDERATION)
         self.has_h2load = tools.which("h2load") is not None
         self._h2c = {}
         self._n = 0
@@ -166,19 +167,20 @@ class Context:
         return r
 
     def wrk(self, server, path, connections, duration=None, headers=(), script=None, record=True, timeout=None,
-            **tags):
+            env=None, **tags):
         """wrk -t2 -cN -dS against server+path; 'script' replaces the summary script
         (it must dofile() it, see bench/wrk/summary.lua); 'timeout' is wrk's --timeout
-        in seconds (wrk's default is 2: slower responses count as timeouts).
+        in seconds (wrk's default is 2: slower responses count as timeouts); 'env'
+        adds environment variables (a script's parameters, read with os.getenv).
         Returns the result dict."""
         duration = duration or self.opts.duration
         cmd = tools.wrk_command(server.url(path), connections, duration, threads=self.opts.threads,
                                 headers=headers, script=script, timeout=timeout)
         tags = dict(tags, connections=connections, kind=tags.get("kind", "wrk"))
         return self._measure(server, "wrk", cmd, duration + 60, tools.parse_wrk, tags, record,
-                             env={"AXB_WRK_SUMMARY": tools.WRK_SUMMARY_LUA,
-                                  # unique per run: scripts make txn IDs and usernames from it
-                                  "AXB_WRK_NONCE": secrets.token_hex(4)})
+                             env=dict(env or {}, AXB_WRK_SUMMARY=tools.WRK_SUMMARY_LUA,
+                                      # unique per run: scripts make txn IDs and usernames from it
+                                      AXB_WRK_NONCE=secrets.token_hex(4)))
 
     @property
     def tool_timeout(self):
@@ -209,11 +211,12 @@ class Context:
             self._h2c[key] = ok
         return self._h2c[key]
 
-    def h2load(self, server, path, n, connections, streams, headers=(), record=True, **tags):
-        """h2load (HTTP/2 prior knowledge, h2c) against server+path; latency from its --log-file."""
+    def h2load(self, server, path, n, connections, streams, headers=(), record=True, h1=False, data=None, **tags):
+        """h2load (HTTP/2 prior knowledge, h2c; HTTP/1.1 with 'h1') against server+path,
+        exactly 'n' requests (POSTing the file 'data' when given); latency from its --log-file."""
         log_file = os.path.join(self.workdir, "raw", "h2load-%d.log" % (self._n + 1))
-        cmd = tools.h2load_command(server.url(path, h2=True), n, connections, streams, self.opts.threads,
-                                   log_file, headers=headers)
+        cmd = tools.h2load_command(server.url(path, h2=not h1), n, connections, streams, self.opts.threads,
+                                   log_file, headers=headers, h1=h1, data=data)
         tags = dict(tags, connections=connections, streams=streams, kind=tags.get("kind", "h2load"))
         try:
             return self._measure(server, "h2load", cmd, self.tool_timeout,
@@ -251,6 +254,9 @@ def parse_args(argv):
     p.add_argument("--h2-requests", type=int, metavar="N", help="h2load -n (default 100000; --quick 400)")
     p.add_argument("--h2-streams", type=int, default=10, metavar="M", help="h2load -m (default 10)")
     p.add_argument("--threads", type=int, default=2, metavar="T", help="wrk -t and h2load -t (default 2)")
+    p.add_argument("--remote-join-members", metavar="LIST", default="1000",
+                   help="room sizes for remote_join (default 1000; 1000,10000 adds the 10,000-member room, "
+                        "about 40 s more)")
     p.add_argument("--quick", action="store_true",
                    help="smoke mode for CI: tiny runs, a few seconds; proves the scripts work, asserts nothing")
     p.add_argument("--json", action="store_true", help="also write the results as JSON next to the report")
@@ -273,6 +279,12 @@ def parse_args(argv):
         p.error("--sweep wants comma-separated integers")
     if min(opts.sweep) < 1 or opts.duration < 1 or opts.reps < 1 or opts.requests < 1:
         p.error("counts and durations must be positive")
+    try:
+        opts.remote_join_members = sorted({int(x) for x in opts.remote_join_members.split(",") if x.strip()})
+    except ValueError:
+        p.error("--remote-join-members wants comma-separated integers")
+    if not opts.remote_join_members or min(opts.remote_join_members) < 2:
+        p.error("--remote-join-members wants room sizes of at least 2")
     if opts.target_pid and not opts.target:
         p.error("--target-pid needs --target")
     for kv in opts.axon_set:
@@ -287,7 +299,7 @@ def list_scenarios(impl, planned):
         print("  %-18s %s" % (name, getattr(mod, "TITLE", "")))
         for n in getattr(mod, "NEEDS", []):
             print("  %-18s   needs %s" % ("", n))
-    print("\nPlanned (not implemented yet):")
+    print("\nPlanned (not implemented yet):%s" % ("" if planned else " none"))
     for p in planned:
         print("  %-18s %s" % (p["name"], p["title"]))
         print("  %-18s   needs %s" % ("", "; ".join(p["needs"])))
@@ -355,6 +367,29 @@ class _Interrupted(Exception):
     pass
 
 
+def unsupported_reason(e):
+    """The report's wording for a scenario that raised Unsupported: the target
+    lacks something, or (fed.MissingDependency) this machine does."""
+    from .fed import MissingDependency
+    if isinstance(e, MissingDependency):
+        return "skipped: %s" % e
+    return "not supported by target: %s" % e
+
+
+def teardown(ctx, sc):
+    """Runs the scenario's teardown(ctx) once (servers or threads of its own), whatever happened."""
+    if sc.module is None or not hasattr(sc.module, "teardown") or sc.state.get("_torn_down"):
+        return
+    sc.state["_torn_down"] = True
+    prev, ctx.scenario = ctx.scenario, sc
+    try:
+        sc.module.teardown(ctx)
+    except Exception as e:   # noqa: BLE001 -- cleanup must go on
+        print("bench/run: %s teardown: %s" % (sc.name, e), file=sys.stderr)
+    finally:
+        ctx.scenario = prev
+
+
 def restart_axon(ctx, sc, runs, meta, sampler, progress):
     """The fresh axon died during scenario 'sc': keep its exit status and log for
     the report, start another one on a new data dir, and let the scenarios still
@@ -365,7 +400,7 @@ def restart_axon(ctx, sc, runs, meta, sampler, progress):
     crashes.append({"during": sc.name, "exit_status": rc, "log_tail": dead.log_tail(3000),
                     "sanitizer_report": dead.sanitizer_report()})
     progress.note("axon died during %s (exit status %s); a fresh axon for the scenarios after it" % (sc.name, rc))
-    fresh = AxonServer(dead.binary, "%s-restart%d" % (dead.workdir, len(crashes)), dead.settings)
+    fresh = AxonServer(dead.binary, "%s-restart%d" % (dead.workdir, len(crashes)), dead.settings, tls=dead.tls)
     os.makedirs(fresh.workdir)
     fresh.start()
     ctx.target = fresh
@@ -379,7 +414,7 @@ def restart_axon(ctx, sc, runs, meta, sampler, progress):
         try:
             later.module.setup(ctx)       # fills the same state dict the planned steps read
         except Unsupported as e:
-            later.status, later.reason = "unsupported", "not supported by target: %s" % e
+            later.status, later.reason = "unsupported", unsupported_reason(e)
         except (BenchError, OSError) as e:
             later.status, later.reason = "error", "setup on the restarted axon failed: %s" % e
 
@@ -478,7 +513,19 @@ def main(argv):
                     settings[k] = v
                     meta.setdefault("scenario_settings", {})[k] = "%s (by %s)" % (v, sc.name)
             settings.update(dict(kv.split("=", 1) for kv in opts.axon_set))
-            ctx.target = AxonServer(binary, os.path.join(workdir, "axon"), settings)
+            tls = None
+            if any(getattr(sc.module, "AXON_FEDERATION", False) for sc in runs):
+                # federation scenarios: a CA of the run's own, a TLS listener, outbound to loopback
+                from . import fed
+                try:
+                    fed.check_deps()
+                    ctx.fed_ca = fed.TestCA(os.path.join(workdir, "ca"))
+                    tls = {"cert": ctx.fed_ca.leaf_cert, "key": ctx.fed_ca.leaf_key, "ca": ctx.fed_ca.cert}
+                    ctx.commands.append(("certificate authority for federation (openssl)",
+                                         "openssl req -x509 -newkey ec ... (axbench/fed.py TestCA)"))
+                except fed.MissingDependency:
+                    pass            # the federation scenarios say so in their setup
+            ctx.target = AxonServer(binary, os.path.join(workdir, "axon"), settings, tls=tls)
             os.makedirs(ctx.target.workdir)
             progress.note("starting axon")
             ctx.target.start()
@@ -503,7 +550,7 @@ def main(argv):
                 routes += [r for r in sc.routes if r["path"] not in {x["path"] for x in routes}]
                 sc.status = "ok"
             except Unsupported as e:
-                sc.status, sc.reason = "unsupported", "not supported by target: %s" % e
+                sc.status, sc.reason = "unsupported", unsupported_reason(e)
             except (BenchError, OSError) as e:
                 sc.status, sc.reason, failed = "error", "setup failed: %s" % e, True
 
@@ -549,7 +596,7 @@ def main(argv):
                     sc.prepare_s = round(time.monotonic() - t, 1)
                     time.sleep(0.3 if opts.quick else 1.0)
             except Unsupported as e:
-                sc.status, sc.reason = "unsupported", "not supported by target: %s" % e
+                sc.status, sc.reason = "unsupported", unsupported_reason(e)
                 continue
             except (BenchError, OSError) as e:
                 sc.status, sc.reason, failed = "error", "prepare failed: %s" % e, True
@@ -562,10 +609,11 @@ def main(argv):
                     progress.step("%s: %s" % (sc.name, st.label), st.estimate_s)
                     st.fn(ctx)
             except Unsupported as e:
-                sc.status, sc.reason = "unsupported", "not supported by target: %s" % e
+                sc.status, sc.reason = "unsupported", unsupported_reason(e)
             except (BenchError, OSError) as e:
                 sc.status, sc.reason, failed = "error", str(e), True
             sc.t1 = time.monotonic()
+            teardown(ctx, sc)
             time.sleep(0.3 if opts.quick else 1.0)       # let the servers settle
             for s in ctx.servers:
                 sc.rss[s.name]["peak_kb"] = sampler.peak(s, sc.t0, sc.t1)
@@ -597,6 +645,8 @@ def main(argv):
         failed = True
         meta["fatal"] = str(e)
     finally:
+        for sc in runs:
+            teardown(ctx, sc)
         sampler.stop()
         for s in ctx.servers:
             try:

@@ -144,13 +144,24 @@ class ExternalServer(Server):
 
 
 class AxonServer(Server):
-    """A fresh axon: its own config, data dir and free port under 'workdir'."""
+    """A fresh axon: its own config, data dir and free port under 'workdir'.
+
+    With 'tls' ({"cert", "key", "ca"}: axbench.fed.TestCA's files) it also
+    federates: a TLS listener on a second free port, its server name
+    localhost:TLS_PORT (so other servers find it there), the bench's CA
+    trusted for outbound TLS and loopback destinations allowed."""
     name = "axon"
 
-    def __init__(self, binary, workdir, settings=None):
+    def __init__(self, binary, workdir, settings=None, tls=None, name=None):
         self.binary = binary
         self.workdir = workdir
         self.settings = dict(settings or {})
+        self.tls = tls
+        if name:
+            self.name = name
+        self.server_name = None
+        self.tls_port = None
+        self.fed_base = None            # https://127.0.0.1:TLS_PORT with tls, else None
         self.proc = None
         self.log_path = os.path.join(workdir, "axon.log")
         self.conf_path = os.path.join(workdir, "axon.conf")
@@ -159,9 +170,9 @@ class AxonServer(Server):
         self.command = None
         self.config_text = None
 
-    def _write_config(self, port):
+    def _write_config(self, port, tls_port=None):
         cfg = {
-            "server_name": "localhost:%d" % port,
+            "server_name": "localhost:%d" % (tls_port or port),
             "listen": "127.0.0.1:%d" % port,
             "data_dir": self.data_dir,
             "log_level": "warn",
@@ -169,7 +180,16 @@ class AxonServer(Server):
             "allow_registration": "true",   # later scenarios register users; loopback only
             "trusted_key_servers": "",      # never reach out to matrix.org
         }
+        if tls_port is not None:
+            cfg.update({
+                "tls_listen": "127.0.0.1:%d" % tls_port,
+                "tls_certificate": self.tls["cert"],
+                "tls_private_key": self.tls["key"],
+                "federation_ca_file": self.tls["ca"],
+                "outbound_allow_private": "true",   # the other servers of the run are on 127.0.0.1
+            })
         cfg.update(self.settings)
+        self.server_name = cfg["server_name"]
         # "section.key" goes under [section] (e.g. ratelimit.login_per_second)
         top = {k: v for k, v in cfg.items() if "." not in k}
         sections = {}
@@ -186,8 +206,15 @@ class AxonServer(Server):
     def start(self, timeout=30):
         for attempt in range(3):
             port = free_port()
-            self._write_config(port)
+            tls_port = None
+            if self.tls:
+                tls_port = free_port()
+                if tls_port == port:
+                    continue
+            self._write_config(port, tls_port)
             self.base = self.h2_base = "http://127.0.0.1:%d" % port
+            self.tls_port = tls_port
+            self.fed_base = "https://127.0.0.1:%d" % tls_port if tls_port else None
             self.command = [self.binary, "serve", "-c", self.conf_path]
             env = {k: v for k, v in os.environ.items() if not k.startswith("AXON_")}
             log = open(self.log_path, "ab")
@@ -252,7 +279,8 @@ class NginxServer(Server):
     """nginx answering each route with a constant (`return STATUS 'body'`).
 
     'routes' is a list of dicts: path, status, body (str), content_type,
-    headers (extra response headers, e.g. the CORS headers the target sends).
+    headers (extra response headers, e.g. the CORS headers the target sends);
+    or, instead of status and body, file: a file served from disk (sendfile).
     HTTP/1.1 on one port, h2c (HTTP/2 prior knowledge) on another."""
     name = "nginx"
     role = "baseline"
@@ -277,7 +305,12 @@ class NginxServer(Server):
                      "            default_type %s;" % r.get("content_type", "application/json")]
             for k, v in r.get("headers", {}).items():
                 lines.append("            add_header %s %s;" % (k, nginx_quote(v)))
-            lines.append("            return %d %s;" % (r.get("status", 200), nginx_quote(r["body"])))
+            if r.get("file"):
+                # a file from disk (media_download), the way a deployment serves static files
+                lines.append("            sendfile on;")
+                lines.append("            alias %s;" % r["file"])
+            else:
+                lines.append("            return %d %s;" % (r.get("status", 200), nginx_quote(r["body"])))
             lines.append("        }")
             locs.append("\n".join(lines))
         return """# written by bench/run: the constant baseline
@@ -359,9 +392,14 @@ http {
         """The baseline must answer exactly the bytes the target answered."""
         for r in self.routes:
             got = request(self.base, "GET", r["path"])
-            if got.status != r.get("status", 200) or got.raw != r["body"].encode():
+            if r.get("file"):
+                with open(r["file"], "rb") as f:
+                    want = f.read()
+            else:
+                want = r["body"].encode()
+            if got.status != r.get("status", 200) or got.raw != want:
                 raise BenchError("nginx baseline answers %s with %d %r, expected %r" % (
-                    r["path"], got.status, got.raw[:200], r["body"][:200]))
+                    r["path"], got.status, got.raw[:200], want[:200]))
             ct = got.headers.get("content-type", "")
             if ct != r.get("content_type", "application/json"):
                 raise BenchError("nginx baseline content-type for %s is %r" % (r["path"], ct))

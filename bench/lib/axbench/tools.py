@@ -148,9 +148,15 @@ def parse_ab(rc, out):
 
 # ---- h2load ---------------------------------------------------------------------
 
-def h2load_command(url, n, connections, streams, threads, log_file, headers=()):
+def h2load_command(url, n, connections, streams, threads, log_file, headers=(), h1=False, data=None):
+    """h2load's command line; 'h1' speaks HTTP/1.1 instead of h2c, 'data' is a
+    file POSTed as every request's body (h2load -d)."""
     t = max(1, min(threads, connections))
     cmd = ["h2load", "-n", str(n), "-c", str(connections), "-m", str(streams), "-t", str(t)]
+    if h1:
+        cmd.append("--h1")
+    if data:
+        cmd += ["-d", data]
     for h in headers:
         cmd += ["-H", h]
     cmd += ["--log-file=" + log_file, url]
