@@ -88,6 +88,9 @@ static const cfg_key_t keys[] = {
     {NULL, "outbound_allow_private", T_BOOL, OFF(outbound_allow_private), "false", 0, 0, NULL,
      "Allow outbound requests (federation, push gateways) to loopback and private addresses, and\n"
      "plain-http push gateways. For tests and closed networks only."},
+    {NULL, "federation_transaction_timeout", T_UINT, OFF(federation_transaction_timeout), "60", 1, 3600, NULL,
+     "Seconds a remote server has to answer one outbound transaction (PUT /send) before it is retried\n"
+     "with the same transaction ID."},
     {NULL, "default_room_version", T_STRING, OFF(default_room_version), "12", 0, 0, NULL,
      "Room version for new rooms: 10, 11 or 12."},
     {NULL, "access_token_lifetime", T_UINT, OFF(access_token_lifetime), "3600", 60, 31536000, NULL,

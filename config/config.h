@@ -63,6 +63,7 @@ typedef struct st_ax_config_t {
     char *federation_ca_file;
     bool federation_verify_tls;
     bool outbound_allow_private;
+    unsigned federation_transaction_timeout; /* seconds one outbound /send transaction may take */
 
     char *default_room_version;
 

@@ -495,6 +495,10 @@ int ax_room_send(ax_txn_t *txn, const ax_origin_t *o, const ax_draft_t *d, ax_se
     if (push != NULL)
         rc = ax_push_event(push, txn, rv, out->room_id, out->event_id, out->pos,
                            (uint64_t)json_integer_value(json_object_get(room, "state_group")), pdu);
+    /* the other servers in the room get it: queued in this very transaction, so an event a client
+     * was told is stored cannot be lost for them */
+    if (rc == 0)
+        rc = ax_room_fanout(txn, out->room_id, out->event_id, o->server_name, NULL);
 
 out:
     ax_room_lookup_dispose(&cache);

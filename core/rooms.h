@@ -47,7 +47,8 @@ typedef struct st_ax_sent_t {
  * position, state, membership, visibility and relation indexes; then the
  * push rules of the room's local members run on it (core/push.h, when the
  * writer has a push engine attached), so their unread counts change in the
- * same transaction.
+ * same transaction, and it is queued for the room's other servers
+ * (ax_room_fanout).
  *
  * @return 0 with 'out' filled; AX_ENOTFOUND for an unknown room;
  *         AX_EFORBIDDEN (the auth rules said no; 'reason' says why);
@@ -64,6 +65,24 @@ int ax_room_send(ax_txn_t *txn, const ax_origin_t *o, const ax_draft_t *d, ax_se
  * server must sign first (an invite).  AX_ENOTFOUND for an unknown room.
  */
 int ax_room_build(ax_txn_t *txn, const ax_origin_t *o, const ax_draft_t *d, json_t **out, const ax_room_version_t **rv);
+
+/* ---- fanout.c -- where an event goes ---- */
+
+/**
+ * Queues event 'event_id' of 'room_id' (stored in this txn) for every other
+ * server that must receive it (storage/fedqueue.c): each server with a
+ * joined member after the event, plus the target's server of a leave or ban
+ * (a kick, a withdrawn invite, a refused knock), never 'our_server_name'
+ * nor 'on_behalf_of'.  Nothing for a room created with m.federate false.
+ *
+ * ax_room_send calls it for every local event.  Events from other servers
+ * are not fanned out (each server sends its own), except one a resident
+ * server passes on for the server that handed it over (send_join,
+ * send_leave, send_knock): then 'on_behalf_of' is that server.  Writer
+ * side.  Returns 0, AX_ENOTFOUND (no such room or event) or a storage error.
+ */
+int ax_room_fanout(ax_txn_t *txn, const char *room_id, const char *event_id, const char *our_server_name,
+                   const char *on_behalf_of);
 
 /* ---- ingest.c -- events from other servers ---- */
 
@@ -252,6 +271,25 @@ bool ax_room_user_can_see(ax_txn_t *txn, const char *room_id, const char *user_i
  * room is not known here.
  */
 json_t *ax_room_summary(ax_txn_t *txn, const char *room_id);
+
+/** The most rooms on one page of the public room directory. */
+#define AX_PUBLIC_ROOMS_MAX 500
+
+/**
+ * One page of the public room directory (GET/POST publicRooms, for clients
+ * and for other servers): a new {"chunk", "total_room_count_estimate",
+ * "next_batch"?, "prev_batch"?} with the published rooms that 'describe'
+ * gives a summary for (a new reference, or NULL to leave the room out),
+ * kept when 'term' (may be NULL or empty) is in the name, topic or
+ * canonical alias, case-insensitively, and, with 'room_types' (a JSON
+ * array, may be NULL), when the room's type is one of them (null: no
+ * type).  Largest rooms first, then by room ID; 'offset' is where the
+ * page starts (tokens "o<offset>"), 'limit' 0 or above
+ * AX_PUBLIC_ROOMS_MAX means AX_PUBLIC_ROOMS_MAX.
+ */
+typedef json_t *(*ax_room_describe_fn)(ax_txn_t *txn, const char *room_id, void *arg);
+json_t *ax_room_directory_page(ax_txn_t *txn, uint64_t offset, uint64_t limit, const char *term,
+                               const json_t *room_types, ax_room_describe_fn describe, void *arg);
 
 /**
  * True when 'user_id' may see local room 'room_id' in a space hierarchy

@@ -14,8 +14,10 @@
 #include "core/rooms.h"
 #include "common/strmap.h"
 
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* ---- the summary of a room ---- */
 
@@ -399,4 +401,97 @@ int ax_space_hierarchy(ax_txn_t *txn, const char *root, ax_space_walk_t *w)
         w->rooms = NULL;
     }
     return rc;
+}
+
+/* ---- the public room directory ---- */
+
+typedef struct st_dir_walk_t {
+    ax_txn_t *txn;
+    json_t *rooms;
+    const char *term; /* lower-cased, or NULL */
+    const json_t *room_types;
+    ax_room_describe_fn describe;
+    void *arg;
+} dir_walk_t;
+
+static bool contains_ci(const char *hay, const char *needle)
+{
+    if (hay == NULL)
+        return false;
+    size_t n = strlen(needle);
+    for (; *hay; ++hay)
+        if (strncasecmp(hay, needle, n) == 0)
+            return true;
+    return false;
+}
+
+static int dir_cb(void *arg, const char *room_id)
+{
+    dir_walk_t *w = arg;
+    json_t *c = w->describe(w->txn, room_id, w->arg);
+    if (c == NULL)
+        return 0;
+    const char *room_type = json_string_value(json_object_get(c, "room_type"));
+    bool keep = w->term == NULL || contains_ci(json_string_value(json_object_get(c, "name")), w->term) ||
+                contains_ci(json_string_value(json_object_get(c, "topic")), w->term) ||
+                contains_ci(json_string_value(json_object_get(c, "canonical_alias")), w->term);
+    if (keep && json_is_array(w->room_types)) {
+        bool any = false;
+        size_t i;
+        json_t *t;
+        json_array_foreach(w->room_types, i, t)
+        {
+            any = any || (json_is_null(t) ? room_type == NULL : ax_streq(json_string_value(t), room_type));
+        }
+        keep = any;
+    }
+    if (keep)
+        json_array_append(w->rooms, c);
+    json_decref(c);
+    return json_array_size(w->rooms) >= AX_PUBLIC_ROOMS_MAX * 10;
+}
+
+/* Largest rooms first, then by room ID: a stable order for pagination. */
+static int by_members(const void *a, const void *b)
+{
+    json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
+    json_int_t nx = json_integer_value(json_object_get(x, "num_joined_members"));
+    json_int_t ny = json_integer_value(json_object_get(y, "num_joined_members"));
+    if (nx != ny)
+        return nx > ny ? -1 : 1;
+    return strcmp(json_string_value(json_object_get(x, "room_id")), json_string_value(json_object_get(y, "room_id")));
+}
+
+json_t *ax_room_directory_page(ax_txn_t *txn, uint64_t offset, uint64_t limit, const char *term,
+                               const json_t *room_types, ax_room_describe_fn describe, void *arg)
+{
+    char *lower = NULL;
+    if (term != NULL && term[0] != '\0') {
+        lower = ax_strdup(term);
+        for (char *c = lower; *c; ++c)
+            *c = (char)tolower((unsigned char)*c);
+    }
+    dir_walk_t w = {txn, json_array(), lower, room_types, describe, arg};
+    ax_db_directory_foreach(txn, NULL, dir_cb, &w);
+    free(lower);
+
+    size_t n = json_array_size(w.rooms);
+    json_t **items = ax_malloc((n + 1) * sizeof(*items));
+    for (size_t i = 0; i < n; ++i)
+        items[i] = json_array_get(w.rooms, i);
+    qsort(items, n, sizeof(*items), by_members);
+    if (limit == 0 || limit > AX_PUBLIC_ROOMS_MAX)
+        limit = AX_PUBLIC_ROOMS_MAX;
+    json_t *chunk = json_array();
+    for (size_t i = (size_t)offset; i < n && i < offset + limit; ++i)
+        json_array_append(chunk, items[i]);
+    free(items);
+    json_t *out = json_pack("{s:o, s:I}", "chunk", chunk, "total_room_count_estimate", (json_int_t)n);
+    if (offset + limit < n)
+        json_object_set_new(out, "next_batch", json_sprintf("o%llu", (unsigned long long)(offset + limit)));
+    if (offset > 0)
+        json_object_set_new(out, "prev_batch",
+                            json_sprintf("o%llu", (unsigned long long)(offset > limit ? offset - limit : 0)));
+    json_decref(w.rooms);
+    return out;
 }

@@ -8,6 +8,7 @@
  * endpoints use).  Every route here is AX_ROUTE_FED: the handlers run
  * after the origin's X-Matrix signature verified.
  */
+#include "server/cs/cs.h"
 #include "server/handlers.h"
 #include "core/events.h"
 #include "core/keys.h"
@@ -222,33 +223,9 @@ int ax_fed_user_keys_query(ax_req_t *r)
         json_pack("{s:o, s:o, s:o}", "device_keys", devices, "master_keys", masters, "self_signing_keys", selfs));
 }
 
-typedef struct st_claim_t {
-    json_t *wanted;
-    json_t *claimed;
-} claim_t;
-
-static void claim_free(void *p)
+static void claim_reply(ax_req_t *r, json_t *claimed)
 {
-    claim_t *c = p;
-    json_decref(c->wanted);
-    json_decref(c->claimed);
-    free(c);
-}
-
-/* Writer side: one-time keys are handed out once, whoever asks. */
-static int claim_apply(ax_txn_t *txn, void *data)
-{
-    claim_t *c = data;
-    json_decref(c->claimed);
-    return ax_keys_claim(txn, c->wanted, &c->claimed);
-}
-
-static void claim_written(ax_req_t *r, int result, void *data)
-{
-    claim_t *c = data;
-    if (result != 0)
-        return (void)ax_reply_error(r, ax_errcode_from_ax(result), "Could not claim the keys");
-    ax_reply_json_new(r, 200, json_pack("{s:O}", "one_time_keys", c->claimed));
+    ax_reply_json_new(r, 200, json_pack("{s:O}", "one_time_keys", claimed));
 }
 
 /* POST /_matrix/federation/v1/user/keys/claim */
@@ -258,8 +235,7 @@ int ax_fed_user_keys_claim(ax_req_t *r)
     if (ax_req_json_body_or_reply(r, &body) != 0 ||
         ax_field_object_or_reply(r, body, "one_time_keys", true, &wanted) != 0)
         return 0;
-    claim_t *c = ax_calloc(1, sizeof(*c));
-    c->wanted = json_object();
+    json_t *local = json_object();
     const char *user, *device;
     json_t *devices, *alg;
     json_object_foreach(wanted, user, devices)
@@ -270,12 +246,12 @@ int ax_fed_user_keys_claim(ax_req_t *r)
             ok = ok && json_is_string(alg);
         }
         if (!ok) {
-            claim_free(c);
+            json_decref(local);
             return ax_reply_error(r, AX_M_BAD_JSON, "one_time_keys must map user IDs to {device ID: algorithm}");
         }
         if (ax_id_is_valid_user_id(user) && ax_streq(ax_id_domain(user), r->srv->cfg->server_name))
-            json_object_set(c->wanted, user, devices);
+            json_object_set(local, user, devices);
     }
-    ax_req_write(r, claim_apply, claim_written, c, claim_free);
+    ax_cs_keys_claim_local(r, local, claim_reply);
     return 0;
 }

@@ -15,14 +15,12 @@
 #include "server/handlers.h"
 #include "core/servers.h"
 
-#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define PUBLIC_ROOMS_MAX 500 /* most rooms on one page */
-#define HIERARCHY_MAX    50  /* most children of one space described (Synapse's MAX_ROOMS_PER_SPACE) */
-#define SPACE_ORDER_MAX  50  /* m.space.child "order": at most 50 characters */
-#define MEGOLM           "m.megolm.v1.aes-sha2"
+#define HIERARCHY_MAX   50 /* most children of one space described (Synapse's MAX_ROOMS_PER_SPACE) */
+#define SPACE_ORDER_MAX 50 /* m.space.child "order": at most 50 characters */
+#define MEGOLM          "m.megolm.v1.aes-sha2"
 
 /* ---- room summaries ---- */
 
@@ -75,62 +73,10 @@ static bool described_to(ax_txn_t *txn, const char *room_id, const char *server)
 
 /* ---- /publicRooms ---- */
 
-typedef struct st_pub_t {
-    ax_txn_t *txn;
-    const char *server;
-    json_t *rooms;
-    const char *term; /* lower-cased search term, or NULL */
-    json_t *room_types;
-} pub_t;
-
-static bool contains_ci(const char *hay, const char *needle)
+/* A summary of the room for the asking server ('arg'), or NULL when it is not to see the room. */
+static json_t *describe_to(ax_txn_t *txn, const char *room_id, void *arg)
 {
-    if (hay == NULL)
-        return false;
-    size_t n = strlen(needle);
-    for (; *hay; ++hay)
-        if (strncasecmp(hay, needle, n) == 0)
-            return true;
-    return false;
-}
-
-static int pub_cb(void *arg, const char *room_id)
-{
-    pub_t *p = arg;
-    if (!described_to(p->txn, room_id, p->server))
-        return 0;
-    json_t *c = summary(p->txn, room_id, false);
-    if (c == NULL)
-        return 0;
-    const char *room_type = json_string_value(json_object_get(c, "room_type"));
-    bool keep = p->term == NULL || contains_ci(json_string_value(json_object_get(c, "name")), p->term) ||
-                contains_ci(json_string_value(json_object_get(c, "topic")), p->term) ||
-                contains_ci(json_string_value(json_object_get(c, "canonical_alias")), p->term);
-    if (keep && json_is_array(p->room_types)) {
-        bool any = false;
-        size_t i;
-        json_t *t;
-        json_array_foreach(p->room_types, i, t)
-        {
-            any = any || (json_is_null(t) ? room_type == NULL : ax_streq(json_string_value(t), room_type));
-        }
-        keep = any;
-    }
-    if (keep)
-        json_array_append(p->rooms, c);
-    json_decref(c);
-    return json_array_size(p->rooms) >= PUBLIC_ROOMS_MAX * 10;
-}
-
-/* Largest rooms first, then by room ID: a stable order for pagination. */
-static int by_members(const void *a, const void *b)
-{
-    json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
-    json_int_t nx = json_integer_value(json_object_get(x, "num_joined_members"));
-    json_int_t ny = json_integer_value(json_object_get(y, "num_joined_members"));
-    if (nx != ny)
-        return nx > ny ? -1 : 1;
-    return strcmp(json_string_value(json_object_get(x, "room_id")), json_string_value(json_object_get(y, "room_id")));
+    return described_to(txn, room_id, arg) ? summary(txn, room_id, false) : NULL;
 }
 
 static int public_rooms(ax_req_t *r, uint64_t limit, const char *since, const char *term, json_t *room_types,
@@ -142,39 +88,12 @@ static int public_rooms(ax_req_t *r, uint64_t limit, const char *since, const ch
     /* this server bridges no third-party networks: a named instance has no rooms here */
     if (instance != NULL)
         return ax_reply_json_new(r, 200, json_pack("{s:[], s:i}", "chunk", "total_room_count_estimate", 0));
-    char *lower = NULL;
-    if (term != NULL && term[0] != '\0') {
-        lower = ax_pstrdup(r, term);
-        for (char *c = lower; *c; ++c)
-            *c = (char)tolower((unsigned char)*c);
-    }
     ax_txn_t *txn;
     if (ax_db_read_begin(r->srv->db, &txn) != 0)
         return ax_reply_error(r, AX_M_INTERNAL, "Database unavailable");
-    pub_t p = {txn, r->auth.server, json_array(), lower, room_types};
-    ax_db_directory_foreach(txn, NULL, pub_cb, &p);
+    /* "Defaults to 0 (no limit)": ours is one page */
+    json_t *out = ax_room_directory_page(txn, offset, limit, term, room_types, describe_to, (void *)r->auth.server);
     ax_db_read_end(txn);
-
-    size_t n = json_array_size(p.rooms);
-    json_t **items = ax_malloc((n + 1) * sizeof(*items));
-    for (size_t i = 0; i < n; ++i)
-        items[i] = json_array_get(p.rooms, i);
-    qsort(items, n, sizeof(*items), by_members);
-    if (limit == 0 || limit > PUBLIC_ROOMS_MAX) /* "Defaults to 0 (no limit)": ours is one page */
-        limit = PUBLIC_ROOMS_MAX;
-    json_t *chunk = json_array();
-    for (size_t i = (size_t)offset; i < n && i < offset + limit; ++i)
-        json_array_append(chunk, items[i]);
-    free(items);
-    json_t *out = json_pack("{s:o, s:I}", "chunk", chunk, "total_room_count_estimate", (json_int_t)n);
-    if (offset + limit < n)
-        json_object_set_new(out, "next_batch",
-                            json_string(ax_psprintf(r, "o%llu", (unsigned long long)(offset + limit))));
-    if (offset > 0)
-        json_object_set_new(
-            out, "prev_batch",
-            json_string(ax_psprintf(r, "o%llu", (unsigned long long)(offset > limit ? offset - limit : 0))));
-    json_decref(p.rooms);
     return ax_reply_json_new(r, 200, out);
 }
 

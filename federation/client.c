@@ -808,6 +808,7 @@ static void on_tick(h2o_timeout_entry_t *entry)
         if (call->deadline_ms <= now)
             call_fail(call, AX_EUNREACHABLE, AX_FED_RESULT_NETWORK, "timed out");
     }
+    ax_sender_tick(fed, now);
     if (now >= fed->pruned_ms + 60000) {
         fed->pruned_ms = now;
         prune_pools(fed, now);
@@ -1038,6 +1039,7 @@ static void *loop_main(void *arg)
     h2o_timeout_init(fed->loop, &fed->tick_timeout, 1000);
     fed->tick_entry.cb = on_tick;
     h2o_timeout_link(fed->loop, &fed->tick_timeout, &fed->tick_entry);
+    ax_sender_start(fed); /* before anyone can post to the loop: wake-ups need it */
     pthread_mutex_lock(&fed->ready_mutex);
     fed->ready = true;
     pthread_cond_signal(&fed->ready_cond);
@@ -1052,6 +1054,7 @@ static void *loop_main(void *arg)
     ax_strmap_foreach(&fed->pools, free_pool, NULL);
     ax_strmap_dispose(&fed->pools);
     ax_keyring_dispose(fed);
+    ax_sender_dispose(fed);
     ax_resolver_free(fed->resolver);
     fed->resolver = NULL;
     ax_hport_dispose(&fed->inport, fed->queue);
@@ -1147,4 +1150,13 @@ void ax_fed_stats(ax_fed_t *fed, ax_fed_stats_t *out)
     out->key_fetches_ok = atomic_load_explicit(&fed->key_fetches_ok, memory_order_relaxed);
     out->key_fetches_failed = atomic_load_explicit(&fed->key_fetches_failed, memory_order_relaxed);
     out->in_flight = atomic_load_explicit(&fed->in_flight, memory_order_relaxed);
+    out->txns_ok = atomic_load_explicit(&fed->sender_txns_ok, memory_order_relaxed);
+    out->txns_failed = atomic_load_explicit(&fed->sender_txns_failed, memory_order_relaxed);
+    out->txns_rejected = atomic_load_explicit(&fed->sender_txns_rejected, memory_order_relaxed);
+    out->pdus_sent = atomic_load_explicit(&fed->sender_pdus, memory_order_relaxed);
+    out->edus_sent = atomic_load_explicit(&fed->sender_edus, memory_order_relaxed);
+    out->pdu_errors = atomic_load_explicit(&fed->sender_pdu_errors, memory_order_relaxed);
+    out->items_dropped = atomic_load_explicit(&fed->sender_dropped, memory_order_relaxed);
+    out->catchup_skipped = atomic_load_explicit(&fed->sender_catchup_skipped, memory_order_relaxed);
+    out->txns_in_flight = atomic_load_explicit(&fed->sender_in_flight, memory_order_relaxed);
 }

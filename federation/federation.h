@@ -18,6 +18,7 @@
 #include "config/config.h"
 #include "core/core.h"
 #include "core/events.h"
+#include "server/outbound.h"
 #include "storage/storage.h"
 
 #include <sys/socket.h>
@@ -137,13 +138,7 @@ uint64_t ax_wellknown_cache_ms(const char *cache_control, const char *expires, u
  */
 int ax_server_name_split(const char *s, char *host, size_t cap, uint16_t *port, bool *is_ip);
 
-/**
- * True when 'sa' (AF_INET or AF_INET6) is not a public unicast address:
- * loopback, private (RFC 1918, ULA), link-local, CGNAT, multicast,
- * unspecified, documentation and other special-purpose ranges, including
- * IPv4 addresses embedded in IPv6 (mapped, NAT64, 6to4).
- */
-bool ax_addr_is_private(const struct sockaddr *sa);
+/* ax_addr_is_private(): server/outbound.h, for push and federation alike */
 
 /* ---- auth.c -- X-Matrix request signatures ------------------------------------------------ */
 
@@ -318,6 +313,16 @@ typedef struct st_ax_fed_stats_t {
     uint64_t key_fetches_ok;
     uint64_t key_fetches_failed;
     uint64_t in_flight;
+    /* the transaction sender (sender.c) */
+    uint64_t txns_ok;         /* transactions a destination answered 200 */
+    uint64_t txns_failed;     /* attempts that failed and will be retried (network, timeout, 5xx, 401/403/404/429) */
+    uint64_t txns_rejected;   /* transactions refused as a whole for good (400 and other 4xx): dropped, logged */
+    uint64_t pdus_sent;       /* PDUs in transactions answered 200 */
+    uint64_t edus_sent;       /* EDUs in transactions answered 200 */
+    uint64_t pdu_errors;      /* PDUs a destination answered with an error (logged, not retried) */
+    uint64_t items_dropped;   /* queue items not delivered: refused transactions, unsendable items */
+    uint64_t catchup_skipped; /* PDUs not sent because catch-up sent their room's latest events instead */
+    uint64_t txns_in_flight;  /* transactions on their way */
 } ax_fed_stats_t;
 
 /** Copies the loop's counters (any thread). */
@@ -326,6 +331,23 @@ void ax_fed_stats(ax_fed_t *fed, ax_fed_stats_t *out);
 /** Backoff before the next attempt after 'failures' consecutive failures (capped exponential). */
 uint64_t ax_fed_backoff_ms(uint64_t failures);
 
+/* ---- sender.c -- the durable per-destination transaction sender ---------------------------- */
+
+/**
+ * The writer's commit hook hands over the keys of a commit (any thread,
+ * 'keys' borrowed): "%fed:<destination>" (AX_FEDQ_NOTIFY: the destination
+ * has new queued items) and "%fedp:<user>" (AX_FEDQ_NOTIFY_PRESENCE) wake
+ * the sender; other keys are ignored.  NULL 'fed' is allowed.
+ */
+void ax_fed_sender_notify(ax_fed_t *fed, const char *const *keys, size_t nkeys);
+
+/**
+ * Local user 'user_id' started or stopped typing in 'room_id' (any thread):
+ * an m.typing EDU for every other server in the room.  Typing is kept in
+ * memory only; a "typing" older than 30 s when it could be sent is not.
+ * NULL 'fed' is allowed.
+ */
+void ax_fed_sender_typing(ax_fed_t *fed, const char *room_id, const char *user_id, bool typing);
 /* ---- batch.c -- several requests as one task ----------------------------------------------------- */
 
 /**
@@ -496,6 +518,15 @@ int ax_fed_remote_membership_by_alias(struct st_ax_req_t *r, const char *alias, 
  * be NULL) joins the content (reason, is_direct).  Replies {} or the error.
  */
 int ax_fed_remote_invite(struct st_ax_req_t *r, const char *room_id, const char *invitee, json_t *extra);
+
+/**
+ * createRoom's remote invitees: invites each user of 'invitees' (a JSON
+ * array of user IDs of other servers, stolen) to the new room 'room_id', one
+ * after the other, with 'extra' (stolen, the content each invite gets, e.g.
+ * is_direct), then replies {"room_id": ...}.  The room exists already, so an
+ * invite that fails is logged and does not fail the request.
+ */
+int ax_fed_create_room_invites(struct st_ax_req_t *r, const char *room_id, json_t *invitees, json_t *extra);
 
 /* ---- backfill.c -- history from before this server joined ---- */
 

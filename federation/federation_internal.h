@@ -45,6 +45,7 @@ void ax_dns_free(ax_dns_t *dns);
 
 typedef struct st_fed_call_t fed_call_t;
 typedef struct st_key_fetch_t key_fetch_t;
+typedef struct st_ax_sender_t ax_sender_t;
 
 struct st_ax_fed_t {
     const ax_config_t *cfg;
@@ -87,10 +88,16 @@ struct st_ax_fed_t {
     ax_strmap_t fetches; /* server name (+ "\x01" for direct-only) -> key_fetch_t in progress */
     ax_strmap_t misses;  /* server name -> uint64_t: when a fetch last ended without a wanted key */
 
+    /* the transaction sender (sender.c) */
+    ax_sender_t *sender;
+
     /* counters read by ax_fed_stats (relaxed atomics) */
     _Atomic uint64_t results[AX_FED_RESULT__COUNT];
     _Atomic uint64_t key_fetches_ok, key_fetches_failed;
     _Atomic uint64_t in_flight;
+    _Atomic uint64_t sender_txns_ok, sender_txns_failed, sender_txns_rejected;
+    _Atomic uint64_t sender_pdus, sender_edus, sender_pdu_errors, sender_dropped, sender_catchup_skipped;
+    _Atomic uint64_t sender_in_flight;
 };
 
 /** Starts 'fr' on the loop (loop thread only); it completes through its own port like any request. */
@@ -102,6 +109,61 @@ void ax_fed_complete(ax_task_t *task, int result);
 /** Runs 'apply(txn, data)' on the writer and then 'free_data(data)' on the loop; the loop waits for it at exit. */
 void ax_fed_write(ax_fed_t *fed, ax_apply_fn apply, void *data, void (*free_data)(void *),
                   void (*done)(ax_fed_t *fed, int result, void *data));
+
+/* ---- sender.c -- the transaction sender ---- */
+
+/** Loads the queues left by the last run and starts sending (loop thread, before anything is posted to it). */
+void ax_sender_start(ax_fed_t *fed);
+/** Once a second: destinations whose backoff ran out, or that an operator reset, are tried again. */
+void ax_sender_tick(ax_fed_t *fed, uint64_t now);
+/** Frees the sender at exit (nothing of it may be in progress). */
+void ax_sender_dispose(ax_fed_t *fed);
+
+/** One transaction's worth of a destination's queue (ax_sender_batch_build). */
+typedef struct st_ax_sender_batch_t {
+    json_t *pdus;   /* PDUs as sent (without "unsigned"), a new reference */
+    json_t *edus;   /* EDUs, m.receipt ones merged where they fit, a new reference */
+    uint64_t upto;  /* the last queue item looked at ('after' when none) */
+    size_t items;   /* queue items covered */
+    size_t skipped; /* ... of which could not be sent (event gone, not canonical JSON) */
+} ax_sender_batch_t;
+
+/**
+ * Builds the next transaction of 'destination' from its queue items after
+ * seq 'after' and at most 'limit': a contiguous run in commit order that
+ * stops before the 51st PDU or the 101st EDU (spec limits).  Read txn.
+ * Dispose of 'out' with ax_sender_batch_dispose, also on failure.
+ */
+int ax_sender_batch_build(ax_txn_t *txn, const char *destination, uint64_t after, uint64_t limit,
+                          ax_sender_batch_t *out);
+void ax_sender_batch_dispose(ax_sender_batch_t *b);
+
+/** One latest event put in place of a room's backlog. */
+typedef struct st_ax_sender_catchup_put_t {
+    uint64_t seq;
+    char room_id[256];
+    char event_id[256];
+} ax_sender_catchup_put_t;
+
+/** What catching a destination up changes in its queue (ax_sender_catchup_plan). */
+typedef struct st_ax_sender_catchup_t {
+    uint64_t *del; /* queue items to delete */
+    size_t ndel;
+    ax_sender_catchup_put_t *put; /* PDUs to queue in their place (at seqs among 'del') */
+    size_t nput;
+    size_t rooms; /* rooms cut short */
+} ax_sender_catchup_t;
+
+/**
+ * The catch-up rule: among the first 10000 queue items after 'after', every
+ * room with more than 50 PDUs waiting is replaced by its forward
+ * extremities that are newer than its oldest waiting event and not the
+ * destination's own (or, when none is, by its last waiting event), placed
+ * at the room's last seqs.  Read txn.  Dispose of 'out' with
+ * ax_sender_catchup_dispose.
+ */
+int ax_sender_catchup_plan(ax_txn_t *txn, const char *destination, uint64_t after, ax_sender_catchup_t *out);
+void ax_sender_catchup_dispose(ax_sender_catchup_t *c);
 
 /* ---- keyring.c ---- */
 

@@ -449,6 +449,13 @@ int ax_fed_remote_membership_by_alias(ax_req_t *r, const char *alias, const char
 
 /* ---- inviting a user of another server ---- */
 
+/*
+ * One invite, or (createRoom's "invite" list) a chain of them: 'rest' holds
+ * the invitees still to invite and 'extra' the content each gets.  A chain
+ * never fails the request (the room exists by then): an invite that does
+ * not go through is logged and the next one goes on; the answer is the
+ * room's ID once the last is done.
+ */
 typedef struct st_invite_out_t {
     char room_id[256];
     char invitee[256];
@@ -456,29 +463,67 @@ typedef struct st_invite_out_t {
     const ax_room_version_t *rv;
     json_t *event; /* signed by us, then by the invitee's server */
     ax_ingest_t outcome;
+    json_t *rest;  /* chain: [user_id] still to invite; NULL for one invite */
+    json_t *extra; /* chain: the content every invite gets */
 } invite_out_t;
 
 static void invite_out_free(void *p)
 {
     invite_out_t *v = p;
     json_decref(v->event);
+    json_decref(v->rest);
+    json_decref(v->extra);
     free(v);
+}
+
+static int invite_start(ax_req_t *r, const char *room_id, const char *invitee, json_t *extra, json_t *rest);
+
+/*
+ * The invite in 'v' is over: answer the request (status 0: it went through),
+ * or in a chain, log a failure and go on with the next invitee.  'v' stays
+ * the caller's to free.
+ */
+static void invite_out_done(ax_req_t *r, invite_out_t *v, int status, ax_errcode_t errcode, const char *error)
+{
+    if (v->rest == NULL) {
+        if (status == 0)
+            ax_reply_json_new(r, 200, json_object());
+        else
+            ax_reply_error_status(r, status, errcode, error);
+        return;
+    }
+    if (status != 0)
+        ax_log(AX_LOG_WARN, "createRoom %s: could not invite %s: %s", v->room_id, v->invitee, error);
+    if (json_array_size(v->rest) == 0) {
+        ax_reply_json_new(r, 200, json_pack("{s:s}", "room_id", v->room_id));
+        return;
+    }
+    char next[256];
+    snprintf(next, sizeof(next), "%s", json_string_value(json_array_get(v->rest, 0)));
+    json_array_remove(v->rest, 0);
+    invite_start(r, v->room_id, next, json_deep_copy(v->extra), json_incref(v->rest));
 }
 
 static int invite_out_apply(ax_txn_t *txn, void *data)
 {
     invite_out_t *v = data;
-    return ax_room_ingest(txn, v->rv, v->room_id, v->event_id, v->event, NULL, &v->outcome);
+    int rc = ax_room_ingest(txn, v->rv, v->room_id, v->event_id, v->event, NULL, &v->outcome);
+    /* our event: the room's other servers get it from us; the invitee's server has it already */
+    if (rc == 0 && v->outcome.outcome == AX_INGEST_ACCEPTED)
+        rc = ax_room_fanout(txn, v->room_id, v->event_id,
+                            ax_id_domain(json_string_value(json_object_get(v->event, "sender"))),
+                            ax_id_domain(v->invitee));
+    return rc;
 }
 
 static void invite_out_stored(ax_req_t *r, int result, void *data)
 {
     invite_out_t *v = data;
     if (result != 0)
-        return (void)ax_reply_error(r, AX_M_INTERNAL, "Could not store the invite");
+        return invite_out_done(r, v, 500, AX_M_INTERNAL, "Could not store the invite");
     if (v->outcome.outcome != AX_INGEST_ACCEPTED && v->outcome.outcome != AX_INGEST_DUPLICATE)
-        return (void)ax_reply_error(r, AX_M_FORBIDDEN, v->outcome.reason);
-    ax_reply_json_new(r, 200, json_object());
+        return invite_out_done(r, v, 403, AX_M_FORBIDDEN, v->outcome.reason);
+    invite_out_done(r, v, 0, AX_M_UNKNOWN, NULL);
 }
 
 static void invite_out_answered(ax_req_t *r, ax_task_t *task)
@@ -495,11 +540,13 @@ static void invite_out_answered(ax_req_t *r, ax_task_t *task)
         const char *why = json_string_value(json_object_get(fr->json, "error"));
         const char *code = json_string_value(json_object_get(fr->json, "errcode"));
         if (fr->super.result == 0 && fr->status == 403)
-            ax_reply_error(r, AX_M_FORBIDDEN, why ? why : "The invitee's server refused the invite");
-        else if (fr->super.result == 0 && fr->status >= 400 && fr->status < 500 && code != NULL)
+            invite_out_done(r, v, 403, AX_M_FORBIDDEN, why ? why : "The invitee's server refused the invite");
+        else if (fr->super.result == 0 && fr->status >= 400 && fr->status < 500 && code != NULL && v->rest == NULL)
             ax_reply_json_new(r, fr->status, json_pack("{s:s, s:s}", "errcode", code, "error", why ? why : code));
+        else if (fr->super.result == 0 && fr->status >= 400 && fr->status < 500)
+            invite_out_done(r, v, fr->status, AX_M_UNKNOWN, why ? why : "The invitee's server refused the invite");
         else
-            ax_reply_error_status(r, 502, AX_M_UNKNOWN, "The invitee's server could not be reached");
+            invite_out_done(r, v, 502, AX_M_UNKNOWN, "The invitee's server could not be reached");
         ax_fed_request_free(fr);
         invite_out_free(v);
         return;
@@ -510,8 +557,8 @@ static void invite_out_answered(ax_req_t *r, ax_task_t *task)
     if (ax_event_get_id(v->rv, signed_ev, eid, sizeof(eid)) != 0 || strcmp(eid, v->event_id) != 0 ||
         json_object_get(json_object_get(signed_ev, "signatures"), server) == NULL) {
         ax_fed_request_free(fr);
+        invite_out_done(r, v, 502, AX_M_UNKNOWN, "The invitee's server sent back another event");
         invite_out_free(v);
-        ax_reply_error_status(r, 502, AX_M_UNKNOWN, "The invitee's server sent back another event");
         return;
     }
     json_t *sigs = json_object_get(v->event, "signatures");
@@ -520,19 +567,23 @@ static void invite_out_answered(ax_req_t *r, ax_task_t *task)
     ax_req_write(r, invite_out_apply, invite_out_stored, v, invite_out_free);
 }
 
-int ax_fed_remote_invite(ax_req_t *r, const char *room_id, const char *invitee, json_t *extra)
+/* Builds, signs and checks the invite of 'invitee', then asks its server to sign it too. */
+static int invite_start(ax_req_t *r, const char *room_id, const char *invitee, json_t *extra, json_t *rest)
 {
     ax_server_t *srv = r->srv;
-    if (srv->fed == NULL) {
-        json_decref(extra);
-        return ax_reply_error(r, AX_M_FORBIDDEN, "Inviting users of other servers needs federation");
-    }
+    invite_out_t *v = ax_calloc(1, sizeof(*v));
+    snprintf(v->room_id, sizeof(v->room_id), "%s", room_id);
+    snprintf(v->invitee, sizeof(v->invitee), "%s", invitee);
+    v->rest = rest;
+    v->extra = rest != NULL ? json_deep_copy(extra) : NULL;
     ax_txn_t *txn;
     if (ax_db_read_begin(srv->db, &txn) != 0) {
         json_decref(extra);
-        return ax_reply_error(r, AX_M_INTERNAL, "Database unavailable");
+        invite_out_done(r, v, 500, AX_M_INTERNAL, "Database unavailable");
+        invite_out_free(v);
+        return 0;
     }
-    json_t *content = extra != NULL ? extra : json_object();
+    json_t *content = extra;
     json_object_set_new(content, "membership", json_string("invite"));
     ax_draft_t d = {.room_id = room_id,
                     .sender = r->auth.user_id,
@@ -558,13 +609,14 @@ int ax_fed_remote_invite(ax_req_t *r, const char *room_id, const char *invitee, 
         json_decref(pdu);
         json_decref(stripped);
         if (rc == AX_ENOTFOUND)
-            return ax_reply_error(r, AX_M_FORBIDDEN, "You are not in this room");
-        return ax_reply_error(r, rc == AX_EFORBIDDEN ? AX_M_FORBIDDEN : AX_M_INTERNAL,
-                              reason[0] ? reason : "Cannot build the invite");
+            invite_out_done(r, v, 403, AX_M_FORBIDDEN, "You are not in this room");
+        else if (rc == AX_EFORBIDDEN)
+            invite_out_done(r, v, 403, AX_M_FORBIDDEN, reason[0] ? reason : "Cannot build the invite");
+        else
+            invite_out_done(r, v, 500, AX_M_INTERNAL, "Cannot build the invite");
+        invite_out_free(v);
+        return 0;
     }
-    invite_out_t *v = ax_calloc(1, sizeof(*v));
-    snprintf(v->room_id, sizeof(v->room_id), "%s", room_id);
-    snprintf(v->invitee, sizeof(v->invitee), "%s", invitee);
     v->rv = rv;
     v->event = pdu;
     ax_event_get_id(rv, pdu, v->event_id, sizeof(v->event_id));
@@ -580,4 +632,26 @@ int ax_fed_remote_invite(ax_req_t *r, const char *room_id, const char *invitee, 
     ax_req_bind_task(r, &fr->super, invite_out_answered);
     ax_fed_submit(srv->fed, fr);
     return 0;
+}
+
+int ax_fed_remote_invite(ax_req_t *r, const char *room_id, const char *invitee, json_t *extra)
+{
+    if (r->srv->fed == NULL) {
+        json_decref(extra);
+        return ax_reply_error(r, AX_M_FORBIDDEN, "Inviting users of other servers needs federation");
+    }
+    return invite_start(r, room_id, invitee, extra != NULL ? extra : json_object(), NULL);
+}
+
+int ax_fed_create_room_invites(ax_req_t *r, const char *room_id, json_t *invitees, json_t *extra)
+{
+    if (r->srv->fed == NULL || json_array_size(invitees) == 0) {
+        json_decref(invitees);
+        json_decref(extra);
+        return ax_reply_json_new(r, 200, json_pack("{s:s}", "room_id", room_id));
+    }
+    char first[256];
+    snprintf(first, sizeof(first), "%s", json_string_value(json_array_get(invitees, 0)));
+    json_array_remove(invitees, 0);
+    return invite_start(r, room_id, first, extra, invitees);
 }

@@ -146,6 +146,8 @@ typedef struct st_sendm_t {
     char membership[16];
     int api_version; /* 1: the deprecated [200, {...}] answer */
     bool cosigned;   /* we added our signature (restricted join) */
+    char our_server[256];
+    char origin[256]; /* the server that handed the event over: we pass it on to the others */
     ax_ingest_t outcome;
     json_t *answer; /* built on a worker */
     answer_fn_t answer_fn;
@@ -176,7 +178,11 @@ static int ingest_apply(ax_txn_t *txn, void *data)
 {
     sendm_t *s = data;
     ax_pdu_t *it = &s->batch.items[0];
-    return ax_room_ingest(txn, it->rv, s->room_id, it->event_id, it->pdu, NULL, &s->outcome);
+    int rc = ax_room_ingest(txn, it->rv, s->room_id, it->event_id, it->pdu, NULL, &s->outcome);
+    /* spec: "The resident server will then send the event to other servers in the room" */
+    if (rc == 0 && s->outcome.outcome == AX_INGEST_ACCEPTED)
+        rc = ax_room_fanout(txn, s->room_id, it->event_id, s->our_server, s->origin);
+    return rc;
 }
 
 /* The PDU as other servers see it: without our local unsigned data. */
@@ -382,6 +388,8 @@ static int send_membership(ax_req_t *r, const char *membership, int api_version)
     snprintf(s->room_id, sizeof(s->room_id), "%s", room_id);
     snprintf(s->event_id, sizeof(s->event_id), "%s", event_id);
     snprintf(s->membership, sizeof(s->membership), "%s", membership);
+    snprintf(s->our_server, sizeof(s->our_server), "%s", r->srv->cfg->server_name);
+    snprintf(s->origin, sizeof(s->origin), "%s", ax_id_domain(sender));
     s->api_version = api_version;
     s->answer_fn = strcmp(membership, "join") == 0    ? join_answer
                    : strcmp(membership, "knock") == 0 ? knock_answer

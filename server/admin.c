@@ -47,8 +47,9 @@ static void admin_usage(FILE *fp)
                 "                                                  other media ID has the same content\n"
                 "  rotate-key                                      new signing key; the old one is kept under\n"
                 "                                                  old_verify_keys (restart axon to use the new key)\n"
-                "  federation destinations [--json]                outbound backoff state of each remote server\n"
-                "  federation reset SERVER                         forget SERVER's failures: retry it at once\n"
+                "  federation destinations [--json]                each remote server's backoff state and queue\n"
+                "  federation reset SERVER                         forget SERVER's failures: retry it (and send\n"
+                "                                                  its queue) at once\n"
                 "USER is @name:server or just name.  The data dir comes from the config (-c, AXON_CONFIG,\n"
                 "AXON_DATA_DIR, or the embedded default ./axon-data).\n");
 }
@@ -829,19 +830,34 @@ static void print_ts(const char *label, json_t *v)
     printf(" %s %s", label, when);
 }
 
-static int dest_list_cb(void *arg, const char *server, json_t *rec)
+/* Every destination with backoff state or a queue: {server: row}, rows with the queue merged in. */
+static int dest_row_cb(void *arg, const char *server, json_t *rec)
 {
-    json_t *out = arg;
-    if (out != NULL) {
-        json_t *row = json_deep_copy(rec);
-        json_object_set_new(row, "destination", json_string(server));
-        json_array_append_new(out, row);
-        return 0;
-    }
+    json_t *row = json_deep_copy(rec);
+    json_object_set_new(row, "destination", json_string(server));
+    json_object_set_new(arg, server, row);
+    return 0;
+}
+
+static int dest_queue_cb(void *arg, const char *server, const ax_fedq_state_t *st)
+{
+    json_t *row = json_object_get(arg, server);
+    if (row == NULL)
+        json_object_set_new(arg, server, row = json_pack("{s:s, s:i}", "destination", server, "failures", 0));
+    json_object_set_new(row, "queued", json_integer((json_int_t)st->depth));
+    json_object_set_new(row, "acknowledged_seq", json_integer((json_int_t)st->acked));
+    if (st->txn_id[0] != '\0')
+        json_object_set_new(row, "txn_in_flight", json_string(st->txn_id));
+    return 0;
+}
+
+static void dest_print(const char *server, json_t *rec)
+{
     json_int_t failures = json_integer_value(json_object_get(rec, "failures"));
     json_int_t retry_at = json_integer_value(json_object_get(rec, "retry_at_ms"));
     uint64_t now = ax_now_ms();
-    printf("%-40s failures %lld", server, (long long)failures);
+    printf("%-40s queued %lld failures %lld", server, (long long)json_integer_value(json_object_get(rec, "queued")),
+           (long long)failures);
     if (failures > 0 && retry_at > (json_int_t)now)
         printf(" backing off %llus", (unsigned long long)(((uint64_t)retry_at - now + 999) / 1000));
     else if (failures > 0)
@@ -852,7 +868,11 @@ static int dest_list_cb(void *arg, const char *server, json_t *rec)
     if (failures > 0 && e != NULL && *e != '\0')
         printf(" error \"%s\"", e);
     printf("\n");
-    return 0;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
 typedef struct st_dest_reset_t {
@@ -864,14 +884,19 @@ static int dest_reset_apply(ax_txn_t *txn, void *arg)
 {
     dest_reset_t *d = arg;
     json_t *rec = NULL;
+    ax_fedq_state_t st;
     int rc = ax_db_destination_get(txn, d->server, &rec);
-    d->found = rc == 0;
-    if (rc == AX_ENOTFOUND)
+    d->found = rc == 0 || ax_db_fedq_state(txn, d->server, &st) == 0;
+    if (rc == AX_ENOTFOUND && d->found)
+        rec = json_pack("{s:I}", "first_seen_ts", (json_int_t)ax_now_ms());
+    else if (rc == AX_ENOTFOUND)
         return 0;
-    if (rc != 0)
+    else if (rc != 0)
         return rc;
     json_object_set_new(rec, "failures", json_integer(0));
     json_object_set_new(rec, "retry_at_ms", json_integer(0));
+    /* the running server's sender sees it within a second and sends what waits at once */
+    json_object_set_new(rec, "reset_ts", json_integer((json_int_t)ax_now_ms()));
     rc = ax_db_destination_put(txn, d->server, rec);
     json_decref(rec);
     return rc;
@@ -886,15 +911,37 @@ static int cmd_federation(admin_t *a, int argc, char **argv)
         ax_txn_t *txn;
         if (ax_db_read_begin(a->db, &txn) != 0)
             return fail("cannot read the database");
-        json_t *out = as_json ? json_array() : NULL;
-        ax_db_destinations_foreach(txn, dest_list_cb, out);
+        json_t *rows = json_object();
+        ax_db_destinations_foreach(txn, dest_row_cb, rows);
+        ax_db_fedq_destinations_foreach(txn, dest_queue_cb, rows);
         ax_db_read_end(txn);
-        if (out != NULL) {
+        /* in server name order (both tables are) */
+        const char **names = ax_malloc((json_object_size(rows) + 1) * sizeof(char *));
+        size_t n = 0;
+        const char *name;
+        json_t *row;
+        json_object_foreach(rows, name, row)
+        {
+            if (json_object_get(row, "queued") == NULL)
+                json_object_set_new(row, "queued", json_integer(0));
+            names[n++] = name;
+        }
+        qsort(names, n, sizeof(char *), cmp_names);
+        json_t *out = json_array();
+        for (size_t i = 0; i < n; ++i) {
+            if (as_json)
+                json_array_append(out, json_object_get(rows, names[i]));
+            else
+                dest_print(names[i], json_object_get(rows, names[i]));
+        }
+        if (as_json) {
             char *text = json_dumps(out, JSON_INDENT(2));
             puts(text);
             free(text);
-            json_decref(out);
         }
+        free(names);
+        json_decref(out);
+        json_decref(rows);
         return 0;
     }
     if (argc == 2 && strcmp(argv[0], "reset") == 0) {

@@ -14,6 +14,7 @@
 #include "server/outbound.h"
 #include "server/pusher.h"
 #include "server/typing.h"
+#include "core/events.h"
 #include "federation/federation.h"
 
 #include <errno.h>
@@ -84,10 +85,15 @@ static void open_data(ax_server_t *srv)
     free(keypath);
 }
 
-/* Every second on one HTTP thread: typing notifications that ran out. */
-static void typing_expired(void *arg, const char *room_id)
+/* Every second on one HTTP thread: typing notifications that ran out (other servers hear that our
+ * users stopped; remote users' typing is theirs to expire). */
+static void typing_expired(void *arg, const char *room_id, const char *const *users, size_t n)
 {
-    ax_cs_typing_notify_room(arg, room_id);
+    ax_server_t *srv = arg;
+    ax_cs_typing_notify_room(srv, room_id);
+    for (size_t i = 0; i < n; ++i)
+        if (ax_streq(ax_id_domain(users[i]), srv->cfg->server_name))
+            ax_fed_sender_typing(srv->fed, room_id, users[i], false);
 }
 
 /* A presence change the housekeeping decided: nobody waits for it. */
@@ -148,13 +154,31 @@ static void stopping(ax_server_t *srv)
     ax_fed_shutdown(srv->fed);
 }
 
-/* The writer's commit hook: news for long-polls, and for the push sender. */
+/* The writer's commit hook: news for long-polls, for the push sender, and for the federation sender
+ * ("%fed..." keys, which no long-poll waits on). */
 static void notify_hook(void *arg, const ax_commit_info_t *info)
 {
     ax_server_t *srv = arg;
+    const char **mine = NULL;
+    size_t nfed = 0;
+    for (size_t i = 0; i < info->nkeys; ++i)
+        nfed += strncmp(info->keys[i], "%fed", 4) == 0;
+    ax_commit_info_t rest = *info;
+    if (nfed != 0) {
+        mine = ax_malloc((info->nkeys - nfed + 1) * sizeof(char *));
+        rest.nkeys = 0;
+        for (size_t i = 0; i < info->nkeys; ++i)
+            if (strncmp(info->keys[i], "%fed", 4) != 0)
+                mine[rest.nkeys++] = info->keys[i];
+        rest.keys = mine;
+        pthread_mutex_lock(&srv->fed_mutex); /* the federation loop may be stopping: see serve() */
+        ax_fed_sender_notify(srv->fed, info->keys, info->nkeys);
+        pthread_mutex_unlock(&srv->fed_mutex);
+    }
     /* record before waking anyone: a woken /sync reads up to the recorded position */
-    ax_changes_record(srv->changes, info->stream_pos, info->keys, info->nkeys);
-    ax_http_notify(srv, info);
+    ax_changes_record(srv->changes, rest.stream_pos, rest.keys, rest.nkeys);
+    ax_http_notify(srv, &rest);
+    free(mine);
     if (ax_push_take_queued(srv->push))
         ax_pusher_wake(srv->pusher);
 }
@@ -180,6 +204,7 @@ static int serve(const char *config_path)
     srv.started_at_ms = ax_now_ms();
     pthread_mutex_init(&srv.key_mutex, NULL);
     pthread_mutex_init(&srv.nonce_mutex, NULL);
+    pthread_mutex_init(&srv.fed_mutex, NULL);
 
     char err[512];
     if ((cfg->federation_enabled && ax_fed_check_config(cfg, err, sizeof(err)) != 0) ||
@@ -252,9 +277,14 @@ static int serve(const char *config_path)
     ax_http_run(&srv);
 
     /* threads are joined: the push sender and the federation loop finish their own writes, then the
-     * writer drains */
+     * writer drains; the commit hook stops handing the federation loop wake-ups first (background
+     * jobs may still commit) */
     ax_outbound_stop(srv.outbound);
-    ax_fed_free(srv.fed);
+    pthread_mutex_lock(&srv.fed_mutex);
+    ax_fed_t *fed = srv.fed;
+    srv.fed = NULL;
+    pthread_mutex_unlock(&srv.fed_mutex);
+    ax_fed_free(fed);
     ax_writer_stop(srv.writer);
     ax_pusher_free(srv.pusher);
     ax_outbound_free(srv.outbound);
@@ -278,6 +308,7 @@ static int serve(const char *config_path)
     free(srv.key_body);
     pthread_mutex_destroy(&srv.key_mutex);
     pthread_mutex_destroy(&srv.nonce_mutex);
+    pthread_mutex_destroy(&srv.fed_mutex);
     ax_log(AX_LOG_INFO, "stopped");
     ax_config_free(cfg);
     return 0;

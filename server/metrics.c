@@ -200,9 +200,35 @@ static void write_push(ax_server_t *srv, ax_buf_t *b)
 
 typedef struct st_dest_scan_t {
     ax_buf_t *b;
+    ax_txn_t *txn;
     uint64_t now;
     uint64_t ok, backoff;
+    uint64_t queued_ready, queued_backoff;
 } dest_scan_t;
+
+/* Queue depths: per destination (those with something queued), and summed by the destination's state. */
+static int queue_metric_cb(void *arg, const char *server, const ax_fedq_state_t *st)
+{
+    dest_scan_t *d = arg;
+    if (st->depth == 0)
+        return 0;
+    json_t *rec = NULL;
+    bool backoff = false;
+    if (ax_db_destination_get(d->txn, server, &rec) == 0) {
+        json_int_t failures = json_integer_value(json_object_get(rec, "failures"));
+        json_int_t retry_at = json_integer_value(json_object_get(rec, "retry_at_ms"));
+        backoff = failures > 0 && retry_at > (json_int_t)d->now;
+        json_decref(rec);
+    }
+    if (backoff)
+        d->queued_backoff += st->depth;
+    else
+        d->queued_ready += st->depth;
+    ax_buf_puts(d->b, "axon_federation_destination_queue_depth{destination=\"");
+    label_escape(d->b, server);
+    ax_buf_printf(d->b, "\"} %llu\n", (unsigned long long)st->depth);
+    return 0;
+}
 
 static int dest_metric_cb(void *arg, const char *server, json_t *rec)
 {
@@ -241,18 +267,50 @@ static void write_federation(ax_server_t *srv, ax_buf_t *b)
                       (unsigned long long)fs.key_fetches_ok);
         ax_buf_printf(b, "axon_federation_key_fetches_total{result=\"failed\"} %llu\n",
                       (unsigned long long)fs.key_fetches_failed);
+        header(b, "axon_federation_transactions_total", "counter",
+               "Outbound transactions (PUT /send), by outcome: ok (answered 200), failed (retried later with the "
+               "same ID), rejected (refused as a whole for good: dropped and logged).");
+        ax_buf_printf(b, "axon_federation_transactions_total{result=\"ok\"} %llu\n", (unsigned long long)fs.txns_ok);
+        ax_buf_printf(b, "axon_federation_transactions_total{result=\"failed\"} %llu\n",
+                      (unsigned long long)fs.txns_failed);
+        ax_buf_printf(b, "axon_federation_transactions_total{result=\"rejected\"} %llu\n",
+                      (unsigned long long)fs.txns_rejected);
+        header(b, "axon_federation_transactions_in_flight", "gauge", "Outbound transactions on their way.");
+        ax_buf_printf(b, "axon_federation_transactions_in_flight %llu\n", (unsigned long long)fs.txns_in_flight);
+        header(b, "axon_federation_pdus_sent_total", "counter", "PDUs in outbound transactions answered 200.");
+        ax_buf_printf(b, "axon_federation_pdus_sent_total %llu\n", (unsigned long long)fs.pdus_sent);
+        header(b, "axon_federation_edus_sent_total", "counter", "EDUs in outbound transactions answered 200.");
+        ax_buf_printf(b, "axon_federation_edus_sent_total %llu\n", (unsigned long long)fs.edus_sent);
+        header(b, "axon_federation_pdu_errors_total", "counter",
+               "PDUs a remote server answered with an error (logged, not retried).");
+        ax_buf_printf(b, "axon_federation_pdu_errors_total %llu\n", (unsigned long long)fs.pdu_errors);
+        header(b, "axon_federation_dropped_total", "counter",
+               "Queued PDUs and EDUs never delivered: in transactions refused for good, or unsendable (logged).");
+        ax_buf_printf(b, "axon_federation_dropped_total %llu\n", (unsigned long long)fs.items_dropped);
+        header(b, "axon_federation_catchup_skipped_total", "counter",
+               "PDUs not sent after an outage because their room's latest events were sent instead "
+               "(the remote fetches the gap).");
+        ax_buf_printf(b, "axon_federation_catchup_skipped_total %llu\n", (unsigned long long)fs.catchup_skipped);
     }
     ax_txn_t *txn;
     if (ax_db_read_begin(srv->db, &txn) != 0)
         return;
     header(b, "axon_federation_destination_failures", "gauge",
            "Consecutive failed requests to each remote server that is failing now (0 are not listed).");
-    dest_scan_t d = {b, ax_now_ms(), 0, 0};
+    dest_scan_t d = {.b = b, .txn = txn, .now = ax_now_ms()};
     ax_db_destinations_foreach(txn, dest_metric_cb, &d);
+    header(b, "axon_federation_destination_queue_depth", "gauge",
+           "PDUs and EDUs queued for each remote server (empty queues are not listed).");
+    ax_db_fedq_destinations_foreach(txn, queue_metric_cb, &d);
     ax_db_read_end(txn);
     header(b, "axon_federation_destinations", "gauge", "Remote servers contacted, by state.");
     ax_buf_printf(b, "axon_federation_destinations{state=\"ok\"} %llu\n", (unsigned long long)d.ok);
     ax_buf_printf(b, "axon_federation_destinations{state=\"backoff\"} %llu\n", (unsigned long long)d.backoff);
+    header(b, "axon_federation_queue_depth", "gauge",
+           "PDUs and EDUs queued for other servers, by the destination's state (ready: being sent; backoff: "
+           "waiting to retry an unreachable server).");
+    ax_buf_printf(b, "axon_federation_queue_depth{state=\"ready\"} %llu\n", (unsigned long long)d.queued_ready);
+    ax_buf_printf(b, "axon_federation_queue_depth{state=\"backoff\"} %llu\n", (unsigned long long)d.queued_backoff);
 }
 
 /* GET /metrics */

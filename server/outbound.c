@@ -93,38 +93,80 @@ int ax_url_parse(const char *url, ax_url_t *out)
     return 0;
 }
 
-static bool v4_private(uint32_t a)
+static bool v4_is_private(const uint8_t a[4])
 {
-    return (a >> 24) == 0 ||                        /* 0.0.0.0/8 */
-           (a >> 24) == 10 ||                       /* 10/8 */
-           (a >> 24) == 127 ||                      /* loopback */
-           (a >> 22) == (100u << 2 | 1) ||          /* 100.64/10 CGNAT */
-           (a >> 16) == (169u << 8 | 254) ||        /* link-local */
-           (a >> 20) == (172u << 4 | 1) ||          /* 172.16/12 */
-           (a >> 8) == (192u << 16 | 0 << 8 | 0) || /* 192.0.0/24 */
-           (a >> 16) == (192u << 8 | 168) ||        /* 192.168/16 */
-           (a >> 17) == (198u << 7 | 18 >> 1) ||    /* 198.18/15 benchmarking */
-           (a >> 28) >= 14;                         /* multicast, reserved, broadcast */
+    uint32_t v = (uint32_t)a[0] << 24 | (uint32_t)a[1] << 16 | (uint32_t)a[2] << 8 | a[3];
+    static const struct {
+        uint32_t net;
+        unsigned bits;
+    } ranges[] = {
+        {0x00000000, 8},  /* 0.0.0.0/8 "this network" */
+        {0x0a000000, 8},  /* 10.0.0.0/8 private */
+        {0x64400000, 10}, /* 100.64.0.0/10 carrier-grade NAT */
+        {0x7f000000, 8},  /* 127.0.0.0/8 loopback */
+        {0xa9fe0000, 16}, /* 169.254.0.0/16 link-local */
+        {0xac100000, 12}, /* 172.16.0.0/12 private */
+        {0xc0000000, 24}, /* 192.0.0.0/24 IETF protocol assignments */
+        {0xc0000200, 24}, /* 192.0.2.0/24 documentation */
+        {0xc0586300, 24}, /* 192.88.99.0/24 6to4 relay anycast */
+        {0xc0a80000, 16}, /* 192.168.0.0/16 private */
+        {0xc6120000, 15}, /* 198.18.0.0/15 benchmarking */
+        {0xc6336400, 24}, /* 198.51.100.0/24 documentation */
+        {0xcb007100, 24}, /* 203.0.113.0/24 documentation */
+        {0xe0000000, 4},  /* 224.0.0.0/4 multicast */
+        {0xf0000000, 4},  /* 240.0.0.0/4 reserved, and the broadcast address */
+    };
+    for (size_t i = 0; i < AX_ARRAY_SIZE(ranges); ++i) {
+        uint32_t mask = ranges[i].bits == 0 ? 0 : 0xffffffffu << (32 - ranges[i].bits);
+        if ((v & mask) == ranges[i].net)
+            return true;
+    }
+    return false;
 }
 
-bool ax_outbound_addr_private(const struct sockaddr *sa)
+static bool v6_prefix(const uint8_t a[16], const uint8_t *p, unsigned bits)
+{
+    unsigned full = bits / 8, rem = bits % 8;
+    if (memcmp(a, p, full) != 0)
+        return false;
+    if (rem == 0)
+        return true;
+    uint8_t mask = (uint8_t)(0xff << (8 - rem));
+    return (a[full] & mask) == (p[full] & mask);
+}
+
+static bool v6_is_private(const uint8_t a[16])
+{
+    static const uint8_t zero[16] = {0};
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    static const uint8_t nat64[12] = {0x00, 0x64, 0xff, 0x9b};
+    static const uint8_t ula[1] = {0xfc};                      /* fc00::/7 */
+    static const uint8_t linklocal[2] = {0xfe, 0x80};          /* fe80::/10 */
+    static const uint8_t sitelocal[2] = {0xfe, 0xc0};          /* fec0::/10, deprecated */
+    static const uint8_t multicast[1] = {0xff};                /* ff00::/8 */
+    static const uint8_t doc[4] = {0x20, 0x01, 0x0d, 0xb8};    /* 2001:db8::/32 */
+    static const uint8_t discard[8] = {0x01, 0x00};            /* 100::/64 */
+    static const uint8_t teredo[4] = {0x20, 0x01, 0x00, 0x00}; /* 2001::/32 */
+    static const uint8_t sixtofour[2] = {0x20, 0x02};          /* 2002::/16, embeds an IPv4 address */
+    if (memcmp(a, zero, 15) == 0 && (a[15] == 0 || a[15] == 1))
+        return true; /* :: and ::1 */
+    if (memcmp(a, zero, 12) == 0)
+        return true; /* deprecated IPv4-compatible addresses */
+    if (memcmp(a, mapped, 12) == 0 || memcmp(a, nat64, 12) == 0)
+        return v4_is_private(a + 12);
+    if (v6_prefix(a, sixtofour, 16))
+        return v4_is_private(a + 2);
+    return v6_prefix(a, ula, 7) || v6_prefix(a, linklocal, 10) || v6_prefix(a, sitelocal, 10) ||
+           v6_prefix(a, multicast, 8) || v6_prefix(a, doc, 32) || v6_prefix(a, discard, 64) || v6_prefix(a, teredo, 32);
+}
+
+bool ax_addr_is_private(const struct sockaddr *sa)
 {
     if (sa->sa_family == AF_INET)
-        return v4_private(ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr));
-    if (sa->sa_family != AF_INET6)
-        return true;
-    const uint8_t *b = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
-    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF};
-    static const uint8_t zero[16] = {0};
-    if (memcmp(b, mapped, 12) == 0)
-        return v4_private((uint32_t)b[12] << 24 | (uint32_t)b[13] << 16 | (uint32_t)b[14] << 8 | b[15]);
-    if (memcmp(b, zero, 15) == 0 && (b[15] == 0 || b[15] == 1))
-        return true;                                                       /* :: and ::1 */
-    return (b[0] & 0xFE) == 0xFC ||                                        /* fc00::/7 unique local */
-           (b[0] == 0xFE && (b[1] & 0xC0) == 0x80) ||                      /* fe80::/10 link-local */
-           (b[0] == 0xFE && (b[1] & 0xC0) == 0xC0) ||                      /* fec0::/10 site-local */
-           b[0] == 0xFF ||                                                 /* multicast */
-           (b[0] == 0x20 && b[1] == 0x01 && b[2] == 0x0D && b[3] == 0xB8); /* documentation */
+        return v4_is_private((const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr);
+    if (sa->sa_family == AF_INET6)
+        return v6_is_private(((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr);
+    return true; /* anything else (unix sockets) is not the internet */
 }
 
 bool ax_outbound_host_private(const char *host)
@@ -132,9 +174,9 @@ bool ax_outbound_host_private(const char *host)
     struct sockaddr_in sin = {.sin_family = AF_INET};
     struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6};
     if (inet_pton(AF_INET, host, &sin.sin_addr) == 1)
-        return ax_outbound_addr_private((struct sockaddr *)&sin);
+        return ax_addr_is_private((struct sockaddr *)&sin);
     if (inet_pton(AF_INET6, host, &sin6.sin6_addr) == 1)
-        return ax_outbound_addr_private((struct sockaddr *)&sin6);
+        return ax_addr_is_private((struct sockaddr *)&sin6);
     size_t n = strlen(host);
     while (n > 0 && host[n - 1] == '.')
         --n; /* "localhost." is localhost */
@@ -413,7 +455,7 @@ static void on_getaddr(h2o_hostinfo_getaddr_req_t *greq, const char *errstr, str
     for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
         if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
             continue;
-        if (!ob->opts.allow_private && ax_outbound_addr_private(ai->ai_addr))
+        if (!ob->opts.allow_private && ax_addr_is_private(ai->ai_addr))
             continue;
         start_client(r, dest_new(r, ai->ai_addr, ai->ai_addrlen));
         return;
@@ -485,7 +527,7 @@ void ax_outbound_post_json(ax_outbound_t *ob, const char *url, const char *body,
     else if (inet_pton(AF_INET6, r->url.host, &sin6.sin6_addr) == 1)
         sa = (struct sockaddr *)&sin6, salen = sizeof(sin6);
     if (sa != NULL) {
-        if (!ob->opts.allow_private && ax_outbound_addr_private(sa)) {
+        if (!ob->opts.allow_private && ax_addr_is_private(sa)) {
             r->refused = true;
             r->error = "the address is loopback or private (outbound_allow_private is off)";
             r->later.cb = on_later_fail;

@@ -34,14 +34,16 @@ typedef struct st_ax_url_t {
 int ax_url_parse(const char *url, ax_url_t *out);
 
 /**
- * True for addresses a server on the internet must not be made to call:
- * loopback, private (RFC 1918, ULA), link-local, CGNAT, unspecified,
- * multicast, reserved and broadcast ranges, and IPv4-mapped forms of them.
+ * True when 'sa' (AF_INET or AF_INET6) is not a public unicast address, so
+ * that a server on the internet must not be made to call it (push gateways,
+ * other homeservers): loopback, private (RFC 1918, ULA), link-local, CGNAT,
+ * multicast, unspecified, documentation and other special-purpose ranges,
+ * including IPv4 addresses embedded in IPv6 (mapped, NAT64, 6to4).
  */
-bool ax_outbound_addr_private(const struct sockaddr *sa);
+bool ax_addr_is_private(const struct sockaddr *sa);
 
 /**
- * True when 'host' is an IP literal ax_outbound_addr_private() refuses, or
+ * True when 'host' is an IP literal ax_addr_is_private() refuses, or
  * "localhost" / a name under ".localhost".  Other names are checked when
  * they are resolved.
  */

@@ -428,6 +428,7 @@ struct st_ax_server_t {
     void (*on_tick)(ax_server_t *srv);     /* run every second on HTTP thread 0 */
     void (*on_stopping)(ax_server_t *srv); /* run once on SIGTERM/SIGINT, before the threads drain */
     struct st_ax_fed_t *fed;               /* the federation loop; NULL when federation is disabled */
+    pthread_mutex_t fed_mutex;             /* the commit hook's use of 'fed' against its teardown */
     struct {
         ax_ratelimit_t *login;
         ax_ratelimit_t *register_;

@@ -124,10 +124,17 @@ uint64_t ax_typing_serial(ax_typing_t *t)
     return s;
 }
 
+/* A room whose list changed, with the users who stopped typing. */
+typedef struct st_expired_room_t {
+    char *room_id;
+    char **users;
+    size_t n;
+} expired_room_t;
+
 typedef struct st_expire_t {
     ax_typing_t *t;
     uint64_t now;
-    char **changed;
+    expired_room_t *changed;
     size_t n, cap;
 } expire_t;
 
@@ -135,25 +142,28 @@ static void expire_room(void *arg, const char *room_id, void *value)
 {
     expire_t *e = arg;
     room_typing_t *rt = value;
-    bool changed = false;
+    expired_room_t er = {NULL, NULL, 0};
     for (size_t i = 0; i < rt->n;) {
         if (rt->typers[i].until_ms <= e->now) {
+            er.users = ax_realloc(er.users, (er.n + 1) * sizeof(char *));
+            er.users[er.n++] = ax_strdup(rt->typers[i].user_id);
             remove_at(rt, i);
-            changed = true;
         } else {
             ++i;
         }
     }
-    if (changed) {
+    if (er.n != 0) {
         rt->changed_at = ++e->t->serial;
         ax_changes_record(e->t->changes, rt->changed_at, &room_id, 1);
         if (e->n == e->cap)
-            e->changed = ax_realloc(e->changed, (e->cap = e->cap ? e->cap * 2 : 8) * sizeof(char *));
-        e->changed[e->n++] = ax_strdup(room_id);
+            e->changed = ax_realloc(e->changed, (e->cap = e->cap ? e->cap * 2 : 8) * sizeof(*e->changed));
+        er.room_id = ax_strdup(room_id);
+        e->changed[e->n++] = er;
     }
 }
 
-void ax_typing_expire(ax_typing_t *t, uint64_t now_ms, void (*cb)(void *arg, const char *room_id), void *arg)
+void ax_typing_expire(ax_typing_t *t, uint64_t now_ms,
+                      void (*cb)(void *arg, const char *room_id, const char *const *users, size_t n), void *arg)
 {
     expire_t e = {t, now_ms, NULL, 0, 0};
     pthread_mutex_lock(&t->mutex);
@@ -161,8 +171,11 @@ void ax_typing_expire(ax_typing_t *t, uint64_t now_ms, void (*cb)(void *arg, con
     pthread_mutex_unlock(&t->mutex);
     /* rooms stay in the map with their serial, so a token taken earlier still sees the change */
     for (size_t i = 0; i < e.n; ++i) {
-        cb(arg, e.changed[i]);
-        free(e.changed[i]);
+        cb(arg, e.changed[i].room_id, (const char *const *)e.changed[i].users, e.changed[i].n);
+        for (size_t k = 0; k < e.changed[i].n; ++k)
+            free(e.changed[i].users[k]);
+        free(e.changed[i].users);
+        free(e.changed[i].room_id);
     }
     free(e.changed);
 }

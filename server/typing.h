@@ -39,7 +39,11 @@ bool ax_typing_rooms_changed(ax_typing_t *t, uint64_t since, uint64_t upto, void
 /** The serial of the latest change anywhere. */
 uint64_t ax_typing_serial(ax_typing_t *t);
 
-/** Drops expired entries; calls 'cb' with each room whose list changed. */
-void ax_typing_expire(ax_typing_t *t, uint64_t now_ms, void (*cb)(void *arg, const char *room_id), void *arg);
+/**
+ * Drops expired entries; calls 'cb' with each room whose list changed and
+ * the users ('n' of them, borrowed for the call) who stopped typing there.
+ */
+void ax_typing_expire(ax_typing_t *t, uint64_t now_ms,
+                      void (*cb)(void *arg, const char *room_id, const char *const *users, size_t n), void *arg);
 
 #endif

@@ -157,14 +157,17 @@ int ax_db_device_login(ax_txn_t *txn, const char *user_id, const char *device_id
                        const uint8_t *refresh_hash, const uint8_t *prev_refresh)
 {
     json_t *dev = NULL;
+    bool announce = false;
     int rc = ax_db_device_get(txn, user_id, device_id, &dev);
     if (rc == AX_ENOTFOUND) {
         dev = json_pack("{s:I}", "created_ts", (json_int_t)ax_now_ms());
         if (display_name != NULL)
             json_object_set_new(dev, "display_name", json_string(display_name));
-        /* a new device: whoever tracks this user's devices must look again */
+        /* a new device: whoever tracks this user's devices must look again (other servers through
+         * m.device_list_update, queued once the device is stored, below) */
         if ((rc = ax_db_devicelist_touch(txn, user_id, NULL)) != 0)
             goto out;
+        announce = true;
     } else if (rc != 0) {
         return rc;
     } else if ((rc = revoke_device_tokens(txn, dev, prev_refresh != NULL)) != 0) {
@@ -201,6 +204,8 @@ int ax_db_device_login(ax_txn_t *txn, const char *user_id, const char *device_id
         set_hex(dev, "refresh", refresh_hash);
     }
     rc = ax_db_device_put(txn, user_id, device_id, dev);
+    if (rc == 0 && announce)
+        rc = ax_db_fedq_device_update(txn, user_id, device_id);
 out:
     json_decref(dev);
     return rc;
@@ -233,8 +238,9 @@ int ax_db_device_logout(ax_txn_t *txn, const char *user_id, const char *device_i
         char key[1024];
         size_t klen = device_key(key, sizeof(key), user_id, device_id);
         if ((rc = ax_kv_del(txn, AX_DBI_userdevice_device, key, klen, NULL, 0)) == 0 &&
-            (rc = ax_db_e2ee_device_delete(txn, user_id, device_id)) == 0)
-            rc = ax_db_devicelist_touch(txn, user_id, NULL);
+            (rc = ax_db_e2ee_device_delete(txn, user_id, device_id)) == 0 &&
+            (rc = ax_db_devicelist_touch(txn, user_id, NULL)) == 0)
+            rc = ax_db_fedq_device_update(txn, user_id, device_id); /* "deleted": the device is gone */
         /* a logged-out phone must stop getting pushes: its pushers go with it */
         if (rc == 0)
             rc = ax_db_pushers_del_device(txn, user_id, device_id);

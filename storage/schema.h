@@ -147,7 +147,20 @@
  * keyid_oldkey          key = key_id of one of our own former signing keys; value = json {key, expired_ts}
  *                       (served under old_verify_keys; written by `axon admin rotate-key`)
  * destination_state     key = server_name; value = json {failures, retry_at_ms, first_seen_ts,
- *                       last_success_ts?, last_failure_ts?, last_error?}  (outbound backoff per destination)
+ *                       last_success_ts?, last_failure_ts?, last_error?, reset_ts?}  (outbound backoff per
+ *                       destination; reset_ts: when `axon admin federation reset` last cleared it)
+ *
+ * The outbound federation queue (storage/fedqueue.c; the sender is federation/sender.c).
+ * destseq_outbound      key = destination 0x00 be64 seq; value = u8 kind | payload: 'P' room_id 0x00 event_id
+ *                       (a PDU, read from eventid_event when sent) or 'E' json {edu_type, content}.  seq counts
+ *                       per destination in commit order; an item is deleted once the destination
+ *                       acknowledged the transaction that carried it
+ * destination_queue     key = destination; value = be64 acked | be64 last | be64 depth | json pending?
+ *                       (acked: every seq <= acked was delivered; last: the highest seq handed out; depth:
+ *                       items queued; pending: {txn_id, upto} of the transaction in flight, so a retry after
+ *                       a restart reuses its txnId for the same items)
+ * userid_devicestream   key = user_id; value = be64 stream_id of the last m.device_list_update queued for the
+ *                       user (the next update's prev_id)
  */
 /* clang-format off */
 #define AX_SCHEMA_DBS(X) \
@@ -218,6 +231,9 @@
     X(serverkeyid_key, 0) \
     X(keyid_oldkey, 0) \
     X(destination_state, 0) \
+    X(destseq_outbound, 0) \
+    X(destination_queue, 0) \
+    X(userid_devicestream, 0) \
     X(origintxn_answer, 0) \
     X(ts_origintxn, 0)
 /* clang-format on */

@@ -641,6 +641,96 @@ int ax_db_destination_put(ax_txn_t *txn, const char *server_name, const json_t *
 /** Calls 'cb' for every known destination, in server name order. */
 int ax_db_destinations_foreach(ax_txn_t *txn, int (*cb)(void *arg, const char *server_name, json_t *rec), void *arg);
 
+/* ---- fedqueue.c -- the outbound federation queue ----------------------------------------
+ * Per destination and in commit order, the PDUs (by reference) and EDUs that
+ * federation/sender.c delivers as transactions.  Push inside the write
+ * transaction of the change itself: then whatever a client was told is stored
+ * is queued too.  Layouts in schema.h; docs/architecture.md "Outbound
+ * federation" has the whole picture. */
+
+/** ax_txn_notify key prefix: "%fed:" + destination has new items (the commit hook wakes the sender). */
+#define AX_FEDQ_NOTIFY "%fed:"
+/** ax_txn_notify key prefix: "%fedp:" + user ID: a local user's presence changed (sent from memory). */
+#define AX_FEDQ_NOTIFY_PRESENCE "%fedp:"
+
+typedef enum { AX_FEDQ_PDU = 'P', AX_FEDQ_EDU = 'E' } ax_fedq_kind_t;
+
+/** One queued item.  Strings are borrowed for the callback that hands it out. */
+typedef struct st_ax_fedq_item_t {
+    uint64_t seq;
+    ax_fedq_kind_t kind;
+    const char *room_id, *event_id; /* AX_FEDQ_PDU */
+    const char *edu;                /* AX_FEDQ_EDU: {edu_type, content} as JSON text, 'edu_len' bytes */
+    size_t edu_len;
+} ax_fedq_item_t;
+
+/** A destination's queue: what was acknowledged, the last item, how many wait, the transaction in flight. */
+typedef struct st_ax_fedq_state_t {
+    uint64_t acked;        /* every item at seq <= acked was delivered */
+    uint64_t last;         /* the highest seq handed out */
+    uint64_t depth;        /* items waiting */
+    char txn_id[64];       /* the transaction in flight ("" when none was recorded) ... */
+    uint64_t pending_upto; /* ... carrying the items in (acked, pending_upto] */
+} ax_fedq_state_t;
+
+/**
+ * Queues PDU 'event_id' of 'room_id' (stored in eventid_event; read when
+ * sent) for 'destination'.  Write txn.  Returns 0, AX_EINVAL (not a server
+ * name), AX_ETOOBIG or a storage error.
+ */
+int ax_db_fedq_push_pdu(ax_txn_t *txn, const char *destination, const char *room_id, const char *event_id);
+/** Queues the EDU {edu_type, content} ('content' borrowed) for 'destination'.  Write txn. */
+int ax_db_fedq_push_edu(ax_txn_t *txn, const char *destination, const char *edu_type, const json_t *content);
+/** Queues an EDU for every server with a joined member in 'room_id', except 'skip' (our own name). */
+int ax_db_fedq_push_edu_room(ax_txn_t *txn, const char *room_id, const char *skip, const char *edu_type,
+                             const json_t *content);
+/** Queues an EDU for every other server sharing a joined room with local user 'user_id'. */
+int ax_db_fedq_push_edu_peers(ax_txn_t *txn, const char *user_id, const char *edu_type, const json_t *content);
+/**
+ * Queues m.device_list_update for 'device_id' of local user 'user_id' to the
+ * servers sharing a room with them: display name and keys as stored now, or
+ * deleted when the device is gone; stream_id a new stream position, prev_id
+ * the user's previous update.  Call it after the change, in its txn.
+ */
+int ax_db_fedq_device_update(ax_txn_t *txn, const char *user_id, const char *device_id);
+/** Queues m.signing_key_update (the stored master and self-signing keys) to the servers sharing a room. */
+int ax_db_fedq_signing_key_update(ax_txn_t *txn, const char *user_id);
+
+/** The queue record of 'destination'.  Returns 0, AX_ENOTFOUND (nothing was ever queued) or AX_EIO. */
+int ax_db_fedq_state(ax_txn_t *txn, const char *destination, ax_fedq_state_t *out);
+/** Calls 'cb' for each destination that ever had a queue, in name order, until it returns nonzero. */
+int ax_db_fedq_destinations_foreach(ax_txn_t *txn,
+                                    int (*cb)(void *arg, const char *destination, const ax_fedq_state_t *state),
+                                    void *arg);
+/** Calls 'cb' for the destination's items after seq 'after', oldest first, until it returns nonzero. */
+int ax_db_fedq_scan(ax_txn_t *txn, const char *destination, uint64_t after,
+                    int (*cb)(void *arg, const ax_fedq_item_t *item), void *arg);
+/**
+ * Records the transaction in flight: 'txn_id' carries the items up to
+ * 'upto' (NULL clears it).  A restart resends exactly those under the same
+ * ID, so the destination can tell a retry from a new transaction.
+ */
+int ax_db_fedq_set_pending(ax_txn_t *txn, const char *destination, const char *txn_id, uint64_t upto);
+/**
+ * The destination acknowledged everything up to seq 'upto': deletes those
+ * items, moves 'acked' and clears the pending transaction it covers.
+ * Counts the items deleted in '*n' (may be NULL).
+ */
+int ax_db_fedq_ack(ax_txn_t *txn, const char *destination, uint64_t upto, size_t *n);
+/**
+ * Catch-up: deletes the items at seqs 'del' (ndel) and puts PDU items 'put'
+ * (nput) at seqs freed that way (after 'acked', not beyond 'last').
+ * Returns AX_EINVAL for a 'put' outside that range or not a PDU.
+ */
+int ax_db_fedq_replace(ax_txn_t *txn, const char *destination, const uint64_t *del, size_t ndel,
+                       const ax_fedq_item_t *put, size_t nput);
+
+/** Calls 'cb' once for each server with a joined member in 'room_id', except 'skip' (may be NULL), by name. */
+int ax_db_room_servers_foreach(ax_txn_t *txn, const char *room_id, const char *skip,
+                               int (*cb)(void *arg, const char *server), void *arg);
+/** Calls 'cb' once for each other server sharing a joined room with 'user_id' (not the user's own), by name. */
+int ax_db_user_peers_foreach(ax_txn_t *txn, const char *user_id, int (*cb)(void *arg, const char *server), void *arg);
+
 /* ---- writer.c -- the single writer with group commit ------------------------------ */
 
 typedef struct st_ax_wjob_t ax_wjob_t;

@@ -141,6 +141,15 @@ void ax_cs_typing_notify_room(ax_server_t *srv, const char *room_id);
 /* ---- keys.c / to_device.c -- end-to-end encryption ------------------------------------------ */
 
 /**
+ * Claims one-time keys (fallback keys when none is left) of local users on
+ * the writer, so that no key is handed out twice: 'wanted' (stolen) is
+ * {user: {device: algorithm}}; then 'reply(r, claimed)' answers with
+ * {user: {device: {"algorithm:key_id": key}}} (borrowed), or the request
+ * gets the error.  For POST /keys/claim and its federation twin.
+ */
+void ax_cs_keys_claim_local(ax_req_t *r, json_t *wanted, void (*reply)(ax_req_t *r, json_t *claimed));
+
+/**
  * Checks keys about to be published for 'device_id' of the requester (any
  * may be NULL): device keys must be the requester's, for that device,
  * well formed and self-signed (400 M_INVALID_SIGNATURE); one-time and

@@ -77,6 +77,9 @@ static int dehydrate_apply(ax_txn_t *txn, void *data)
     json_decref(dev);
     if (rc == 0)
         rc = ax_db_devicelist_touch(txn, d->user_id, NULL);
+    /* with keys, storing them tells other servers (with the keys in the update) */
+    if (rc == 0 && d->device_keys == NULL)
+        rc = ax_db_fedq_device_update(txn, d->user_id, d->device_id);
     if (rc == 0)
         rc = ax_cs_keys_store(txn, d->user_id, d->device_id, d->device_keys, d->one_time_keys, d->fallback_keys, d->why,
                               sizeof(d->why));

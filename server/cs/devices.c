@@ -97,6 +97,8 @@ static int rename_apply(ax_txn_t *txn, void *data)
     /* the name is part of what /keys/query shows others (unsigned.device_display_name) */
     if (rc == 0)
         rc = ax_db_devicelist_touch(txn, n->user_id, NULL);
+    if (rc == 0)
+        rc = ax_db_fedq_device_update(txn, n->user_id, n->device_id);
     return rc;
 }
 

@@ -12,8 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PUBLIC_ROOMS_MAX 500
-
 /* "#local:server" with a local part free of ':' and whitespace; replies and returns false when bad. */
 static bool local_alias_or_reply(ax_req_t *r, const char *alias, bool must_be_ours)
 {
@@ -308,60 +306,10 @@ int ax_cs_directory_put(ax_req_t *r)
 
 /* ---- publicRooms ---- */
 
-typedef struct st_pub_t {
-    ax_txn_t *txn;
-    json_t *rooms;
-    const char *term; /* lower-cased search term or NULL */
-    json_t *room_types;
-} pub_t;
-
-static bool contains_ci(const char *hay, const char *needle)
+static json_t *describe(ax_txn_t *txn, const char *room_id, void *arg)
 {
-    if (hay == NULL)
-        return false;
-    size_t n = strlen(needle);
-    for (; *hay; ++hay)
-        if (strncasecmp(hay, needle, n) == 0)
-            return true;
-    return false;
-}
-
-static int pub_cb(void *arg, const char *room_id)
-{
-    pub_t *p = arg;
-    json_t *c = ax_room_summary(p->txn, room_id);
-    if (c == NULL)
-        return 0;
-    const char *name = json_string_value(json_object_get(c, "name"));
-    const char *topic = json_string_value(json_object_get(c, "topic"));
-    const char *alias = json_string_value(json_object_get(c, "canonical_alias"));
-    const char *room_type = json_string_value(json_object_get(c, "room_type"));
-    bool keep =
-        p->term == NULL || contains_ci(name, p->term) || contains_ci(topic, p->term) || contains_ci(alias, p->term);
-    if (keep && json_is_array(p->room_types)) {
-        bool any = false;
-        size_t i;
-        json_t *t;
-        json_array_foreach(p->room_types, i, t)
-        {
-            any = any || (json_is_null(t) ? room_type == NULL : ax_streq(json_string_value(t), room_type));
-        }
-        keep = any;
-    }
-    if (keep)
-        json_array_append(p->rooms, c);
-    json_decref(c);
-    return json_array_size(p->rooms) >= PUBLIC_ROOMS_MAX * 10;
-}
-
-static int by_members(const void *a, const void *b)
-{
-    json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
-    json_int_t nx = json_integer_value(json_object_get(x, "num_joined_members"));
-    json_int_t ny = json_integer_value(json_object_get(y, "num_joined_members"));
-    if (nx != ny)
-        return nx > ny ? -1 : 1;
-    return strcmp(json_string_value(json_object_get(x, "room_id")), json_string_value(json_object_get(y, "room_id")));
+    (void)arg;
+    return ax_room_summary(txn, room_id);
 }
 
 static int public_rooms(ax_req_t *r, uint64_t limit, const char *since, const char *term, json_t *room_types)
@@ -372,36 +320,8 @@ static int public_rooms(ax_req_t *r, uint64_t limit, const char *since, const ch
     ax_txn_t *txn;
     if (ax_db_read_begin(r->srv->db, &txn) != 0)
         return ax_reply_error(r, AX_M_INTERNAL, "Database unavailable");
-    char *lower = NULL;
-    if (term != NULL && term[0] != '\0') {
-        lower = ax_pstrdup(r, term);
-        for (char *c = lower; *c; ++c)
-            *c = (char)tolower((unsigned char)*c);
-    }
-    pub_t p = {txn, json_array(), lower, room_types};
-    ax_db_directory_foreach(txn, NULL, pub_cb, &p);
+    json_t *out = ax_room_directory_page(txn, offset, limit, term, room_types, describe, NULL);
     ax_db_read_end(txn);
-
-    size_t n = json_array_size(p.rooms);
-    json_t **items = ax_malloc((n + 1) * sizeof(*items));
-    for (size_t i = 0; i < n; ++i)
-        items[i] = json_array_get(p.rooms, i);
-    qsort(items, n, sizeof(*items), by_members);
-    if (limit == 0 || limit > PUBLIC_ROOMS_MAX)
-        limit = PUBLIC_ROOMS_MAX;
-    json_t *chunk = json_array();
-    for (size_t i = (size_t)offset; i < n && i < offset + limit; ++i)
-        json_array_append(chunk, items[i]);
-    free(items);
-    json_t *out = json_pack("{s:o, s:I}", "chunk", chunk, "total_room_count_estimate", (json_int_t)n);
-    if (offset + limit < n)
-        json_object_set_new(out, "next_batch",
-                            json_string(ax_psprintf(r, "o%llu", (unsigned long long)(offset + limit))));
-    if (offset > 0)
-        json_object_set_new(
-            out, "prev_batch",
-            json_string(ax_psprintf(r, "o%llu", (unsigned long long)(offset > limit ? offset - limit : 0))));
-    json_decref(p.rooms);
     return ax_reply_json_new(r, 200, out);
 }
 

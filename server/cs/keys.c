@@ -238,7 +238,8 @@ int ax_cs_keys_store(ax_txn_t *txn, const char *user_id, const char *device_id, 
             }
         } else if (rc == AX_ENOTFOUND) {
             if ((rc = ax_db_devicekeys_put(txn, user_id, device_id, device_keys)) != 0 ||
-                (rc = ax_db_devicelist_touch(txn, user_id, NULL)) != 0)
+                (rc = ax_db_devicelist_touch(txn, user_id, NULL)) != 0 ||
+                (rc = ax_db_fedq_device_update(txn, user_id, device_id)) != 0)
                 return rc;
         } else {
             return rc;
@@ -513,6 +514,7 @@ int ax_cs_keys_query(ax_req_t *r)
 typedef struct st_claim_t {
     json_t *wanted;  /* {user: {device: algorithm}}, local users only */
     json_t *claimed; /* {user: {device: {"alg:id": key}}}, rebuilt by every run */
+    void (*reply)(ax_req_t *r, json_t *claimed);
 } claim_t;
 
 static void claim_free(void *p)
@@ -531,14 +533,27 @@ static int claim_apply(ax_txn_t *txn, void *data)
     return ax_keys_claim(txn, c->wanted, &c->claimed);
 }
 
-/* route_data during a claim: {one_time_keys, failures} (remote answers first, then ours) */
 static void claim_written(ax_req_t *r, int result, void *data)
 {
     claim_t *c = data;
     if (result != 0)
         return (void)ax_reply_error(r, ax_errcode_from_ax(result), "Could not claim the keys");
+    c->reply(r, c->claimed);
+}
+
+void ax_cs_keys_claim_local(ax_req_t *r, json_t *wanted, void (*reply)(ax_req_t *r, json_t *claimed))
+{
+    claim_t *c = ax_calloc(1, sizeof(*c));
+    c->wanted = wanted;
+    c->reply = reply;
+    ax_req_write(r, claim_apply, claim_written, c, claim_free);
+}
+
+/* route_data during a claim: {one_time_keys, failures} (remote answers first, then ours) */
+static void claim_reply(ax_req_t *r, json_t *claimed)
+{
     json_t *out = r->route_data;
-    json_object_update(json_object_get(out, "one_time_keys"), c->claimed);
+    json_object_update(json_object_get(out, "one_time_keys"), claimed);
     ax_reply_json_new(r, 200, json_incref(out));
 }
 
@@ -561,17 +576,16 @@ static bool claimed_ok(const char *user, json_t *v)
 
 static void claim_local(ax_req_t *r)
 {
-    claim_t *c = ax_calloc(1, sizeof(*c));
-    c->wanted = json_object();
+    json_t *wanted = json_object();
     const char *user;
     json_t *devices;
     json_object_foreach(json_object_get(r->route_data, "wanted"), user, devices)
     {
         if (is_local(r, user))
-            json_object_set(c->wanted, user, devices);
+            json_object_set(wanted, user, devices);
     }
     json_object_del(r->route_data, "wanted");
-    ax_req_write(r, claim_apply, claim_written, c, claim_free);
+    ax_cs_keys_claim_local(r, wanted, claim_reply);
 }
 
 static void claim_remote_done(ax_req_t *r, ax_task_t *task)
@@ -851,9 +865,12 @@ static int xsign_apply(ax_txn_t *txn, void *data)
         else
             everyone = true;
     }
-    /* master and self-signing keys concern everyone who shares a room; the user-signing key only its owner */
-    if (everyone)
-        return ax_db_devicelist_touch(txn, x->user_id, NULL);
+    /* master and self-signing keys concern everyone who shares a room (other servers through
+     * m.signing_key_update); the user-signing key only its owner */
+    if (everyone) {
+        int rc = ax_db_devicelist_touch(txn, x->user_id, NULL);
+        return rc != 0 ? rc : ax_db_fedq_signing_key_update(txn, x->user_id);
+    }
     if (self_only)
         return ax_db_devicelist_touch(txn, x->user_id, x->user_id);
     return 0;
@@ -1050,11 +1067,17 @@ static int sigs_apply(ax_txn_t *txn, void *data)
         case SIG_DEVICE:
             merge_signatures(stored, s->signer, it->signatures);
             rc = ax_db_devicekeys_put(txn, it->target_user, it->target, stored);
+            /* spec: m.device_list_update "will also be sent when an existing device gets a new
+             * cross-signing signature" */
+            if (rc == 0)
+                rc = ax_db_fedq_device_update(txn, it->target_user, it->target);
             own_changed = true;
             break;
         case SIG_MASTER:
             merge_signatures(stored, s->signer, it->signatures);
             rc = ax_db_xsign_put(txn, it->target_user, "master", stored);
+            if (rc == 0)
+                rc = ax_db_fedq_signing_key_update(txn, it->target_user);
             own_changed = true;
             break;
         default:

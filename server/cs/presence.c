@@ -101,8 +101,12 @@ static int presence_apply(ax_txn_t *txn, void *data)
     json_decref(old);
     if (rc != 0)
         return rc;
-    /* everyone who shares a room hears about it, and the user themselves */
+    /* everyone who shares a room hears about it, and the user themselves; other servers through the
+     * federation sender, which keeps presence in memory (only the latest state matters) */
     ax_txn_notify(txn, w->user_id);
+    char note[300];
+    snprintf(note, sizeof(note), "%s%s", AX_FEDQ_NOTIFY_PRESENCE, w->user_id);
+    ax_txn_notify(txn, note);
     return ax_db_user_rooms_foreach(txn, w->user_id, notify_room, txn);
 }
 

@@ -8,8 +8,10 @@
  * them through the writer.
  */
 #include "server/cs/cs.h"
+#include "core/events.h"
 #include "core/push.h"
 #include "core/rooms.h"
+#include "federation/federation.h"
 #include "server/typing.h"
 
 #include <stdlib.h>
@@ -90,8 +92,13 @@ int ax_cs_typing(ax_req_t *r)
     if (joined_or_reply(r, room_id) != 0)
         return 0;
     uint64_t t = (uint64_t)timeout > TYPING_MAX_TIMEOUT_MS ? TYPING_MAX_TIMEOUT_MS : (uint64_t)timeout;
-    if (ax_typing_set(r->srv->typing, room_id, r->auth.user_id, typing, t, ax_now_ms()))
+    bool changed = ax_typing_set(r->srv->typing, room_id, r->auth.user_id, typing, t, ax_now_ms());
+    if (changed)
         ax_cs_typing_notify_room(r->srv, room_id);
+    /* other servers in the room hear of every change, and of each renewed "typing" (clients repeat it
+     * while the user types), which keeps their own typing timeout from running out */
+    if (changed || typing)
+        ax_fed_sender_typing(r->srv->fed, room_id, r->auth.user_id, typing);
     return ax_reply_json_new(r, 200, json_object());
 }
 
@@ -109,6 +116,21 @@ typedef struct st_receipt_write_t {
     size_t n;
     bool bad_event; /* set by the writer: an event is not in this room */
 } receipt_write_t;
+
+/* The m.receipt EDU for item 'i' of 'w' (spec: Server-Server API "Receipts"), queued for every other
+ * server in the room. */
+static int queue_receipt_edu(ax_txn_t *txn, const receipt_write_t *w, size_t i, uint64_t ts)
+{
+    json_t *data = json_pack("{s:I}", "ts", (json_int_t)ts);
+    if (w->items[i].thread_id[0] != '\0')
+        json_object_set_new(data, "thread_id", json_string(w->items[i].thread_id));
+    json_t *content = json_pack("{s:{s:{s:{s:[s], s:o}}}}", w->room_id, w->items[i].type, w->user_id, "event_ids",
+                                w->items[i].event_id, "data", data);
+    int rc = content != NULL ? ax_db_fedq_push_edu_room(txn, w->room_id, ax_id_domain(w->user_id), "m.receipt", content)
+                             : AX_EINVAL;
+    json_decref(content);
+    return rc;
+}
 
 static int receipt_apply(ax_txn_t *txn, void *data)
 {
@@ -132,13 +154,18 @@ static int receipt_apply(ax_txn_t *txn, void *data)
             json_decref(content);
             ax_txn_notify(txn, w->user_id);
         } else {
+            uint64_t ts = ax_now_ms();
             rc = ax_db_receipt_put(txn, w->room_id, w->items[i].type, w->user_id, w->items[i].thread_id,
-                                   w->items[i].event_id, ax_now_ms(), pos);
+                                   w->items[i].event_id, ts, pos);
             if (strcmp(w->items[i].type, "m.read.private") == 0) {
                 ax_txn_notify(txn, w->user_id);
                 ax_txn_notify(txn, w->room_id); /* the room changed, for the owner's eyes only */
-            } else
+            } else {
                 ax_room_notify_members(txn, w->room_id, NULL);
+                /* public receipts go to the room's other servers too (private ones never leave) */
+                if (rc == 0)
+                    rc = queue_receipt_edu(txn, w, i, ts);
+            }
             /* both read receipts clear notifications (spec: "Marking notifications as read") */
             if (rc == 0 && ax_push_of(txn) != NULL)
                 rc = ax_push_receipt(ax_push_of(txn), txn, w->user_id, w->room_id, w->items[i].thread_id,

@@ -100,7 +100,8 @@ int ax_cs_relations(ax_req_t *r)
             ax_db_relation_scan(txn, c.items[i].event_id, rel_type, UINT64_MAX, true, collect_cb, &c);
         start = end;
     }
-    qsort(c.items, c.n, sizeof(*c.items), by_pos_desc);
+    if (c.n > 1) /* c.items is NULL when there are none */
+        qsort(c.items, c.n, sizeof(*c.items), by_pos_desc);
 
     json_t *chunk = json_array();
     uint64_t last = 0;

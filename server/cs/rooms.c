@@ -588,7 +588,8 @@ typedef struct st_create_t {
     json_t *create_content;
     char alias[512]; /* "" when none */
     bool publish;
-    json_t *invites; /* [user_id] */
+    json_t *invites;        /* [user_id]: everyone invited (power levels, additional creators) */
+    json_t *remote_invites; /* [user_id] of other servers: invited over federation after the commit */
     bool is_direct;
     char reason[256];
     int outcome; /* AX_EEXIST: alias taken */
@@ -600,6 +601,7 @@ static void create_free(void *p)
     json_decref(c->drafts);
     json_decref(c->create_content);
     json_decref(c->invites);
+    json_decref(c->remote_invites);
     free(c);
 }
 
@@ -661,6 +663,8 @@ static int create_apply(ax_txn_t *txn, void *data)
     /* 8. invites */
     json_array_foreach(c->invites, i, ev)
     {
+        if (strcmp(ax_id_domain(json_string_value(ev)), c->origin->server_name) != 0)
+            continue; /* the invitee's server signs it too: create_written */
         json_t *content = ax_cs_member_profile(txn, json_string_value(ev));
         json_object_set_new(content, "membership", json_string("invite"));
         if (c->is_direct)
@@ -681,6 +685,14 @@ static void create_written(ax_req_t *r, int result, void *data)
         return (void)ax_cs_room_error(r, result == AX_ENOTFOUND ? AX_EINVAL : result, c->reason);
     if (c->outcome == AX_EEXIST)
         return (void)ax_reply_error(r, AX_M_ROOM_IN_USE, "Room alias already taken");
+    if (json_array_size(c->remote_invites) != 0) {
+        json_t *extra = json_object();
+        if (c->is_direct)
+            json_object_set_new(extra, "is_direct", json_true());
+        ax_fed_create_room_invites(r, c->room_id, c->remote_invites, extra);
+        c->remote_invites = NULL;
+        return;
+    }
     ax_reply_json_new(r, 200, json_pack("{s:s}", "room_id", c->room_id));
 }
 
@@ -792,7 +804,7 @@ int ax_cs_create_room(ax_req_t *r)
         if (!json_is_string(v) || !ax_id_is_valid_user_id(json_string_value(v)))
             return ax_reply_error(r, AX_M_INVALID_PARAM, "invite must be a list of user IDs");
         const char *server = ax_id_domain(json_string_value(v));
-        if (strcmp(server, srv->cfg->server_name) != 0)
+        if (strcmp(server, srv->cfg->server_name) != 0 && srv->fed == NULL)
             return ax_reply_error(r, AX_M_FORBIDDEN, "Inviting users of other servers needs federation");
     }
     json_array_foreach(initial_state, i, v)
@@ -824,6 +836,12 @@ int ax_cs_create_room(ax_req_t *r)
     c->publish = publish;
     c->is_direct = is_direct;
     c->invites = invite != NULL ? json_deep_copy(invite) : json_array();
+    c->remote_invites = json_array();
+    json_array_foreach(c->invites, i, v)
+    {
+        if (strcmp(ax_id_domain(json_string_value(v)), srv->cfg->server_name) != 0)
+            json_array_append(c->remote_invites, v);
+    }
 
     /* the create event: creation_content, with what the server decides on top */
     c->create_content = creation_content != NULL ? json_deep_copy(creation_content) : json_object();

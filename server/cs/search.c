@@ -257,7 +257,9 @@ int ax_cs_search(ax_req_t *r)
             return ax_reply_error(r, AX_M_INTERNAL, "Database unavailable");
         search_t s = {.r = r, .txn = txn, .terms = &terms, .keys = keys, .filter = filter};
         ax_db_user_rooms_foreach(txn, r->auth.user_id, joined_room_cb, &s);
-        qsort(s.hits, s.n, sizeof(*s.hits), order_by != NULL && strcmp(order_by, "recent") == 0 ? by_recent : by_rank);
+        if (s.n > 1) /* s.hits is NULL when nothing matched */
+            qsort(s.hits, s.n, sizeof(*s.hits),
+                  order_by != NULL && strcmp(order_by, "recent") == 0 ? by_recent : by_rank);
         total = s.n;
         json_int_t before = 0, after = 0;
         bool profiles = json_is_true(json_object_get(context, "include_profile"));

@@ -5,8 +5,10 @@
  * A message goes into each recipient device's inbox at a stream position
  * and wakes the recipient's /sync.  /sync hands a device its messages in
  * order, at most MAX_PER_SYNC at a time; a later /sync whose since token
- * covers them is the acknowledgement, and they are deleted then.  Only
- * local recipients for now: there is no federation to carry the others.
+ * covers them is the acknowledgement, and they are deleted then.  Messages
+ * for users of other servers become one m.direct_to_device EDU per server,
+ * queued in the same transaction (storage/fedqueue.c) for the federation
+ * sender.
  */
 #include "server/cs/cs.h"
 #include "core/events.h"
@@ -24,12 +26,14 @@ typedef struct st_send_t {
     char txn_id[256];
     char type[256];
     json_t *messages; /* {user_id: {device_id or "*": content}}, local users only */
+    json_t *remote;   /* {server: {message_id, messages: {user_id: {device_id or "*": content}}}} */
 } send_t;
 
 static void send_free(void *p)
 {
     send_t *s = p;
     json_decref(s->messages);
+    json_decref(s->remote);
     free(s);
 }
 
@@ -90,6 +94,18 @@ static int send_apply(ax_txn_t *txn, void *data)
         if (rc != 0)
             return rc;
     }
+    /* spec: Server-Server API "Send-to-device messaging": one m.direct_to_device EDU per server */
+    const char *server;
+    json_t *part;
+    json_object_foreach(s->remote, server, part)
+    {
+        json_t *content = json_pack("{s:s, s:s, s:O, s:O}", "sender", s->sender, "type", s->type, "message_id",
+                                    json_object_get(part, "message_id"), "messages", json_object_get(part, "messages"));
+        rc = ax_db_fedq_push_edu(txn, server, "m.direct_to_device", content);
+        json_decref(content);
+        if (rc != 0)
+            return rc;
+    }
     return ax_db_todevice_txn_put(txn, s->sender, s->device_id, s->txn_id, ax_now_ms());
 }
 
@@ -134,17 +150,30 @@ int ax_cs_send_to_device(ax_req_t *r)
     snprintf(s->txn_id, sizeof(s->txn_id), "%s", txn_id);
     snprintf(s->type, sizeof(s->type), "%s", type);
     s->messages = json_object();
-    size_t remote = 0;
+    s->remote = json_object();
+    size_t skipped = 0;
     json_object_foreach(messages, user, devices)
     {
-        if (ax_streq(ax_id_domain(user), r->srv->cfg->server_name))
+        const char *server = ax_id_domain(user);
+        if (ax_streq(server, r->srv->cfg->server_name)) {
             json_object_set_new(s->messages, user, json_deep_copy(devices));
-        else
-            ++remote;
+        } else if (r->srv->fed == NULL || !ax_id_is_valid_server_name(server)) {
+            ++skipped;
+        } else {
+            json_t *part = json_object_get(s->remote, server);
+            if (part == NULL) {
+                /* the receiving server drops a message_id it saw from us before (idempotence) */
+                char id[17];
+                ax_random_alnum(id, 16);
+                part = json_pack("{s:s, s:{}}", "message_id", id, "messages");
+                json_object_set_new(s->remote, server, part);
+            }
+            json_object_set_new(json_object_get(part, "messages"), user, json_deep_copy(devices));
+        }
     }
-    if (remote != 0)
-        ax_log(AX_LOG_INFO, "sendToDevice from %s: %zu remote recipient(s) skipped, federation is not available",
-               s->sender, remote);
+    if (skipped != 0)
+        ax_log(AX_LOG_INFO, "sendToDevice from %s: %zu remote recipient(s) skipped (%s)", s->sender, skipped,
+               r->srv->fed == NULL ? "federation is disabled" : "not a server name");
     ax_req_write(r, send_apply, send_written, s, send_free);
     return 0;
 }

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import ssl
 import subprocess
 import tempfile
@@ -150,10 +151,19 @@ class FakeRemote:
 
     'key_sources' maps origin server names to the plain port of the axon whose
     key verifies its requests.  Every request it receives is recorded with
-    the outcome of its X-Matrix check."""
+    the outcome of its X-Matrix check.
 
-    def __init__(self, cert, key, server_name=None):
-        self.port = free_port()
+    PUT /send/{txnId} is answered like a real server does: a transaction ID
+    seen before from the same origin gets the first answer again and is not
+    processed twice.  'transactions' lists the processed ones in arrival
+    order, 'send_attempts' every attempt.  'send_actions' scripts the next
+    attempts: "500" answers 500, "drop" closes the connection without an
+    answer, "hold:SECONDS" waits that long before processing, "400" refuses
+    the transaction.  'pdu_errors' maps event IDs to the error to answer.
+    Give 'port' to come back on the port of a stopped fake."""
+
+    def __init__(self, cert, key, server_name=None, port=None):
+        self.port = port or free_port()
         self.server_name = server_name or "127.0.0.1:%d" % self.port
         self.key_id, self.signing_key = spec_signing_key()
         self.serve_keys = True
@@ -167,6 +177,13 @@ class FakeRemote:
         self.requests = []
         self.routes = {}  # path regex -> fn(method, url, body, *groups) -> (status, body)
         self.connections = 0
+        self.transactions = []
+        self.send_attempts = []
+        self.send_actions = []
+        self.pdu_errors = {}
+        self.reject_pdus = None  # an error for every PDU of the transactions it processes
+        self._answers = {}
+        self._socks = []
         self.lock = threading.Lock()
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(cert, key)
@@ -175,6 +192,9 @@ class FakeRemote:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # headers and body leave in one write (flushed after each request): written apart, Nagle's
+            # algorithm and the peer's delayed ACK hold the body back ~40 ms per answer
+            wbufsize = 1 << 16
 
             def log_message(self, *args):
                 pass
@@ -198,12 +218,15 @@ class FakeRemote:
 
         class TLSServer(http.server.ThreadingHTTPServer):
             daemon_threads = True
+            allow_reuse_address = True
 
             def get_request(self):
                 sock, addr = self.socket.accept()
+                wrapped = fake.ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
                 with fake.lock:
                     fake.connections += 1
-                return fake.ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
+                    fake._socks.append(wrapped)  # wrap_socket took over the descriptor
+                return wrapped, addr
 
             def handle_error(self, request, client_address):
                 pass  # failed handshakes are part of the tests
@@ -213,8 +236,68 @@ class FakeRemote:
         self.thread.start()
 
     def stop(self):
+        """Stops listening and cuts every open connection: the server is down, keep-alive or not."""
         self.httpd.shutdown()
         self.httpd.server_close()
+        with self.lock:
+            socks, self._socks = self._socks, []
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    # -- transactions received --
+
+    def pdus(self, origin=None):
+        """Every PDU of the processed transactions, in arrival order."""
+        with self.lock:
+            return [p for t in self.transactions if origin in (None, t["origin"]) for p in t["body"].get("pdus", [])]
+
+    def edus(self, edu_type=None):
+        with self.lock:
+            return [e for t in self.transactions for e in t["body"].get("edus", [])
+                    if edu_type in (None, e.get("edu_type"))]
+
+    def wait_for(self, predicate, timeout=30, what="the condition"):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if predicate():
+                return
+            time.sleep(0.05)
+        raise AssertionError("%s did not happen within %ds; transactions: %s" % (
+            what, timeout, json.dumps([t["txn_id"] for t in self.transactions])))
+
+    def handle_send(self, h, origin, txn_id, body):
+        with self.lock:
+            action = self.send_actions.pop(0) if self.send_actions else None
+            self.send_attempts.append({"txn_id": txn_id, "origin": origin, "action": action, "time": time.time(),
+                                       "pdus": len(body.get("pdus", [])), "edus": len(body.get("edus", []))})
+        if action == "500":
+            return h.reply(500, {"errcode": "M_UNKNOWN", "error": "scripted failure"})
+        if action == "400":
+            return h.reply(400, {"errcode": "M_BAD_JSON", "error": "scripted refusal"})
+        if action == "drop":
+            h.close_connection = True
+            h.connection.close()
+            return None
+        if action is not None and action.startswith("hold:"):
+            time.sleep(float(action[5:]))
+        with self.lock:
+            key = (origin, txn_id)
+            if key in self._answers:  # a retry of a transaction we processed: the same answer, nothing twice
+                answer = self._answers[key]
+            else:
+                assert len(body.get("pdus", [])) <= 50 and len(body.get("edus", [])) <= 100, "over the spec limits"
+                answer = {"pdus": {}}
+                for pdu in body.get("pdus", []):
+                    eid = event_id(pdu, "12")  # the IDs of rooms v11 and v12 (those the sender tests use)
+                    err = self.pdu_errors.get(eid, self.reject_pdus)
+                    answer["pdus"][eid] = {"error": err} if err else {}
+                self._answers[key] = answer
+                self.transactions.append({"txn_id": txn_id, "origin": origin, "body": body, "time": time.time()})
+        return h.reply(200, answer)
 
     def key_doc(self):
         doc = {
@@ -279,6 +362,9 @@ class FakeRemote:
             if m is not None:
                 status, answer = fn(method, url, body, *m.groups())
                 return h.reply(status, answer)
+        if method == "PUT" and url.path.startswith("/_matrix/federation/v1/send/"):
+            return self.handle_send(h, origin, urllib.parse.unquote(url.path[len("/_matrix/federation/v1/send/"):]),
+                                    body or {})
         if url.path == "/_matrix/federation/v1/query/profile":
             qs = urllib.parse.parse_qs(url.query)
             prof = self.profiles.get(qs.get("user_id", [""])[0])

@@ -54,6 +54,10 @@ class Relations(RoomTestCase):
         only = self.req("GET", path + "/m.annotation/m.reaction", token=at).json
         self.assertEqual([e["event_id"] for e in only["chunk"]], [react])
         self.assertEqual(self.req("GET", path + "/m.annotation/m.room.message", token=at).json["chunk"], [])
+        lonely = V1 + "/rooms/%s/relations/%s" % (q(room), q(kids[0]))  # no children at all
+        for p in (lonely, lonely + "/m.reference", lonely + "?dir=f&recurse=true"):
+            r = self.req("GET", p, token=at)
+            self.assertEqual((r.status, r.json["chunk"]), (200, []), r)
         self.assertError(self.req("GET", V1 + "/rooms/%s/relations/%s" % (q(room), q("$none")), token=at), 404,
                          "M_NOT_FOUND")
         self.assertError(self.req("GET", path + "?dir=sideways", token=at), 400, "M_INVALID_PARAM")
@@ -156,6 +160,9 @@ class Search(RoomTestCase):
         e2 = self.send(at, mine, {"msgtype": "m.text", "body": "%s %s everywhere" % (word, word)})
         self.send(at, mine, {"msgtype": "m.text", "body": "nothing here"})
         self.send(bt, theirs, {"msgtype": "m.text", "body": "a private %s" % word})
+        r = self.req("POST", V3 + "/search", token=at,
+                     body={"search_categories": {"room_events": {"search_term": unique("nowhere")}}})
+        self.assertEqual((r.status, r.json["search_categories"]["room_events"]["results"]), (200, []), r)
         body = {"search_categories": {"room_events": {"search_term": word.upper()}}}
         r = self.req("POST", V3 + "/search", token=at, body=body)
         self.assertEqual(r.status, 200, r)

@@ -124,6 +124,19 @@ class CreateRoom(RoomTestCase):
         self.assertError(r, 400, "M_ROOM_IN_USE")
 
 
+class NoFederation(RoomTestCase):
+    server_config = {"federation_enabled": "false"}
+
+    def test_remote_invitees_refused_and_nothing_created(self):
+        uid, t = self.user()
+        before = self.req("GET", V3 + "/joined_rooms", token=t).json["joined_rooms"]
+        r = self.req("POST", V3 + "/createRoom", token=t, body={"invite": ["@someone:elsewhere.example"]})
+        self.assertEqual((r.status, r.json["errcode"]), (403, "M_FORBIDDEN"), r)
+        self.assertEqual(self.req("GET", V3 + "/joined_rooms", token=t).json["joined_rooms"], before)
+        r = self.req("POST", V3 + "/rooms/%s/invite" % q(self.create_room(t)), token=t,
+                     body={"user_id": "@someone:elsewhere.example"})
+        self.assertEqual((r.status, r.json["errcode"]), (403, "M_FORBIDDEN"), r)
+
 class Membership(RoomTestCase):
     def test_join_public_room_and_joined_rooms(self):
         aid, at = self.user()
