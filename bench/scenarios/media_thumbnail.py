@@ -32,6 +32,7 @@ NEEDS = ["POST /_matrix/client/v3/register (m.login.dummy)", "POST /_matrix/medi
 AXON_SETTINGS = {"ratelimit.register_per_second": "100000", "ratelimit.register_burst": "100000",
                  "ratelimit.media_per_second": "100000", "ratelimit.media_burst": "100000"}
 ORDER = 22
+PREPARE_S = 4
 WIDTH, HEIGHT = 1024, 768
 IMAGES, IMAGES_QUICK = 40, 3
 THREADS = 4
@@ -54,28 +55,36 @@ def png(seed_value):
             chunk(b"IDAT", zlib.compress(b"".join(rows), 6)) + chunk(b"IEND", b""))
 
 
+def _upload(ctx, token, k):
+    """Uploads the k-th PNG; returns its thumbnail path (with QUERY)."""
+    uri = matrix.upload(ctx.target.base, token, png(k + 1), filename="axb-%d.png" % k, content_type="image/png")
+    server, media_id = uri[len("mxc://"):].split("/", 1)
+    return "/_matrix/client/v1/media/thumbnail/%s/%s%s" % (seed.quote(server), seed.quote(media_id), QUERY)
+
+
 def setup(ctx):
+    # one image and one small thumbnail: the endpoint exists; the rest is uploaded in prepare()
     user = seed.users(ctx, 1, "axb_thumb")[0]
-    n = IMAGES_QUICK if ctx.quick else IMAGES
-    reps = scen.reps(ctx)
-    t0 = time.monotonic()
-    paths = []
-    for k in range(n * reps):
-        uri = matrix.upload(ctx.target.base, user.access_token, png(k + 1), filename="axb-%d.png" % k,
-                            content_type="image/png")
-        server, media_id = uri[len("mxc://"):].split("/", 1)
-        paths.append("/_matrix/client/v1/media/thumbnail/%s/%s%s" % (seed.quote(server), seed.quote(media_id),
-                                                                    QUERY))
-    r = request(ctx.target.base, "GET", paths[0].replace(QUERY, "?width=32&height=32&method=crop"),
+    probe = _upload(ctx, user.access_token, 0)
+    r = request(ctx.target.base, "GET", probe.replace(QUERY, "?width=32&height=32&method=crop"),
                 token=user.access_token)
-    reason = matrix.unsupported_reason("GET", paths[0], r)
+    reason = matrix.unsupported_reason("GET", probe, r)
     if reason:
         raise Unsupported(reason)
     if r.status != 200 or not r.headers.get("content-type", "").startswith("image/"):
         raise BenchError("GET thumbnail answered %s" % r.describe())
-    seed.note(ctx, "uploaded %d PNGs of %dx%d in %.1f s" % (len(paths), WIDTH, HEIGHT, time.monotonic() - t0))
-    ctx.scenario.state.update(token=user.access_token, paths=paths, n=n)
+    ctx.scenario.state.update(token=user.access_token, paths=[probe], n=IMAGES_QUICK if ctx.quick else IMAGES)
     return []
+
+
+def prepare(ctx):
+    """The images the measurements thumbnail (the probe's 320x240 has not been made yet, so it
+    counts as the first), uploaded right before them so earlier scenarios do not carry them."""
+    st = ctx.scenario.state
+    t0 = time.monotonic()
+    want = st["n"] * scen.reps(ctx)
+    st["paths"] += [_upload(ctx, st["token"], k) for k in range(len(st["paths"]), want)]
+    seed.note(ctx, "uploaded %d PNGs of %dx%d in %.1f s" % (want, WIDTH, HEIGHT, time.monotonic() - t0))
 
 
 def _pass(cx, rep, kind):
