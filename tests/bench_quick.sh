@@ -2,10 +2,10 @@
 # bench_quick.sh AXON_BIN SOURCE_ROOT -- TAP: `bench/run --quick` works end to
 # end (build skipped: it uses AXON_BIN; starts axon and nginx, drives wrk, ab
 # and h2load, runs every implemented scenario briefly -- registrations, logins,
-# rooms, sends, syncs, 100 long-polls, pagination, push, media, one-time keys,
-# to-device messages, federation /send from the bench's own signing remote and
-# a join from a second axon -- and writes the Markdown and JSON report and the
-# plots).  It asserts nothing about performance.
+# rooms, sends, syncs, 100 long-polls, pagination, push, media and thumbnails,
+# one-time keys, to-device messages, federation /send from the bench's own
+# signing remote and a join from a second axon -- and writes the Markdown and
+# JSON report and the plots).  It asserts nothing about performance.
 # Skipped when wrk, ab or nginx is missing (scripts/install-deps.sh test
 # installs them).
 axon=$1
@@ -45,8 +45,8 @@ assert {r["server"] for r in v["results"]} == {"axon", "nginx"}
 # every implemented scenario ran against the fresh axon and measured something
 # (counts of requests only: nothing here is about performance)
 for name in ("whoami", "register", "login", "create_room", "send", "messages", "sync_incremental",
-             "sync_initial", "sync_wakeup", "push_fanout", "media_upload", "media_download", "keys_claim",
-             "to_device_fanout", "fed_send_ingest", "remote_join"):
+             "sync_initial", "sync_wakeup", "push_fanout", "media_upload", "media_download", "media_thumbnail",
+             "keys_claim", "to_device_fanout", "fed_send_ingest", "remote_join"):
     s = sc.get(name)
     assert s is not None, "scenario %s did not run" % name
     assert s["status"] == "ok", "%s: %s" % (name, s["reason"])
