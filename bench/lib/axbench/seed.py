@@ -163,3 +163,27 @@ def sync_users(ctx):
             out[n] = (owner, rooms)
         return out
     return fixture(ctx, "sync_users", make)
+
+
+SYNC_DEEP = (500, 100)         # the sync engine issue's case: 500 rooms of 100 messages each
+SYNC_DEEP_QUICK = (3, 4)
+
+
+def sync_deep_user(ctx):
+    """(user, [room_id], rooms, messages per room): a user in 500 rooms with
+    100 messages each (3 rooms of 4 with --quick), two other members in every
+    room, the messages from all three.  50,000 sends: issued 64 at a time, so
+    group commit makes them a few thousand per second."""
+    def make():
+        n, per_room = SYNC_DEEP_QUICK if ctx.quick else SYNC_DEEP
+        owner = users(ctx, 1, "axb_deep")[0]
+        others = users(ctx, 2, "axb_deeppeer")
+        rooms = [r for r, _ in create_rooms(ctx, [owner], n, name="deep sync bench")]
+        for o in others:
+            joins = [aio.Call("POST", CS + "/join/" + quote(r), {}, o.access_token) for r in rooms]
+            aio.expect_ok(aio.batch(ctx.target.base, joins, 32), joins, "seeding joins")
+        senders = [owner] + others
+        send_messages(ctx, [(r, senders[k % 3].access_token) for k in range(per_room) for r in rooms],
+                      concurrency=64)
+        return (owner, rooms, n, per_room)
+    return fixture(ctx, "sync_deep_user", make)
