@@ -149,13 +149,33 @@ static json_t *load_event(sync_t *s, const char *event_id, bool keep_room_id)
 
 /* ---- one joined (or left) room ---- */
 
+/*
+ * Whether the timeline must look inside an event to decide whether it is
+ * shown: the filter names types, senders, rooms or URLs, or the user ignores
+ * someone.  When not (the usual case: no filter), choosing the timeline
+ * loads no event, and each shown event is loaded once, to be sent.
+ */
+static bool timeline_needs_events(sync_t *s, const json_t *tf)
+{
+    static const char *const keys[] = {"types", "not_types", "senders",     "not_senders",
+                                       "rooms", "not_rooms", "contains_url"};
+    if (s->ignored != NULL)
+        return true;
+    for (size_t i = 0; i < AX_ARRAY_SIZE(keys); ++i) {
+        if (json_object_get(tf, keys[i]) != NULL)
+            return true;
+    }
+    return false;
+}
+
 typedef struct st_tl_t {
     sync_t *s;
     const char *room_id;
     const json_t *filter;
     uint64_t floor; /* only positions above this */
     int limit;
-    json_t *events; /* newest first while collecting; (event json, pos) */
+    bool load;      /* timeline_needs_events() */
+    json_t *events; /* newest first while collecting: the event timeline_cb loaded, else its ID */
     uint64_t *positions;
     size_t n;
     bool limited;
@@ -168,23 +188,43 @@ static int timeline_cb(void *arg, uint64_t pos, const char *event_id)
         return 1;
     if (!ax_room_user_can_see(t->s->txn, t->room_id, t->s->user_id, pos))
         return 0;
-    json_t *ev = ax_event_load_client(t->s->txn, event_id, t->s->user_id, t->s->device_id, NULL);
-    if (ev == NULL)
-        return 0;
-    const char *sender = json_string_value(json_object_get(ev, "sender"));
-    bool match = ax_filter_event_matches(t->filter, ev) &&
-                 !(t->s->ignored != NULL && sender != NULL && json_object_get(t->s->ignored, sender) != NULL);
-    json_decref(ev);
-    if (!match)
-        return 0;
-    if ((int)t->n == t->limit) {
-        t->limited = true;
+    if ((int)t->n == t->limit && !t->load) {
+        t->limited = true; /* one more visible event: no need to load it */
         return 1;
     }
-    json_array_append_new(t->events, json_string(event_id));
+    json_t *ev = NULL;
+    if (t->load) {
+        ev = ax_event_load_client(t->s->txn, event_id, t->s->user_id, t->s->device_id, NULL);
+        if (ev == NULL)
+            return 0;
+        const char *sender = json_string_value(json_object_get(ev, "sender"));
+        if (!ax_filter_event_matches(t->filter, ev) ||
+            (t->s->ignored != NULL && sender != NULL && json_object_get(t->s->ignored, sender) != NULL)) {
+            json_decref(ev);
+            return 0;
+        }
+        if ((int)t->n == t->limit) {
+            json_decref(ev);
+            t->limited = true;
+            return 1;
+        }
+    }
+    json_array_append_new(t->events, ev != NULL ? ev : json_string(event_id));
     t->positions = ax_realloc(t->positions, (t->n + 1) * sizeof(uint64_t));
     t->positions[t->n++] = pos;
     return 0;
+}
+
+/* An entry of tl_t.events in the filter's format (a new reference); the loaded event is used up. */
+static json_t *timeline_event(sync_t *s, json_t *item)
+{
+    if (json_is_string(item))
+        return load_event(s, json_string_value(item), false);
+    if (ax_streq(json_string_value(json_object_get(s->filter, "event_format")), "federation"))
+        return load_event(s, json_string_value(json_object_get(item, "event_id")), false);
+    json_t *ev = json_incref(item);
+    json_object_del(ev, "room_id");
+    return apply_event_fields(s, ev);
 }
 
 /* Adds the state events of 'ids' ({type: {key: eid}}) that pass the state filter to 'out'. */
@@ -349,6 +389,7 @@ static json_t *room_section(sync_t *s, const char *room_id, uint64_t upto, bool 
               .filter = tf,
               .floor = fresh ? 0 : s->since,
               .limit = ax_filter_limit(tf, DEFAULT_TIMELINE_LIMIT),
+              .load = timeline_needs_events(s, tf),
               .events = json_array()};
     ax_db_timeline_scan(s->txn, room_id, upto, true, timeline_cb, &t);
 
@@ -365,7 +406,7 @@ static json_t *room_section(sync_t *s, const char *room_id, uint64_t upto, bool 
     json_t *senders = json_object();
     json_object_set_new(senders, s->user_id, json_true());
     for (size_t i = t.n; i-- > 0;) {
-        json_t *ev = load_event(s, json_string_value(json_array_get(t.events, i)), false);
+        json_t *ev = timeline_event(s, json_array_get(t.events, i));
         if (ev == NULL)
             continue;
         const char *sender = json_string_value(json_object_get(ev, "sender"));

@@ -47,6 +47,38 @@ class SyncBasics(RoomTestCase):
         older = self.messages(at, room, dir="b", limit=5, **{"from": tl["prev_batch"]})
         self.assertEqual(ids(older["chunk"]), sent[-6:-11:-1])
 
+    def test_initial_timeline_limit_boundary_with_and_without_filter(self):
+        # without a filter the timeline is chosen from positions alone; with one, each
+        # candidate is loaded once and that copy is sent: both must agree on what is shown
+        aid, at = self.user()
+        room = self.create_room(at)
+        sent = [self.send(at, room, {"msgtype": "m.text", "body": str(i)}) for i in range(4)]
+        everything = self.timeline(self.sync(at, filter_={"room": {"timeline": {"limit": 100}}}), room)
+        n = len(everything)
+        self.assertEqual(ids(everything)[-4:], sent)
+        for limit, limited in ((n, False), (n - 1, True)):
+            tl = self.sync(at, filter_={"room": {"timeline": {"limit": limit}}})["rooms"]["join"][room]["timeline"]
+            self.assertEqual(tl["limited"], limited)
+            self.assertEqual(ids(tl["events"]), ids(everything)[-limit:])
+        msgs = {"room": {"timeline": {"types": ["m.room.message"], "limit": 4}}}
+        tl = self.sync(at, filter_=msgs)["rooms"]["join"][room]["timeline"]
+        self.assertFalse(tl["limited"])
+        self.assertEqual(ids(tl["events"]), sent)
+        ev = tl["events"][-1]
+        self.assertEqual(ev["content"], {"msgtype": "m.text", "body": "3"})
+        self.assertEqual(ev["sender"], aid)
+        self.assertNotIn("room_id", ev)
+        self.assertIn("age", ev["unsigned"])
+        msgs["room"]["timeline"]["limit"] = 3
+        tl = self.sync(at, filter_=msgs)["rooms"]["join"][room]["timeline"]
+        self.assertTrue(tl["limited"])
+        self.assertEqual(ids(tl["events"]), sent[1:])
+        # the federation format is loaded again, as such, for the events chosen
+        fed = dict(msgs, event_format="federation")
+        tl = self.sync(at, filter_=fed, spec=False)["rooms"]["join"][room]["timeline"]
+        self.assertEqual(len(tl["events"]), 3)
+        self.assertTrue(all("hashes" in e and "signatures" in e for e in tl["events"]))
+
     def test_token_errors(self):
         aid, at = self.user()
         for bad in ("garbage", "s", "sx_1", "s1_x", "t5"):
