@@ -527,7 +527,33 @@ typedef struct st_rooms_t {
     sync_t *s;
     ad_t *ad;
     json_t *join, *invite, *leave, *knock;
+    ax_buf_t *join_text; /* when not NULL: joined rooms go here as JSON members, not into 'join' */
+    size_t joined;
+    bool failed;
 } rooms_t;
+
+static int dump_cb(const char *buf, size_t size, void *data)
+{
+    ax_buf_append(data, buf, size);
+    return 0;
+}
+
+static int dump_json(ax_buf_t *b, const json_t *v)
+{
+    return json_dump_callback(v, dump_cb, b, JSON_COMPACT | JSON_ENCODE_ANY);
+}
+
+/* Appends '"key":' to 'b', after a comma unless 'first'. */
+static int dump_key(ax_buf_t *b, const char *key, bool first)
+{
+    if (!first)
+        ax_buf_putc(b, ',');
+    json_t *k = json_string(key);
+    int rc = dump_json(b, k);
+    json_decref(k);
+    ax_buf_putc(b, ':');
+    return rc;
+}
 
 static int room_cb(void *arg, const char *room_id, json_t *m)
 {
@@ -547,8 +573,16 @@ static int room_cb(void *arg, const char *room_id, json_t *m)
     if (strcmp(membership, "join") == 0) {
         bool fresh = s->since == 0 || changed;
         json_t *room = room_section(s, room_id, s->upto, fresh, rad, true);
-        if (room != NULL)
+        if (room != NULL && rs->join_text != NULL) {
+            /* written out at once: the response never holds every room's tree (an initial sync
+             * of 500 rooms is megabytes of small allocations), and the HTTP thread only copies */
+            if (dump_key(rs->join_text, room_id, rs->joined == 0) != 0 || dump_json(rs->join_text, room) != 0)
+                rs->failed = true;
+            rs->joined++;
+            json_decref(room);
+        } else if (room != NULL) {
             json_object_set_new(rs->join, room_id, room);
+        }
     } else if (strcmp(membership, "invite") == 0) {
         if (s->ignored != NULL) {
             json_t *inv = NULL;
@@ -667,7 +701,13 @@ static bool changed_rooms(sync_t *s, candidates_t *c)
     return true;
 }
 
-static json_t *build(sync_t *s)
+/*
+ * The whole response of this run, or NULL when the database is unavailable.
+ * With 'join_text', the joined rooms are written there as the members of
+ * rooms.join, and the tree holds an empty object in their place
+ * (dump_response() puts them together).
+ */
+static json_t *build(sync_t *s, ax_buf_t *join_text)
 {
     ax_server_t *srv = s->srv;
     /* read up to what the change ring has recorded: committed, and known to the ring */
@@ -700,7 +740,7 @@ static json_t *build(sync_t *s)
     ax_db_presence_changes(s->txn, s->since, presence_cb, &pr);
     json_decref(pr.seen);
 
-    rooms_t rs = {s, &ad, json_object(), json_object(), json_object(), json_object()};
+    rooms_t rs = {s, &ad, json_object(), json_object(), json_object(), json_object(), join_text, 0, false};
     candidates_t c = {AX_STRMAP_INIT, 0};
     if (s->since != 0 && !s->full_state && changed_rooms(s, &c)) {
         const char *key;
@@ -718,7 +758,7 @@ static json_t *build(sync_t *s)
     s->ignored = NULL;
 
     json_t *rooms = json_object();
-    if (json_object_size(rs.join))
+    if (json_object_size(rs.join) || rs.joined != 0)
         json_object_set(rooms, "join", rs.join);
     if (json_object_size(rs.invite))
         json_object_set(rooms, "invite", rs.invite);
@@ -746,7 +786,47 @@ static json_t *build(sync_t *s)
     json_decref(rooms);
     json_decref(ad.global);
     json_decref(ad.per_room);
+    if (rs.failed) {
+        json_decref(out);
+        return NULL;
+    }
     return out;
+}
+
+/* 'out' from build() as JSON text in 'b', with the joined rooms' 'join_text' in place. */
+static int dump_response(ax_buf_t *b, const json_t *out, const ax_buf_t *join_text)
+{
+    const char *key, *rkey;
+    json_t *v, *rv;
+    int rc = 0;
+    bool first = true;
+    ax_buf_putc(b, '{');
+    json_object_foreach((json_t *)out, key, v)
+    {
+        rc |= dump_key(b, key, first);
+        first = false;
+        if (strcmp(key, "rooms") != 0) {
+            rc |= dump_json(b, v);
+            continue;
+        }
+        bool rfirst = true;
+        ax_buf_putc(b, '{');
+        json_object_foreach(v, rkey, rv)
+        {
+            rc |= dump_key(b, rkey, rfirst);
+            rfirst = false;
+            if (strcmp(rkey, "join") == 0 && json_object_size(rv) == 0) {
+                ax_buf_putc(b, '{');
+                ax_buf_append(b, join_text->base, join_text->len);
+                ax_buf_putc(b, '}');
+            } else {
+                rc |= dump_json(b, rv);
+            }
+        }
+        ax_buf_putc(b, '}');
+    }
+    ax_buf_putc(b, '}');
+    return rc;
 }
 
 static bool has_news(const json_t *out)
@@ -779,15 +859,28 @@ typedef struct st_sync_job_t {
     sync_t s;
     char *user_id, *device_id;
     json_t *filter;
-    json_t *out;
+    bool news; /* has_news() of the response */
+    ax_buf_t body;
     bool timed_out;
 } sync_job_t;
 
+/*
+ * A heavy run writes its response out on the worker, room by room (see
+ * build()), so that the HTTP thread only copies the bytes.
+ */
 static int job_run(void *data)
 {
     sync_job_t *j = data;
-    j->out = build(&j->s);
-    return j->out != NULL ? 0 : AX_EIO;
+    ax_buf_t join_text = AX_BUF_INIT;
+    json_t *out = build(&j->s, &join_text);
+    int rc = AX_EIO;
+    if (out != NULL) {
+        j->news = has_news(out);
+        rc = dump_response(&j->body, out, &join_text) == 0 ? 0 : AX_EIO;
+        json_decref(out);
+    }
+    ax_buf_dispose(&join_text);
+    return rc;
 }
 
 static void job_free(void *data)
@@ -796,23 +889,22 @@ static void job_free(void *data)
     free(j->user_id);
     free(j->device_id);
     json_decref(j->filter);
-    json_decref(j->out);
+    ax_buf_dispose(&j->body);
     free(j);
 }
 
 static void run(ax_req_t *r, bool timed_out);
 
-/* Replies with 'out' (stolen), or parks the request when there is nothing to say yet. */
-static void finish(ax_req_t *r, sync_t *s, json_t *out, uint64_t covered, bool ack_to_device, bool timed_out)
+/* Parks the request when there is nothing to say yet ('news' false); true when it did. */
+static bool park(ax_req_t *r, sync_t *s, bool news, uint64_t covered, bool ack_to_device, bool timed_out)
 {
     if (ack_to_device)
         ax_cs_to_device_ack(r, s->since);
-    if (!has_news(out) && !timed_out && s->timeout_ms > 0 && s->since != 0) {
-        json_decref(out);
+    if (!news && !timed_out && s->timeout_ms > 0 && s->since != 0) {
         ax_req_park(r, s->user_id, covered, s->timeout_ms, run);
-        return;
+        return true;
     }
-    ax_reply_json_new(r, 200, out);
+    return false;
 }
 
 static void job_done(ax_req_t *r, int result, void *data)
@@ -820,9 +912,8 @@ static void job_done(ax_req_t *r, int result, void *data)
     sync_job_t *j = data;
     if (result != 0)
         return (void)ax_reply_error(r, AX_M_INTERNAL, "Database unavailable");
-    json_t *out = j->out;
-    j->out = NULL;
-    finish(r, r->route_data, out, j->s.upto, j->s.ack_to_device, j->timed_out);
+    if (!park(r, r->route_data, j->news, j->s.upto, j->s.ack_to_device, j->timed_out))
+        ax_reply_raw(r, 200, "application/json", j->body.base, j->body.len);
 }
 
 static void run(ax_req_t *r, bool timed_out)
@@ -839,12 +930,15 @@ static void run(ax_req_t *r, bool timed_out)
         ax_req_work(r, job_run, job_done, j, job_free);
         return;
     }
-    json_t *out = build(s);
+    json_t *out = build(s, NULL);
     if (out == NULL) {
         ax_reply_error(r, AX_M_INTERNAL, "Database unavailable");
         return;
     }
-    finish(r, s, out, s->upto, s->ack_to_device, timed_out);
+    if (park(r, s, has_news(out), s->upto, s->ack_to_device, timed_out))
+        json_decref(out);
+    else
+        ax_reply_json_new(r, 200, out);
 }
 
 /* GET /_matrix/client/v3/sync */

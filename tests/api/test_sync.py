@@ -241,6 +241,26 @@ class Membership(RoomTestCase):
         s = self.sync(at, filter_={"room": {"include_leave": True}})
         self.assertIn(room, s["rooms"]["leave"])
 
+    def test_initial_sync_with_every_section(self):
+        # an initial sync writes its joined rooms out one by one and the rest of the
+        # response around them: joined, invited and left rooms and account data together
+        aid, at = self.user()
+        bid, bt = self.user()
+        joined = [self.create_room(at, name="joined %d" % i) for i in range(3)]
+        left = self.create_room(at)
+        self.leave(at, left)
+        invited = self.create_room(bt, name="come in")
+        self.invite(bt, invited, aid)
+        self.req("PUT", V3 + "/user/%s/account_data/org.example.x" % q(aid), token=at, body={"k": "v"})
+        s = self.sync(at, filter_={"room": {"include_leave": True}})
+        self.assertEqual(sorted(s["rooms"]["join"]), sorted(joined))
+        self.assertEqual(list(s["rooms"]["invite"]), [invited])
+        self.assertEqual(list(s["rooms"]["leave"]), [left])
+        for room in joined:
+            self.assertEqual(s["rooms"]["join"][room]["summary"]["m.joined_member_count"], 1)
+        self.assertIn("org.example.x", [e["type"] for e in s["account_data"]["events"]])
+        self.assertRegex(s["next_batch"], r"^s\d+_\d+$")
+
     def test_join_leave_join_in_one_window(self):
         aid, at = self.user()
         bid, bt = self.user()
