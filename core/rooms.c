@@ -679,9 +679,13 @@ static void add_redaction_membership(ax_txn_t *txn, json_t *uns, const char *use
 static json_t *load_formatted(ax_txn_t *txn, const char *event_id, const char *user_id, const char *device_id,
                               ax_event_rec_t *rec, bool aggregate)
 {
+    /* what ax_event_client_format() and add_aggregations() read of the PDU: the rest of it
+     * (hashes, signatures, auth and prev events) is not even parsed */
+    static const char *const keys[] = {"content",   "origin_server_ts", "room_id",  "sender", "type",
+                                       "state_key", "redacts",          "unsigned", NULL};
     json_t *pdu = NULL;
     ax_event_rec_t r;
-    if (ax_db_event_get(txn, event_id, &pdu, &r) != 0)
+    if (ax_db_event_get_keys(txn, event_id, keys, &pdu, &r) != 0)
         return NULL;
     if (json_object_get(pdu, "room_id") == NULL) /* v12 create events carry no room_id */
         json_object_set_new(pdu, "room_id", json_string(r.room_id));

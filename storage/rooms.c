@@ -58,6 +58,141 @@ int ax_db_event_get(ax_txn_t *txn, const char *event_id, json_t **event, ax_even
     return 0;
 }
 
+/* Skips blanks (JSON whitespace). */
+static const char *skip_ws(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        ++p;
+    return p;
+}
+
+/*
+ * The end of the JSON value that starts at 'p', found without decoding it:
+ * strings are skipped to their closing quote (escapes included), objects and
+ * arrays to their matching bracket, scalars to the next delimiter.  NULL when
+ * the text ends first.  Only finds the end: json_loadb() still checks
+ * whatever part is kept.
+ */
+static const char *skip_value(const char *p, const char *end)
+{
+    size_t depth = 0;
+    do {
+        if (p >= end)
+            return NULL;
+        switch (*p) {
+        case '"':
+            for (++p; p < end && *p != '"'; ++p) {
+                if (*p == '\\' && ++p >= end)
+                    return NULL;
+            }
+            if (p >= end)
+                return NULL;
+            ++p;
+            break;
+        case '{':
+        case '[':
+            ++depth;
+            ++p;
+            break;
+        case '}':
+        case ']':
+            if (depth == 0)
+                return NULL;
+            --depth;
+            ++p;
+            break;
+        default:
+            if (depth == 0) {
+                while (p < end && *p != ',' && *p != '}' && *p != ']' && *p != ' ' && *p != '\n')
+                    ++p;
+                return p;
+            }
+            ++p;
+        }
+    } while (depth > 0);
+    return p;
+}
+
+static bool key_wanted(const char *const *keys, const char *k, size_t klen)
+{
+    for (; *keys != NULL; ++keys) {
+        if (strncmp(*keys, k, klen) == 0 && (*keys)[klen] == '\0')
+            return true;
+    }
+    return false;
+}
+
+/*
+ * Copies the members of the JSON object 'text' named in 'keys', as they are,
+ * into 'out' as an object of their own; false when 'text' is not an object
+ * this can skim (a key with an escape, a malformed text): parse it whole.
+ */
+static bool skim_object(const char *text, size_t len, const char *const *keys, ax_buf_t *out)
+{
+    const char *p = text, *end = text + len;
+    bool first = true;
+    p = skip_ws(p, end);
+    if (p >= end || *p != '{')
+        return false;
+    ax_buf_putc(out, '{');
+    p = skip_ws(p + 1, end);
+    if (p < end && *p == '}') {
+        ax_buf_putc(out, '}');
+        return true;
+    }
+    for (;;) {
+        if (p >= end || *p != '"')
+            return false;
+        const char *member = p, *k = p + 1;
+        for (p = k; p < end && *p != '"' && *p != '\\'; ++p)
+            ;
+        if (p >= end || *p == '\\')
+            return false;
+        size_t klen = (size_t)(p - k);
+        p = skip_ws(p + 1, end);
+        if (p >= end || *p != ':')
+            return false;
+        p = skip_value(skip_ws(p + 1, end), end);
+        if (p == NULL)
+            return false;
+        if (key_wanted(keys, k, klen)) {
+            if (!first)
+                ax_buf_putc(out, ',');
+            ax_buf_append(out, member, (size_t)(p - member));
+            first = false;
+        }
+        p = skip_ws(p, end);
+        if (p < end && *p == ',') {
+            p = skip_ws(p + 1, end);
+            continue;
+        }
+        if (p >= end || *p != '}' || skip_ws(p + 1, end) != end)
+            return false;
+        ax_buf_putc(out, '}');
+        return true;
+    }
+}
+
+int ax_db_event_get_keys(ax_txn_t *txn, const char *event_id, const char *const *keys, json_t **event,
+                         ax_event_rec_t *rec)
+{
+    ax_event_rec_t r;
+    int rc = ax_db_event_get_raw(txn, event_id, &r);
+    if (rc != 0)
+        return rc;
+    ax_buf_t b = AX_BUF_INIT;
+    json_t *j = skim_object(r.json, r.json_len, keys, &b) ? json_loadb(b.base, b.len, 0, NULL) : NULL;
+    ax_buf_dispose(&b);
+    if (j == NULL)
+        j = json_loadb(r.json, r.json_len, 0, NULL);
+    if (j == NULL)
+        return AX_EIO;
+    if (rec != NULL)
+        *rec = r;
+    *event = j;
+    return 0;
+}
+
 static int dump_cb(const char *buf, size_t size, void *data)
 {
     ax_buf_append(data, buf, size);

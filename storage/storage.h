@@ -196,6 +196,15 @@ typedef struct st_ax_event_rec_t {
 int ax_db_event_get_raw(ax_txn_t *txn, const char *event_id, ax_event_rec_t *out);
 /** Parses the event (a new reference in '*event'); 'rec' (may be NULL) gets position and flags. */
 int ax_db_event_get(ax_txn_t *txn, const char *event_id, json_t **event, ax_event_rec_t *rec);
+/**
+ * ax_db_event_get() for a reader that needs only the top-level members
+ * 'keys' (NULL-terminated) of the event: the others (signatures, hashes,
+ * auth_events, prev_events: most of a PDU) are skipped unparsed, and
+ * '*event' holds the ones present of 'keys' (a stored record that cannot be
+ * skimmed is parsed whole; then it holds every member).
+ */
+int ax_db_event_get_keys(ax_txn_t *txn, const char *event_id, const char *const *keys, json_t **event,
+                         ax_event_rec_t *rec);
 /** Stores or replaces an event. */
 int ax_db_event_put(ax_txn_t *txn, const char *event_id, const char *room_id, uint64_t pos, unsigned flags,
                     const json_t *event);
