@@ -532,15 +532,21 @@ typedef struct st_rooms_t {
     bool failed;
 } rooms_t;
 
-static int dump_cb(const char *buf, size_t size, void *data)
-{
-    ax_buf_append(data, buf, size);
-    return 0;
-}
-
+/* Appends 'v' as compact JSON: straight into the buffer's spare room, again after growing it when short. */
 static int dump_json(ax_buf_t *b, const json_t *v)
 {
-    return json_dump_callback(v, dump_cb, b, JSON_COMPACT | JSON_ENCODE_ANY);
+    const size_t flags = JSON_COMPACT | JSON_ENCODE_ANY;
+    ax_buf_reserve(b, 4096);
+    size_t spare = b->cap - b->len - 1, n = json_dumpb(v, b->base + b->len, spare, flags);
+    if (n > spare) {
+        ax_buf_reserve(b, n);
+        n = json_dumpb(v, b->base + b->len, n, flags);
+    }
+    if (n == 0)
+        return -1;
+    b->len += n;
+    b->base[b->len] = '\0';
+    return 0;
 }
 
 /* Appends '"key":' to 'b', after a comma unless 'first'. */
