@@ -215,6 +215,39 @@ static int timeline_cb(void *arg, uint64_t pos, const char *event_id)
     return 0;
 }
 
+static int state_map_add(void *arg, const char *type, const char *state_key, const char *event_id)
+{
+    json_t *keys = json_object_get(arg, type);
+    if (keys == NULL) {
+        keys = json_object();
+        json_object_set_new(arg, type, keys);
+    }
+    json_object_set_new(keys, state_key, json_string(event_id));
+    return 0;
+}
+
+/*
+ * The state before the timeline starting at 'first' ({type: {key: eid}}, a
+ * new reference) read from the room's current state table, when it is the
+ * room's current state (the usual case of a full state: no state event in
+ * the timeline); NULL otherwise.  The table is one cursor range, where the
+ * state group is a chain of up to 48 JSON deltas to parse.
+ */
+static json_t *current_state_if_before(sync_t *s, const char *room_id, uint64_t first)
+{
+    uint64_t group = first > 0 ? ax_room_state_group_at(s->txn, room_id, first - 1) : 0;
+    json_t *room = NULL;
+    if (group == 0 || ax_db_room_get(s->txn, room_id, &room) != 0)
+        return NULL;
+    bool current = (uint64_t)json_integer_value(json_object_get(room, "state_group")) == group;
+    json_decref(room);
+    if (!current)
+        return NULL;
+    json_t *map = json_object();
+    ax_db_state_foreach(s->txn, room_id, NULL, state_map_add, map);
+    return map;
+}
+
 /* An entry of tl_t.events in the filter's format (a new reference); the loaded event is used up. */
 static json_t *timeline_event(sync_t *s, json_t *item)
 {
@@ -423,7 +456,9 @@ static json_t *room_section(sync_t *s, const char *room_id, uint64_t upto, bool 
         whole_state || first == 0 ||
         ax_room_state_group_at(s->txn, room_id, first - 1) != ax_room_state_group_at(s->txn, room_id, s->since);
     if (state_changed) {
-        json_t *before = ax_room_state_before(s->txn, room_id, first);
+        json_t *before = whole_state ? current_state_if_before(s, room_id, first) : NULL;
+        if (before == NULL)
+            before = ax_room_state_before(s->txn, room_id, first);
         json_t *old = whole_state ? NULL : ax_room_state_at(s->txn, room_id, s->since);
         add_state_events(s, state, before, old, senders);
         json_decref(before);

@@ -79,6 +79,48 @@ class SyncBasics(RoomTestCase):
         self.assertEqual(len(tl["events"]), 3)
         self.assertTrue(all("hashes" in e and "signatures" in e for e in tl["events"]))
 
+    def test_initial_state_is_the_state_before_the_timeline(self):
+        # no state event in the timeline: the state is the room's current state (read from
+        # the current state table); one in it: the state before it (from the state groups)
+        aid, at = self.user()
+        room = self.create_room(at, name="A")
+        self.state(at, room, "m.room.name", {"name": "B"})
+        self.state(at, room, "m.room.topic", {"topic": "t"})
+        for i in range(3):
+            self.send(at, room, {"msgtype": "m.text", "body": str(i)})
+
+        def state_of(s):
+            events = s["rooms"]["join"][room]["state"]["events"]
+            keys = [(e["type"], e["state_key"]) for e in events]
+            self.assertEqual(len(keys), len(set(keys)))  # each state entry once
+            return {k: e for k, e in zip(keys, events)}
+
+        s = self.sync(at, filter_={"room": {"timeline": {"limit": 3}}})
+        self.assertEqual({e["type"] for e in self.timeline(s, room)}, {"m.room.message"})
+        st = state_of(s)
+        self.assertEqual(st[("m.room.name", "")]["content"], {"name": "B"})
+        self.assertEqual(st[("m.room.topic", "")]["content"], {"topic": "t"})
+        self.assertTrue({("m.room.create", ""), ("m.room.power_levels", ""), ("m.room.join_rules", ""),
+                         ("m.room.member", aid)} <= set(st))
+        self.assertEqual(st[("m.room.member", aid)]["content"]["membership"], "join")
+
+        self.state(at, room, "m.room.name", {"name": "C"})
+        self.send(at, room)
+        s = self.sync(at, filter_={"room": {"timeline": {"limit": 2}}})
+        self.assertEqual([e["type"] for e in self.timeline(s, room)], ["m.room.name", "m.room.message"])
+        self.assertEqual(state_of(s)[("m.room.name", "")]["content"], {"name": "B"})
+        # an empty timeline: the state at the end
+        s = self.sync(at, filter_={"room": {"timeline": {"limit": 0}}})
+        self.assertEqual(state_of(s)[("m.room.name", "")]["content"], {"name": "C"})
+        # and a new member is in it
+        bid, bt = self.user()
+        self.invite(at, room, bid)
+        self.join(bt, room)
+        for i in range(3):
+            self.send(at, room)
+        st = state_of(self.sync(at, filter_={"room": {"timeline": {"limit": 3}}}))
+        self.assertEqual(st[("m.room.member", bid)]["content"]["membership"], "join")
+
     def test_token_errors(self):
         aid, at = self.user()
         for bad in ("garbage", "s", "sx_1", "s1_x", "t5"):
