@@ -76,7 +76,7 @@ static const json_t *lookup_load(ax_room_lookup_t *lk, const char *type, const c
     } else {
         found = lk->room_id != NULL && ax_db_state_get(lk->txn, lk->room_id, type, state_key, eid, sizeof(eid)) == 0;
     }
-    if (found && ax_db_event_get(lk->txn, eid, &ev, NULL) == 0)
+    if (found && ax_db_event_get_shared(lk->txn, eid, &ev) == 0)
         json_object_set_new(cache_slot(lk, "id", type), state_key, json_string(eid));
     json_object_set_new(evs, state_key, ev != NULL ? ev : json_null());
     return ev;
@@ -497,8 +497,8 @@ int ax_room_send(ax_txn_t *txn, const ax_origin_t *o, const ax_draft_t *d, ax_se
                            (uint64_t)json_integer_value(json_object_get(room, "state_group")), pdu);
     /* the other servers in the room get it: queued in this very transaction, so an event a client
      * was told is stored cannot be lost for them */
-    if (rc == 0)
-        rc = ax_room_fanout(txn, out->room_id, out->event_id, o->server_name, NULL);
+    if (rc == 0 && !json_is_false(json_object_get(room, "federate")))
+        rc = ax_room_fanout_pdu(txn, out->room_id, out->event_id, pdu, o->server_name, NULL);
 
 out:
     ax_room_lookup_dispose(&cache);
