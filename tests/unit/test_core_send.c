@@ -2,8 +2,9 @@
  * test_core_send.c -- local sends under load (core/rooms.c on the writer):
  * many threads sending into one room at once still make one straight line
  * (every event's prev_events is the event before it, depths go up by one,
- * one forward extremity, every message in the timeline once); and the
- * parsed state events the writer keeps between jobs
+ * one forward extremity, every message in the timeline once); the event ID
+ * that signing computes on the side is the one ax_event_compute_id()
+ * gives; and the parsed state events the writer keeps between jobs
  * (ax_db_event_get_shared) are never served after a redaction changed them.
  */
 #include "roomfix.h"
@@ -118,6 +119,27 @@ static void test_concurrent_sends_make_one_line(void **state)
     ax_db_read_end(txn);
 }
 
+static void test_signing_computes_the_event_id(void **state)
+{
+    roomfix_t *f = *state;
+    json_t *pdu = json_pack("{s:s, s:s, s:s, s:I, s:I, s:[s], s:[], s:{s:s}, s:{s:s}}", "room_id", "!r:a.test",
+                            "sender", "@alice:a.test", "type", "m.room.message", "depth", (json_int_t)7,
+                            "origin_server_ts", (json_int_t)1700000000000, "prev_events", "$prev", "auth_events",
+                            "content", "body", "hi", "unsigned", "io.axon.txn", "t1");
+    char id[256], want[256];
+    assert_int_equal(ax_event_sign_id(pdu, f->rv, "a.test", &f->key_a, id, sizeof(id)), 0);
+    assert_int_equal(ax_event_compute_id(pdu, f->rv, want, sizeof(want)), 0);
+    assert_string_equal(id, want);
+    /* and it signed and hashed like ax_event_sign */
+    json_t *copy = json_deep_copy(pdu);
+    json_object_del(copy, "signatures");
+    json_object_del(copy, "hashes");
+    assert_int_equal(ax_event_sign(copy, f->rv, "a.test", &f->key_a), 0);
+    assert_true(json_equal(copy, pdu));
+    json_decref(copy);
+    json_decref(pdu);
+}
+
 static int redact_apply(ax_txn_t *txn, void *arg)
 {
     roomfix_send_t *s = arg;
@@ -168,6 +190,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_concurrent_sends_make_one_line, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_sends_make_one_line, setup_v10, teardown),
+        cmocka_unit_test_setup_teardown(test_signing_computes_the_event_id, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_signing_computes_the_event_id, setup_v10, teardown),
         cmocka_unit_test_setup_teardown(test_redacted_state_is_not_served_from_the_writer, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
