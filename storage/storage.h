@@ -196,6 +196,15 @@ typedef struct st_ax_event_rec_t {
 int ax_db_event_get_raw(ax_txn_t *txn, const char *event_id, ax_event_rec_t *out);
 /** Parses the event (a new reference in '*event'); 'rec' (may be NULL) gets position and flags. */
 int ax_db_event_get(ax_txn_t *txn, const char *event_id, json_t **event, ax_event_rec_t *rec);
+/**
+ * The same without 'rec', for readers that never change the event: in the
+ * writer's transactions the parsed event is kept for the next jobs (the
+ * room state the auth rules read for every send), so '*event' is a new
+ * reference to an object others share and must not be modified.  Storing
+ * the event again (a redaction) drops the kept copy; an aborted write
+ * transaction drops them all.
+ */
+int ax_db_event_get_shared(ax_txn_t *txn, const char *event_id, json_t **event);
 /** Stores or replaces an event. */
 int ax_db_event_put(ax_txn_t *txn, const char *event_id, const char *room_id, uint64_t pos, unsigned flags,
                     const json_t *event);
