@@ -209,6 +209,15 @@ int ax_event_compute_id(const json_t *event, const ax_room_version_t *rv, char *
 int ax_event_sign(json_t *event, const ax_room_version_t *rv, const char *server_name, const ax_signing_key_t *key);
 
 /**
+ * ax_event_sign(), and the event ID (ax_event_compute_id()) into 'id' from
+ * the same canonical bytes, which the signature and the reference hash
+ * share: one redaction and one encoding fewer on the writer.  'id' is ""
+ * where IDs are not derived (v1/v2) or 'cap' is too small.
+ */
+int ax_event_sign_id(json_t *event, const ax_room_version_t *rv, const char *server_name, const ax_signing_key_t *key,
+                     char *id, size_t cap);
+
+/**
  * Adds the signature of 'server_name' to an event another server made and
  * hashed (a restricted join it vouches for, an invite of one of its users),
  * leaving its hashes alone.  Returns 0 or AX_EINVAL.

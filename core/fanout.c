@@ -46,10 +46,18 @@ int ax_room_fanout(ax_txn_t *txn, const char *room_id, const char *event_id, con
         return 0;
     if ((rc = ax_db_event_get(txn, event_id, &pdu, NULL)) != 0)
         return rc;
+    rc = ax_room_fanout_pdu(txn, room_id, event_id, pdu, our_server_name, on_behalf_of);
+    json_decref(pdu);
+    return rc;
+}
+
+int ax_room_fanout_pdu(ax_txn_t *txn, const char *room_id, const char *event_id, const json_t *pdu,
+                       const char *our_server_name, const char *on_behalf_of)
+{
     dests_t d = {NULL, 0, 0};
     /* every server with a joined member once the event is in: a local join reaches the servers
      * already there, a local leave the servers that stay */
-    rc = ax_db_room_servers_foreach(txn, room_id, our_server_name, add_dest, &d);
+    int rc = ax_db_room_servers_foreach(txn, room_id, our_server_name, add_dest, &d);
     if (rc >= 0 && ax_streq(json_string_value(json_object_get(pdu, "type")), "m.room.member")) {
         /* a remote user kicked or banned, their invite withdrawn or their knock refused: their server
          * may have no member left in the room but must hear of it (spec: "Leaving Rooms (Rejecting
@@ -72,6 +80,5 @@ int ax_room_fanout(ax_txn_t *txn, const char *room_id, const char *event_id, con
         free(d.names[i]);
     }
     free(d.names);
-    json_decref(pdu);
     return rc < 0 ? rc : 0;
 }

@@ -124,12 +124,17 @@ extern const ax_thumb_size_t ax_thumb_sizes[5];
 bool ax_thumbnail_choose(unsigned width, unsigned height, bool crop, ax_thumb_size_t *out);
 
 /**
- * Starts libvips for thumbnailing: untrusted loaders are blocked, the
- * operation cache is off, one thread per operation.  Call once, before any
- * thumbnail is made.  Returns 0, or AX_ERR with a message in 'err' (the
- * server then answers thumbnail requests with an error).
+ * Names the libvips library to load ('library', kept; NULL for the one the
+ * headers describe, libvips.so.42).  Optional; call it before the first
+ * thumbnail.  libvips is loaded and started by the first ax_thumbnail_make(),
+ * on its worker: untrusted loaders blocked, the operation cache off, one
+ * thread per operation.  If it cannot be loaded one error line is logged and
+ * thumbnails are off for the life of the process.
  */
-int ax_thumbnail_init(char *err, size_t errlen);
+void ax_thumbnail_init(const char *library);
+
+/** False once libvips could not be loaded or started (then no thumbnail is made). */
+bool ax_thumbnail_available(void);
 
 /** Shuts libvips down (at exit, after the workers stopped). */
 void ax_thumbnail_shutdown(void);
@@ -150,7 +155,7 @@ enum {
  * @return AX_THUMB_ORIGINAL when the original is no larger than 'size'
  *         ('*mime' is then the original's sniffed type); AX_ETOOBIG above
  *         'max_pixels'; AX_EINVAL when 'src' is not an image we decode (or
- *         is corrupt); AX_ERR when libvips is not started.
+ *         is corrupt); AX_ERR when libvips could not be loaded.
  */
 int ax_thumbnail_make(const char *src, const ax_thumb_size_t *size, uint64_t max_pixels, void **out, size_t *len,
                       const char **mime);

@@ -76,7 +76,7 @@ static const json_t *lookup_load(ax_room_lookup_t *lk, const char *type, const c
     } else {
         found = lk->room_id != NULL && ax_db_state_get(lk->txn, lk->room_id, type, state_key, eid, sizeof(eid)) == 0;
     }
-    if (found && ax_db_event_get(lk->txn, eid, &ev, NULL) == 0)
+    if (found && ax_db_event_get_shared(lk->txn, eid, &ev) == 0)
         json_object_set_new(cache_slot(lk, "id", type), state_key, json_string(eid));
     json_object_set_new(evs, state_key, ev != NULL ? ev : json_null());
     return ev;
@@ -399,7 +399,7 @@ int ax_room_send(ax_txn_t *txn, const ax_origin_t *o, const ax_draft_t *d, ax_se
     }
 
     /* signed before the auth rules look at it: a restricted join must carry our signature */
-    if ((rc = ax_event_sign(pdu, rv, o->server_name, o->key)) != 0) {
+    if ((rc = ax_event_sign_id(pdu, rv, o->server_name, o->key, out->event_id, sizeof(out->event_id))) != 0) {
         snprintf(reason, rlen, "event cannot be encoded as canonical JSON");
         goto out;
     }
@@ -416,8 +416,8 @@ int ax_room_send(ax_txn_t *txn, const ax_origin_t *o, const ax_draft_t *d, ax_se
         rc = AX_ETOOBIG;
         goto out;
     }
-    if ((rc = ax_event_compute_id(pdu, rv, out->event_id, sizeof(out->event_id))) != 0)
-        goto out;
+    if (out->event_id[0] == '\0' && (rc = ax_event_compute_id(pdu, rv, out->event_id, sizeof(out->event_id))) != 0)
+        goto out; /* v1/v2: not derived, so not ours to make */
 
     if (is_create) {
         if (rv->room_id_from_create) {
@@ -432,8 +432,7 @@ int ax_room_send(ax_txn_t *txn, const ax_origin_t *o, const ax_draft_t *d, ax_se
                 existing = NULL;
                 json_int_t ts = json_integer_value(json_object_get(pdu, "origin_server_ts"));
                 json_object_set_new(pdu, "origin_server_ts", json_integer(ts + 1));
-                if ((rc = ax_event_sign(pdu, rv, o->server_name, o->key)) != 0 ||
-                    (rc = ax_event_compute_id(pdu, rv, out->event_id, sizeof(out->event_id))) != 0)
+                if ((rc = ax_event_sign_id(pdu, rv, o->server_name, o->key, out->event_id, sizeof(out->event_id))) != 0)
                     goto out;
             }
             if (existing != NULL || ax_db_room_get(txn, out->room_id, &existing) == 0) {
@@ -497,10 +496,12 @@ int ax_room_send(ax_txn_t *txn, const ax_origin_t *o, const ax_draft_t *d, ax_se
                            (uint64_t)json_integer_value(json_object_get(room, "state_group")), pdu);
     /* the other servers in the room get it: queued in this very transaction, so an event a client
      * was told is stored cannot be lost for them */
-    if (rc == 0)
-        rc = ax_room_fanout(txn, out->room_id, out->event_id, o->server_name, NULL);
+    if (rc == 0 && !json_is_false(json_object_get(room, "federate")))
+        rc = ax_room_fanout_pdu(txn, out->room_id, out->event_id, pdu, o->server_name, NULL);
 
 out:
+    if (rc != 0)
+        out->event_id[0] = '\0'; /* no event was stored */
     ax_room_lookup_dispose(&cache);
     json_decref(local);
     json_decref(pdu);

@@ -83,6 +83,12 @@ int ax_room_build(ax_txn_t *txn, const ax_origin_t *o, const ax_draft_t *d, json
  */
 int ax_room_fanout(ax_txn_t *txn, const char *room_id, const char *event_id, const char *our_server_name,
                    const char *on_behalf_of);
+/**
+ * The same for a caller that holds the stored event 'pdu' and knows the
+ * room federates (its m.federate is not false): nothing is read again.
+ */
+int ax_room_fanout_pdu(ax_txn_t *txn, const char *room_id, const char *event_id, const json_t *pdu,
+                       const char *our_server_name, const char *on_behalf_of);
 
 /* ---- ingest.c -- events from other servers ---- */
 

@@ -127,7 +127,9 @@ static int canonical_without(const json_t *obj, const char *const *drop, ax_buf_
 
 static const char *const sig_drop[] = {"signatures", "unsigned", NULL};
 
-int ax_sign_json(json_t *obj, const char *server_name, const ax_signing_key_t *key)
+/* Signs 'obj' as ax_sign_json(); with 'ref', also SHA-256 of the very bytes signed. */
+static int sign_json(json_t *obj, const char *server_name, const ax_signing_key_t *key,
+                     uint8_t ref[crypto_hash_sha256_BYTES])
 {
     ax_buf_t buf = AX_BUF_INIT;
     int rc = canonical_without(obj, sig_drop, &buf);
@@ -135,6 +137,8 @@ int ax_sign_json(json_t *obj, const char *server_name, const ax_signing_key_t *k
         goto out;
     uint8_t sig[crypto_sign_BYTES];
     crypto_sign_detached(sig, NULL, (const uint8_t *)buf.base, buf.len, key->secret_key);
+    if (ref != NULL)
+        crypto_hash_sha256(ref, (const uint8_t *)buf.base, buf.len);
     char b64[AX_B64_LEN(crypto_sign_BYTES) + 1];
     ax_b64_encode(b64, sig, sizeof(sig), false);
 
@@ -152,6 +156,11 @@ int ax_sign_json(json_t *obj, const char *server_name, const ax_signing_key_t *k
 out:
     ax_buf_dispose(&buf);
     return rc;
+}
+
+int ax_sign_json(json_t *obj, const char *server_name, const ax_signing_key_t *key)
+{
+    return sign_json(obj, server_name, key, NULL);
 }
 
 int ax_verify_json(const json_t *obj, const char *server_name, const char *key_id,
@@ -211,23 +220,14 @@ int ax_event_compute_id(const json_t *event, const ax_room_version_t *rv, char *
     return 0;
 }
 
-int ax_event_sign(json_t *event, const ax_room_version_t *rv, const char *server_name, const ax_signing_key_t *key)
-{
-    uint8_t hash[crypto_hash_sha256_BYTES];
-    int rc = ax_event_content_hash(event, hash);
-    if (rc != 0)
-        return rc;
-    char b64[AX_B64_LEN(crypto_hash_sha256_BYTES) + 1];
-    ax_b64_encode(b64, hash, sizeof(hash), false);
-    json_object_set_new(event, "hashes", json_pack("{s:s}", "sha256", b64));
-    return ax_event_cosign(event, rv, server_name, key);
-}
-
-int ax_event_cosign(json_t *event, const ax_room_version_t *rv, const char *server_name, const ax_signing_key_t *key)
+/* ax_event_cosign(); with 'ref', also the reference hash: the bytes signed (the redacted
+ * event without "signatures" and "unsigned") are exactly the ones it hashes. */
+static int cosign(json_t *event, const ax_room_version_t *rv, const char *server_name, const ax_signing_key_t *key,
+                  uint8_t ref[crypto_hash_sha256_BYTES])
 {
     int rc;
     json_t *redacted = ax_event_redact(event, rv);
-    rc = ax_sign_json(redacted, server_name, key);
+    rc = sign_json(redacted, server_name, key, ref);
     if (rc == 0) {
         json_t *sigs = json_object_get(redacted, "signatures");
         json_t *mine = json_object_get(sigs, server_name);
@@ -240,4 +240,42 @@ int ax_event_cosign(json_t *event, const ax_room_version_t *rv, const char *serv
     }
     json_decref(redacted);
     return rc;
+}
+
+static int hash_and_cosign(json_t *event, const ax_room_version_t *rv, const char *server_name,
+                           const ax_signing_key_t *key, uint8_t ref[crypto_hash_sha256_BYTES])
+{
+    uint8_t hash[crypto_hash_sha256_BYTES];
+    int rc = ax_event_content_hash(event, hash);
+    if (rc != 0)
+        return rc;
+    char b64[AX_B64_LEN(crypto_hash_sha256_BYTES) + 1];
+    ax_b64_encode(b64, hash, sizeof(hash), false);
+    json_object_set_new(event, "hashes", json_pack("{s:s}", "sha256", b64));
+    return cosign(event, rv, server_name, key, ref);
+}
+
+int ax_event_sign(json_t *event, const ax_room_version_t *rv, const char *server_name, const ax_signing_key_t *key)
+{
+    return hash_and_cosign(event, rv, server_name, key, NULL);
+}
+
+int ax_event_sign_id(json_t *event, const ax_room_version_t *rv, const char *server_name, const ax_signing_key_t *key,
+                     char *id, size_t cap)
+{
+    uint8_t ref[crypto_hash_sha256_BYTES];
+    bool derived = rv->event_id_format != AX_EVENT_ID_V1 && cap >= AX_B64_LEN(crypto_hash_sha256_BYTES) + 2;
+    int rc = hash_and_cosign(event, rv, server_name, key, derived ? ref : NULL);
+    if (cap > 0)
+        id[0] = '\0';
+    if (rc == 0 && derived) {
+        id[0] = '$';
+        ax_b64_encode(id + 1, ref, sizeof(ref), rv->event_id_format == AX_EVENT_ID_V4);
+    }
+    return rc;
+}
+
+int ax_event_cosign(json_t *event, const ax_room_version_t *rv, const char *server_name, const ax_signing_key_t *key)
+{
+    return cosign(event, rv, server_name, key, NULL);
 }

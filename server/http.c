@@ -1486,6 +1486,8 @@ static ax_thread_t *thread_new(ax_server_t *srv, unsigned index)
     ax_thread_t *t = ax_calloc(1, sizeof(*t));
     t->srv = srv;
     t->index = index;
+    /* here, not on the thread: /metrics on a thread that started first reads every thread's counters */
+    t->metrics = ax_calloc(ax_routes_count + 1, sizeof(ax_route_metrics_t));
     return t;
 }
 
@@ -1505,7 +1507,6 @@ static void thread_init_loop(ax_thread_t *t)
     t->waiter_tick.cb = on_waiter_tick;
     h2o_timeout_init(t->loop, &t->log_flush_timeout, LOG_FLUSH_MS);
     t->log_flush_entry.cb = on_log_flush_timeout;
-    t->metrics = ax_calloc(ax_routes_count + 1, sizeof(ax_route_metrics_t));
 
     t->nlisteners = http->nlisteners;
     t->listeners = ax_calloc(t->nlisteners, sizeof(*t->listeners));

@@ -219,10 +219,6 @@ static int serve(const char *config_path)
         fprintf(stderr, "axon: %s\n", err);
         return 2;
     }
-    if (ax_thumbnail_init(err, sizeof(err)) == 0)
-        srv.media.thumbnails = true;
-    else
-        ax_log(AX_LOG_ERROR, "thumbnails are off: %s", err);
     srv.origin.server_name = cfg->server_name;
     srv.origin.key = &srv.signing_key;
     srv.push = ax_push_new(cfg->server_name);

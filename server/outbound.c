@@ -17,6 +17,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
+#include <openssl/err.h>
 #include <openssl/x509v3.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -207,7 +208,8 @@ typedef struct st_call_msg_t {
 
 struct st_ax_outbound_t {
     ax_outbound_opts_t opts;
-    X509_STORE *store; /* trusted CAs: the system's and opts.ca_file */
+    char *ca_file;     /* a copy of opts.ca_file, or NULL */
+    X509_STORE *store; /* trusted CAs: the system's and ca_file; made by the first https request */
     pthread_t tid;
     bool started;
 
@@ -398,8 +400,41 @@ static void start_client(oreq_t *r, dest_t *d)
  * the handshake.  h2o 2.2.5 checks the name again with its own matcher,
  * which cannot match IP addresses: https to an IP literal is not supported.
  */
+/*
+ * The trusted CAs: the system's, and 'ca_file' when given.  Loading them
+ * starts OpenSSL and parses every system certificate, about 2 MB of memory an
+ * idle server never needs, so it waits for the first https request (on the
+ * outbound thread) or for a 'ca_file' to check at start-up.
+ */
+static X509_STORE *load_store(const char *ca_file, char *err, size_t errlen)
+{
+    X509_STORE *store = X509_STORE_new();
+    if (store == NULL || X509_STORE_set_default_paths(store) != 1) {
+        snprintf(err, errlen, "outbound: cannot load the system's trusted certificates");
+        X509_STORE_free(store);
+        return NULL;
+    }
+    if (ca_file != NULL && X509_STORE_load_file(store, ca_file) != 1) {
+        snprintf(err, errlen, "outbound: cannot load the CA file '%s'", ca_file);
+        X509_STORE_free(store);
+        return NULL;
+    }
+    return store;
+}
+
 static SSL_CTX *dest_ssl_ctx(ax_outbound_t *ob, const char *host)
 {
+    if (ob->store == NULL) {
+        char err[512];
+        if ((ob->store = load_store(ob->ca_file, err, sizeof(err))) == NULL) {
+            /* checked at start-up, so the disk changed since: verification fails, the request with it */
+            ax_log(AX_LOG_ERROR, "%s", err);
+            ERR_clear_error();
+            ob->store = X509_STORE_new();
+            if (ob->store == NULL)
+                ax_fatal("outbound: cannot create a certificate store");
+        }
+    }
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     if (ctx == NULL)
         ax_fatal("outbound: cannot create a TLS context");
@@ -626,21 +661,16 @@ uint64_t ax_outbound_now(ax_outbound_t *ob)
 
 ax_outbound_t *ax_outbound_new(const ax_outbound_opts_t *opts, char *err, size_t errlen)
 {
-    X509_STORE *store = X509_STORE_new();
-    if (store == NULL || X509_STORE_set_default_paths(store) != 1) {
-        snprintf(err, errlen, "outbound: cannot load the system's trusted certificates");
+    if (opts->ca_file != NULL) { /* a bad file stops start-up, not the first push */
+        X509_STORE *store = load_store(opts->ca_file, err, errlen);
+        if (store == NULL)
+            return NULL;
         X509_STORE_free(store);
-        return NULL;
-    }
-    if (opts->ca_file != NULL && X509_STORE_load_file(store, opts->ca_file) != 1) {
-        snprintf(err, errlen, "outbound: cannot load the CA file '%s'", opts->ca_file);
-        X509_STORE_free(store);
-        return NULL;
     }
     ax_outbound_t *ob = ax_calloc(1, sizeof(*ob));
     ob->opts = *opts;
+    ob->ca_file = opts->ca_file != NULL ? ax_strdup(opts->ca_file) : NULL;
     ob->opts.ca_file = NULL;
-    ob->store = store;
     pthread_mutex_init(&ob->call_mutex, NULL);
     pthread_cond_init(&ob->ready_cond, NULL);
     ob->early_tail = &ob->early;
@@ -796,6 +826,7 @@ void ax_outbound_free(ax_outbound_t *ob)
         free(m);
     }
     X509_STORE_free(ob->store);
+    free(ob->ca_file);
     pthread_cond_destroy(&ob->ready_cond);
     pthread_mutex_destroy(&ob->call_mutex);
     free(ob);

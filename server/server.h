@@ -437,7 +437,6 @@ struct st_ax_server_t {
     /* the media repository (server/cs/media.c) */
     struct {
         ax_media_store_t store;
-        bool thumbnails;              /* libvips started */
         ax_media_fetch_fn fetch;      /* remote media; NULL until federation fetches media */
         _Atomic uint64_t swept_at_ms; /* last sweep of expired /create IDs */
     } media;

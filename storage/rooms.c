@@ -6,6 +6,7 @@
  * index lookup or a range of one index.
  */
 #include "storage/storage_internal.h"
+#include "common/strmap.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -193,6 +194,19 @@ int ax_db_event_get_keys(ax_txn_t *txn, const char *event_id, const char *const 
     return 0;
 }
 
+int ax_db_event_get_shared(ax_txn_t *txn, const char *event_id, json_t **event)
+{
+    json_t *kept = txn->events != NULL ? ax_strmap_get(txn->events, event_id) : NULL;
+    if (kept != NULL) {
+        *event = json_incref(kept);
+        return 0;
+    }
+    int rc = ax_db_event_get(txn, event_id, event, NULL);
+    if (rc == 0 && txn->events != NULL)
+        ax_strmap_put(txn->events, event_id, json_incref(*event));
+    return rc;
+}
+
 static int dump_cb(const char *buf, size_t size, void *data)
 {
     ax_buf_append(data, buf, size);
@@ -202,6 +216,8 @@ static int dump_cb(const char *buf, size_t size, void *data)
 int ax_db_event_put(ax_txn_t *txn, const char *event_id, const char *room_id, uint64_t pos, unsigned flags,
                     const json_t *event)
 {
+    if (txn->events != NULL)
+        json_decref(ax_strmap_del(txn->events, event_id)); /* a redaction: the kept copy is stale */
     ax_buf_t b = AX_BUF_INIT;
     uint8_t head[9];
     ax_be64_put(head, pos);

@@ -197,6 +197,15 @@ int ax_db_event_get_raw(ax_txn_t *txn, const char *event_id, ax_event_rec_t *out
 /** Parses the event (a new reference in '*event'); 'rec' (may be NULL) gets position and flags. */
 int ax_db_event_get(ax_txn_t *txn, const char *event_id, json_t **event, ax_event_rec_t *rec);
 /**
+ * The same without 'rec', for readers that never change the event: in the
+ * writer's transactions the parsed event is kept for the next jobs (the
+ * room state the auth rules read for every send), so '*event' is a new
+ * reference to an object others share and must not be modified.  Storing
+ * the event again (a redaction) drops the kept copy; an aborted write
+ * transaction drops them all.
+ */
+int ax_db_event_get_shared(ax_txn_t *txn, const char *event_id, json_t **event);
+/**
  * ax_db_event_get() for a reader that needs only the top-level members
  * 'keys' (NULL-terminated) of the event: the others (signatures, hashes,
  * auth_events, prev_events: most of a PDU) are skipped unparsed, and

@@ -49,6 +49,7 @@ struct st_ax_txn_t {
     struct st_ax_strmap_t *notify; /* write txns: keys with news in this batch */
     uint64_t epoch;                /* write txns: how many write txns the writer aborted before this one */
     void *state;                   /* write txns: the writer's attached state (ax_writer_set_state) */
+    struct st_ax_strmap_t *events; /* write txns: the writer's parsed events (ax_db_event_get_shared) */
 };
 
 /** Maps an LMDB return code to an AX_E* code (logging MDB_MAP_FULL once, where it happens). */

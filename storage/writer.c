@@ -22,6 +22,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Parsed events the writer keeps between batches (ax_db_event_get_shared): the
+ * few state events every send in a room reads.  Dropped wholesale past this. */
+#define KEPT_EVENTS_MAX 4096
+
 const double ax_writer_commit_bounds[AX_WRITER_COMMIT_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                                                                   0.05,   0.1,   0.25,   0.5,   1.0,  1e300};
 
@@ -38,6 +42,8 @@ struct st_ax_writer_t {
     _Atomic uint64_t stream_pos; /* last committed position */
     uint64_t aborts;             /* write txns aborted so far (writer thread only): ax_txn_epoch */
     void *state;                 /* attached by the layer above: ax_txn_writer_state */
+    ax_strmap_t events;          /* event_id -> parsed json_t, for ax_db_event_get_shared */
+    uint64_t events_epoch;       /* 'aborts' when 'events' was last known to match the database */
     void (*hook)(void *arg, const ax_commit_info_t *info);
     void *hook_arg;
 
@@ -107,6 +113,19 @@ uint64_t ax_writer_stream_pos(ax_writer_t *w)
     return atomic_load(&w->stream_pos);
 }
 
+static void drop_event(void *arg, const char *key, void *value)
+{
+    (void)arg, (void)key;
+    json_decref(value);
+}
+
+static void drop_events(ax_writer_t *w)
+{
+    ax_strmap_foreach(&w->events, drop_event, NULL);
+    ax_strmap_clear(&w->events);
+    w->events_epoch = w->aborts;
+}
+
 static void fail_all(ax_wjob_t **jobs, size_t n, int rc)
 {
     for (size_t i = 0; i < n; ++i)
@@ -121,11 +140,14 @@ static void run_batch(ax_writer_t *w, ax_wjob_t **jobs, size_t n)
     uint64_t committed = atomic_load(&w->stream_pos);
     bool *failed = ax_calloc(n, sizeof(*failed));
     ax_strmap_t notify = AX_STRMAP_INIT;
-    ax_txn_t t = {.db = w->db, .write = true, .notify = &notify, .state = w->state};
+    ax_txn_t t = {.db = w->db, .write = true, .notify = &notify, .state = w->state, .events = &w->events};
     uint64_t pos;
     int rc;
 
 attempt:
+    /* what an aborted transaction read or wrote may never have happened */
+    if (w->events_epoch != w->aborts || w->events.size > KEPT_EVENTS_MAX)
+        drop_events(w);
     t.epoch = w->aborts;
     ax_strmap_clear(&notify);
     if ((rc = mdb_txn_begin(w->db->env, NULL, 0, &t.txn)) != 0) {
@@ -135,8 +157,10 @@ attempt:
     /* `axon admin` writes from another process with a writer of its own: continue after
      * the positions it handed out (LMDB serialises the two write transactions) */
     uint64_t stored;
-    if (ax_db_meta_get_u64(&t, "stream_pos", &stored) == 0 && stored > committed)
+    if (ax_db_meta_get_u64(&t, "stream_pos", &stored) == 0 && stored > committed) {
         committed = stored;
+        drop_events(w); /* it may have redacted an event kept here */
+    }
     pos = committed;
     t.pos = &pos;
     for (size_t i = 0; i < n; ++i) {
@@ -289,6 +313,8 @@ void ax_writer_free(ax_writer_t *w)
 {
     if (w == NULL)
         return;
+    drop_events(w);
+    ax_strmap_dispose(&w->events);
     pthread_mutex_destroy(&w->mutex);
     pthread_cond_destroy(&w->cond);
     free(w);

@@ -628,6 +628,11 @@ static int thumb_run(void *data)
     return rc;
 }
 
+static void reply_no_thumbnails(ax_req_t *r)
+{
+    ax_reply_error_status(r, 400, AX_M_UNKNOWN, "Thumbnails are not available on this server");
+}
+
 static void thumb_done(ax_req_t *r, int result, void *data)
 {
     thumb_job_t *j = data;
@@ -654,7 +659,10 @@ static void thumb_done(ax_req_t *r, int result, void *data)
         ax_reply_error_status(r, 400, AX_M_UNKNOWN, "Cannot generate a thumbnail of this content");
         return;
     default:
-        ax_reply_error(r, AX_M_INTERNAL, "Thumbnail generation failed");
+        if (!ax_thumbnail_available()) /* libvips could not be loaded by this first thumbnail */
+            reply_no_thumbnails(r);
+        else
+            ax_reply_error(r, AX_M_INTERNAL, "Thumbnail generation failed");
         return;
     }
 }
@@ -686,8 +694,8 @@ static void serve_thumbnail(ax_req_t *r, json_t *rec)
     }
     if (serve_cached_thumbnail(r, hex, &target))
         return;
-    if (!r->srv->media.thumbnails) {
-        ax_reply_error_status(r, 400, AX_M_UNKNOWN, "Thumbnails are not available on this server");
+    if (!ax_thumbnail_available()) {
+        reply_no_thumbnails(r);
         return;
     }
     thumb_job_t *j = ax_calloc(1, sizeof(*j));

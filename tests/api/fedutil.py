@@ -19,6 +19,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import unittest
 import urllib.parse
 
 from axontest import SOURCE_ROOT, Server, free_port
@@ -95,6 +96,54 @@ def fed_server(ca, cert, key, name_style="localhost", config=None):
     s = Server(config=cfg, server_name="%s:%d" % (host, tls_port))
     s.tls_port = tls_port
     return s
+
+
+class FedTestCase(unittest.TestCase):
+    """A class of tests against axons that serve federation over TLS, all with one certificate of one test CA.
+
+    `fed_servers` lists them in start order as (attribute, name style, config): ("a", "localhost", None) makes cls.a,
+    named localhost:PORT; "ip" names it 127.0.0.1:PORT (see fed_server); config is a dict of extra keys, or a function
+    of the class for keys that name an earlier server. With `with_fake`, cls.fake is a FakeRemote that knows every
+    axon's keys. tearDownClass stops every axon by PID, then the fake and the CA, and fails the class with every
+    axon's stop error (a sanitizer report, an unclean exit) at once; a set-up that fails half way is cleaned up too."""
+
+    fed_servers = (("a", "localhost", None),)
+    with_fake = True
+
+    @classmethod
+    def setUpClass(cls):
+        cls.ca = TestCA()
+        cls.cert, cls.key = cls.ca.leaf("node", "DNS:localhost,IP:127.0.0.1")
+        cls.axons = []
+        try:
+            for attr, style, config in cls.fed_servers:
+                s = fed_server(cls.ca, cls.cert, cls.key, style, config=config(cls) if callable(config) else config)
+                setattr(cls, attr, s)
+                cls.axons.append(s)
+                s.start()
+            if cls.with_fake:
+                cls.fake = FakeRemote(cls.cert, cls.key)
+                for s in cls.axons:
+                    cls.fake.key_sources[s.server_name] = s.port
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        errors = []
+        for s in cls.axons:
+            try:
+                s.stop()
+            except AssertionError as e:
+                errors.append(str(e))
+            finally:
+                s.cleanup()
+        if cls.with_fake and isinstance(getattr(cls, "fake", None), FakeRemote):
+            cls.fake.stop()
+        cls.ca.cleanup()
+        if errors:
+            raise AssertionError("\n".join(errors))
 
 
 # ---- X-Matrix ----------------------------------------------------------------------

@@ -24,11 +24,12 @@ try:
     import signedjson.key
     import signedjson.sign
     import fedutil
-    from fedutil import FakeRemote, TestCA, fed_server
+    from fedutil import FedTestCase
     from test_e2ee import Device, xsign_key
     HAVE_DEPS = fedutil.OPENSSL is not None
 except ImportError:  # python3-signedjson / python3-nacl missing
     HAVE_DEPS = False
+    FedTestCase = unittest.TestCase
 
 V3 = "/_matrix/client/v3"
 FED = "/_matrix/federation/v1"
@@ -39,31 +40,8 @@ def q(s):
 
 
 @unittest.skipUnless(HAVE_DEPS, "openssl, python3-signedjson and python3-nacl are needed")
-class FedE2ee(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.ca = TestCA()
-        cls.cert, cls.key = cls.ca.leaf("node", "DNS:localhost,IP:127.0.0.1")
-        cls.a = fed_server(cls.ca, cls.cert, cls.key, "localhost").start()
-        cls.b = fed_server(cls.ca, cls.cert, cls.key, "ip").start()
-        cls.fake = FakeRemote(cls.cert, cls.key)
-        for s in (cls.a, cls.b):
-            cls.fake.key_sources[s.server_name] = s.port
-
-    @classmethod
-    def tearDownClass(cls):
-        errors = []
-        for s in (cls.a, cls.b):
-            try:
-                s.stop()
-            except AssertionError as e:
-                errors.append(str(e))
-            finally:
-                s.cleanup()
-        cls.fake.stop()
-        cls.ca.cleanup()
-        if errors:
-            raise AssertionError("\n".join(errors))
+class FedE2ee(FedTestCase):
+    fed_servers = (("a", "localhost", None), ("b", "ip", None))
 
     # -- helpers -------------------------------------------------------------------------------------
 

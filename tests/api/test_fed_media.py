@@ -30,10 +30,11 @@ from axontest import main, unique
 
 try:
     import fedutil
-    from fedutil import FakeRemote, TestCA, fed_server, xmatrix
+    from fedutil import FedTestCase, fed_server, xmatrix
     HAVE_DEPS = fedutil.OPENSSL is not None
 except ImportError:  # python3-signedjson / python3-nacl missing
     HAVE_DEPS = False
+    FedTestCase = unittest.TestCase
 
 MEDIA = "/_matrix/client/v1/media"
 FED = "/_matrix/federation/v1"
@@ -64,32 +65,13 @@ def multipart(body, content_type):
 
 
 @unittest.skipUnless(HAVE_DEPS, "openssl, python3-signedjson and python3-nacl are needed")
-class FedMedia(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.ca = TestCA()
-        cls.cert, cls.key = cls.ca.leaf("node", "DNS:localhost,IP:127.0.0.1")
-        cls.a = fed_server(cls.ca, cls.cert, cls.key, "localhost", config={"max_upload_size": "1M"}).start()
-        cls.b = fed_server(cls.ca, cls.cert, cls.key, "ip").start()
-        cls.fake = FakeRemote(cls.cert, cls.key)
-        for s in (cls.a, cls.b):
-            cls.fake.key_sources[s.server_name] = s.port
-        cls.carol = cls.a.register(unique("carol"))["access_token"]
+class FedMedia(FedTestCase):
+    fed_servers = (("a", "localhost", {"max_upload_size": "1M"}), ("b", "ip", None))
 
     @classmethod
-    def tearDownClass(cls):
-        errors = []
-        for s in (cls.a, cls.b):
-            try:
-                s.stop()
-            except AssertionError as e:
-                errors.append(str(e))
-            finally:
-                s.cleanup()
-        cls.fake.stop()
-        cls.ca.cleanup()
-        if errors:
-            raise AssertionError("\n".join(errors))
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.carol = cls.a.register(unique("carol"))["access_token"]
 
     # -- helpers ------------------------------------------------------------------------------------
 

@@ -8,12 +8,11 @@ key; every refusal against the spec's errcode."""
 import copy
 import threading
 import time
-import unittest
 
 import signedjson.key
 
 from axontest import main, spec_errors, unique
-from fedutil import (FakeRemote, RemoteRoom, TestCA, event_id, fed_server, fetch_keys_plain, serve_room,
+from fedutil import (FedTestCase, RemoteRoom, event_id, fetch_keys_plain, serve_room,
                      sign_event, verify_doc, verify_event)
 from roomutil import V3, q
 
@@ -21,24 +20,11 @@ FED1 = "/_matrix/federation/v1"
 FED2 = "/_matrix/federation/v2"
 
 
-class ResidentSide(unittest.TestCase):
+class ResidentSide(FedTestCase):
     @classmethod
     def setUpClass(cls):
-        cls.ca = TestCA()
-        cls.cert, cls.key = cls.ca.leaf("node", "DNS:localhost,IP:127.0.0.1")
-        cls.a = fed_server(cls.ca, cls.cert, cls.key, "localhost").start()
-        cls.fake = FakeRemote(cls.cert, cls.key)
-        cls.fake.key_sources[cls.a.server_name] = cls.a.port
+        super().setUpClass()
         cls.a_keys = verify_doc(fetch_keys_plain(cls.a.port), cls.a.server_name)
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.a.stop()
-        finally:
-            cls.a.cleanup()
-            cls.fake.stop()
-            cls.ca.cleanup()
 
     # -- helpers --
 
@@ -314,25 +300,11 @@ class ResidentSide(unittest.TestCase):
         self.assertNotIn("invite", s.get("rooms", {}))
 
 
-class TwoServers(unittest.TestCase):
+class TwoServers(FedTestCase):
     """Users of axon B joining, knocking on, being invited to and leaving rooms of axon A."""
 
-    @classmethod
-    def setUpClass(cls):
-        cls.ca = TestCA()
-        cls.cert, cls.key = cls.ca.leaf("node", "DNS:localhost,IP:127.0.0.1")
-        cls.a = fed_server(cls.ca, cls.cert, cls.key, "localhost").start()
-        cls.b = fed_server(cls.ca, cls.cert, cls.key, "ip").start()
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            for s in (cls.a, cls.b):
-                s.stop()
-        finally:
-            cls.a.cleanup()
-            cls.b.cleanup()
-            cls.ca.cleanup()
+    fed_servers = (("a", "localhost", None), ("b", "ip", None))
+    with_fake = False
 
     def user(self, server):
         u = server.register(unique())
@@ -435,25 +407,8 @@ class TwoServers(unittest.TestCase):
         self.assertIn("Knock A", [e["content"].get("name") for e in state])
 
 
-class Transactions(unittest.TestCase):
+class Transactions(FedTestCase):
     """PUT /send from a fake remote whose user joined a room of axon (federation/send.c)."""
-
-    @classmethod
-    def setUpClass(cls):
-        cls.ca = TestCA()
-        cls.cert, cls.key = cls.ca.leaf("node", "DNS:localhost,IP:127.0.0.1")
-        cls.a = fed_server(cls.ca, cls.cert, cls.key, "localhost").start()
-        cls.fake = FakeRemote(cls.cert, cls.key)
-        cls.fake.key_sources[cls.a.server_name] = cls.a.port
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.a.stop()
-        finally:
-            cls.a.cleanup()
-            cls.fake.stop()
-            cls.ca.cleanup()
 
     def fed(self, method, path, body=None):
         return self.fake.send(self.a, method, path, body, ca=self.ca)
@@ -678,26 +633,9 @@ class Transactions(unittest.TestCase):
         self.assertNotIn("to_device", s2)
 
 
-class JoiningElsewhere(unittest.TestCase):
+class JoiningElsewhere(FedTestCase):
     """An axon user joining a room whose resident server is the fake remote, then paging back
     through the history from before the join (federation/join.c, backfill.c)."""
-
-    @classmethod
-    def setUpClass(cls):
-        cls.ca = TestCA()
-        cls.cert, cls.key = cls.ca.leaf("node", "DNS:localhost,IP:127.0.0.1")
-        cls.a = fed_server(cls.ca, cls.cert, cls.key, "localhost").start()
-        cls.fake = FakeRemote(cls.cert, cls.key)
-        cls.fake.key_sources[cls.a.server_name] = cls.a.port
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.a.stop()
-        finally:
-            cls.a.cleanup()
-            cls.fake.stop()
-            cls.ca.cleanup()
 
     def tearDown(self):
         self.fake.routes.clear()

@@ -19,9 +19,7 @@ remote events are not sent back, but a join handed over through send_join
 is passed on to the room's other servers; a kicked server hears of its
 kick."""
 
-import base64
 import json
-import os
 import subprocess
 import time
 import unittest
@@ -33,10 +31,11 @@ try:
     import fedutil
     import signedjson.key
     import signedjson.sign
-    from fedutil import FakeRemote, TestCA, event_id, fed_server, sign_event
+    from fedutil import FakeRemote, FedTestCase, event_id, sign_event
     HAVE_DEPS = fedutil.OPENSSL is not None
 except ImportError:  # python3-signedjson / python3-nacl missing
     HAVE_DEPS = False
+    FedTestCase = unittest.TestCase
 
 V3 = "/_matrix/client/v3"
 FED1 = "/_matrix/federation/v1"
@@ -71,16 +70,15 @@ def wait(predicate, timeout=30, what="the condition"):
 
 
 @unittest.skipUnless(HAVE_DEPS, "openssl, python3-signedjson and python3-nacl are needed")
-class Sender(unittest.TestCase):
+class Sender(FedTestCase):
+    # transactions time out after 2 s here, so the timeout test is quick
+    fed_servers = (("a", "localhost", {"federation_transaction_timeout": "2"}),)
+    with_fake = False  # each test makes its own (self.fake())
+
     @classmethod
     def setUpClass(cls):
-        cls.ca = TestCA()
-        cls.cert, cls.key = cls.ca.leaf("node", "DNS:localhost,IP:127.0.0.1")
-        # transactions time out after 2 s here, so the timeout test is quick
-        cls.a = fed_server(cls.ca, cls.cert, cls.key, "localhost",
-                           config={"federation_transaction_timeout": "2"})
-        cls.a.start()
         cls.fakes = []
+        super().setUpClass()
 
     @classmethod
     def tearDownClass(cls):
@@ -89,11 +87,7 @@ class Sender(unittest.TestCase):
                 f.stop()
             except OSError:
                 pass
-        try:
-            cls.a.stop()
-        finally:
-            cls.a.cleanup()
-            cls.ca.cleanup()
+        super().tearDownClass()
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -500,27 +494,13 @@ class Sender(unittest.TestCase):
 
 
 @unittest.skipUnless(HAVE_DEPS, "openssl, python3-signedjson and python3-nacl are needed")
-class TwoServers(unittest.TestCase):
+class TwoServers(FedTestCase):
     """Two axons sharing a room: users chat both ways; B is killed (-9) while A keeps sending and
     comes back to every message, once, in order, however long the backlog (catch-up and the
     gap fetched with get_missing_events and backfill included)."""
 
-    @classmethod
-    def setUpClass(cls):
-        cls.ca = TestCA()
-        cls.cert, cls.key = cls.ca.leaf("node", "DNS:localhost,IP:127.0.0.1")
-        cls.a = fed_server(cls.ca, cls.cert, cls.key, "localhost").start()
-        cls.b = fed_server(cls.ca, cls.cert, cls.key, "ip").start()
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            for s in (cls.a, cls.b):
-                s.stop()
-        finally:
-            cls.a.cleanup()
-            cls.b.cleanup()
-            cls.ca.cleanup()
+    fed_servers = (("a", "localhost", None), ("b", "ip", None))
+    with_fake = False
 
     def setUp(self):
         for s in (self.a, self.b):  # a test that failed between kill and start leaves it down

@@ -31,10 +31,11 @@ try:
     import signedjson.key
     import signedjson.sign
     import fedutil
-    from fedutil import FakeRemote, TestCA, fed_server
+    from fedutil import FedTestCase
     HAVE_DEPS = fedutil.OPENSSL is not None
 except ImportError:  # python3-signedjson / python3-nacl missing
     HAVE_DEPS = False
+    FedTestCase = unittest.TestCase
 
 V3 = "/_matrix/client/v3"
 FED = "/_matrix/federation/v1"
@@ -46,24 +47,11 @@ def q(s):
 
 
 @unittest.skipUnless(HAVE_DEPS, "openssl, python3-signedjson and python3-nacl are needed")
-class FedServe(unittest.TestCase):
+class FedServe(FedTestCase):
     @classmethod
     def setUpClass(cls):
-        cls.ca = TestCA()
-        cls.cert, cls.key = cls.ca.leaf("node", "DNS:localhost,IP:127.0.0.1")
-        cls.a = fed_server(cls.ca, cls.cert, cls.key, "localhost").start()
-        cls.fake = FakeRemote(cls.cert, cls.key)
-        cls.fake.key_sources[cls.a.server_name] = cls.a.port
+        super().setUpClass()
         cls.a_keys = fedutil.verify_doc(fedutil.fetch_keys_plain(cls.a.port), cls.a.server_name)
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.a.stop()
-        finally:
-            cls.a.cleanup()
-            cls.fake.stop()
-            cls.ca.cleanup()
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -597,29 +585,11 @@ class FedServe(unittest.TestCase):
 
 
 @unittest.skipUnless(HAVE_DEPS, "openssl, python3-signedjson and python3-nacl are needed")
-class TwoServers(unittest.TestCase):
+class TwoServers(FedTestCase):
     """B's users join a room of A and read its history from before they joined: B backfills it from A."""
 
-    @classmethod
-    def setUpClass(cls):
-        cls.ca = TestCA()
-        cls.cert, cls.key = cls.ca.leaf("node", "DNS:localhost,IP:127.0.0.1")
-        cls.a = fed_server(cls.ca, cls.cert, cls.key, "localhost").start()
-        cls.b = fed_server(cls.ca, cls.cert, cls.key, "ip").start()
-
-    @classmethod
-    def tearDownClass(cls):
-        errors = []
-        for s in (cls.a, cls.b):
-            try:
-                s.stop()
-            except AssertionError as e:
-                errors.append(str(e))
-            finally:
-                s.cleanup()
-        cls.ca.cleanup()
-        if errors:
-            raise AssertionError("\n".join(errors))
+    fed_servers = (("a", "localhost", None), ("b", "ip", None))
+    with_fake = False
 
     def page_all(self, server, token, room, limit=8):
         seen, frm = [], None

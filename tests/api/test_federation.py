@@ -18,10 +18,11 @@ from axontest import AXON_BIN, Server, free_port, main, unique
 
 try:
     import fedutil
-    from fedutil import FakeRemote, TestCA, fed_server, verify_doc, xmatrix
+    from fedutil import FakeRemote, FedTestCase, TestCA, fed_server, verify_doc, xmatrix
     HAVE_DEPS = fedutil.OPENSSL is not None
 except ImportError:  # python3-signedjson / python3-nacl missing
     HAVE_DEPS = False
+    FedTestCase = unittest.TestCase
 
 V3 = "/_matrix/client/v3"
 FED = "/_matrix/federation/v1"
@@ -45,36 +46,10 @@ def admin(server, *args):
 
 
 @unittest.skipUnless(HAVE_DEPS, "openssl, python3-signedjson and python3-nacl are needed")
-class Federation(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.ca = TestCA()
-        cls.cert, cls.key = cls.ca.leaf("node", "DNS:localhost,IP:127.0.0.1")
-        # A uses a DNS name (step 2 of discovery), B an IP literal (step 1), C asks B as its notary
-        cls.a = fed_server(cls.ca, cls.cert, cls.key, "localhost")
-        cls.b = fed_server(cls.ca, cls.cert, cls.key, "ip")
-        cls.c = fed_server(cls.ca, cls.cert, cls.key, "localhost",
-                           config={"trusted_key_servers": cls.b.server_name})
-        cls.fake = FakeRemote(cls.cert, cls.key)
-        cls.servers = [cls.a, cls.b, cls.c]
-        for s in cls.servers:
-            s.start()
-            cls.fake.key_sources[s.server_name] = s.port
-
-    @classmethod
-    def tearDownClass(cls):
-        errors = []
-        for s in cls.servers:
-            try:
-                s.stop()
-            except AssertionError as e:
-                errors.append(str(e))
-            finally:
-                s.cleanup()
-        cls.fake.stop()
-        cls.ca.cleanup()
-        if errors:
-            raise AssertionError("\n".join(errors))
+class Federation(FedTestCase):
+    # A uses a DNS name (step 2 of discovery), B an IP literal (step 1), C asks B as its notary
+    fed_servers = (("a", "localhost", None), ("b", "ip", None),
+                   ("c", "localhost", lambda cls: {"trusted_key_servers": cls.b.server_name}))
 
     def user(self, server, name=None, displayname=None):
         u = server.register(name or unique())

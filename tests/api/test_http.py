@@ -221,6 +221,31 @@ class Http2AndTls(unittest.TestCase):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+class StartUp(unittest.TestCase):
+    def test_metrics_scraped_while_threads_start(self):
+        """A scrape that reaches the first HTTP thread before the others exist (Prometheus does not wait for a restart
+        to finish) read their counters before they were allocated and crashed the server, about every other start."""
+        for _ in range(6):
+            s = Server(config={"threads": "4"})
+            try:
+                s.start(wait=False)
+                deadline = time.time() + 30
+                answered = 0
+                while answered < 20 and time.time() < deadline and s.proc.poll() is None:
+                    try:
+                        with socket.create_connection(("127.0.0.1", s.port), timeout=5) as c:
+                            c.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                            if c.recv(64).startswith(b"HTTP/1.1 200"):
+                                answered += 1
+                    except OSError:
+                        time.sleep(0.001)  # not listening yet
+                self.assertIsNone(s.proc.poll(), "axon died during start-up:\n" + s.log_text())
+                self.assertEqual(answered, 20)
+                s.stop()  # exit 0, no sanitizer report
+            finally:
+                s.cleanup()
+
+
 class Shutdown(unittest.TestCase):
     def test_sigterm_finishes_in_flight_and_exits_zero(self):
         s = Server().start()

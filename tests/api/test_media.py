@@ -108,6 +108,17 @@ class MediaCase(AxonTestCase):
         self.assertEqual(r.headers.get("x-content-type-options"), "nosniff")
         self.assertEqual(r.headers.get("cross-origin-resource-policy"), "cross-origin")
 
+    def thumb_size(self, r):
+        self.assertEqual(r.status, 200, r)
+        self.assertIn(r.headers["content-type"], ("image/png", "image/jpeg"))
+        self.assertTrue(r.headers["content-disposition"].startswith("inline"), r.headers)
+        self.assertServedSafely(r)
+        if Image is None:
+            self.skipTest("python3-pil is not installed")
+        img = Image.open(io.BytesIO(r.raw))
+        img.load()
+        return img.size
+
     def media_files(self):
         """Every original in the store: {sha256 hex: path}."""
         root = os.path.join(self.server.data_dir, "media")
@@ -266,17 +277,6 @@ class Media(MediaCase):
         self.assertError(self.req("GET", LEGACY + "/config"), 401, "M_MISSING_TOKEN")
 
     # ---- thumbnails ----
-
-    def thumb_size(self, r):
-        self.assertEqual(r.status, 200, r)
-        self.assertIn(r.headers["content-type"], ("image/png", "image/jpeg"))
-        self.assertTrue(r.headers["content-disposition"].startswith("inline"), r.headers)
-        self.assertServedSafely(r)
-        if Image is None:
-            self.skipTest("python3-pil is not installed")
-        img = Image.open(io.BytesIO(r.raw))
-        img.load()
-        return img.size
 
     def test_thumbnails_of_a_png(self):
         _, tok = self.user()
@@ -439,6 +439,24 @@ class MediaLimits(MediaCase):
 
     create = Media.create
     put = Media.put
+
+
+class MediaLazyLibraries(MediaCase):
+    """libvips (a hundred shared libraries) and OpenSSL's trust stores are loaded when first needed, not at start-up:
+    an idle server does not carry them."""
+
+    def mapped(self, name):
+        with open("/proc/%d/maps" % self.server.proc.pid) as f:
+            return any(name in line for line in f)
+
+    def test_libvips_is_loaded_by_the_first_thumbnail(self):
+        self.assertFalse(self.mapped("libvips"), "libvips is mapped before any thumbnail was asked for")
+        _, tok = self.user()
+        uri = self.upload(tok, png(200, 100), "image/png")
+        self.assertFalse(self.mapped("libvips"), "an upload loaded libvips")
+        self.assertEqual(self.thumb_size(self.thumbnail(tok, uri, 32, 32, "crop")), (32, 32))
+        self.assertTrue(self.mapped("libvips"))
+        self.assertEqual(self.thumb_size(self.thumbnail(tok, uri, 96, 96, "crop")), (96, 96))
 
 
 class MediaLegacyOff(MediaCase):

@@ -2,7 +2,8 @@
  * test_storage_writer.c -- the single writer with group commit: many
  * concurrent jobs, per-submitter ordering, stream positions, a failing job
  * that does not poison its batch, MDB_MAP_FULL on a tiny map, durability
- * across a restart, and jobs after stop.
+ * across a restart, jobs after stop, and the parsed events the writer keeps
+ * (ax_db_event_get_shared) forgetting what a rolled-back job read.
  */
 #include "testutil.h"
 
@@ -288,6 +289,65 @@ static void test_notify_keys(void **state)
     free(dir);
 }
 
+typedef struct st_event_job_t {
+    ax_wjob_t super;
+    bool put, fail_after_write;
+    int got; /* ax_db_event_get_shared's result */
+    char body[32];
+} event_job_t;
+
+static int apply_event(ax_wjob_t *job, ax_txn_t *txn)
+{
+    event_job_t *j = (event_job_t *)job;
+    if (j->put) {
+        json_t *ev = json_pack("{s:s}", "body", j->body);
+        int rc = ax_db_event_put(txn, "$e", "!r:x", 1, 0, ev);
+        json_decref(ev);
+        if (rc != 0)
+            return rc;
+    }
+    json_t *ev = NULL;
+    j->got = ax_db_event_get_shared(txn, "$e", &ev);
+    if (j->got == 0)
+        snprintf(j->body, sizeof(j->body), "%s", json_string_value(json_object_get(ev, "body")));
+    json_decref(ev);
+    return j->fail_after_write ? AX_ECONFLICT : 0;
+}
+
+static void test_kept_events_follow_rollbacks_and_rewrites(void **state)
+{
+    (void)state;
+    char *dir = test_mkdtemp();
+    ax_db_t *db = open_db(dir, 8 << 20);
+    ax_writer_t *w = ax_writer_new(db);
+    assert_int_equal(ax_writer_start(w), 0);
+
+    /* read (and kept) inside a job that is rolled back: gone afterwards */
+    event_job_t bad = {.super = {.apply = apply_event}, .put = true, .fail_after_write = true, .body = "ghost"};
+    assert_int_equal(ax_writer_run(w, &bad.super), AX_ECONFLICT);
+    assert_int_equal(bad.got, 0);
+    event_job_t look = {.super = {.apply = apply_event}};
+    assert_int_equal(ax_writer_run(w, &look.super), 0);
+    assert_int_equal(look.got, AX_ENOTFOUND);
+
+    /* stored, read (kept), stored again: the next read sees the new version */
+    event_job_t v1 = {.super = {.apply = apply_event}, .put = true, .body = "one"};
+    assert_int_equal(ax_writer_run(w, &v1.super), 0);
+    event_job_t v2 = {.super = {.apply = apply_event}, .put = true, .body = "two"};
+    assert_int_equal(ax_writer_run(w, &v2.super), 0);
+    memset(&look, 0, sizeof(look));
+    look.super.apply = apply_event;
+    assert_int_equal(ax_writer_run(w, &look.super), 0);
+    assert_int_equal(look.got, 0);
+    assert_string_equal(look.body, "two");
+
+    ax_writer_stop(w);
+    ax_writer_free(w);
+    ax_db_close(db);
+    test_rm_rf(dir);
+    free(dir);
+}
+
 static void test_schema_version_guard(void **state)
 {
     (void)state;
@@ -365,6 +425,7 @@ int main(void)
         cmocka_unit_test(test_notify_keys),
         cmocka_unit_test(test_schema_version_guard),
         cmocka_unit_test(test_read_txn_reuse),
+        cmocka_unit_test(test_kept_events_follow_rollbacks_and_rewrites),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
