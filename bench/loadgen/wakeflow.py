@@ -20,6 +20,7 @@ CONFIG (JSON): {"base": "http://127.0.0.1:PORT",
                 "senders": [ACCESS_TOKEN, ...],        round-robin, one PUT each
                 "send_conns": 16,                      keep-alive connections for the PUTs
                 "txn_prefix": ..., "settle_s": 1.0, "drain_s": 10,
+                "server_pid": PID (optional: the server's CPU during the flow, from /proc),
                 "connect_concurrency": 256}
 
 Conversation on stdin/stdout, as longpoll.py: "parked N early=E errors=X"
@@ -49,6 +50,7 @@ from longpoll import parse_response  # noqa: E402
 
 SEQ_RE = re.compile(rb'"axb_seq":\s*(\d+)')
 NEXT_RE = re.compile(rb'"next_batch":\s*"([^"]+)"')
+DEBUG = os.environ.get("AXB_WAKEFLOW_DEBUG")
 LIMITED_RE = re.compile(rb'"limited":\s*true')
 
 
@@ -57,6 +59,18 @@ def pct(sorted_vals, p):
         return None
     k = min(len(sorted_vals) - 1, max(0, int(round(p / 100.0 * len(sorted_vals) + 0.5)) - 1))
     return sorted_vals[k]
+
+
+def server_cpu_s(pid):
+    """The server's user + system CPU seconds (from /proc), or None."""
+    if not pid:
+        return None
+    try:
+        with open("/proc/%d/stat" % pid) as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / float(os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 class Flow:
@@ -117,6 +131,8 @@ class Poll(asyncio.Protocol):
         self.seen = bytearray(flow.count) if member else None
         self.seen_n = 0
         self.connected = None
+        self.since_sent = self.since
+        self.log = []
 
     def connection_made(self, transport):
         self.tr = transport
@@ -151,6 +167,8 @@ class Poll(asyncio.Protocol):
             if LIMITED_RE.search(body):
                 f.limited += 1
             tw = f.t_write
+            if DEBUG:
+                self.log.append((self.since_sent, self.since, [int(x) for x in SEQ_RE.findall(body)]))
             for s in SEQ_RE.findall(body):
                 i = int(s)
                 if i >= f.count or tw[i] is None:
@@ -161,6 +179,7 @@ class Poll(asyncio.Protocol):
                 self.seen[i] = 1
                 self.seen_n += 1
                 f.lat.append((t - tw[i]) * 1000.0)
+        self.since_sent = self.since
         self.tr.write(f.sync_bytes(self.token, self.since))
         if self.member and self.seen_n >= f.count:
             f.check_done()
@@ -255,6 +274,7 @@ async def main(cfg):
     await loop.run_in_executor(None, sys.stdin.readline)
 
     ru0 = resource.getrusage(resource.RUSAGE_SELF)
+    srv0 = server_cpu_s(cfg.get("server_pid"))
     f.done = loop.create_future()
     f.phase = "flow"
     rate = float(cfg["rate"])
@@ -283,6 +303,7 @@ async def main(cfg):
             break
         await asyncio.sleep(0.01)
     ru1 = resource.getrusage(resource.RUSAGE_SELF)
+    srv1 = server_cpu_s(cfg.get("server_pid"))
     f.phase = "ending"
     for p in polls:
         if p.tr is not None:
@@ -296,7 +317,21 @@ async def main(cfg):
     cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     flow_s = t_end - t_start
     expected = f.count * len(f.members)
-    result = {"idle": len(cfg["idle"]), "members": len(f.members), "parked": parked, "early": f.early,
+    short = [m for m in f.members if m.seen_n < f.count]
+    missing_sample = []
+    if short:
+        seen = short[0].seen
+        missing_sample = [i for i in range(f.count) if not seen[i]][:20]
+        if DEBUG:
+            first = missing_sample[0]
+            for k, (a, b, seqs) in enumerate(short[0].log):
+                if any(abs(x - first) < 15 for x in seqs):
+                    sys.stderr.write("answer %d: since %s next %s seqs %s\n" % (k, a, b, seqs))
+    srv_cpu = srv1 - srv0 if srv0 is not None and srv1 is not None else None
+    result = {"members_short": len(short), "missing_sample": missing_sample, "server_cpu_s": srv_cpu,
+              "server_cpu_us_per_answer": 1e6 * srv_cpu / f.answers if srv_cpu is not None and f.answers else None,
+              "server_cpu_us_per_message": 1e6 * srv_cpu / f.count if srv_cpu is not None else None,
+              "idle": len(cfg["idle"]), "members": len(f.members), "parked": parked, "early": f.early,
               "idle_answers": f.idle_answers, "errors": f.errors, "error_samples": f.error_samples,
               "messages": f.count, "rate": rate, "send_s": t_sent - t_start, "flow_s": flow_s,
               "send_status": f.send_status, "expected": expected, "delivered": len(lat),

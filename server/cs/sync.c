@@ -128,23 +128,33 @@ static json_t *apply_event_fields(sync_t *s, json_t *ev)
     return out;
 }
 
+/* Whether the filter wants events in the client format (the default), not the federation one. */
+static bool client_format(sync_t *s)
+{
+    return !ax_streq(json_string_value(json_object_get(s->filter, "event_format")), "federation");
+}
+
+/* 'ev' (stolen), loaded by ax_event_load_client, made into what the filter asks for. */
+static json_t *client_event(sync_t *s, json_t *ev, bool keep_room_id)
+{
+    if (!keep_room_id)
+        json_object_del(ev, "room_id");
+    return apply_event_fields(s, ev);
+}
+
 /* Loads an event in the filter's format (a new reference), or NULL. */
 static json_t *load_event(sync_t *s, const char *event_id, bool keep_room_id)
 {
     json_t *ev;
-    if (ax_streq(json_string_value(json_object_get(s->filter, "event_format")), "federation")) {
+    if (!client_format(s)) {
         ax_event_rec_t rec;
         if (ax_db_event_get(s->txn, event_id, &ev, &rec) != 0)
             return NULL;
         json_object_del(ev, "unsigned");
-    } else {
-        ev = ax_event_load_client(s->txn, event_id, s->user_id, s->device_id, NULL);
-        if (ev == NULL)
-            return NULL;
-        if (!keep_room_id)
-            json_object_del(ev, "room_id");
+        return apply_event_fields(s, ev);
     }
-    return apply_event_fields(s, ev);
+    ev = ax_event_load_client(s->txn, event_id, s->user_id, s->device_id, NULL);
+    return ev != NULL ? client_event(s, ev, keep_room_id) : NULL;
 }
 
 /* ---- one joined (or left) room ---- */
@@ -155,7 +165,8 @@ typedef struct st_tl_t {
     const json_t *filter;
     uint64_t floor; /* only positions above this */
     int limit;
-    json_t *events; /* newest first while collecting; (event json, pos) */
+    json_t *events; /* newest first while collecting: the event IDs */
+    json_t *loaded; /* the same events as timeline_cb loaded them (client format), or NULL */
     uint64_t *positions;
     size_t n;
     bool limited;
@@ -174,14 +185,18 @@ static int timeline_cb(void *arg, uint64_t pos, const char *event_id)
     const char *sender = json_string_value(json_object_get(ev, "sender"));
     bool match = ax_filter_event_matches(t->filter, ev) &&
                  !(t->s->ignored != NULL && sender != NULL && json_object_get(t->s->ignored, sender) != NULL);
-    json_decref(ev);
-    if (!match)
-        return 0;
-    if ((int)t->n == t->limit) {
-        t->limited = true;
-        return 1;
+    if (!match || (int)t->n == t->limit) {
+        json_decref(ev);
+        if (match)
+            t->limited = true;
+        return match ? 1 : 0;
     }
     json_array_append_new(t->events, json_string(event_id));
+    /* kept for the response: loading and formatting an event is most of an incremental sync's cost */
+    if (t->loaded != NULL)
+        json_array_append_new(t->loaded, ev);
+    else
+        json_decref(ev);
     t->positions = ax_realloc(t->positions, (t->n + 1) * sizeof(uint64_t));
     t->positions[t->n++] = pos;
     return 0;
@@ -349,12 +364,14 @@ static json_t *room_section(sync_t *s, const char *room_id, uint64_t upto, bool 
               .filter = tf,
               .floor = fresh ? 0 : s->since,
               .limit = ax_filter_limit(tf, DEFAULT_TIMELINE_LIMIT),
-              .events = json_array()};
+              .events = json_array(),
+              .loaded = client_format(s) ? json_array() : NULL};
     ax_db_timeline_scan(s->txn, room_id, upto, true, timeline_cb, &t);
 
     json_t *ephemeral = joined ? ephemeral_events(s, room_id, fresh) : json_array();
     if (!whole_state && t.n == 0 && json_array_size(ephemeral) == 0 && room_account_data == NULL) {
         json_decref(t.events);
+        json_decref(t.loaded);
         json_decref(ephemeral);
         free(t.positions);
         return NULL;
@@ -365,7 +382,8 @@ static json_t *room_section(sync_t *s, const char *room_id, uint64_t upto, bool 
     json_t *senders = json_object();
     json_object_set_new(senders, s->user_id, json_true());
     for (size_t i = t.n; i-- > 0;) {
-        json_t *ev = load_event(s, json_string_value(json_array_get(t.events, i)), false);
+        json_t *ev = t.loaded != NULL ? client_event(s, json_incref(json_array_get(t.loaded, i)), false)
+                                      : load_event(s, json_string_value(json_array_get(t.events, i)), false);
         if (ev == NULL)
             continue;
         const char *sender = json_string_value(json_object_get(ev, "sender"));
@@ -408,6 +426,7 @@ static json_t *room_section(sync_t *s, const char *room_id, uint64_t upto, bool 
         json_pack("{s:o}", "events", room_account_data ? json_incref(room_account_data) : json_array()));
     json_decref(senders);
     json_decref(t.events);
+    json_decref(t.loaded);
     free(t.positions);
     return room;
 }

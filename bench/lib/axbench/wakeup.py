@@ -109,7 +109,8 @@ def measure_flow(cx, kind, name, cfg, tags):
     latencies are per (message, member) delivery.  The server's RSS is read
     before and with everything parked, as in measure()."""
     n = len(cfg["idle"]) + len(cfg["members"])
-    cfg = dict(cfg, base=cx.target.base, settle_s=0.3 if cx.quick else 1.0)
+    pids = cx.target.pids()
+    cfg = dict(cfg, base=cx.target.base, settle_s=0.3 if cx.quick else 1.0, server_pid=pids[0] if pids else None)
     cfg_path = os.path.join(cx.workdir, "wakeflow-%s-%d-%d.json" % (name, n, tags.get("rep", 0)))
     with open(cfg_path, "w") as f:
         json.dump(cfg, f)
