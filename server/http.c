@@ -1119,13 +1119,25 @@ static void on_notify(h2o_multithread_receiver_t *receiver, h2o_linklist_t *mess
         h2o_linklist_unlink(&m->super.link);
         for (size_t i = 0; i < m->n; ++i) {
             ax_wbucket_t *b = ax_strmap_get(&t->waiters, m->keys[i]);
-            /* fire one at a time: a woken request may park again, on a new bucket */
+            /* take the key's whole list first, then fire: a woken request that finds nothing new
+             * parks again on the same key, at the head of its list, and must not be fired again
+             * by this same news (that looped forever on a user with several long-polls).  No
+             * request of the list goes away meanwhile: a reply's write errors surface on a later
+             * loop turn, never inside another request's wake callback */
+            ax_waiter_t *woken = NULL;
             while (b != NULL && b->head != NULL) {
                 ax_waiter_t *w = b->head;
                 bool last = w->key_next == NULL;
-                waiter_fire(w, false);
+                waiter_unlink(w); /* frees the bucket when its list empties */
+                w->woken_next = woken;
+                woken = w;
                 if (last)
-                    break; /* the bucket was freed when its list emptied */
+                    break;
+            }
+            while (woken != NULL) {
+                ax_waiter_t *w = woken;
+                woken = w->woken_next;
+                waiter_fire(w, false);
             }
             free(m->keys[i]);
         }
