@@ -21,7 +21,19 @@ and the hard limit when it may) and skips the case when that is too low.
 There is no nginx ratio: nginx cannot play this game.  The load generator's
 times include its own work (Python, sharing the two cores with the server).
 
-Measurements: each case --reps times (at most 2; the 10,000 case once).
+The sync engine issue's case ("flow", first, with bench/loadgen/wakeflow.py):
+9,900 users in no room each park one long-poll for the whole run, and each of
+the 100 members of one room holds a long-poll and re-polls at once from every
+answer's next_batch; 2,000 messages go into the room at a paced 500/s.  Every
+(message, member) pair is one delivery, timed from just before its PUT was
+written to the end of the answer that carries it.  Reported: p50/p99/max,
+missing deliveries, idle long-polls that answered (none may), the send's own
+latency, the server's CPU per answer during the flow, and the server's RSS
+with all 10,000 parked.  With --quick: 40 idle, 10 members, 50 messages/s for
+1 s.  AXB_WAKE_FLOW_ONLY=1 in the environment runs this case alone.
+
+Measurements: each case --reps times (at most 2; the 10,000 case once; the
+flow case once).
 """
 
 import os
@@ -143,7 +155,7 @@ def plan(ctx):
     if limit != resource.RLIM_INFINITY and n + 300 > limit:
         st["skipped"].append("%s: skipped, the open-files limit is %d (needs %d + some)" % (label, limit, n))
     else:
-        steps.append(Step(label, 8 + n / 700.0 + fs["seconds"], lambda cx: _run_flow(cx, label, 0)))
+        steps.append(Step(label, 8 + n / 700.0 + fs["seconds"], lambda cx, label=label: _run_flow(cx, label, 0)))
     if os.environ.get("AXB_WAKE_FLOW_ONLY"):
         return steps
     for label, key, per_user, r in st["cases"]:
@@ -202,13 +214,17 @@ def summarize(ctx, sc):
                   "here = deliveries / time from the first send until every member had every message." % (
                       "{:,}".format(fl["idle"]), fl["members"], fl["messages"], fl["rate"]), "",
                   "| deliveries (expected) | p50 | p99 | max | the send: p50 / p99 | member answers (limited) "
-                  "| idle long-polls that answered | server CPU / load generator CPU | server RSS idle → "
+                  "| idle long-polls that answered | server CPU per member answer, during the flow | "
+                  "server CPU / load generator CPU | server RSS idle → "
                   "%s parked (anonymous) |" % "{:,}".format(r["connections"]),
-                  "|---|---|---|---|---|---|---|---|---|",
-                  "| %d (%d) | %s | %s | %s | %s / %s | %d (%d) | %d | %s%% / %s%% | %s → %s (%s → %s) |" % (
+                  "|---|---|---|---|---|---|---|---|---|---|",
+                  "| %d (%d) | %s | %s | %s | %s / %s | %d (%d) | %d | %s | %s%% / %s%% | %s → %s (%s → %s) |" % (
                       fl["delivered"], fl["expected"], scen.fmt_ms(fl["p50_ms"]), scen.fmt_ms(fl["p99_ms"]),
                       scen.fmt_ms(fl["max_ms"]), scen.fmt_ms(fl["send_p50_ms"]), scen.fmt_ms(fl["send_p99_ms"]),
-                      fl["answers"], fl["limited"], fl["idle_answers"], r.get("server_cpu_pct"),
+                      fl["answers"], fl["limited"], fl["idle_answers"],
+                      "n/a" if fl.get("server_cpu_us_per_answer") is None
+                      else "%.0f µs" % fl["server_cpu_us_per_answer"],
+                      r.get("server_cpu_pct"),
                       None if fl["client_cpu_pct"] is None else round(fl["client_cpu_pct"], 1),
                       scen.fmt_mb(r.get("rss_idle_kb")), scen.fmt_mb(r.get("rss_parked_kb")),
                       scen.fmt_mb(r.get("anon_idle_kb")), scen.fmt_mb(r.get("anon_parked_kb")))]
