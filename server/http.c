@@ -1469,6 +1469,8 @@ static void on_one_second(h2o_timeout_entry_t *entry)
 
 static void thread_init_loop(ax_thread_t *t);
 
+#define EVENT_CACHE_SLOTS 256 /* parsed events kept per HTTP thread (about 1 MB) */
+
 static void *thread_main(void *arg)
 {
     ax_thread_t *t = arg;
@@ -1476,6 +1478,8 @@ static void *thread_main(void *arg)
      * on their own thread: h2o 2.2.5 gives every socket the calling thread's buffer allocator
      * (__thread h2o_socket_buffer_prototype), which is not safe to share between threads */
     thread_init_loop(t);
+    /* the /sync answers one commit wakes all load its new events: parse each once per thread */
+    ax_db_event_cache_init(EVENT_CACHE_SLOTS);
     ax_http_t *http = t->srv->http;
     pthread_mutex_lock(&http->ready_mutex);
     http->ready++;
@@ -1490,6 +1494,7 @@ static void *thread_main(void *arg)
     flush_access_log(t);
     if (t->clean)
         thread_dispose_loop(t);
+    ax_db_event_cache_free();
     return NULL;
 }
 

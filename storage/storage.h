@@ -194,6 +194,14 @@ typedef struct st_ax_event_rec_t {
 } ax_event_rec_t;
 
 int ax_db_event_get_raw(ax_txn_t *txn, const char *event_id, ax_event_rec_t *out);
+/**
+ * Keeps the last events ax_db_event_get parsed on this thread, in 'slots' slots, and hands out
+ * copies while their stored bytes stay the same (the HTTP threads: every /sync answer woken by
+ * a message parses the same new events).  Threads that never call it parse every time.
+ * ax_db_event_cache_free() before the thread ends.
+ */
+void ax_db_event_cache_init(size_t slots);
+void ax_db_event_cache_free(void);
 /** Parses the event (a new reference in '*event'); 'rec' (may be NULL) gets position and flags. */
 int ax_db_event_get(ax_txn_t *txn, const char *event_id, json_t **event, ax_event_rec_t *rec);
 /** Stores or replaces an event. */
