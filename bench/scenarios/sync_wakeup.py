@@ -55,9 +55,9 @@ BIG, SMALL = 1000, 10
 # the flow case: idle long-polls, members of the room, messages/s, seconds of sending
 FLOW = {"idle": 9900, "members": 100, "rate": 500, "seconds": 4}
 FLOW_QUICK = {"idle": 40, "members": 10, "rate": 50, "seconds": 1}
-# members sync as a client with a filter would; the timeline limit is high enough that an
-# answer is not cut short ("limited") by the messages that arrived while the member was away
-FLOW_FILTER = '{"room":{"timeline":{"limit":100}},"presence":{"types":[]}}'
+# members sync as a client with a filter would; the timeline limit (1000, the most axon gives) is
+# high enough that an answer is not cut short ("limited") by what arrived while the member was away
+FLOW_FILTER = '{"room":{"timeline":{"limit":1000}},"presence":{"types":[]}}'
 CS = "/_matrix/client/v3"
 ORDER = 17
 PREPARE_S = 20
