@@ -15,7 +15,8 @@ CONFIG (JSON): {"base": "http://127.0.0.1:PORT",
                 "idle": [{"token", "since"}, ...],     long-polls that must not answer
                 "members": [{"token", "since"}, ...],  the room's members, one long-poll each
                 "query": "&set_presence=offline&filter=...",
-                "timeout_ms": 120000,
+                "timeout_ms": 120000,                  the members' ?timeout=
+                "idle_timeout_ms": 60000,              the idle long-polls' (default: timeout_ms)
                 "room_id": ..., "rate": 500, "count": 2000,
                 "senders": [ACCESS_TOKEN, ...],        round-robin, one PUT each
                 "send_conns": 16,                      keep-alive connections for the PUTs
@@ -100,9 +101,10 @@ class Flow:
         self.members = []
         self.done = None
 
-    def sync_bytes(self, token, since):
+    def sync_bytes(self, token, since, member=True):
+        timeout = self.cfg["timeout_ms"] if member else self.cfg.get("idle_timeout_ms", self.cfg["timeout_ms"])
         path = "%s/_matrix/client/v3/sync?since=%s&timeout=%d%s" % (
-            self.prefix, urllib.parse.quote(since, safe=""), self.cfg["timeout_ms"], self.cfg.get("query", ""))
+            self.prefix, urllib.parse.quote(since, safe=""), timeout, self.cfg.get("query", ""))
         return ("GET %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n\r\n" % (
             path, self.hosthdr, token)).encode()
 
@@ -136,7 +138,7 @@ class Poll(asyncio.Protocol):
 
     def connection_made(self, transport):
         self.tr = transport
-        transport.write(self.f.sync_bytes(self.token, self.since))
+        transport.write(self.f.sync_bytes(self.token, self.since, self.member))
         if self.connected is not None and not self.connected.done():
             self.connected.set_result(True)
 
@@ -180,7 +182,7 @@ class Poll(asyncio.Protocol):
                 self.seen_n += 1
                 f.lat.append((t - tw[i]) * 1000.0)
         self.since_sent = self.since
-        self.tr.write(f.sync_bytes(self.token, self.since))
+        self.tr.write(f.sync_bytes(self.token, self.since, self.member))
         if self.member and self.seen_n >= f.count:
             f.check_done()
 
