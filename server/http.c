@@ -1119,13 +1119,25 @@ static void on_notify(h2o_multithread_receiver_t *receiver, h2o_linklist_t *mess
         h2o_linklist_unlink(&m->super.link);
         for (size_t i = 0; i < m->n; ++i) {
             ax_wbucket_t *b = ax_strmap_get(&t->waiters, m->keys[i]);
-            /* fire one at a time: a woken request may park again, on a new bucket */
+            /* take the key's whole list first, then fire: a woken request that finds nothing new
+             * parks again on the same key, at the head of its list, and must not be fired again
+             * by this same news (that looped forever on a user with several long-polls).  No
+             * request of the list goes away meanwhile: a reply's write errors surface on a later
+             * loop turn, never inside another request's wake callback */
+            ax_waiter_t *woken = NULL;
             while (b != NULL && b->head != NULL) {
                 ax_waiter_t *w = b->head;
                 bool last = w->key_next == NULL;
-                waiter_fire(w, false);
+                waiter_unlink(w); /* frees the bucket when its list empties */
+                w->woken_next = woken;
+                woken = w;
                 if (last)
-                    break; /* the bucket was freed when its list emptied */
+                    break;
+            }
+            while (woken != NULL) {
+                ax_waiter_t *w = woken;
+                woken = w->woken_next;
+                waiter_fire(w, false);
             }
             free(m->keys[i]);
         }
@@ -1457,6 +1469,8 @@ static void on_one_second(h2o_timeout_entry_t *entry)
 
 static void thread_init_loop(ax_thread_t *t);
 
+#define EVENT_CACHE_SLOTS 256 /* parsed events kept per HTTP thread (about 1 MB) */
+
 static void *thread_main(void *arg)
 {
     ax_thread_t *t = arg;
@@ -1464,6 +1478,8 @@ static void *thread_main(void *arg)
      * on their own thread: h2o 2.2.5 gives every socket the calling thread's buffer allocator
      * (__thread h2o_socket_buffer_prototype), which is not safe to share between threads */
     thread_init_loop(t);
+    /* the /sync answers one commit wakes all load its new events: parse each once per thread */
+    ax_db_event_cache_init(EVENT_CACHE_SLOTS);
     ax_http_t *http = t->srv->http;
     pthread_mutex_lock(&http->ready_mutex);
     http->ready++;
@@ -1478,6 +1494,7 @@ static void *thread_main(void *arg)
     flush_access_log(t);
     if (t->clean)
         thread_dispose_loop(t);
+    ax_db_event_cache_free();
     return NULL;
 }
 

@@ -84,8 +84,9 @@ typedef struct st_ax_waiter_t {
     ax_wbucket_t *bucket;
     struct st_ax_waiter_t *key_next, **key_pprev;
     struct st_ax_waiter_t *dl_next, *dl_prev;
-    h2o_timeout_entry_t now_entry; /* wake on the next loop turn */
-    bool answer_now;               /* now_entry: shutting down or no timeout, so answer (timed out) */
+    struct st_ax_waiter_t *woken_next; /* on_notify: the list being woken */
+    h2o_timeout_entry_t now_entry;     /* wake on the next loop turn */
+    bool answer_now;                   /* now_entry: shutting down or no timeout, so answer (timed out) */
     bool parked;
 } ax_waiter_t;
 

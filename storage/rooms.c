@@ -44,19 +44,54 @@ int ax_db_event_get_raw(ax_txn_t *txn, const char *event_id, ax_event_rec_t *out
     return 0;
 }
 
-int ax_db_event_get(ax_txn_t *txn, const char *event_id, json_t **event, ax_event_rec_t *rec)
+/*
+ * The per-thread cache of parsed events (ax_db_event_cache_init).  A slot is
+ * used only when the stored bytes are identical to the ones it was parsed
+ * from, so a rewritten event (a redaction) is parsed again; callers get a
+ * deep copy, about a sixth of the cost of parsing (measured on a 760-byte
+ * message event with jansson 2.14: 1.7 against 10 to 14 us).
+ */
+#define EVENT_CACHE_MAX_BYTES 16384 /* bigger events are parsed every time */
+
+typedef struct st_event_cache_slot_t {
+    char *event_id;
+    char *raw;
+    size_t raw_len;
+    json_t *json;
+    const char *const *keys; /* the members 'json' holds (ax_db_event_get_keys' list), or NULL: all */
+} event_cache_slot_t;
+
+static _Thread_local event_cache_slot_t *event_cache;
+static _Thread_local size_t event_cache_slots; /* a power of two, or 0: off */
+
+void ax_db_event_cache_init(size_t slots)
 {
-    ax_event_rec_t r;
-    int rc = ax_db_event_get_raw(txn, event_id, &r);
-    if (rc != 0)
-        return rc;
-    json_t *j = json_loadb(r.json, r.json_len, 0, NULL);
-    if (j == NULL)
-        return AX_EIO;
-    if (rec != NULL)
-        *rec = r;
-    *event = j;
-    return 0;
+    ax_db_event_cache_free();
+    size_t n = 1;
+    while (n < slots)
+        n <<= 1;
+    event_cache = ax_calloc(n, sizeof(*event_cache));
+    event_cache_slots = n;
+}
+
+void ax_db_event_cache_free(void)
+{
+    for (size_t i = 0; i < event_cache_slots; ++i) {
+        free(event_cache[i].event_id);
+        free(event_cache[i].raw);
+        json_decref(event_cache[i].json);
+    }
+    free(event_cache);
+    event_cache = NULL;
+    event_cache_slots = 0;
+}
+
+static event_cache_slot_t *event_cache_slot(const char *event_id)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)event_id; *p != '\0'; ++p)
+        h = (h ^ *p) * 1099511628211ULL;
+    return &event_cache[h & (event_cache_slots - 1)];
 }
 
 /* Skips blanks (JSON whitespace). */
@@ -174,6 +209,79 @@ static bool skim_object(const char *text, size_t len, const char *const *keys, a
     }
 }
 
+/* Parses 'r' whole ('keys' NULL) or only the members named in 'keys' (ax_db_event_get_keys). */
+static json_t *event_parse_text(const ax_event_rec_t *r, const char *const *keys, const char *const **parsed_keys)
+{
+    *parsed_keys = NULL;
+    if (keys != NULL) {
+        ax_buf_t b = AX_BUF_INIT;
+        json_t *j = skim_object(r->json, r->json_len, keys, &b) ? json_loadb(b.base, b.len, 0, NULL) : NULL;
+        ax_buf_dispose(&b);
+        if (j != NULL) {
+            *parsed_keys = keys;
+            return j;
+        }
+    }
+    return json_loadb(r->json, r->json_len, 0, NULL);
+}
+
+/* A copy of the members of the cached 'full' event named in 'keys'. */
+static json_t *event_copy_keys(const json_t *full, const char *const *keys)
+{
+    json_t *j = json_object();
+    for (; *keys != NULL; ++keys) {
+        json_t *v = json_object_get(full, *keys);
+        if (v != NULL)
+            json_object_set_new(j, *keys, json_deep_copy(v));
+    }
+    return j;
+}
+
+/*
+ * The event of 'r' (a new reference): all of it ('keys' NULL), or at least
+ * the members in 'keys', from the thread's cache when it holds these very
+ * bytes parsed with as much.  Every woken long-poll of a room's members
+ * loads the same new events, so one parse serves them all.
+ */
+static json_t *event_parse(const char *event_id, const ax_event_rec_t *r, const char *const *keys)
+{
+    const char *const *parsed_keys;
+    if (event_cache_slots == 0 || r->json_len > EVENT_CACHE_MAX_BYTES)
+        return event_parse_text(r, keys, &parsed_keys);
+    event_cache_slot_t *e = event_cache_slot(event_id);
+    if (e->json != NULL && e->raw_len == r->json_len && (e->keys == NULL || e->keys == keys) &&
+        strcmp(e->event_id, event_id) == 0 && memcmp(e->raw, r->json, r->json_len) == 0)
+        return keys != NULL && e->keys == NULL ? event_copy_keys(e->json, keys) : json_deep_copy(e->json);
+    json_t *j = event_parse_text(r, keys, &parsed_keys);
+    if (j == NULL)
+        return NULL;
+    free(e->event_id);
+    free(e->raw);
+    json_decref(e->json);
+    e->event_id = ax_strdup(event_id);
+    e->raw = ax_malloc(r->json_len);
+    memcpy(e->raw, r->json, r->json_len);
+    e->raw_len = r->json_len;
+    e->json = json_deep_copy(j); /* the cache's own: callers may change theirs */
+    e->keys = parsed_keys;
+    return j;
+}
+
+int ax_db_event_get(ax_txn_t *txn, const char *event_id, json_t **event, ax_event_rec_t *rec)
+{
+    ax_event_rec_t r;
+    int rc = ax_db_event_get_raw(txn, event_id, &r);
+    if (rc != 0)
+        return rc;
+    json_t *j = event_parse(event_id, &r, NULL);
+    if (j == NULL)
+        return AX_EIO;
+    if (rec != NULL)
+        *rec = r;
+    *event = j;
+    return 0;
+}
+
 int ax_db_event_get_keys(ax_txn_t *txn, const char *event_id, const char *const *keys, json_t **event,
                          ax_event_rec_t *rec)
 {
@@ -181,11 +289,7 @@ int ax_db_event_get_keys(ax_txn_t *txn, const char *event_id, const char *const 
     int rc = ax_db_event_get_raw(txn, event_id, &r);
     if (rc != 0)
         return rc;
-    ax_buf_t b = AX_BUF_INIT;
-    json_t *j = skim_object(r.json, r.json_len, keys, &b) ? json_loadb(b.base, b.len, 0, NULL) : NULL;
-    ax_buf_dispose(&b);
-    if (j == NULL)
-        j = json_loadb(r.json, r.json_len, 0, NULL);
+    json_t *j = event_parse(event_id, &r, keys);
     if (j == NULL)
         return AX_EIO;
     if (rec != NULL)

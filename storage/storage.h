@@ -194,6 +194,14 @@ typedef struct st_ax_event_rec_t {
 } ax_event_rec_t;
 
 int ax_db_event_get_raw(ax_txn_t *txn, const char *event_id, ax_event_rec_t *out);
+/**
+ * Keeps the last events ax_db_event_get parsed on this thread, in 'slots' slots, and hands out
+ * copies while their stored bytes stay the same (the HTTP threads: every /sync answer woken by
+ * a message parses the same new events).  Threads that never call it parse every time.
+ * ax_db_event_cache_free() before the thread ends.
+ */
+void ax_db_event_cache_init(size_t slots);
+void ax_db_event_cache_free(void);
 /** Parses the event (a new reference in '*event'); 'rec' (may be NULL) gets position and flags. */
 int ax_db_event_get(ax_txn_t *txn, const char *event_id, json_t **event, ax_event_rec_t *rec);
 /**
@@ -210,7 +218,8 @@ int ax_db_event_get_shared(ax_txn_t *txn, const char *event_id, json_t **event);
  * 'keys' (NULL-terminated) of the event: the others (signatures, hashes,
  * auth_events, prev_events: most of a PDU) are skipped unparsed, and
  * '*event' holds the ones present of 'keys' (a stored record that cannot be
- * skimmed is parsed whole; then it holds every member).
+ * skimmed is parsed whole; then it holds every member).  Pass a static
+ * list: the thread's event cache tells lists apart by their address.
  */
 int ax_db_event_get_keys(ax_txn_t *txn, const char *event_id, const char *const *keys, json_t **event,
                          ax_event_rec_t *rec);

@@ -128,23 +128,33 @@ static json_t *apply_event_fields(sync_t *s, json_t *ev)
     return out;
 }
 
+/* Whether the filter wants events in the client format (the default), not the federation one. */
+static bool client_format(sync_t *s)
+{
+    return !ax_streq(json_string_value(json_object_get(s->filter, "event_format")), "federation");
+}
+
+/* 'ev' (stolen), loaded by ax_event_load_client, made into what the filter asks for. */
+static json_t *client_event(sync_t *s, json_t *ev, bool keep_room_id)
+{
+    if (!keep_room_id)
+        json_object_del(ev, "room_id");
+    return apply_event_fields(s, ev);
+}
+
 /* Loads an event in the filter's format (a new reference), or NULL. */
 static json_t *load_event(sync_t *s, const char *event_id, bool keep_room_id)
 {
     json_t *ev;
-    if (ax_streq(json_string_value(json_object_get(s->filter, "event_format")), "federation")) {
+    if (!client_format(s)) {
         ax_event_rec_t rec;
         if (ax_db_event_get(s->txn, event_id, &ev, &rec) != 0)
             return NULL;
         json_object_del(ev, "unsigned");
-    } else {
-        ev = ax_event_load_client(s->txn, event_id, s->user_id, s->device_id, NULL);
-        if (ev == NULL)
-            return NULL;
-        if (!keep_room_id)
-            json_object_del(ev, "room_id");
+        return apply_event_fields(s, ev);
     }
-    return apply_event_fields(s, ev);
+    ev = ax_event_load_client(s->txn, event_id, s->user_id, s->device_id, NULL);
+    return ev != NULL ? client_event(s, ev, keep_room_id) : NULL;
 }
 
 /* ---- one joined (or left) room ---- */

@@ -207,6 +207,42 @@ class LongPoll(RoomTestCase):
         th.join(10)
         self.assertNotIn("rooms", result["sync"])
 
+    def test_wake_without_news_for_long_polls_of_one_user(self):
+        """Long-polls of one user (several devices) woken by a commit that shows them nothing
+        (their filter hides the message) park again and time out normally; the wake-up must
+        not fire the re-parked request again and again (that spun the HTTP thread forever)."""
+        aid, at = self.user()
+        bid, bt = self.user()
+        room = self.create_room(at, preset="public_chat")
+        self.join(bt, room)
+        flt = {"room": {"timeline": {"not_types": ["m.room.message"]}, "ephemeral": {"types": []}}}
+        since = self.sync(at)["next_batch"]
+        results = []
+
+        def poll():
+            t0 = time.time()
+            s = self.sync(at, since=since, timeout=1500, filter_=flt)
+            results.append((time.time() - t0, s))
+
+        threads = [threading.Thread(target=poll) for _ in range(4)]  # two share an HTTP thread
+        for th in threads:
+            th.start()
+        time.sleep(0.5)
+        self.send(bt, room)
+        # every HTTP thread still answers (a few connections: SO_REUSEPORT spreads them)
+        for _ in range(8):
+            c = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=5)
+            c.request("GET", "/_matrix/client/versions")
+            self.assertEqual(c.getresponse().status, 200)
+            c.close()
+        for th in threads:
+            th.join(10)
+        self.assertEqual(len(results), 4)
+        for elapsed, s in results:
+            self.assertGreaterEqual(elapsed, 1.4)
+            self.assertLess(elapsed, 5)
+            self.assertNotIn(room, s.get("rooms", {}).get("join", {}))
+
 
 class Shutdown(RoomTestCase):
     def test_long_poll_during_shutdown_is_answered_and_axon_exits(self):

@@ -97,3 +97,66 @@ def measure(cx, kind, name, polls, send, tags, **cfg_extra):
         return r, wall
 
     return cx.measure(server, "longpoll", " ".join(cmd), go, dict(tags, kind=kind, connections=n, raw_log=log_path))
+
+
+FLOW = os.path.join(ROOT, "bench", "loadgen", "wakeflow.py")
+
+
+def measure_flow(cx, kind, name, cfg, tags):
+    """sync_wakeup's flow case with bench/loadgen/wakeflow.py: cfg["idle"] and
+    cfg["members"] long-polls parked, then cfg["count"] messages at cfg["rate"]
+    per second into cfg["room_id"]; one measurement of kind 'kind' whose
+    latencies are per (message, member) delivery.  The server's RSS is read
+    before and with everything parked, as in measure()."""
+    n = len(cfg["idle"]) + len(cfg["members"])
+    pids = cx.target.pids()
+    cfg = dict(cfg, base=cx.target.base, settle_s=0.3 if cx.quick else 1.0, server_pid=pids[0] if pids else None)
+    cfg_path = os.path.join(cx.workdir, "wakeflow-%s-%d-%d.json" % (name, n, tags.get("rep", 0)))
+    with open(cfg_path, "w") as f:
+        json.dump(cfg, f)
+    cmd = [sys.executable, FLOW, cfg_path]
+    server = cx.target
+    log_path = cx._raw_path("wakeflow", server)
+
+    def go():
+        rss_idle, anon_idle = server.rss_kb(), server.rss_anon_kb()
+        t0 = time.monotonic()
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, start_new_session=True)
+        out = []
+        try:
+            parked = _readline(proc, 180, out)
+            if not parked.startswith("parked"):
+                raise BenchError("wakeflow.py: %s" % "".join(out)[-1500:])
+            time.sleep(0.3)
+            rss_parked, anon_parked = server.rss_kb(), server.rss_anon_kb()
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            line = _readline(proc, 60 + cfg["count"] / cfg["rate"] + cfg.get("drain_s", 10), out)
+            proc.wait(30)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, 9)
+                proc.wait()
+        wall = time.monotonic() - t0
+        with open(log_path, "w") as f:
+            f.write("$ %s\n%s" % (" ".join(cmd), "".join(out)))
+        try:
+            res = json.loads(line)
+        except ValueError:
+            raise BenchError("wakeflow.py: %s" % "".join(out)[-1500:])
+        r = {"requests": res["delivered"], "duration_s": res["flow_s"],
+             "rps": res["delivered"] / res["flow_s"] if res["flow_s"] else None,
+             "p50_ms": res["p50_ms"], "p90_ms": res["p90_ms"], "p99_ms": res["p99_ms"], "max_ms": res["max_ms"],
+             "mean_ms": res["mean_ms"], "errors": res["errors"] + res["missing"] + res["idle_answers"],
+             "non2xx": sum(v for k, v in res["send_status"].items() if k != "200"),
+             "bytes_per_req": res["bytes_per_answer"], "error": None}
+        if res["delivered"] == 0:
+            r["error"] = "no message reached a member: %s" % res["error_samples"][:2]
+        r.update(flow=res, rss_idle_kb=rss_idle, rss_parked_kb=rss_parked, anon_idle_kb=anon_idle,
+                 anon_parked_kb=anon_parked,
+                 rss_per_poll_kb=(rss_parked - rss_idle) / float(n) if rss_idle and rss_parked else None,
+                 anon_per_poll_kb=(anon_parked - anon_idle) / float(n) if anon_idle and anon_parked else None)
+        return r, wall
+
+    return cx.measure(server, "wakeflow", " ".join(cmd), go, dict(tags, kind=kind, connections=n, raw_log=log_path))
