@@ -36,6 +36,48 @@ def _readline(proc, timeout, out):
     raise BenchError("longpoll.py did not answer within %ds: %s" % (timeout, "".join(out)[-1500:]))
 
 
+def _drive(cx, tool, cmd, log_path, go_timeout):
+    """Runs a load generator that prints "parked" once its long-polls are parked, waits for "go" on stdin and
+    prints one JSON line of results.  Returns (results, server RSS / RssAnon before and with all parked (kB), wall
+    seconds); the output goes to log_path."""
+    server = cx.target
+    rss_idle, anon_idle = server.rss_kb(), server.rss_anon_kb()
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    out = []
+    try:
+        parked = _readline(proc, 180, out)
+        if not parked.startswith("parked"):
+            raise BenchError("%s: %s" % (tool, "".join(out)[-1500:]))
+        time.sleep(0.3)
+        rss_parked, anon_parked = server.rss_kb(), server.rss_anon_kb()
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        line = _readline(proc, go_timeout, out)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+    wall = time.monotonic() - t0
+    with open(log_path, "w") as f:
+        f.write("$ %s\n%s" % (" ".join(cmd), "".join(out)))
+    try:
+        res = json.loads(line)
+    except ValueError:
+        raise BenchError("%s: %s" % (tool, "".join(out)[-1500:]))
+    return res, (rss_idle, anon_idle, rss_parked, anon_parked), wall
+
+
+def _rss_fields(n, rss):
+    """The RSS figures of a result: before, parked, and per parked long-poll."""
+    rss_idle, anon_idle, rss_parked, anon_parked = rss
+    return dict(rss_idle_kb=rss_idle, rss_parked_kb=rss_parked, anon_idle_kb=anon_idle, anon_parked_kb=anon_parked,
+                rss_per_poll_kb=(rss_parked - rss_idle) / float(n) if rss_idle and rss_parked else None,
+                anon_per_poll_kb=(anon_parked - anon_idle) / float(n) if anon_idle and anon_parked else None)
+
+
 def measure(cx, kind, name, polls, send, tags, **cfg_extra):
     """Parks 'polls' ([{"token", "since"}]) on cx.target, PUTs 'send' ({"path",
     "token", "body"}) and records one measurement of kind 'kind' (tags added).
@@ -53,32 +95,7 @@ def measure(cx, kind, name, polls, send, tags, **cfg_extra):
     log_path = cx._raw_path("longpoll", server)
 
     def go():
-        rss_idle, anon_idle = server.rss_kb(), server.rss_anon_kb()
-        t0 = time.monotonic()
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, start_new_session=True)
-        out = []
-        try:
-            parked = _readline(proc, 180, out)
-            if not parked.startswith("parked"):
-                raise BenchError("longpoll.py: %s" % "".join(out)[-1500:])
-            time.sleep(0.3)
-            rss_parked, anon_parked = server.rss_kb(), server.rss_anon_kb()
-            proc.stdin.write("go\n")
-            proc.stdin.flush()
-            line = _readline(proc, 150, out)
-            proc.wait(30)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, 9)
-                proc.wait()
-        wall = time.monotonic() - t0
-        with open(log_path, "w") as f:
-            f.write("$ %s\n%s" % (" ".join(cmd), "".join(out)))
-        try:
-            res = json.loads(line)
-        except ValueError:
-            raise BenchError("longpoll.py: %s" % "".join(out)[-1500:])
+        res, rss, wall = _drive(cx, "longpoll.py", cmd, log_path, 150)
         lat = res.pop("wake_ms")
         r = {"requests": res["woken"], "duration_s": (lat[-1] / 1000.0) if lat else None,
              "rps": res["woken"] / (lat[-1] / 1000.0) if lat and lat[-1] > 0 else None,
@@ -90,10 +107,7 @@ def measure(cx, kind, name, polls, send, tags, **cfg_extra):
             r["error"] = "the send answered %s" % res["send_status"]
         elif res["woken"] == 0:
             r["error"] = "no long-poll answered: %s" % res["error_samples"][:2]
-        r.update(longpoll=res, rss_idle_kb=rss_idle, rss_parked_kb=rss_parked, anon_idle_kb=anon_idle,
-                 anon_parked_kb=anon_parked,
-                 rss_per_poll_kb=(rss_parked - rss_idle) / float(n) if rss_idle and rss_parked else None,
-                 anon_per_poll_kb=(anon_parked - anon_idle) / float(n) if anon_idle and anon_parked else None)
+        r.update(longpoll=res, **_rss_fields(n, rss))
         return r, wall
 
     return cx.measure(server, "longpoll", " ".join(cmd), go, dict(tags, kind=kind, connections=n, raw_log=log_path))
@@ -119,32 +133,8 @@ def measure_flow(cx, kind, name, cfg, tags):
     log_path = cx._raw_path("wakeflow", server)
 
     def go():
-        rss_idle, anon_idle = server.rss_kb(), server.rss_anon_kb()
-        t0 = time.monotonic()
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, start_new_session=True)
-        out = []
-        try:
-            parked = _readline(proc, 180, out)
-            if not parked.startswith("parked"):
-                raise BenchError("wakeflow.py: %s" % "".join(out)[-1500:])
-            time.sleep(0.3)
-            rss_parked, anon_parked = server.rss_kb(), server.rss_anon_kb()
-            proc.stdin.write("go\n")
-            proc.stdin.flush()
-            line = _readline(proc, 60 + cfg["count"] / cfg["rate"] + cfg.get("drain_s", 10), out)
-            proc.wait(30)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, 9)
-                proc.wait()
-        wall = time.monotonic() - t0
-        with open(log_path, "w") as f:
-            f.write("$ %s\n%s" % (" ".join(cmd), "".join(out)))
-        try:
-            res = json.loads(line)
-        except ValueError:
-            raise BenchError("wakeflow.py: %s" % "".join(out)[-1500:])
+        go_timeout = 60 + cfg["count"] / cfg["rate"] + cfg.get("drain_s", 10)
+        res, rss, wall = _drive(cx, "wakeflow.py", cmd, log_path, go_timeout)
         r = {"requests": res["delivered"], "duration_s": res["flow_s"],
              "rps": res["delivered"] / res["flow_s"] if res["flow_s"] else None,
              "p50_ms": res["p50_ms"], "p90_ms": res["p90_ms"], "p99_ms": res["p99_ms"], "max_ms": res["max_ms"],
@@ -153,10 +143,7 @@ def measure_flow(cx, kind, name, cfg, tags):
              "bytes_per_req": res["bytes_per_answer"], "error": None}
         if res["delivered"] == 0:
             r["error"] = "no message reached a member: %s" % res["error_samples"][:2]
-        r.update(flow=res, rss_idle_kb=rss_idle, rss_parked_kb=rss_parked, anon_idle_kb=anon_idle,
-                 anon_parked_kb=anon_parked,
-                 rss_per_poll_kb=(rss_parked - rss_idle) / float(n) if rss_idle and rss_parked else None,
-                 anon_per_poll_kb=(anon_parked - anon_idle) / float(n) if anon_idle and anon_parked else None)
+        r.update(flow=res, **_rss_fields(n, rss))
         return r, wall
 
     return cx.measure(server, "wakeflow", " ".join(cmd), go, dict(tags, kind=kind, connections=n, raw_log=log_path))
