@@ -102,6 +102,7 @@ class Context:
         self.commands = []                # (what, command line) for the report
         self.fixtures = {}                # seeded data shared by scenarios (axbench.seed.fixture)
         self.fed_ca = None                # axbench.fed.TestCA when a scenario federates (AXON_FEDERATION)
+        self.fresh_rss_kb = None          # the managed axon's RSS after start-up, before any scenario ran
         self.has_h2load = tools.which("h2load") is not None
         self._h2c = {}
         self._n = 0
@@ -537,6 +538,8 @@ def main(argv):
         sampler.start()
         time.sleep(0.3 if opts.quick else 1.0)
         meta["target"]["rss_startup_kb"] = ctx.target.rss_kb()
+        if meta["target"].get("managed"):
+            ctx.fresh_rss_kb = meta["target"]["rss_startup_kb"]
 
         # -- scenarios prepare; the baseline learns the bytes it must answer
         routes = []
