@@ -75,6 +75,7 @@ class ScenarioRun:
         self.state = {}                   # the scenario's own data (users, tokens, bodies)
         self.results = []                 # one dict per measurement
         self.rss = {}                     # server name -> {idle_before_kb, peak_kb, after_kb}
+        self.ran_before = []              # the scenarios that ran on the target before this one
         self.summary = None               # what module.summarize() returned
         self.prepare_s = None             # seconds module.prepare() took
         self.t0 = self.t1 = None
@@ -103,6 +104,7 @@ class Context:
         self.fixtures = {}                # seeded data shared by scenarios (axbench.seed.fixture)
         self.fed_ca = None                # axbench.fed.TestCA when a scenario federates (AXON_FEDERATION)
         self.fresh_rss_kb = None          # the managed axon's RSS after start-up, before any scenario ran
+        self.ran_before = []              # the scenarios that already ran on this target, in order
         self.has_h2load = tools.which("h2load") is not None
         self._h2c = {}
         self._n = 0
@@ -588,6 +590,8 @@ def main(argv):
                 progress.note("%s: %s" % (sc.name, sc.reason))
                 continue
             ctx.scenario = sc
+            sc.ran_before = list(ctx.ran_before)
+            ctx.ran_before.append(sc.name)
             try:
                 # seeding that must not weigh on earlier scenarios' memory figures
                 # happens here, right before the scenario, and is not measured
