@@ -1099,8 +1099,7 @@ int ax_fed_check_config(const ax_config_t *cfg, char *err, size_t errlen)
     return rc;
 }
 
-ax_fed_t *ax_fed_start(const ax_config_t *cfg, const ax_signing_key_t *key, ax_db_t *db, ax_writer_t *writer, char *err,
-                       size_t errlen)
+ax_fed_t *ax_fed_start(const ax_config_t *cfg, const ax_signing_key_t *key, ax_db_t *db, ax_writer_t *writer)
 {
     ax_fed_t *fed = ax_calloc(1, sizeof(*fed));
     fed->cfg = cfg;
@@ -1108,8 +1107,6 @@ ax_fed_t *ax_fed_start(const ax_config_t *cfg, const ax_signing_key_t *key, ax_d
     fed->key = key;
     fed->db = db;
     fed->writer = writer;
-    (void)err;
-    (void)errlen;
     if (!cfg->federation_verify_tls)
         ax_log(AX_LOG_WARN, "federation_verify_tls = false: remote servers' certificates are NOT checked; "
                             "anyone on the network path can impersonate them (development only)");

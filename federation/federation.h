@@ -272,14 +272,14 @@ void ax_fed_urlencode(ax_buf_t *out, const char *s);
  * Starts the federation loop thread (and its DNS thread) for 'cfg' (our
  * server name, TLS settings, trusted_key_servers), signing with 'key',
  * reading 'db' and writing through 'writer' (all borrowed; they must
- * outlive the loop).  Returns the loop, or NULL with 'err' set (a CA file
- * that does not load).
+ * outlive the loop).  Returns the loop.  Its TLS context (the system's
+ * certificates and federation_ca_file) is made by the first outbound
+ * request; ax_fed_check_config() checks the CA file at start-up.
  */
-ax_fed_t *ax_fed_start(const ax_config_t *cfg, const ax_signing_key_t *key, ax_db_t *db, ax_writer_t *writer, char *err,
-                       size_t errlen);
+ax_fed_t *ax_fed_start(const ax_config_t *cfg, const ax_signing_key_t *key, ax_db_t *db, ax_writer_t *writer);
 
 /**
- * Checks what ax_fed_start() will load from 'cfg' (federation_ca_file), so
+ * Checks what the federation client will load from 'cfg' (federation_ca_file), so
  * a bad file fails start-up before anything is written.  Returns 0 or
  * AX_EINVAL with 'err' set.
  */

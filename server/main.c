@@ -255,11 +255,8 @@ static int serve(const char *config_path)
         return 2;
     }
     ax_pusher_start(srv.pusher);
-    if (cfg->federation_enabled &&
-        (srv.fed = ax_fed_start(cfg, &srv.signing_key, srv.db, srv.writer, err, sizeof(err))) == NULL) {
-        fprintf(stderr, "axon: %s\n", err);
-        return 2;
-    }
+    if (cfg->federation_enabled)
+        srv.fed = ax_fed_start(cfg, &srv.signing_key, srv.db, srv.writer);
     if (srv.fed != NULL)
         srv.media.fetch = ax_fed_media_fetch; /* mxc:// of other servers, fetched over federation */
     srv.on_stopping = stopping;
