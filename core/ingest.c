@@ -386,9 +386,8 @@ static int accept(ax_txn_t *txn, const ax_room_version_t *rv, json_t *room, cons
         return rc;
 
     const char *type = json_string_value(json_object_get(pdu, "type"));
-    if ((rc =
-             ax_room_index_content(txn, room_id, pos, event_id, type, json_string_value(json_object_get(pdu, "sender")),
-                                   json_object_get(pdu, "content"))) != 0)
+    if ((rc = ax_room_index_content(txn, room_id, pos, event_id, json_string_value(json_object_get(pdu, "sender")),
+                                    json_object_get(pdu, "content"))) != 0)
         return rc;
     if (strcmp(type, "m.room.redaction") == 0) {
         const char *target = json_string_value(json_object_get(pdu, "redacts"));

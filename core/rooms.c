@@ -13,7 +13,6 @@
 #include "core/events.h"
 #include "core/push.h"
 
-#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -155,71 +154,6 @@ static void note_replaced_state(ax_room_lookup_t *c, const ax_draft_t *d, json_t
     json_object_set(local_unsigned, "prev_sender", json_object_get(old, "sender"));
 }
 
-/* ---- full-text index ---- */
-
-void ax_search_terms(const char *text, void (*cb)(void *arg, const char *term), void *arg)
-{
-    char seen[64][65];
-    size_t nseen = 0;
-    const unsigned char *p = (const unsigned char *)text;
-    while (*p != '\0') {
-        while (*p != '\0' && !(isalnum(*p) || *p >= 0x80))
-            ++p;
-        char term[65];
-        size_t n = 0;
-        while (*p != '\0' && (isalnum(*p) || *p >= 0x80)) {
-            if (n < 64)
-                term[n++] = (char)tolower(*p);
-            ++p;
-        }
-        if (n == 0)
-            continue;
-        /* do not cut a UTF-8 sequence in half */
-        while (n > 0 && ((unsigned char)term[n - 1] & 0xC0) == 0x80 && n == 64)
-            --n;
-        term[n] = '\0';
-        bool dup = false;
-        for (size_t i = 0; i < nseen && !dup; ++i)
-            dup = strcmp(seen[i], term) == 0;
-        if (dup)
-            continue;
-        if (nseen < AX_ARRAY_SIZE(seen))
-            memcpy(seen[nseen++], term, n + 1);
-        cb(arg, term);
-    }
-}
-
-typedef struct st_index_t {
-    ax_txn_t *txn;
-    const char *room_id;
-    uint64_t pos;
-    const char *event_id;
-    int rc;
-} index_t;
-
-static void index_term(void *arg, const char *term)
-{
-    index_t *x = arg;
-    if (x->rc == 0)
-        x->rc = ax_db_search_add(x->txn, term, x->room_id, x->pos, x->event_id);
-}
-
-/* Indexes the words of messages, room names and topics for POST /search. */
-static int index_text(ax_txn_t *txn, const char *room_id, uint64_t pos, const char *event_id, const char *type,
-                      const json_t *content)
-{
-    const char *field = strcmp(type, "m.room.message") == 0 ? "body"
-                        : strcmp(type, "m.room.name") == 0  ? "name"
-                        : strcmp(type, "m.room.topic") == 0 ? "topic"
-                                                            : NULL;
-    const char *text = field != NULL ? json_string_value(json_object_get(content, field)) : NULL;
-    if (text == NULL)
-        return 0;
-    index_t x = {txn, room_id, pos, event_id, 0};
-    ax_search_terms(text, index_term, &x);
-    return x.rc;
-}
-
 static int store_indexes(ax_txn_t *txn, const ax_room_version_t *rv, json_t *room, const char *room_id,
                          const char *event_id, json_t *pdu, const ax_draft_t *d, uint64_t pos, const prev_t *prev)
 {
@@ -262,11 +196,11 @@ static int store_indexes(ax_txn_t *txn, const ax_room_version_t *rv, json_t *roo
     }
     (void)rv;
     (void)pdu;
-    return ax_room_index_content(txn, room_id, pos, event_id, type, d->sender, d->content);
+    return ax_room_index_content(txn, room_id, pos, event_id, d->sender, d->content);
 }
 
-int ax_room_index_content(ax_txn_t *txn, const char *room_id, uint64_t pos, const char *event_id, const char *type,
-                          const char *sender, const json_t *content)
+int ax_room_index_content(ax_txn_t *txn, const char *room_id, uint64_t pos, const char *event_id, const char *sender,
+                          const json_t *content)
 {
     int rc;
     json_t *rel = json_object_get(content, "m.relates_to");
@@ -278,7 +212,7 @@ int ax_room_index_content(ax_txn_t *txn, const char *room_id, uint64_t pos, cons
         ((rc = ax_db_thread_touch(txn, room_id, parent, pos)) != 0 ||
          (rc = ax_db_thread_note(txn, parent, event_id, sender)) != 0))
         return rc;
-    return index_text(txn, room_id, pos, event_id, type, content);
+    return 0; /* the full-text index follows on its own (core/search.c) */
 }
 
 /* Applies a redaction to its target, if the target is in the same room and

@@ -251,12 +251,31 @@ json_t *ax_event_client_format(const json_t *pdu, const char *event_id, const ch
 json_t *ax_event_load_client(ax_txn_t *txn, const char *event_id, const char *user_id, const char *device_id,
                              ax_event_rec_t *rec);
 
+/* ---- search.c -- the full-text index (term_roompos_event) ---- */
+
 /**
  * Splits 'text' into lower-cased search terms (runs of letters and digits;
  * non-ASCII characters count as letters) and calls 'cb' for each distinct
  * one.  Shared by the indexer and the search endpoint.
  */
 void ax_search_terms(const char *text, void (*cb)(void *arg, const char *term), void *arg);
+/** The text of an event the index holds (a message's body, a room's name or topic), or NULL. */
+const char *ax_search_text(const char *type, const json_t *content);
+/** The top-level keys ax_search_text() reads, for ax_db_event_get_keys(). */
+extern const char *const ax_search_event_keys[];
+/**
+ * The stream position up to which every timeline event is in the index;
+ * later ones are not yet and must be read from the timeline.
+ */
+uint64_t ax_search_pos(ax_txn_t *txn);
+
+typedef struct st_ax_search_indexer_t ax_search_indexer_t;
+/** Makes 'w' index the timeline in batches of its own (ax_writer_set_task).  Before ax_writer_start(). */
+ax_search_indexer_t *ax_search_indexer_new(ax_writer_t *w);
+/** The position the index has reached, as of its last step (0 before the first); any thread. */
+uint64_t ax_search_indexer_pos(ax_search_indexer_t *x);
+/** After ax_writer_stop(); NULL is allowed. */
+void ax_search_indexer_free(ax_search_indexer_t *x);
 
 /* ---- visibility.c -- history visibility (spec: "History visibility") ---- */
 

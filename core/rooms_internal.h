@@ -9,9 +9,12 @@
 #include "core/events.h"
 #include "core/rooms.h"
 
-/** Indexes an event's content at 'pos': relations, threads (roots, summaries), full-text terms. */
-int ax_room_index_content(ax_txn_t *txn, const char *room_id, uint64_t pos, const char *event_id, const char *type,
-                          const char *sender, const json_t *content);
+/**
+ * Indexes an event's content at 'pos': relations, threads (roots,
+ * summaries).  The full-text index follows on its own (core/search.c).
+ */
+int ax_room_index_content(ax_txn_t *txn, const char *room_id, uint64_t pos, const char *event_id, const char *sender,
+                          const json_t *content);
 
 /**
  * Applies 'redaction' (whose client form 'redaction_client' becomes the

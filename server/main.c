@@ -245,6 +245,7 @@ static int serve(const char *config_path)
     srv.writer = ax_writer_new(srv.db);
     ax_writer_set_commit_hook(srv.writer, notify_hook, &srv);
     ax_push_attach(srv.push, srv.writer);
+    srv.search = ax_search_indexer_new(srv.writer);
     if (ax_writer_start(srv.writer) != 0) {
         fprintf(stderr, "axon: cannot start the database writer\n");
         return 2;
@@ -279,6 +280,7 @@ static int serve(const char *config_path)
     pthread_mutex_unlock(&srv.fed_mutex);
     ax_fed_free(fed);
     ax_writer_stop(srv.writer);
+    ax_search_indexer_free(srv.search);
     ax_pusher_free(srv.pusher);
     ax_outbound_free(srv.outbound);
     ax_push_free(srv.push);

@@ -174,6 +174,11 @@ static void write_writer(ax_server_t *srv, ax_buf_t *b)
                   ws.commit_seconds_sum, (unsigned long long)ws.batches);
     header(b, "axon_stream_position", "gauge", "Last committed stream position.");
     ax_buf_printf(b, "axon_stream_position %llu\n", (unsigned long long)ax_writer_stream_pos(srv->writer));
+    if (srv->search != NULL) {
+        header(b, "axon_search_index_position", "gauge",
+               "Stream position up to which the full-text index is complete (search reads the timeline after it).");
+        ax_buf_printf(b, "axon_search_index_position %llu\n", (unsigned long long)ax_search_indexer_pos(srv->search));
+    }
 }
 
 static void write_push(ax_server_t *srv, ax_buf_t *b)

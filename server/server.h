@@ -410,6 +410,7 @@ struct st_ax_server_t {
     ax_http_t *http;
     ax_db_t *db;
     ax_writer_t *writer;
+    ax_search_indexer_t *search; /* the writer's task: the full-text index */
     ax_workers_t *workers;
     ax_signing_key_t signing_key;
     struct st_ax_origin_t origin; /* server_name + signing_key, for the event pipeline */

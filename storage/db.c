@@ -155,8 +155,19 @@ static int migrate_thread_summaries(ax_txn_t *txn)
     return rc;
 }
 
+/* ---- 3 -> 4: the full-text index in grouped records, behind the timeline (meta "search_pos") ---- */
+
+static int migrate_search_index(ax_txn_t *txn)
+{
+    /* its records held one event each: the server's indexer rebuilds it from the timeline (search
+     * reads what it has not reached yet from the timeline meanwhile) */
+    int rc = ax_db_search_clear(txn);
+    return rc != 0 ? rc : ax_db_meta_put_u64(txn, "search_pos", 0);
+}
+
 /* migrations[i] upgrades a database at version i+1 to i+2. */
-static int (*const migrations[])(ax_txn_t *txn) = {migrate_member_changes, migrate_thread_summaries};
+static int (*const migrations[])(ax_txn_t *txn) = {migrate_member_changes, migrate_thread_summaries,
+                                                   migrate_search_index};
 
 typedef struct st_schema_arg_t {
     char *err;

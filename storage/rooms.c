@@ -1179,15 +1179,44 @@ int ax_db_threads_scan(ax_txn_t *txn, const char *room_id, uint64_t from,
 
 /* ---- the full-text index ---- */
 
-int ax_db_search_add(ax_txn_t *txn, const char *term, const char *room_id, uint64_t pos, const char *event_id)
+int ax_db_search_put(ax_txn_t *txn, const char *term, const char *room_id, const uint64_t *pos, size_t n)
 {
     ax_key_t k = {0};
     ax_key_str(&k, term, true);
     ax_key_str(&k, room_id, true);
-    ax_key_u64(&k, pos);
-    if (k.overflow)
+    ax_key_u64(&k, pos[0]);
+    if (k.overflow || n == 0)
         return 0; /* an absurd term is simply not indexed */
-    return ax_kv_put(txn, AX_DBI_term_roompos_event, k.b, k.n, event_id, strlen(event_id), 0);
+    uint8_t *v = ax_malloc(n * 8);
+    for (size_t i = 0; i < n; ++i)
+        ax_be64_put(v + 8 * i, pos[i]);
+    int rc = ax_kv_put(txn, AX_DBI_term_roompos_event, k.b, k.n, v, n * 8, 0);
+    free(v);
+    return rc;
+}
+
+typedef struct st_search_scan_t {
+    ax_txn_t *txn;
+    int (*cb)(void *arg, uint64_t pos, const char *event_id);
+    void *arg;
+} search_scan_t;
+
+static int search_cb(void *arg, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    (void)key, (void)klen;
+    search_scan_t *s = arg;
+    /* the value may move once we read other records: copy the positions first */
+    size_t n = vlen / 8;
+    uint64_t *pos = ax_malloc((n != 0 ? n : 1) * sizeof(*pos));
+    for (size_t i = 0; i < n; ++i)
+        pos[i] = ax_be64_get((const uint8_t *)val + 8 * i);
+    int rc = 0;
+    char eid[256];
+    for (size_t i = 0; i < n && rc == 0; ++i)
+        if (ax_db_stream_event_at(s->txn, pos[i], eid, sizeof(eid)) == 0)
+            rc = s->cb(s->arg, pos[i], eid);
+    free(pos);
+    return rc;
 }
 
 int ax_db_search_scan(ax_txn_t *txn, const char *term, const char *room_id,
@@ -1198,8 +1227,13 @@ int ax_db_search_scan(ax_txn_t *txn, const char *term, const char *room_id,
     ax_key_str(&p, room_id, true);
     if (p.overflow)
         return 0;
-    timeline_scan_t s = {p.n, cb, arg};
-    return ax_kv_scan_rev(txn, AX_DBI_term_roompos_event, p.b, p.n, NULL, 0, timeline_cb, &s);
+    search_scan_t s = {txn, cb, arg};
+    return ax_kv_scan_rev(txn, AX_DBI_term_roompos_event, p.b, p.n, NULL, 0, search_cb, &s);
+}
+
+int ax_db_search_clear(ax_txn_t *txn)
+{
+    return ax_kv_del_prefix(txn, AX_DBI_term_roompos_event, NULL, 0, NULL);
 }
 
 /* ---- history fetched from other servers ---- */

@@ -14,11 +14,12 @@
 #ifndef AX_STORAGE_SCHEMA_H
 #define AX_STORAGE_SCHEMA_H
 
-#define AX_SCHEMA_VERSION 3 /* 2: roomid_pos_member; 3: thread summaries (both backfilled) */
+#define AX_SCHEMA_VERSION 4 /* 2: roomid_pos_member; 3: thread summaries (both backfilled); 4: search index */
 
 /*
  * meta                  key = str name; value = per name: "schema_version" -> be64,
- *                       "stream_pos" -> be64 (last position handed out by the writer)
+ *                       "stream_pos" -> be64 (last position handed out by the writer),
+ *                       "search_pos" -> be64 (term_roompos_event holds every timeline event up to it)
  * accesstoken_session   key = sha256(access token) (32 bytes);
  *                       value = be64 expires_ms (0: never) | user_id 0x00 | device_id 0x00
  * refreshtoken_session  key = sha256(refresh token);
@@ -68,7 +69,9 @@
  * threadroot_pos        key = root event_id; value = be64 pos of its latest event (to move the entry above)
  * threadroot_summary    key = root event_id; value = json {count, latest}   (replies of a thread)
  * threadroot_user       key = root event_id 0x00 user_id; value = ""          (who replied in it)
- * term_roompos_event    key = search term 0x00 room_id 0x00 be64 pos; value = event_id (full-text index)
+ * term_roompos_event    key = search term 0x00 room_id 0x00 be64 pos; value = be64 pos, repeated, newest first,
+ *                       the key's the first (full-text index: the timeline events whose words include
+ *                       the term, a record per batch the indexer wrote, behind the timeline: core/search.c)
  *
  * Per-user data (storage/userdata.c).
  * userroomtype_accountdata  key = user_id 0x00 room_id ("" for global) 0x00 type;

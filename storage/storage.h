@@ -349,11 +349,17 @@ int ax_db_thread_touch(ax_txn_t *txn, const char *room_id, const char *root, uin
 int ax_db_threads_scan(ax_txn_t *txn, const char *room_id, uint64_t from,
                        int (*cb)(void *arg, uint64_t pos, const char *root), void *arg);
 
-/** Adds 'event_id' at 'pos' of 'room_id' to the full-text index under 'term'. */
-int ax_db_search_add(ax_txn_t *txn, const char *term, const char *room_id, uint64_t pos, const char *event_id);
+/**
+ * Adds the timeline events at positions 'pos' (n of them, newest first, all
+ * newer than any indexed before in 'room_id') to the full-text index under
+ * 'term', as one record.
+ */
+int ax_db_search_put(ax_txn_t *txn, const char *term, const char *room_id, const uint64_t *pos, size_t n);
 /** The events of 'room_id' indexed under 'term', newest first. */
 int ax_db_search_scan(ax_txn_t *txn, const char *term, const char *room_id,
                       int (*cb)(void *arg, uint64_t pos, const char *event_id), void *arg);
+/** Empties the full-text index. */
+int ax_db_search_clear(ax_txn_t *txn);
 
 /* ---- userdata.c -- account data and filters --------------------------------------------- */
 
@@ -852,6 +858,26 @@ void *ax_txn_writer_state(ax_txn_t *txn);
 
 /** The last committed stream position (any thread). */
 uint64_t ax_writer_stream_pos(ax_writer_t *w);
+
+/**
+ * Work the writer does on its own, in write transactions of its own between
+ * batches, for an index that need not be complete at every commit (the
+ * full-text index, core/search.c).  'due' runs on the writer thread before it
+ * takes each batch and when nothing has been queued for 'idle_ms' ('idle');
+ * when it says yes, 'step' does a bounded piece of the work in 'txn', which
+ * commits when it returns 0 and is aborted otherwise; 'done' says which.  The
+ * transaction hands out no stream positions and wakes nobody.
+ */
+typedef struct st_ax_writer_task_t {
+    bool (*due)(void *arg, uint64_t stream_pos, bool idle);
+    int (*step)(void *arg, ax_txn_t *txn);
+    void (*done)(void *arg, bool committed);
+    void *arg;
+    unsigned idle_ms;
+} ax_writer_task_t;
+
+/** Sets the writer's task ('task' is copied).  Set it before ax_writer_start(). */
+void ax_writer_set_task(ax_writer_t *w, const ax_writer_task_t *task);
 
 #define AX_WRITER_BATCH_BUCKETS  12 /* 1 2 4 ... 1024 +Inf */
 #define AX_WRITER_COMMIT_BUCKETS 12

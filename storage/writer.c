@@ -17,10 +17,12 @@
 #include "storage/storage_internal.h"
 #include "common/strmap.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Parsed events the writer keeps between batches (ax_db_event_get_shared): the
  * few state events every send in a room reads.  Dropped wholesale past this. */
@@ -46,6 +48,7 @@ struct st_ax_writer_t {
     uint64_t events_epoch;       /* 'aborts' when 'events' was last known to match the database */
     void (*hook)(void *arg, const ax_commit_info_t *info);
     void *hook_arg;
+    ax_writer_task_t task; /* task.step NULL: none */
 
     /* statistics; written by the writer thread only */
     _Atomic uint64_t batches, jobs, failed_jobs, replays, commit_errors, queue_depth;
@@ -59,9 +62,18 @@ ax_writer_t *ax_writer_new(ax_db_t *db)
     ax_writer_t *w = ax_calloc(1, sizeof(*w));
     w->db = db;
     pthread_mutex_init(&w->mutex, NULL);
-    pthread_cond_init(&w->cond, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* the task's idle wait */
+    pthread_cond_init(&w->cond, &ca);
+    pthread_condattr_destroy(&ca);
     w->tail = &w->head;
     return w;
+}
+
+void ax_writer_set_task(ax_writer_t *w, const ax_writer_task_t *task)
+{
+    w->task = *task;
 }
 
 void ax_writer_set_commit_hook(ax_writer_t *w, void (*hook)(void *arg, const ax_commit_info_t *info), void *arg)
@@ -220,6 +232,49 @@ out:
     atomic_fetch_add(&w->jobs, n);
 }
 
+/* One step of the writer's task in a transaction of its own (called without the mutex). */
+static void run_task(ax_writer_t *w)
+{
+    ax_txn_t t = {.db = w->db, .write = true, .state = w->state, .epoch = w->aborts};
+    bool ok = false;
+    int rc = mdb_txn_begin(w->db->env, NULL, 0, &t.txn);
+    if (rc != 0) {
+        ax_db_err(w->db, rc);
+    } else if (w->task.step(w->task.arg, &t) != 0) {
+        mdb_txn_abort(t.txn);
+        w->aborts++;
+    } else if ((rc = mdb_txn_commit(t.txn)) != 0) {
+        ax_db_err(w->db, rc);
+        w->aborts++;
+        atomic_fetch_add(&w->commit_errors, 1);
+    } else {
+        ok = true;
+    }
+    w->task.done(w->task.arg, ok);
+}
+
+/* Under the mutex: whether the task is due; 'idle' after idle_ms without jobs. */
+static bool task_due(ax_writer_t *w, bool idle)
+{
+    return w->task.step != NULL && !w->stopping && w->task.due(w->task.arg, atomic_load(&w->stream_pos), idle);
+}
+
+/* Under the mutex, with nothing queued: sleeps until a job comes, or for idle_ms when the task may want to
+ * run then.  Returns true when it slept that long without a job. */
+static bool wait_for_jobs(ax_writer_t *w)
+{
+    if (w->task.step == NULL) {
+        pthread_cond_wait(&w->cond, &w->mutex);
+        return false;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)w->task.idle_ms * 1000000u;
+    ts.tv_sec += (time_t)(ns / 1000000000u);
+    ts.tv_nsec = (long)(ns % 1000000000u);
+    return pthread_cond_timedwait(&w->cond, &w->mutex, &ts) == ETIMEDOUT && w->head == NULL;
+}
+
 static void *writer_main(void *arg)
 {
     ax_writer_t *w = arg;
@@ -227,8 +282,21 @@ static void *writer_main(void *arg)
     ax_wjob_t **jobs = ax_malloc(cap * sizeof(*jobs));
     for (;;) {
         pthread_mutex_lock(&w->mutex);
-        while (w->head == NULL && !w->stopping)
-            pthread_cond_wait(&w->cond, &w->mutex);
+        /* the task goes first when due, so that a steady stream of batches cannot starve it */
+        bool idle = false, run = task_due(w, false);
+        while (!run && w->head == NULL && !w->stopping) {
+            if (idle) {
+                pthread_cond_wait(&w->cond, &w->mutex); /* the task had nothing to do: sleep until a job */
+                idle = false;
+            } else if ((idle = wait_for_jobs(w))) {
+                run = task_due(w, true);
+            }
+        }
+        if (run) {
+            pthread_mutex_unlock(&w->mutex);
+            run_task(w);
+            continue;
+        }
         ax_task_t *chain = w->head;
         w->head = NULL;
         w->tail = &w->head;

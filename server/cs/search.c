@@ -44,6 +44,7 @@ typedef struct st_search_t {
     terms_t *terms;
     json_t *keys; /* which content fields count */
     const json_t *filter;
+    uint64_t indexed; /* ax_search_pos() */
     hit_t *hits;
     size_t n, cap;
 } search_t;
@@ -127,6 +128,30 @@ static int candidate_cb(void *arg, uint64_t pos, const char *event_id)
     return 0;
 }
 
+static void find_term(void *arg, const char *term)
+{
+    void **a = arg;
+    if (strcmp(a[0], term) == 0)
+        a[1] = (void *)term;
+}
+
+/* An event after the index's position: a candidate when the index will hold it under the first term. */
+static int unindexed_cb(void *arg, uint64_t pos, const char *event_id)
+{
+    search_t *s = arg;
+    json_t *ev = NULL;
+    if (s->n >= SEARCH_MAX_CANDIDATES)
+        return 1;
+    if (ax_db_event_get_keys(s->txn, event_id, ax_search_event_keys, &ev, NULL) != 0)
+        return 0;
+    const char *text = ax_search_text(json_string_value(json_object_get(ev, "type")), json_object_get(ev, "content"));
+    void *a[2] = {s->terms->items[0], NULL};
+    if (text != NULL)
+        ax_search_terms(text, find_term, a);
+    json_decref(ev);
+    return a[1] != NULL ? candidate_cb(s, pos, event_id) : 0;
+}
+
 static int by_recent(const void *a, const void *b)
 {
     const hit_t *x = a, *y = b;
@@ -148,7 +173,9 @@ static int joined_room_cb(void *arg, const char *room_id, json_t *m)
         !ax_filter_room_allowed(s->filter, room_id))
         return 0;
     s->room_id = room_id;
-    /* candidates from the rarest-looking term would be better; the first term is good enough here */
+    /* the newest events first: those the index does not hold yet, then the index's.  Candidates from
+     * the rarest-looking term would be better; the first term is good enough here */
+    ax_db_timeline_scan(s->txn, room_id, s->indexed + 1, false, unindexed_cb, s);
     ax_db_search_scan(s->txn, s->terms->items[0], room_id, candidate_cb, s);
     s->room_id = NULL;
     return s->n >= SEARCH_MAX_CANDIDATES;
@@ -255,7 +282,8 @@ int ax_cs_search(ax_req_t *r)
         ax_txn_t *txn;
         if (ax_db_read_begin(r->srv->db, &txn) != 0)
             return ax_reply_error(r, AX_M_INTERNAL, "Database unavailable");
-        search_t s = {.r = r, .txn = txn, .terms = &terms, .keys = keys, .filter = filter};
+        search_t s = {
+            .r = r, .txn = txn, .terms = &terms, .keys = keys, .filter = filter, .indexed = ax_search_pos(txn)};
         ax_db_user_rooms_foreach(txn, r->auth.user_id, joined_room_cb, &s);
         if (s.n > 1) /* s.hits is NULL when nothing matched */
             qsort(s.hits, s.n, sizeof(*s.hits),

@@ -20,6 +20,8 @@ typedef struct st_roomfix_t {
     char *dir;
     ax_db_t *db;
     ax_writer_t *writer;
+    bool search;                  /* set before roomfix_open(): the writer keeps the full-text index */
+    ax_search_indexer_t *indexer; /* then its indexer */
     ax_signing_key_t key_a, key_b, key_c;
     ax_origin_t a;
     const ax_room_version_t *rv;
@@ -75,6 +77,8 @@ static inline void roomfix_open(roomfix_t *f)
     assert_int_equal(ax_db_open(&o, &f->db, err, sizeof(err)), 0);
     f->writer = ax_writer_new(f->db);
     ax_writer_set_commit_hook(f->writer, roomfix_hook, f);
+    if (f->search)
+        f->indexer = ax_search_indexer_new(f->writer);
     assert_int_equal(ax_writer_start(f->writer), 0);
 }
 
@@ -82,7 +86,9 @@ static inline void roomfix_close(roomfix_t *f)
 {
     ax_writer_stop(f->writer);
     ax_writer_free(f->writer);
+    ax_search_indexer_free(f->indexer);
     ax_db_close(f->db);
+    f->indexer = NULL;
     f->writer = NULL;
     f->db = NULL;
 }

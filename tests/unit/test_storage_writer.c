@@ -2,8 +2,9 @@
  * test_storage_writer.c -- the single writer with group commit: many
  * concurrent jobs, per-submitter ordering, stream positions, a failing job
  * that does not poison its batch, MDB_MAP_FULL on a tiny map, durability
- * across a restart, jobs after stop, and the parsed events the writer keeps
- * (ax_db_event_get_shared) forgetting what a rolled-back job read.
+ * across a restart, jobs after stop, the parsed events the writer keeps
+ * (ax_db_event_get_shared) forgetting what a rolled-back job read, and the
+ * writer's own task (ax_writer_set_task): when it runs, rolled back alone.
  */
 #include "testutil.h"
 
@@ -417,6 +418,98 @@ static void test_read_txn_reuse(void **state)
     free(dir);
 }
 
+/* ---- the writer's own task (ax_writer_set_task) ---- */
+
+typedef struct st_task_t {
+    atomic_int want; /* 0: never due; 1: due when asked; 2: due when idle */
+    atomic_int fail; /* the step writes, then fails */
+    atomic_int steps, committed, aborted, idle_asks;
+} task_t;
+
+static bool task_due(void *arg, uint64_t stream_pos, bool idle)
+{
+    (void)stream_pos;
+    task_t *t = arg;
+    if (idle)
+        atomic_fetch_add(&t->idle_asks, 1);
+    int want = atomic_load(&t->want);
+    return want == 1 || (want == 2 && idle);
+}
+
+static int task_step(void *arg, ax_txn_t *txn)
+{
+    task_t *t = arg;
+    char key[32];
+    snprintf(key, sizeof(key), "step%d", atomic_fetch_add(&t->steps, 1) + 1);
+    atomic_store(&t->want, 0);
+    int rc = ax_kv_put(txn, AX_DBI_meta, key, strlen(key), "x", 1, 0);
+    assert_int_equal(ax_txn_writer_state(txn), NULL);
+    return rc == 0 && atomic_load(&t->fail) ? AX_EIO : rc;
+}
+
+static void task_done(void *arg, bool committed)
+{
+    task_t *t = arg;
+    atomic_fetch_add(committed ? &t->committed : &t->aborted, 1);
+}
+
+static void wait_for(atomic_int *v, int want)
+{
+    for (int i = 0; i < 5000 && atomic_load(v) < want; ++i)
+        usleep(1000);
+    assert_int_equal(atomic_load(v), want);
+}
+
+static void test_task(void **state)
+{
+    (void)state;
+    char *dir = test_mkdtemp();
+    ax_db_t *db = open_db(dir, 8 << 20);
+    ax_writer_t *w = ax_writer_new(db);
+    task_t t = {0};
+    ax_writer_task_t task = {.due = task_due, .step = task_step, .done = task_done, .arg = &t, .idle_ms = 20};
+    ax_writer_set_task(w, &task);
+    assert_int_equal(ax_writer_start(w), 0);
+
+    /* not due: asked once the writer has been idle for idle_ms, then it sleeps until a job comes */
+    put_job_t *j = job_new("a", 4, 0, NULL);
+    assert_int_equal(ax_writer_run(w, &j->super), 0);
+    wait_for(&t.idle_asks, 1);
+    int asks = atomic_load(&t.idle_asks);
+    usleep(100 * 1000);
+    assert_int_equal(atomic_load(&t.idle_asks), asks);
+    assert_int_equal(atomic_load(&t.steps), 0);
+
+    /* due when idle: a job wakes the writer, idle_ms later the step runs and commits */
+    atomic_store(&t.want, 2);
+    free(j);
+    j = job_new("b", 4, 0, NULL);
+    assert_int_equal(ax_writer_run(w, &j->super), 0);
+    wait_for(&t.committed, 1);
+    assert_true(key_exists(db, "step1"));
+
+    /* due at once: the step runs after the batch; one that fails is rolled back alone */
+    atomic_store(&t.fail, 1);
+    atomic_store(&t.want, 1);
+    free(j);
+    j = job_new("c", 4, 0, NULL);
+    assert_int_equal(ax_writer_run(w, &j->super), 0);
+    wait_for(&t.aborted, 1);
+    assert_false(key_exists(db, "step2"));
+    assert_true(key_exists(db, "c"));
+    assert_int_equal(atomic_load(&t.committed), 1);
+
+    /* a stopping writer runs no step */
+    atomic_store(&t.want, 1);
+    ax_writer_stop(w);
+    assert_int_equal(atomic_load(&t.steps), 2);
+    ax_writer_free(w);
+    free(j);
+    ax_db_close(db);
+    test_rm_rf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -426,6 +519,7 @@ int main(void)
         cmocka_unit_test(test_schema_version_guard),
         cmocka_unit_test(test_read_txn_reuse),
         cmocka_unit_test(test_kept_events_follow_rollbacks_and_rewrites),
+        cmocka_unit_test(test_task),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
