@@ -602,6 +602,9 @@ static void add_redaction_membership(ax_txn_t *txn, json_t *uns, const char *use
     ax_event_rec_t rr;
     if (user_id == NULL || id == NULL || ax_db_event_get_raw(txn, id, &rr) != 0)
         return;
+    /* the stored event's, shared with the event cache: change a copy */
+    because = json_deep_copy(because);
+    json_object_set_new(uns, "redacted_because", because);
     json_t *buns = json_object_get(because, "unsigned");
     if (buns == NULL) {
         buns = json_object();
@@ -618,13 +621,13 @@ static json_t *load_formatted(ax_txn_t *txn, const char *event_id, const char *u
      * (hashes, signatures, auth and prev events) is not even parsed */
     static const char *const keys[] = {"content",   "origin_server_ts", "room_id",  "sender", "type",
                                        "state_key", "redacts",          "unsigned", NULL};
-    json_t *pdu = NULL;
+    json_t *pdu = NULL; /* read-only: shared with the thread's event cache */
     ax_event_rec_t r;
     if (ax_db_event_get_keys(txn, event_id, keys, &pdu, &r) != 0)
         return NULL;
-    if (json_object_get(pdu, "room_id") == NULL) /* v12 create events carry no room_id */
-        json_object_set_new(pdu, "room_id", json_string(r.room_id));
     json_t *out = ax_event_client_format(pdu, event_id, user_id, device_id, ax_now_ms());
+    if (json_object_get(out, "room_id") == NULL) /* v12 create events carry no room_id */
+        json_object_set_new(out, "room_id", json_string(r.room_id));
     json_t *uns = json_object_get(out, "unsigned");
     add_membership(txn, uns, r.room_id, r.pos, user_id);
     if (json_object_get(uns, "redacted_because") != NULL)

@@ -225,14 +225,14 @@ static json_t *event_parse_text(const ax_event_rec_t *r, const char *const *keys
     return json_loadb(r->json, r->json_len, 0, NULL);
 }
 
-/* A copy of the members of the cached 'full' event named in 'keys'. */
-static json_t *event_copy_keys(const json_t *full, const char *const *keys)
+/* The members of the cached 'full' event named in 'keys', shared with it (read-only). */
+static json_t *event_share_keys(json_t *full, const char *const *keys)
 {
     json_t *j = json_object();
     for (; *keys != NULL; ++keys) {
         json_t *v = json_object_get(full, *keys);
         if (v != NULL)
-            json_object_set_new(j, *keys, json_deep_copy(v));
+            json_object_set(j, *keys, v);
     }
     return j;
 }
@@ -241,7 +241,9 @@ static json_t *event_copy_keys(const json_t *full, const char *const *keys)
  * The event of 'r' (a new reference): all of it ('keys' NULL), or at least
  * the members in 'keys', from the thread's cache when it holds these very
  * bytes parsed with as much.  Every woken long-poll of a room's members
- * loads the same new events, so one parse serves them all.
+ * loads the same new events, so one parse serves them all.  With 'keys' the
+ * event is read-only and shares its members with the cache (no copy); whole
+ * events are the caller's own.
  */
 static json_t *event_parse(const char *event_id, const ax_event_rec_t *r, const char *const *keys)
 {
@@ -250,8 +252,11 @@ static json_t *event_parse(const char *event_id, const ax_event_rec_t *r, const 
         return event_parse_text(r, keys, &parsed_keys);
     event_cache_slot_t *e = event_cache_slot(event_id);
     if (e->json != NULL && e->raw_len == r->json_len && (e->keys == NULL || e->keys == keys) &&
-        strcmp(e->event_id, event_id) == 0 && memcmp(e->raw, r->json, r->json_len) == 0)
-        return keys != NULL && e->keys == NULL ? event_copy_keys(e->json, keys) : json_deep_copy(e->json);
+        strcmp(e->event_id, event_id) == 0 && memcmp(e->raw, r->json, r->json_len) == 0) {
+        if (keys == NULL)
+            return json_deep_copy(e->json);
+        return e->keys == NULL ? event_share_keys(e->json, keys) : json_incref(e->json);
+    }
     json_t *j = event_parse_text(r, keys, &parsed_keys);
     if (j == NULL)
         return NULL;
@@ -262,7 +267,7 @@ static json_t *event_parse(const char *event_id, const ax_event_rec_t *r, const 
     e->raw = ax_malloc(r->json_len);
     memcpy(e->raw, r->json, r->json_len);
     e->raw_len = r->json_len;
-    e->json = json_deep_copy(j); /* the cache's own: callers may change theirs */
+    e->json = keys != NULL ? json_incref(j) : json_deep_copy(j); /* whole events: callers may change theirs */
     e->keys = parsed_keys;
     return j;
 }

@@ -220,6 +220,8 @@ int ax_db_event_get_shared(ax_txn_t *txn, const char *event_id, json_t **event);
  * '*event' holds the ones present of 'keys' (a stored record that cannot be
  * skimmed is parsed whole; then it holds every member).  Pass a static
  * list: the thread's event cache tells lists apart by their address.
+ * '*event' is read-only: it shares its members with the thread's cache, so
+ * neither it nor anything inside it may be changed (copy what you change).
  */
 int ax_db_event_get_keys(ax_txn_t *txn, const char *event_id, const char *const *keys, json_t **event,
                          ax_event_rec_t *rec);
