@@ -270,7 +270,7 @@ extern const char *const ax_search_event_keys[];
 uint64_t ax_search_pos(ax_txn_t *txn);
 
 typedef struct st_ax_search_indexer_t ax_search_indexer_t;
-/** Makes 'w' index the timeline in batches of its own (ax_writer_set_task).  Before ax_writer_start(). */
+/** Makes 'w' index the timeline in batches of its own (ax_writer_add_task).  Before ax_writer_start(). */
 ax_search_indexer_t *ax_search_indexer_new(ax_writer_t *w);
 /** The position the index has reached, as of its last step (0 before the first); any thread. */
 uint64_t ax_search_indexer_pos(ax_search_indexer_t *x);

@@ -9,7 +9,7 @@
  * rooms every send dirtied pages of its own: in fifty rooms the index was
  * half of what each durable send wrote to disk.  The writer indexes the
  * timeline in batches instead, in transactions of its own between batches
- * of jobs (ax_writer_set_task): once SEARCH_DUE positions have gone by, or
+ * of jobs (ax_writer_add_task): once SEARCH_DUE positions have gone by, or
  * when nothing has been queued for SEARCH_IDLE_MS.  The messages of a batch
  * then share the pages of their common words.
  *
@@ -227,7 +227,7 @@ ax_search_indexer_t *ax_search_indexer_new(ax_writer_t *w)
     ax_search_indexer_t *x = ax_calloc(1, sizeof(*x));
     ax_writer_task_t task = {
         .due = index_due, .step = index_step, .done = index_done, .arg = x, .idle_ms = SEARCH_IDLE_MS};
-    ax_writer_set_task(w, &task);
+    ax_writer_add_task(w, &task);
     return x;
 }
 

@@ -246,6 +246,7 @@ static int serve(const char *config_path)
     ax_writer_set_commit_hook(srv.writer, notify_hook, &srv);
     ax_push_attach(srv.push, srv.writer);
     srv.search = ax_search_indexer_new(srv.writer);
+    ax_db_notif_attach(srv.db, srv.writer);
     if (ax_writer_start(srv.writer) != 0) {
         fprintf(stderr, "axon: cannot start the database writer\n");
         return 2;

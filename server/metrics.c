@@ -174,6 +174,9 @@ static void write_writer(ax_server_t *srv, ax_buf_t *b)
                   ws.commit_seconds_sum, (unsigned long long)ws.batches);
     header(b, "axon_stream_position", "gauge", "Last committed stream position.");
     ax_buf_printf(b, "axon_stream_position %llu\n", (unsigned long long)ax_writer_stream_pos(srv->writer));
+    header(b, "axon_notifications_staged", "gauge",
+           "Notifications written but not yet moved into their users' lists (moved in batches).");
+    ax_buf_printf(b, "axon_notifications_staged %llu\n", (unsigned long long)ax_db_notif_staged(srv->db));
     if (srv->search != NULL) {
         header(b, "axon_search_index_position", "gauge",
                "Stream position up to which the full-text index is complete (search reads the timeline after it).");

@@ -165,9 +165,12 @@ static int migrate_search_index(ax_txn_t *txn)
     return rc != 0 ? rc : ax_db_meta_put_u64(txn, "search_pos", 0);
 }
 
+/* 4 -> 5: notifications are staged in posuser_notif (new and empty): nothing to convert, but an older
+ * axon must not open a database whose newest notifications it cannot see */
+
 /* migrations[i] upgrades a database at version i+1 to i+2. */
 static int (*const migrations[])(ax_txn_t *txn) = {migrate_member_changes, migrate_thread_summaries,
-                                                   migrate_search_index};
+                                                   migrate_search_index, NULL};
 
 typedef struct st_schema_arg_t {
     char *err;
@@ -312,6 +315,7 @@ void ax_db_close(ax_db_t *db)
     if (rtxn_cache.db_id == db->id)
         rtxn_cache.db_id = 0, rtxn_cache.txn = NULL;
     mdb_env_close(db->env);
+    free(db->notif_mover);
     free(db->path);
     free(db);
 }

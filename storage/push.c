@@ -1,7 +1,7 @@
 /*
  * push.c -- what push notifications store (layouts in schema.h): unread
  * counts per user, room and thread; the notifications list of GET
- * /notifications; pushers with their (app_id, pushkey) index; and the
+ * /notifications, staged and moved in batches; pushers with their (app_id, pushkey) index; and the
  * durable push queue the background sender drains.
  *
  * Every change to pushers or push rules bumps the "push_gen" meta value,
@@ -9,6 +9,7 @@
  */
 #include "storage/storage_internal.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -115,36 +116,58 @@ int ax_db_unread_foreach(ax_txn_t *txn, const char *user_id, const char *room_id
     return ax_kv_scan(txn, AX_DBI_userroomthread_unread, p.b, p.n, NULL, 0, unread_cb, &s);
 }
 
-/* ---- notifications ---- */
+/* ---- notifications ----
+ *
+ * A message notifies the members of its room all at once.  Written straight
+ * into each member's list (userpos_notif, key user then position) it put an
+ * entry on a leaf page of every member's own, a hundred scattered pages per
+ * commit in a hundred-member room.  They are staged instead (posuser_notif,
+ * key position then user: a message's entries side by side, appended at the
+ * end) and a writer task moves the oldest into the lists in batches
+ * (ax_db_notif_attach).  Readers take both: for any one user, every staged
+ * entry is newer than every listed one, because the oldest move first.
+ */
 
-int ax_db_notif_put(ax_txn_t *txn, const char *user_id, uint64_t pos, const ax_notif_t *n)
+#define NOTIF_STAGE_DUE 4096  /* staged entries before a move runs while busy */
+#define NOTIF_MOVE_MAX  16384 /* entries one move takes */
+#define NOTIF_IDLE_MS   200   /* nothing queued this long: move what is staged */
+#define NOTIF_RETRY_MS  10000
+
+static void notif_value(ax_key_t *v, const ax_notif_t *n)
 {
-    ax_key_t k = {0};
-    ax_key_str(&k, user_id, true);
-    ax_key_u64(&k, pos);
-    ax_key_t v = {0};
     uint8_t head[9];
     head[0] = n->highlight ? 1 : 0;
     ax_be64_put(head + 1, n->ts);
-    ax_key_bytes(&v, head, sizeof(head));
-    ax_key_str(&v, n->room_id, true);
-    ax_key_str(&v, n->thread, true);
-    ax_key_str(&v, n->actions, false);
+    ax_key_bytes(v, head, sizeof(head));
+    ax_key_str(v, n->room_id, true);
+    ax_key_str(v, n->thread, true);
+    ax_key_str(v, n->actions, false);
+}
+
+int ax_db_notif_put(ax_txn_t *txn, const char *user_id, uint64_t pos, const ax_notif_t *n)
+{
+    ax_key_t k = {0}, v = {0};
+    ax_key_u64(&k, pos);
+    ax_key_str(&k, user_id, false);
+    notif_value(&v, n);
     if (k.overflow || v.overflow)
         return AX_ETOOBIG;
-    return ax_kv_put(txn, AX_DBI_userpos_notif, k.b, k.n, v.b, v.n, 0);
+    int rc = ax_kv_put(txn, AX_DBI_posuser_notif, k.b, k.n, v.b, v.n, 0);
+    if (rc == 0)
+        atomic_fetch_add(&txn->db->notif_staged, 1); /* a hint for the mover: a rolled-back one is harmless */
+    return rc;
 }
 
 typedef struct st_notif_scan_t {
-    size_t skip;
+    const char *user_id; /* staged entries: only this user's */
+    size_t skip;         /* listed entries: the key's user prefix */
     int (*cb)(void *arg, uint64_t pos, const ax_notif_t *n);
     void *arg;
 } notif_scan_t;
 
-static int notif_cb(void *arg, const void *key, size_t klen, const void *val, size_t vlen)
+static int notif_decode(notif_scan_t *s, uint64_t pos, const void *val, size_t vlen)
 {
-    notif_scan_t *s = arg;
-    if (klen != s->skip + 8 || vlen < 9)
+    if (vlen < 9)
         return 0;
     const uint8_t *v = val;
     const char *rest = (const char *)v + 9, *end = (const char *)v + vlen;
@@ -162,22 +185,168 @@ static int notif_cb(void *arg, const void *key, size_t klen, const void *val, si
     actions[end - b - 1] = '\0';
     ax_notif_t n = {
         .highlight = v[0] & 1, .ts = ax_be64_get(v + 1), .room_id = room, .thread = thread, .actions = actions};
-    return s->cb(s->arg, ax_be64_get((const uint8_t *)key + s->skip), &n);
+    return s->cb(s->arg, pos, &n);
+}
+
+static int listed_cb(void *arg, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    notif_scan_t *s = arg;
+    if (klen != s->skip + 8)
+        return 0;
+    return notif_decode(s, ax_be64_get((const uint8_t *)key + s->skip), val, vlen);
+}
+
+static int staged_cb(void *arg, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    notif_scan_t *s = arg;
+    if (klen != 8 + strlen(s->user_id) || memcmp((const uint8_t *)key + 8, s->user_id, klen - 8) != 0)
+        return 0;
+    return notif_decode(s, ax_be64_get(key), val, vlen);
+}
+
+/* The user's entries in their list (not the staged ones), from 'from' on. */
+static int listed_scan(ax_txn_t *txn, notif_scan_t *s, uint64_t from, bool backwards)
+{
+    ax_key_t p = {0};
+    ax_key_str(&p, s->user_id, true);
+    ax_key_t f = p;
+    ax_key_u64(&f, from);
+    if (f.overflow)
+        return 0;
+    s->skip = p.n;
+    if (backwards)
+        return ax_kv_scan_rev(txn, AX_DBI_userpos_notif, p.b, p.n, f.b, f.n, listed_cb, s);
+    return ax_kv_scan(txn, AX_DBI_userpos_notif, p.b, p.n, f.b, f.n, listed_cb, s);
+}
+
+static int staged_scan(ax_txn_t *txn, notif_scan_t *s, uint64_t from, bool backwards)
+{
+    ax_key_t f = {0};
+    ax_key_u64(&f, from);
+    if (!backwards)
+        return ax_kv_scan(txn, AX_DBI_posuser_notif, NULL, 0, f.b, f.n, staged_cb, s);
+    if (from == UINT64_MAX)
+        return ax_kv_scan_rev(txn, AX_DBI_posuser_notif, NULL, 0, NULL, 0, staged_cb, s);
+    ax_key_bytes(&f, "\xff", 1); /* after every user ID at 'from' */
+    return ax_kv_scan_rev(txn, AX_DBI_posuser_notif, NULL, 0, f.b, f.n, staged_cb, s);
 }
 
 int ax_db_notif_scan(ax_txn_t *txn, const char *user_id, uint64_t from, bool backwards,
                      int (*cb)(void *arg, uint64_t pos, const ax_notif_t *n), void *arg)
 {
-    ax_key_t p = {0};
-    ax_key_str(&p, user_id, true);
-    ax_key_t f = p;
-    ax_key_u64(&f, from);
-    if (f.overflow)
-        return 0;
-    notif_scan_t s = {p.n, cb, arg};
-    if (backwards)
-        return ax_kv_scan_rev(txn, AX_DBI_userpos_notif, p.b, p.n, f.b, f.n, notif_cb, &s);
-    return ax_kv_scan(txn, AX_DBI_userpos_notif, p.b, p.n, f.b, f.n, notif_cb, &s);
+    notif_scan_t s = {user_id, 0, cb, arg};
+    int rc = backwards ? staged_scan(txn, &s, from, true) : listed_scan(txn, &s, from, false);
+    if (rc == 0)
+        rc = backwards ? listed_scan(txn, &s, from, true) : staged_scan(txn, &s, from, false);
+    return rc;
+}
+
+/* ---- moving staged notifications into the lists (the writer's task) ---- */
+
+typedef struct st_staged_t {
+    ax_buf_t rows; /* key length (size_t) | key | value length (size_t) | value, repeated */
+    size_t n, max;
+} staged_t;
+
+static int collect_staged(void *arg, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    staged_t *st = arg;
+    if (st->n == st->max)
+        return 1;
+    ax_buf_append(&st->rows, &klen, sizeof(klen));
+    ax_buf_append(&st->rows, key, klen);
+    ax_buf_append(&st->rows, &vlen, sizeof(vlen));
+    ax_buf_append(&st->rows, val, vlen);
+    st->n++;
+    return 0;
+}
+
+struct st_ax_notif_mover_t {
+    ax_db_t *db;
+    size_t moving;     /* what the running step moves */
+    bool drained;      /* and whether that empties the stage */
+    uint64_t retry_ms; /* after a failed step (a full disk, say): not before this */
+};
+typedef struct st_ax_notif_mover_t mover_t;
+
+int ax_db_notif_move(ax_txn_t *txn, size_t max, size_t *moved, bool *drained)
+{
+    staged_t st = {AX_BUF_INIT, 0, max};
+    int rc = ax_kv_scan(txn, AX_DBI_posuser_notif, NULL, 0, NULL, 0, collect_staged, &st);
+    *drained = rc == 0;
+    rc = rc > 0 ? 0 : rc;
+    const char *p = st.rows.base;
+    for (size_t i = 0; i < st.n && rc == 0; ++i) {
+        size_t klen, vlen;
+        memcpy(&klen, p, sizeof(klen));
+        const uint8_t *key = (const uint8_t *)p + sizeof(klen);
+        memcpy(&vlen, key + klen, sizeof(vlen));
+        const uint8_t *val = key + klen + sizeof(vlen);
+        p = (const char *)val + vlen;
+        ax_key_t k = {0};
+        ax_key_bytes(&k, key + 8, klen - 8); /* user ID */
+        ax_key_bytes(&k, "", 1);
+        ax_key_bytes(&k, key, 8); /* position */
+        if (!k.overflow && (rc = ax_kv_put(txn, AX_DBI_userpos_notif, k.b, k.n, val, vlen, 0)) != 0)
+            break;
+        rc = ax_kv_del(txn, AX_DBI_posuser_notif, key, klen, NULL, 0);
+    }
+    *moved = st.n;
+    ax_buf_dispose(&st.rows);
+    return rc;
+}
+
+static int move_step(void *arg, ax_txn_t *txn)
+{
+    mover_t *m = arg;
+    return ax_db_notif_move(txn, NOTIF_MOVE_MAX, &m->moving, &m->drained);
+}
+
+static bool move_due(void *arg, uint64_t stream_pos, bool idle)
+{
+    (void)stream_pos;
+    mover_t *m = arg;
+    if (m->retry_ms != 0 && ax_now_ms() < m->retry_ms)
+        return false;
+    uint64_t staged = atomic_load(&m->db->notif_staged);
+    return staged >= NOTIF_STAGE_DUE || (idle && staged != 0);
+}
+
+static void move_done(void *arg, bool committed)
+{
+    mover_t *m = arg;
+    if (!committed) {
+        if (m->retry_ms == 0)
+            ax_log(AX_LOG_WARN, "notifications: moving staged ones failed; trying again in %d s",
+                   NOTIF_RETRY_MS / 1000);
+        m->retry_ms = ax_now_ms() + NOTIF_RETRY_MS;
+        return;
+    }
+    m->retry_ms = 0;
+    /* only the writer thread changes the count */
+    uint64_t staged = atomic_load(&m->db->notif_staged);
+    atomic_store(&m->db->notif_staged, m->drained || staged < m->moving ? 0 : staged - m->moving);
+}
+
+uint64_t ax_db_notif_staged(ax_db_t *db)
+{
+    return atomic_load(&db->notif_staged);
+}
+
+void ax_db_notif_attach(ax_db_t *db, ax_writer_t *w)
+{
+    mover_t *m = ax_calloc(1, sizeof(*m));
+    m->db = db;
+    ax_txn_t *txn;
+    MDB_stat st;
+    if (ax_db_read_begin(db, &txn) == 0) {
+        if (mdb_stat(txn->txn, db->dbi[AX_DBI_posuser_notif], &st) == 0)
+            atomic_store(&db->notif_staged, st.ms_entries); /* left staged by the last run */
+        ax_db_read_end(txn);
+    }
+    db->notif_mover = m;
+    ax_writer_task_t task = {.due = move_due, .step = move_step, .done = move_done, .arg = m, .idle_ms = NOTIF_IDLE_MS};
+    ax_writer_add_task(w, &task);
 }
 
 typedef struct st_prune_t {
@@ -210,7 +379,8 @@ int ax_db_notif_prune(ax_txn_t *txn, const char *user_id, uint64_t plain_before,
                       uint64_t *next_ts)
 {
     prune_t p = {plain_before, highlight_before, max, 0, ax_malloc((max ? max : 1) * sizeof(uint64_t)), 0, 0, false};
-    int rc = ax_db_notif_scan(txn, user_id, 0, false, prune_cb, &p);
+    notif_scan_t s = {user_id, 0, prune_cb, &p};
+    int rc = listed_scan(txn, &s, 0, false); /* staged ones are the newest: never old enough */
     if (rc > 0)
         rc = 0; /* the scan stopped early, as it should */
     for (size_t i = 0; rc == 0 && i < p.n; ++i) {

@@ -14,7 +14,7 @@
 #ifndef AX_STORAGE_SCHEMA_H
 #define AX_STORAGE_SCHEMA_H
 
-#define AX_SCHEMA_VERSION 4 /* 2: roomid_pos_member; 3: thread summaries (both backfilled); 4: search index */
+#define AX_SCHEMA_VERSION 5 /* 2: roomid_pos_member; 3: thread summaries; 4: search index; 5: posuser_notif */
 
 /*
  * meta                  key = str name; value = per name: "schema_version" -> be64,
@@ -91,6 +91,8 @@
  *                       be32 notification_count | be32 highlight_count
  * userpos_notif         key = user_id 0x00 be64 pos of the event; value = u8 flags (1 = highlight) |
  *                       be64 ts | room_id 0x00 thread 0x00 actions json      (GET /notifications)
+ * posuser_notif         key = be64 pos user_id; value = as userpos_notif's  (notifications not yet moved
+ *                       into userpos_notif, oldest first: storage/push.c)
  * userapppushkey_pusher key = user_id 0x00 app_id 0x00 pushkey; value = json pusher {kind, app_id,
  *                       pushkey, app_display_name, device_display_name, profile_tag?, lang, data,
  *                       device_id?, pushkey_ts (seconds)}
@@ -209,6 +211,7 @@
     X(pos_presence, 0) \
     X(userroomthread_unread, 0) \
     X(userpos_notif, 0) \
+    X(posuser_notif, 0) \
     X(userapppushkey_pusher, 0) \
     X(apppushkey_user, 0) \
     X(pospusher_push, 0) \

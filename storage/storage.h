@@ -440,8 +440,22 @@ typedef struct st_ax_notif_t {
     const char *actions; /* compact JSON */
 } ax_notif_t;
 
-/** Records that the event at 'pos' notified 'user_id'. */
+/** Records that the event at 'pos' notified 'user_id' (staged: see ax_db_notif_attach). */
 int ax_db_notif_put(ax_txn_t *txn, const char *user_id, uint64_t pos, const ax_notif_t *n);
+/**
+ * Makes 'w' move staged notifications into the users' lists in batches of
+ * its own (ax_writer_add_task).  Before ax_writer_start().  Without it they
+ * stay staged, which readers see all the same, only more slowly.
+ */
+void ax_db_notif_attach(ax_db_t *db, ax_writer_t *w);
+/**
+ * Moves up to 'max' staged notifications, the oldest, into their users'
+ * lists: what the task above does.  '*moved' gets how many, '*drained'
+ * whether none are left staged.
+ */
+int ax_db_notif_move(ax_txn_t *txn, size_t max, size_t *moved, bool *drained);
+/** About how many notifications are staged (any thread). */
+uint64_t ax_db_notif_staged(ax_db_t *db);
 /**
  * Walks the user's notifications by position from 'from' (inclusive)
  * forwards, or backwards (UINT64_MAX: the newest), until 'cb' returns nonzero.
@@ -863,12 +877,13 @@ uint64_t ax_writer_stream_pos(ax_writer_t *w);
 
 /**
  * Work the writer does on its own, in write transactions of its own between
- * batches, for an index that need not be complete at every commit (the
- * full-text index, core/search.c).  'due' runs on the writer thread before it
- * takes each batch and when nothing has been queued for 'idle_ms' ('idle');
- * when it says yes, 'step' does a bounded piece of the work in 'txn', which
- * commits when it returns 0 and is aborted otherwise; 'done' says which.  The
- * transaction hands out no stream positions and wakes nobody.
+ * batches, for indexes that need not be complete at every commit (the
+ * full-text index, core/search.c; the notification lists, storage/push.c).
+ * 'due' runs on the writer thread before it takes each batch and when
+ * nothing has been queued for 'idle_ms' ('idle'); when it says yes, 'step'
+ * does a bounded piece of the work in 'txn', which commits when it returns
+ * 0 and is aborted otherwise; 'done' says which.  The transaction hands out
+ * no stream positions and wakes nobody.  Due tasks are asked in turn.
  */
 typedef struct st_ax_writer_task_t {
     bool (*due)(void *arg, uint64_t stream_pos, bool idle);
@@ -878,8 +893,10 @@ typedef struct st_ax_writer_task_t {
     unsigned idle_ms;
 } ax_writer_task_t;
 
-/** Sets the writer's task ('task' is copied).  Set it before ax_writer_start(). */
-void ax_writer_set_task(ax_writer_t *w, const ax_writer_task_t *task);
+#define AX_WRITER_TASKS_MAX 4
+
+/** Adds a task ('task' is copied; at most AX_WRITER_TASKS_MAX).  Before ax_writer_start(). */
+void ax_writer_add_task(ax_writer_t *w, const ax_writer_task_t *task);
 
 #define AX_WRITER_BATCH_BUCKETS  12 /* 1 2 4 ... 1024 +Inf */
 #define AX_WRITER_COMMIT_BUCKETS 12

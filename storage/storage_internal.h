@@ -12,6 +12,7 @@
 
 #include <lmdb.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 
 enum {
@@ -37,6 +38,8 @@ struct st_ax_db_t {
     bool read_only;
     pthread_mutex_t rtxn_mutex;
     ax_rtxn_node_t *rtxns;
+    _Atomic uint64_t notif_staged;           /* about how many notifications are staged (push.c) */
+    struct st_ax_notif_mover_t *notif_mover; /* ax_db_notif_attach; freed with the db */
 };
 
 struct st_ax_txn_t {

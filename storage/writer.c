@@ -48,7 +48,9 @@ struct st_ax_writer_t {
     uint64_t events_epoch;       /* 'aborts' when 'events' was last known to match the database */
     void (*hook)(void *arg, const ax_commit_info_t *info);
     void *hook_arg;
-    ax_writer_task_t task; /* task.step NULL: none */
+    ax_writer_task_t tasks[AX_WRITER_TASKS_MAX]; /* ax_writer_add_task */
+    size_t ntasks, next_task;                    /* next_task: the first one asked, in turn */
+    unsigned idle_ms;                            /* the least of the tasks' */
 
     /* statistics; written by the writer thread only */
     _Atomic uint64_t batches, jobs, failed_jobs, replays, commit_errors, queue_depth;
@@ -64,16 +66,20 @@ ax_writer_t *ax_writer_new(ax_db_t *db)
     pthread_mutex_init(&w->mutex, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* the task's idle wait */
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* the tasks' idle wait */
     pthread_cond_init(&w->cond, &ca);
     pthread_condattr_destroy(&ca);
     w->tail = &w->head;
     return w;
 }
 
-void ax_writer_set_task(ax_writer_t *w, const ax_writer_task_t *task)
+void ax_writer_add_task(ax_writer_t *w, const ax_writer_task_t *task)
 {
-    w->task = *task;
+    if (w->ntasks == AX_WRITER_TASKS_MAX)
+        ax_fatal("ax_writer_add_task: more than %d tasks", AX_WRITER_TASKS_MAX);
+    w->tasks[w->ntasks++] = *task;
+    if (w->ntasks == 1 || task->idle_ms < w->idle_ms)
+        w->idle_ms = task->idle_ms;
 }
 
 void ax_writer_set_commit_hook(ax_writer_t *w, void (*hook)(void *arg, const ax_commit_info_t *info), void *arg)
@@ -232,15 +238,15 @@ out:
     atomic_fetch_add(&w->jobs, n);
 }
 
-/* One step of the writer's task in a transaction of its own (called without the mutex). */
-static void run_task(ax_writer_t *w)
+/* One step of a task in a transaction of its own (called without the mutex). */
+static void run_task(ax_writer_t *w, const ax_writer_task_t *task)
 {
     ax_txn_t t = {.db = w->db, .write = true, .state = w->state, .epoch = w->aborts};
     bool ok = false;
     int rc = mdb_txn_begin(w->db->env, NULL, 0, &t.txn);
     if (rc != 0) {
         ax_db_err(w->db, rc);
-    } else if (w->task.step(w->task.arg, &t) != 0) {
+    } else if (task->step(task->arg, &t) != 0) {
         mdb_txn_abort(t.txn);
         w->aborts++;
     } else if ((rc = mdb_txn_commit(t.txn)) != 0) {
@@ -250,26 +256,36 @@ static void run_task(ax_writer_t *w)
     } else {
         ok = true;
     }
-    w->task.done(w->task.arg, ok);
+    task->done(task->arg, ok);
 }
 
-/* Under the mutex: whether the task is due; 'idle' after idle_ms without jobs. */
-static bool task_due(ax_writer_t *w, bool idle)
+/* Under the mutex: a task that is due ('idle': nothing queued for idle_ms), asking them in turn, or NULL. */
+static const ax_writer_task_t *task_due(ax_writer_t *w, bool idle)
 {
-    return w->task.step != NULL && !w->stopping && w->task.due(w->task.arg, atomic_load(&w->stream_pos), idle);
+    if (w->stopping)
+        return NULL;
+    uint64_t pos = atomic_load(&w->stream_pos);
+    for (size_t i = 0; i < w->ntasks; ++i) {
+        const ax_writer_task_t *task = &w->tasks[(w->next_task + i) % w->ntasks];
+        if (task->due(task->arg, pos, idle)) {
+            w->next_task = (w->next_task + i + 1) % w->ntasks;
+            return task;
+        }
+    }
+    return NULL;
 }
 
-/* Under the mutex, with nothing queued: sleeps until a job comes, or for idle_ms when the task may want to
+/* Under the mutex, with nothing queued: sleeps until a job comes, or for idle_ms when a task may want to
  * run then.  Returns true when it slept that long without a job. */
 static bool wait_for_jobs(ax_writer_t *w)
 {
-    if (w->task.step == NULL) {
+    if (w->ntasks == 0) {
         pthread_cond_wait(&w->cond, &w->mutex);
         return false;
     }
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)w->task.idle_ms * 1000000u;
+    uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)w->idle_ms * 1000000u;
     ts.tv_sec += (time_t)(ns / 1000000000u);
     ts.tv_nsec = (long)(ns % 1000000000u);
     return pthread_cond_timedwait(&w->cond, &w->mutex, &ts) == ETIMEDOUT && w->head == NULL;
@@ -282,19 +298,20 @@ static void *writer_main(void *arg)
     ax_wjob_t **jobs = ax_malloc(cap * sizeof(*jobs));
     for (;;) {
         pthread_mutex_lock(&w->mutex);
-        /* the task goes first when due, so that a steady stream of batches cannot starve it */
-        bool idle = false, run = task_due(w, false);
-        while (!run && w->head == NULL && !w->stopping) {
+        /* a due task goes first, so that a steady stream of batches cannot starve it */
+        bool idle = false;
+        const ax_writer_task_t *run = task_due(w, false);
+        while (run == NULL && w->head == NULL && !w->stopping) {
             if (idle) {
-                pthread_cond_wait(&w->cond, &w->mutex); /* the task had nothing to do: sleep until a job */
+                pthread_cond_wait(&w->cond, &w->mutex); /* the tasks had nothing to do: sleep until a job */
                 idle = false;
             } else if ((idle = wait_for_jobs(w))) {
                 run = task_due(w, true);
             }
         }
-        if (run) {
+        if (run != NULL) {
             pthread_mutex_unlock(&w->mutex);
-            run_task(w);
+            run_task(w, run);
             continue;
         }
         ax_task_t *chain = w->head;

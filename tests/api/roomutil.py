@@ -2,6 +2,8 @@
 
 import itertools
 import json
+import re
+import time
 import urllib.parse
 
 from axontest import AxonTestCase, unique
@@ -16,6 +18,18 @@ def q(s):
 
 
 class RoomTestCase(AxonTestCase):
+    def metric(self, name):
+        """A gauge or counter without labels from /metrics."""
+        text = self.req("GET", "/metrics").raw.decode()
+        return int(re.search(r"^%s (\d+)$" % re.escape(name), text, re.M).group(1))
+
+    def wait_metric(self, done, what, timeout=10):
+        """Until done() holds (reading metrics): for the writer's batched indexes to catch up."""
+        deadline = time.monotonic() + timeout
+        while not done():
+            self.assertLess(time.monotonic(), deadline, what)
+            time.sleep(0.05)
+
     def user(self, name=None):
         u = self.server.register(name or unique())
         return u["user_id"], u["access_token"]

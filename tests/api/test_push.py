@@ -485,29 +485,41 @@ class Notifications(PushCase):
             if i % 2 == 0:
                 body["m.mentions"] = {"user_ids": [bid]}
             sent.append(self.send(at, room, body))
-        r = self.req("GET", V3 + "/notifications", token=bt)
-        self.assertSpec("GET", V3 + "/notifications", r)
-        n = r.json["notifications"]
-        self.assertEqual([x["event"]["event_id"] for x in n], sent[::-1])  # newest first
-        self.assertTrue(all(x["room_id"] == room and not x["read"] and x["ts"] > 0 for x in n))
-        self.assertNotIn("next_token", r.json)
-        # pages of two
-        seen, frm = [], None
-        for _ in range(5):
-            qs = "limit=2" + ("&from=" + frm if frm else "")
-            page = self.req("GET", V3 + "/notifications?" + qs, token=bt)
-            self.assertSpec("GET", V3 + "/notifications", page)
-            seen += [x["event"]["event_id"] for x in page.json["notifications"]]
-            frm = page.json.get("next_token")
-            if frm is None:
-                break
-        self.assertEqual(seen, sent[::-1])
-        hl = self.req("GET", V3 + "/notifications?only=highlight", token=bt).json["notifications"]
-        self.assertEqual([x["event"]["event_id"] for x in hl], [sent[4], sent[2], sent[0]])
-        # read flags follow the receipt
+
+        def check(sent, highlights):
+            r = self.req("GET", V3 + "/notifications", token=bt)
+            self.assertSpec("GET", V3 + "/notifications", r)
+            n = r.json["notifications"]
+            self.assertEqual([x["event"]["event_id"] for x in n], sent[::-1])  # newest first
+            self.assertTrue(all(x["room_id"] == room and not x["read"] and x["ts"] > 0 for x in n))
+            self.assertNotIn("next_token", r.json)
+            # pages of two
+            seen, frm = [], None
+            for _ in range(len(sent)):
+                qs = "limit=2" + ("&from=" + frm if frm else "")
+                page = self.req("GET", V3 + "/notifications?" + qs, token=bt)
+                self.assertSpec("GET", V3 + "/notifications", page)
+                seen += [x["event"]["event_id"] for x in page.json["notifications"]]
+                frm = page.json.get("next_token")
+                if frm is None:
+                    break
+            self.assertEqual(seen, sent[::-1])
+            hl = self.req("GET", V3 + "/notifications?only=highlight", token=bt).json["notifications"]
+            self.assertEqual([x["event"]["event_id"] for x in hl], highlights)
+
+        # at once, while they are staged (unless this machine stalled for 200 ms), then from the user's list
+        check(sent, [sent[4], sent[2], sent[0]])
+        self.wait_metric(lambda: self.metric("axon_notifications_staged") == 0, "notifications never moved")
+        check(sent, [sent[4], sent[2], sent[0]])
+        # both: pages run from the staged ones into the list
+        sent.append(self.send(at, room, {"msgtype": "m.text", "body": "5", "m.mentions": {"user_ids": [bid]}}))
+        sent.append(self.send(at, room, {"msgtype": "m.text", "body": "6"}))
+        check(sent, [sent[5], sent[4], sent[2], sent[0]])
+        # read flags follow the receipt; the count is made again from both
         self.receipt(bt, room, sent[2])
         n = self.req("GET", V3 + "/notifications", token=bt).json["notifications"]
-        self.assertEqual([x["read"] for x in n], [False, False, True, True, True])
+        self.assertEqual([x["read"] for x in n], [False, False, False, False, True, True, True])
+        self.assertEqual(self.counts(bt, room)[0], {"notification_count": 4, "highlight_count": 2})
 
     def test_bad_parameters(self):
         uid, tok = self.user()

@@ -2,9 +2,6 @@
 """Relations, threads and aggregations, room upgrades, search and the user
 directory (server/cs/relations.c, rooms.c, search.c; core/rooms.c)."""
 
-import re
-import time
-
 from axontest import main, unique
 from roomutil import RoomTestCase, V3, q
 
@@ -153,16 +150,10 @@ class Upgrade(RoomTestCase):
 
 
 class Search(RoomTestCase):
-    def metric(self, name):
-        text = self.req("GET", "/metrics").raw.decode()
-        return int(re.search(r"^%s (\d+)$" % name, text, re.M).group(1))
-
     def wait_indexed(self):
         """Until the full-text index holds everything committed (it follows the timeline in batches)."""
-        deadline = time.monotonic() + 10
-        while self.metric("axon_search_index_position") < self.metric("axon_stream_position"):
-            self.assertLess(time.monotonic(), deadline, "the search index never caught up")
-            time.sleep(0.05)
+        self.wait_metric(lambda: self.metric("axon_search_index_position") >= self.metric("axon_stream_position"),
+                         "the search index never caught up")
 
     def search(self, token, term, **extra):
         body = {"search_categories": {"room_events": dict(extra, search_term=term)}}

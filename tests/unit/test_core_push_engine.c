@@ -141,6 +141,25 @@ static int count_notif(void *arg, uint64_t pos, const ax_notif_t *n)
     return 0;
 }
 
+static int list_pos(void *arg, uint64_t pos, const ax_notif_t *n)
+{
+    (void)n;
+    char *out = arg;
+    snprintf(out + strlen(out), 64 - strlen(out), "%s%llu", out[0] ? "," : "", (unsigned long long)pos);
+    return 0;
+}
+
+/* The positions of the user's notifications from 'from' on, as "1,2,3" (64 bytes into 'out'). */
+static const char *positions(fixture_t *f, const char *user, uint64_t from, bool backwards, char *out)
+{
+    ax_txn_t *t;
+    out[0] = '\0';
+    assert_int_equal(ax_db_read_begin(f->db, &t), 0);
+    assert_int_equal(ax_db_notif_scan(t, user, from, backwards, list_pos, out), 0);
+    ax_db_read_end(t);
+    return out;
+}
+
 static size_t notifications(fixture_t *f, const char *user)
 {
     ax_txn_t *t;
@@ -376,7 +395,7 @@ typedef struct st_notif_job_t {
     uint64_t pos, ts;
     bool highlight;
     uint64_t plain_before, highlight_before, next;
-    int op; /* 0 put, 1 prune */
+    int op; /* 0 put, 1 prune, 2 move the staged ones into the list */
 } notif_job_t;
 
 static int notif_apply(ax_txn_t *txn, void *arg)
@@ -384,6 +403,13 @@ static int notif_apply(ax_txn_t *txn, void *arg)
     notif_job_t *j = arg;
     if (j->op == 1)
         return ax_db_notif_prune(txn, j->user, j->plain_before, j->highlight_before, 4, &j->next);
+    if (j->op == 2) {
+        size_t moved;
+        bool drained;
+        int rc = ax_db_notif_move(txn, 5, &moved, &drained);
+        j->next = moved | (drained ? 0x100 : 0);
+        return rc;
+    }
     ax_notif_t n = {
         .highlight = j->highlight, .ts = j->ts, .room_id = "!r:a.test", .thread = "", .actions = "[\"notify\"]"};
     return ax_db_notif_put(txn, j->user, j->pos, &n);
@@ -406,8 +432,25 @@ static void test_notification_pruning(void **state)
         assert_int_equal(run_write(f, notif_apply, &j), 0);
     }
     assert_int_equal(notifications(f, CAROL), 8);
-    /* at most 4 looked at: deletes 1 (a highlight over 30 days), 3 and 4 (plain over a day), keeps 2 */
+    /* pruning looks at the list only: the staged ones are the newest (and staged for a moment) */
     notif_job_t p = {CAROL, 0, 0, false, now - day, now - 30 * day, 0, 1};
+    assert_int_equal(run_write(f, notif_apply, &p), 0);
+    assert_int_equal(notifications(f, CAROL), 8);
+    /* moved in batches, the oldest first; the list and the stage read as one all along */
+    notif_job_t m = {.op = 2};
+    assert_int_equal(run_write(f, notif_apply, &m), 0);
+    assert_int_equal(m.next, 5);
+    char buf[64];
+    assert_string_equal(positions(f, CAROL, UINT64_MAX, true, buf), "8,7,6,5,4,3,2,1");
+    assert_string_equal(positions(f, CAROL, 6, true, buf), "6,5,4,3,2,1");
+    assert_string_equal(positions(f, CAROL, 4, true, buf), "4,3,2,1");
+    assert_string_equal(positions(f, CAROL, 4, false, buf), "4,5,6,7,8");
+    assert_string_equal(positions(f, CAROL, 7, false, buf), "7,8");
+    assert_string_equal(positions(f, ALICE, 0, false, buf), "");
+    assert_int_equal(run_write(f, notif_apply, &m), 0);
+    assert_int_equal(m.next, 3 | 0x100);
+    assert_int_equal(notifications(f, CAROL), 8);
+    /* at most 4 looked at: deletes 1 (a highlight over 30 days), 3 and 4 (plain over a day), keeps 2 */
     assert_int_equal(run_write(f, notif_apply, &p), 0);
     assert_int_equal(p.next, 1); /* a full batch: more may be due */
     assert_int_equal(notifications(f, CAROL), 5);

@@ -4,7 +4,7 @@
  * that does not poison its batch, MDB_MAP_FULL on a tiny map, durability
  * across a restart, jobs after stop, the parsed events the writer keeps
  * (ax_db_event_get_shared) forgetting what a rolled-back job read, and the
- * writer's own task (ax_writer_set_task): when it runs, rolled back alone.
+ * writer's own task (ax_writer_add_task): when it runs, rolled back alone.
  */
 #include "testutil.h"
 
@@ -418,7 +418,7 @@ static void test_read_txn_reuse(void **state)
     free(dir);
 }
 
-/* ---- the writer's own task (ax_writer_set_task) ---- */
+/* ---- the writer's own task (ax_writer_add_task) ---- */
 
 typedef struct st_task_t {
     atomic_int want; /* 0: never due; 1: due when asked; 2: due when idle */
@@ -468,7 +468,7 @@ static void test_task(void **state)
     ax_writer_t *w = ax_writer_new(db);
     task_t t = {0};
     ax_writer_task_t task = {.due = task_due, .step = task_step, .done = task_done, .arg = &t, .idle_ms = 20};
-    ax_writer_set_task(w, &task);
+    ax_writer_add_task(w, &task);
     assert_int_equal(ax_writer_start(w), 0);
 
     /* not due: asked once the writer has been idle for idle_ms, then it sleeps until a job comes */
@@ -510,6 +510,43 @@ static void test_task(void **state)
     free(dir);
 }
 
+/* Two tasks: each runs when due, neither starves the other. */
+static void test_two_tasks(void **state)
+{
+    (void)state;
+    char *dir = test_mkdtemp();
+    ax_db_t *db = open_db(dir, 8 << 20);
+    ax_writer_t *w = ax_writer_new(db);
+    task_t a = {0}, b = {0};
+    ax_writer_task_t ta = {.due = task_due, .step = task_step, .done = task_done, .arg = &a, .idle_ms = 50};
+    ax_writer_task_t tb = {.due = task_due, .step = task_step, .done = task_done, .arg = &b, .idle_ms = 10};
+    ax_writer_add_task(w, &ta);
+    ax_writer_add_task(w, &tb);
+    assert_int_equal(ax_writer_start(w), 0);
+    atomic_store(&a.want, 2);
+    atomic_store(&b.want, 2);
+    put_job_t *j = job_new("x", 4, 0, NULL);
+    assert_int_equal(ax_writer_run(w, &j->super), 0);
+    wait_for(&a.committed, 1);
+    wait_for(&b.committed, 1);
+    /* both due at once, again and again: they take turns */
+    for (int i = 2; i <= 5; ++i) {
+        atomic_store(&a.want, 1);
+        atomic_store(&b.want, 1);
+        free(j);
+        j = job_new("y", 4, 0, NULL);
+        assert_int_equal(ax_writer_run(w, &j->super), 0);
+        wait_for(&a.committed, i);
+        wait_for(&b.committed, i);
+    }
+    ax_writer_stop(w);
+    ax_writer_free(w);
+    free(j);
+    ax_db_close(db);
+    test_rm_rf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -520,6 +557,7 @@ int main(void)
         cmocka_unit_test(test_read_txn_reuse),
         cmocka_unit_test(test_kept_events_follow_rollbacks_and_rewrites),
         cmocka_unit_test(test_task),
+        cmocka_unit_test(test_two_tasks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
