@@ -5,6 +5,7 @@
 #ifndef AX_CS_H
 #define AX_CS_H
 
+#include "server/changes.h"
 #include "server/handlers.h"
 
 /* ---- uia.c -- User-Interactive Authentication ------------------------------------------- */
@@ -174,9 +175,12 @@ int ax_cs_keys_store(ax_txn_t *txn, const char *user_id, const char *device_id, 
  * devices or cross-signing keys changed, or who now share a room with the
  * user ('*changed'), and users who no longer share any room ('*left').
  * Both are new references (arrays of user IDs), set even on failure.
- * Returns 0 or a storage error.
+ * With 'changes' (may be NULL), only the rooms that changed in the window
+ * are read, when its ring reaches back to 'from'; else every room of the
+ * user.  Returns 0 or a storage error.
  */
-int ax_cs_device_lists(ax_txn_t *txn, const char *user_id, uint64_t from, uint64_t to, json_t **changed, json_t **left);
+int ax_cs_device_lists(ax_txn_t *txn, ax_changes_t *changes, const char *user_id, uint64_t from, uint64_t to,
+                       json_t **changed, json_t **left);
 
 /**
  * /sync's end-to-end encryption sections for 'device_id' of 'user_id'
@@ -188,10 +192,10 @@ int ax_cs_device_lists(ax_txn_t *txn, const char *user_id, uint64_t from, uint64
  * last one delivered: the rest of the response must be bounded by it too.
  * Touches no request, so it may run on a worker.  Sets '*ack' when
  * messages up to 'since' wait to be deleted: then call
- * ax_cs_to_device_ack() from the request's thread.
+ * ax_cs_to_device_ack() from the request's thread.  'changes' as above.
  */
-json_t *ax_cs_e2ee_sync(ax_txn_t *txn, const char *user_id, const char *device_id, uint64_t since, uint64_t *upto,
-                        bool *ack);
+json_t *ax_cs_e2ee_sync(ax_txn_t *txn, ax_changes_t *changes, const char *user_id, const char *device_id,
+                        uint64_t since, uint64_t *upto, bool *ack);
 
 /** The to_device part of the above: the events to deliver (a new reference), '*upto' and '*ack' as above. */
 json_t *ax_cs_to_device_sync(ax_txn_t *txn, const char *user_id, const char *device_id, uint64_t since, uint64_t *upto,

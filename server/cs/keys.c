@@ -15,6 +15,7 @@
  * "failures".  Nothing is cached: each query asks again.
  */
 #include "server/cs/cs.h"
+#include "common/strmap.h"
 #include "core/events.h"
 #include "core/keys.h"
 #include "federation/federation.h"
@@ -721,7 +722,24 @@ static json_t *set_to_array(json_t *set)
     return out;
 }
 
-int ax_cs_device_lists(ax_txn_t *txn, const char *user_id, uint64_t from, uint64_t to, json_t **changed, json_t **left)
+static void dl_add_room(void *arg, const char *room_id)
+{
+    ax_strmap_put(arg, room_id, (void *)1);
+}
+
+static void dl_visit_room(void *arg, const char *room_id, void *value)
+{
+    (void)value;
+    dl_t *d = arg;
+    json_t *m = NULL;
+    if (ax_db_membership_get(d->txn, room_id, d->self, &m) != 0)
+        return; /* never the user's room */
+    dl_room_cb(d, room_id, m);
+    json_decref(m);
+}
+
+int ax_cs_device_lists(ax_txn_t *txn, ax_changes_t *changes, const char *user_id, uint64_t from, uint64_t to,
+                       json_t **changed, json_t **left)
 {
     dl_t d = {txn, user_id, from, to, json_object(), json_object(), json_object(), NULL, false, NULL};
     /*
@@ -732,8 +750,14 @@ int ax_cs_device_lists(ax_txn_t *txn, const char *user_id, uint64_t from, uint64
      * room reports its members even if another room was shared already.
      */
     int rc = ax_db_devicelist_changes(txn, from, to, dl_stream_cb, &d);
-    if (rc >= 0)
+    /* membership changes: only a room with events in the window can have some, so the rooms the
+     * change ring names will do; older windows read every room of the user */
+    ax_strmap_t rooms = AX_STRMAP_INIT;
+    if (rc >= 0 && changes != NULL && ax_changes_rooms(changes, from, to, dl_add_room, &rooms))
+        ax_strmap_foreach(&rooms, dl_visit_room, &d);
+    else if (rc >= 0)
         rc = ax_db_user_rooms_foreach(txn, user_id, dl_room_cb, &d);
+    ax_strmap_dispose(&rooms);
     const char *u;
     json_t *v;
     json_object_foreach(d.joined, u, v)
@@ -772,7 +796,7 @@ int ax_cs_keys_changes(ax_req_t *r)
     if (ax_db_read_begin(r->srv->db, &txn) != 0)
         return ax_reply_error(r, AX_M_INTERNAL, "Database unavailable");
     json_t *changed = NULL, *left = NULL;
-    int rc = ax_cs_device_lists(txn, r->auth.user_id, from, to, &changed, &left);
+    int rc = ax_cs_device_lists(txn, r->srv->changes, r->auth.user_id, from, to, &changed, &left);
     ax_db_read_end(txn);
     if (rc != 0) {
         json_decref(changed);
@@ -784,8 +808,8 @@ int ax_cs_keys_changes(ax_req_t *r)
 
 /* ---- /sync ---- */
 
-json_t *ax_cs_e2ee_sync(ax_txn_t *txn, const char *user_id, const char *device_id, uint64_t since, uint64_t *upto,
-                        bool *ack)
+json_t *ax_cs_e2ee_sync(ax_txn_t *txn, ax_changes_t *changes, const char *user_id, const char *device_id,
+                        uint64_t since, uint64_t *upto, bool *ack)
 {
     json_t *out = json_object();
     /* first: a long inbox lowers 'upto', which bounds everything after */
@@ -796,7 +820,7 @@ json_t *ax_cs_e2ee_sync(ax_txn_t *txn, const char *user_id, const char *device_i
     /* spec: device_lists only on incremental syncs (after an initial one, clients query) */
     if (since != 0 && since < *upto) {
         json_t *changed = NULL, *left = NULL;
-        if (ax_cs_device_lists(txn, user_id, since, *upto, &changed, &left) == 0 &&
+        if (ax_cs_device_lists(txn, changes, user_id, since, *upto, &changed, &left) == 0 &&
             (json_array_size(changed) != 0 || json_array_size(left) != 0))
             json_object_set_new(out, "device_lists", json_pack("{s:O, s:O}", "changed", changed, "left", left));
         json_decref(changed);

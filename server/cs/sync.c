@@ -768,7 +768,8 @@ static json_t *build(sync_t *s, ax_buf_t *join_text)
     if (ax_db_read_begin(srv->db, &s->txn) != 0)
         return NULL;
     /* first, as a long to-device inbox can lower s->upto for everything below */
-    json_t *e2ee = ax_cs_e2ee_sync(s->txn, s->user_id, s->device_id, s->since, &s->upto, &s->ack_to_device);
+    json_t *e2ee =
+        ax_cs_e2ee_sync(s->txn, srv->changes, s->user_id, s->device_id, s->since, &s->upto, &s->ack_to_device);
 
     json_t *ignore_list = NULL;
     if (ax_db_accountdata_get(s->txn, s->user_id, NULL, "m.ignored_user_list", &ignore_list, NULL) == 0) {

@@ -592,6 +592,29 @@ class Restart(RoomTestCase):
             srv.stop()
             srv.cleanup()
 
+    def test_device_lists_across_a_restart(self):
+        """device_lists reads the rooms the change ring names; a token older than the server's
+        start reads every room of the user instead, and finds the same."""
+        srv = Server().start()
+        try:
+            a, b, c = (srv.register(unique()) for _ in range(3))
+            room = srv.request("POST", V3 + "/createRoom", token=a["access_token"],
+                               body={"preset": "public_chat"}).json["room_id"]
+            srv.request("POST", V3 + "/join/" + q(room), token=b["access_token"], body={})
+            since = srv.request("GET", V3 + "/sync?set_presence=offline", token=a["access_token"]).json["next_batch"]
+            srv.request("POST", V3 + "/rooms/%s/leave" % q(room), token=b["access_token"], body={})
+            srv.stop()
+            srv.start()
+            r = srv.request("GET", V3 + "/sync?set_presence=offline&since=" + since, token=a["access_token"])
+            self.assertEqual(r.json["device_lists"], {"changed": [], "left": [b["user_id"]]})
+            srv.request("POST", V3 + "/join/" + q(room), token=c["access_token"], body={})
+            r = srv.request("GET", V3 + "/sync?set_presence=offline&since=" + r.json["next_batch"],
+                            token=a["access_token"])
+            self.assertEqual(r.json["device_lists"], {"changed": [c["user_id"]], "left": []})
+        finally:
+            srv.stop()
+            srv.cleanup()
+
 
 class ManyRooms(RoomTestCase):
     def test_only_changed_rooms_of_the_user(self):
