@@ -6,66 +6,21 @@
  *
  * jansson's dumps with JSON_SORT_KEYS is close but not equal (it escapes
  * differently and prints reals), so the encoder is our own; the spec's
- * vectors in tests/vectors pin it down byte for byte.
+ * vectors in tests/vectors pin it down byte for byte.  Strings are written as common/json.c writes them everywhere.
  */
 #include "core/core.h"
+
+#include "common/json.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-static void encode_string(const char *s, size_t len, ax_buf_t *out)
-{
-    static const char hex[] = "0123456789abcdef";
-    ax_buf_reserve(out, len + 2);
-    ax_buf_putc(out, '"');
-    size_t run = 0; /* start of the pending unescaped run */
-    for (size_t i = 0; i < len; ++i) {
-        unsigned char c = (unsigned char)s[i];
-        const char *esc = NULL;
-        char ubuf[7];
-        if (c == '"')
-            esc = "\\\"";
-        else if (c == '\\')
-            esc = "\\\\";
-        else if (c < 0x20) {
-            switch (c) {
-            case '\b':
-                esc = "\\b";
-                break;
-            case '\f':
-                esc = "\\f";
-                break;
-            case '\n':
-                esc = "\\n";
-                break;
-            case '\r':
-                esc = "\\r";
-                break;
-            case '\t':
-                esc = "\\t";
-                break;
-            default:
-                ubuf[0] = '\\', ubuf[1] = 'u', ubuf[2] = '0', ubuf[3] = '0';
-                ubuf[4] = hex[c >> 4], ubuf[5] = hex[c & 15], ubuf[6] = '\0';
-                esc = ubuf;
-            }
-        }
-        if (esc != NULL) {
-            ax_buf_append(out, s + run, i - run);
-            ax_buf_puts(out, esc);
-            run = i + 1;
-        }
-    }
-    ax_buf_append(out, s + run, len - run);
-    ax_buf_putc(out, '"');
-}
-
 static int encode_integer(json_int_t v, ax_buf_t *out)
 {
     if (v > AX_CJSON_MAX_INT || v < -AX_CJSON_MAX_INT)
         return AX_EINVAL;
-    ax_buf_printf(out, "%lld", (long long)v);
+    ax_json_put_integer(v, out);
     return 0;
 }
 
@@ -85,42 +40,44 @@ static int compare_keys(const void *a, const void *b)
     return x->len < y->len ? -1 : x->len > y->len;
 }
 
+static int encode_value(const json_t *v, ax_buf_t *out, int depth);
+
+/* An object's members sorted by key (canonical JSON); apart, to keep the recursion's frames small. */
+static int encode_sorted(const json_t *v, ax_buf_t *out, int depth)
+{
+    size_t n = json_object_size(v);
+    key_ref_t stack_keys[16];
+    key_ref_t *refs = n <= 16 ? stack_keys : ax_malloc(n * sizeof(*refs));
+    size_t i = 0;
+    for (void *iter = json_object_iter((json_t *)v); iter != NULL; iter = json_object_iter_next((json_t *)v, iter)) {
+        refs[i].key = json_object_iter_key(iter);
+        refs[i].len = json_object_iter_key_len(iter);
+        refs[i].value = json_object_iter_value(iter);
+        ++i;
+    }
+    qsort(refs, n, sizeof(*refs), compare_keys);
+    int rc = 0;
+    ax_buf_putc(out, '{');
+    for (i = 0; i < n && rc == 0; ++i) {
+        if (i != 0)
+            ax_buf_putc(out, ',');
+        ax_json_put_string(refs[i].key, refs[i].len, out);
+        ax_buf_putc(out, ':');
+        rc = encode_value(refs[i].value, out, depth + 1);
+    }
+    ax_buf_putc(out, '}');
+    if (refs != stack_keys)
+        free(refs);
+    return rc;
+}
+
 static int encode_value(const json_t *v, ax_buf_t *out, int depth)
 {
     if (depth > 128) /* jansson limits parse depth to 2048; signing needs far less */
         return AX_EINVAL;
     switch (json_typeof(v)) {
-    case JSON_OBJECT: {
-        size_t n = json_object_size(v);
-        key_ref_t stack_keys[16];
-        key_ref_t *refs = n <= 16 ? stack_keys : ax_malloc(n * sizeof(*refs));
-        size_t i = 0;
-        const char *key;
-        json_t *val;
-        void *iter;
-        for (iter = json_object_iter((json_t *)v); iter != NULL; iter = json_object_iter_next((json_t *)v, iter)) {
-            key = json_object_iter_key(iter);
-            val = json_object_iter_value(iter);
-            refs[i].key = key;
-            refs[i].len = json_object_iter_key_len(iter);
-            refs[i].value = val;
-            ++i;
-        }
-        qsort(refs, n, sizeof(*refs), compare_keys);
-        int rc = 0;
-        ax_buf_putc(out, '{');
-        for (i = 0; i < n && rc == 0; ++i) {
-            if (i != 0)
-                ax_buf_putc(out, ',');
-            encode_string(refs[i].key, refs[i].len, out);
-            ax_buf_putc(out, ':');
-            rc = encode_value(refs[i].value, out, depth + 1);
-        }
-        ax_buf_putc(out, '}');
-        if (refs != stack_keys)
-            free(refs);
-        return rc;
-    }
+    case JSON_OBJECT:
+        return encode_sorted(v, out, depth);
     case JSON_ARRAY: {
         ax_buf_putc(out, '[');
         for (size_t i = 0; i < json_array_size(v); ++i) {
@@ -133,9 +90,6 @@ static int encode_value(const json_t *v, ax_buf_t *out, int depth)
         ax_buf_putc(out, ']');
         return 0;
     }
-    case JSON_STRING:
-        encode_string(json_string_value(v), json_string_length(v), out);
-        return 0;
     case JSON_INTEGER:
         return encode_integer(json_integer_value(v), out);
     case JSON_REAL: {
@@ -144,17 +98,9 @@ static int encode_value(const json_t *v, ax_buf_t *out, int depth)
             return AX_EINVAL;
         return encode_integer((json_int_t)d, out); /* -0.0 casts to 0 */
     }
-    case JSON_TRUE:
-        ax_buf_puts(out, "true");
-        return 0;
-    case JSON_FALSE:
-        ax_buf_puts(out, "false");
-        return 0;
-    case JSON_NULL:
-        ax_buf_puts(out, "null");
-        return 0;
+    default: /* strings, true, false, null: as compact JSON writes them */
+        return ax_json_encode(v, out);
     }
-    return AX_EINVAL;
 }
 
 int ax_cjson_encode(const json_t *v, ax_buf_t *out)

@@ -15,6 +15,7 @@
  */
 #include "server/server.h"
 #include "server/http_internal.h"
+#include "common/json.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -557,17 +558,11 @@ int ax_reply_raw(ax_req_t *r, int status, const char *content_type, const char *
     return send_response(r, status, content_type, content_type ? strlen(content_type) : 0, b);
 }
 
-static int json_dump_to_buf(const char *buffer, size_t size, void *data)
-{
-    ax_buf_append(data, buffer, size);
-    return 0;
-}
-
 int ax_reply_json_new(ax_req_t *r, int status, json_t *body)
 {
     ax_buf_t *scratch = &r->thread->scratch;
     ax_buf_reset(scratch);
-    if (body == NULL || json_dump_callback(body, json_dump_to_buf, scratch, JSON_COMPACT) != 0) {
+    if (ax_json_encode(body, scratch) != 0) {
         json_decref(body);
         ax_log(AX_LOG_ERROR, "internal: cannot serialize reply for %s", r->route ? r->route->path : "request");
         ax_buf_reset(scratch);

@@ -4,6 +4,7 @@
  * statistics, and the key/value helpers of storage_internal.h.
  */
 #include "storage/storage_internal.h"
+#include "common/json.h"
 
 #include <errno.h>
 #include <stdatomic.h>
@@ -426,16 +427,10 @@ int ax_kv_get_json(ax_txn_t *txn, int dbi, const void *key, size_t klen, json_t 
     return 0;
 }
 
-static int dump_cb(const char *buf, size_t size, void *data)
-{
-    ax_buf_append(data, buf, size);
-    return 0;
-}
-
 int ax_kv_put_json(ax_txn_t *txn, int dbi, const void *key, size_t klen, const json_t *val)
 {
     ax_buf_t b = AX_BUF_INIT;
-    if (json_dump_callback(val, dump_cb, &b, JSON_COMPACT) != 0) {
+    if (ax_json_encode(val, &b) != 0) {
         ax_buf_dispose(&b);
         return AX_EINVAL;
     }

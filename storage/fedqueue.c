@@ -18,6 +18,7 @@
  * m.signing_key_update EDUs, built from the stored devices and keys.
  */
 #include "storage/storage_internal.h"
+#include "common/json.h"
 #include "common/strmap.h"
 
 #include <stdlib.h>
@@ -125,12 +126,6 @@ int ax_db_fedq_push_pdu(ax_txn_t *txn, const char *destination, const char *room
     return rc;
 }
 
-static int dump_cb(const char *buf, size_t size, void *data)
-{
-    ax_buf_append(data, buf, size);
-    return 0;
-}
-
 int ax_db_fedq_push_edu(ax_txn_t *txn, const char *destination, const char *edu_type, const json_t *content)
 {
     json_t *edu = json_pack("{s:s, s:O}", "edu_type", edu_type, "content", content);
@@ -138,8 +133,7 @@ int ax_db_fedq_push_edu(ax_txn_t *txn, const char *destination, const char *edu_
         return AX_EINVAL;
     ax_buf_t v = AX_BUF_INIT;
     ax_buf_putc(&v, AX_FEDQ_EDU);
-    int rc =
-        json_dump_callback(edu, dump_cb, &v, JSON_COMPACT) == 0 ? push(txn, destination, v.base, v.len) : AX_EINVAL;
+    int rc = ax_json_encode(edu, &v) == 0 ? push(txn, destination, v.base, v.len) : AX_EINVAL;
     json_decref(edu);
     ax_buf_dispose(&v);
     return rc;

@@ -6,6 +6,7 @@
  * index lookup or a range of one index.
  */
 #include "storage/storage_internal.h"
+#include "common/json.h"
 #include "common/strmap.h"
 
 #include <stdlib.h>
@@ -316,12 +317,6 @@ int ax_db_event_get_shared(ax_txn_t *txn, const char *event_id, json_t **event)
     return rc;
 }
 
-static int dump_cb(const char *buf, size_t size, void *data)
-{
-    ax_buf_append(data, buf, size);
-    return 0;
-}
-
 int ax_db_event_put(ax_txn_t *txn, const char *event_id, const char *room_id, uint64_t pos, unsigned flags,
                     const json_t *event)
 {
@@ -333,7 +328,7 @@ int ax_db_event_put(ax_txn_t *txn, const char *event_id, const char *room_id, ui
     head[8] = (uint8_t)flags;
     ax_buf_append(&b, head, sizeof(head));
     ax_buf_append(&b, room_id, strlen(room_id) + 1);
-    int rc = json_dump_callback(event, dump_cb, &b, JSON_COMPACT) == 0 ? 0 : AX_EINVAL;
+    int rc = ax_json_encode(event, &b);
     if (rc == 0)
         rc = ax_kv_put(txn, AX_DBI_eventid_event, event_id, strlen(event_id), b.base, b.len, 0);
     ax_buf_dispose(&b);

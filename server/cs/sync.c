@@ -13,6 +13,7 @@
  * the whole sync runs again.
  */
 #include "server/cs/cs.h"
+#include "common/json.h"
 #include "common/strmap.h"
 #include "core/filter.h"
 #include "core/push.h"
@@ -577,33 +578,13 @@ typedef struct st_rooms_t {
     bool failed;
 } rooms_t;
 
-/* Appends 'v' as compact JSON: straight into the buffer's spare room, again after growing it when short. */
-static int dump_json(ax_buf_t *b, const json_t *v)
-{
-    const size_t flags = JSON_COMPACT | JSON_ENCODE_ANY;
-    ax_buf_reserve(b, 4096);
-    size_t spare = b->cap - b->len - 1, n = json_dumpb(v, b->base + b->len, spare, flags);
-    if (n > spare) {
-        ax_buf_reserve(b, n);
-        n = json_dumpb(v, b->base + b->len, n, flags);
-    }
-    if (n == 0)
-        return -1;
-    b->len += n;
-    b->base[b->len] = '\0';
-    return 0;
-}
-
 /* Appends '"key":' to 'b', after a comma unless 'first'. */
-static int dump_key(ax_buf_t *b, const char *key, bool first)
+static void dump_key(ax_buf_t *b, const char *key, bool first)
 {
     if (!first)
         ax_buf_putc(b, ',');
-    json_t *k = json_string(key);
-    int rc = dump_json(b, k);
-    json_decref(k);
+    ax_json_put_string(key, strlen(key), b);
     ax_buf_putc(b, ':');
-    return rc;
 }
 
 static int room_cb(void *arg, const char *room_id, json_t *m)
@@ -627,7 +608,8 @@ static int room_cb(void *arg, const char *room_id, json_t *m)
         if (room != NULL && rs->join_text != NULL) {
             /* written out at once: the response never holds every room's tree (an initial sync
              * of 500 rooms is megabytes of small allocations), and the HTTP thread only copies */
-            if (dump_key(rs->join_text, room_id, rs->joined == 0) != 0 || dump_json(rs->join_text, room) != 0)
+            dump_key(rs->join_text, room_id, rs->joined == 0);
+            if (ax_json_encode(room, rs->join_text) != 0)
                 rs->failed = true;
             rs->joined++;
             json_decref(room);
@@ -855,24 +837,24 @@ static int dump_response(ax_buf_t *b, const json_t *out, const ax_buf_t *join_te
     ax_buf_putc(b, '{');
     json_object_foreach((json_t *)out, key, v)
     {
-        rc |= dump_key(b, key, first);
+        dump_key(b, key, first);
         first = false;
         if (strcmp(key, "rooms") != 0) {
-            rc |= dump_json(b, v);
+            rc |= ax_json_encode(v, b);
             continue;
         }
         bool rfirst = true;
         ax_buf_putc(b, '{');
         json_object_foreach(v, rkey, rv)
         {
-            rc |= dump_key(b, rkey, rfirst);
+            dump_key(b, rkey, rfirst);
             rfirst = false;
             if (strcmp(rkey, "join") == 0 && json_object_size(rv) == 0) {
                 ax_buf_putc(b, '{');
                 ax_buf_append(b, join_text->base, join_text->len);
                 ax_buf_putc(b, '}');
             } else {
-                rc |= dump_json(b, rv);
+                rc |= ax_json_encode(rv, b);
             }
         }
         ax_buf_putc(b, '}');

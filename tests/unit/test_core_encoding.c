@@ -4,6 +4,7 @@
  */
 #include "testutil.h"
 
+#include "common/json.h"
 #include "core/core.h"
 
 static json_t *vectors;
@@ -116,6 +117,85 @@ static void test_canonical_json_escapes_and_numbers(void **state)
     json_decref(v);
 }
 
+/* ax_json_encode writes what jansson's compact dump writes, member order and reals included. */
+static void test_compact_json_matches_jansson(void **state)
+{
+    (void)state;
+    static const char *const texts[] = {
+        "{}",
+        "[]",
+        "\"\"",
+        "0",
+        "-1",
+        "9223372036854775807",
+        "-9223372036854775808",
+        "true",
+        "false",
+        "null",
+        "1.5",
+        "-0.0",
+        "1e300",
+        "0.1",
+        "123456789012.25",
+        "[1.0,2.5e-7]",
+        "{\"z\":1,\"a\":{\"y\":[],\"b\":{},\"x\":[null,true,false,{\"k\":\"v\"}]},\"\":0}",
+        "{\"body\":\"caf\\u00e9 \\u2028 \\ud83d\\ude00 /slash/ \\\"quoted\\\" back\\\\slash\\ttab\\nnl\"}",
+        "[\"a\",[\"b\",[\"c\",[]]],{\"d\":[{\"e\":{}}]}]",
+    };
+    for (size_t i = 0; i < AX_ARRAY_SIZE(texts); ++i) {
+        json_t *v = json_loads(texts[i], JSON_DECODE_ANY, NULL);
+        assert_non_null(v);
+        char *want = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+        ax_buf_t b = AX_BUF_INIT;
+        ax_buf_puts(&b, "prefix:"); /* appends */
+        assert_int_equal(ax_json_encode(v, &b), 0);
+        assert_string_equal(b.base + 7, want);
+        assert_int_equal(b.len, 7 + strlen(want));
+        free(want);
+        ax_buf_dispose(&b);
+        json_decref(v);
+    }
+
+    /* control characters: \uXXXX in lower case where jansson writes upper case; the same value */
+    json_t *v = json_pack("[s]", "a\x01\x1f\b\f\n\r\t\"\\z");
+    ax_buf_t b = AX_BUF_INIT;
+    assert_int_equal(ax_json_encode(v, &b), 0);
+    assert_string_equal(b.base, "[\"a\\u0001\\u001f\\b\\f\\n\\r\\t\\\"\\\\z\"]");
+    json_t *back = json_loads(b.base, 0, NULL);
+    assert_true(json_equal(back, v));
+    json_decref(back);
+    json_decref(v);
+
+    /* a long string grows the buffer across escapes */
+    ax_buf_reset(&b);
+    char big[5000];
+    for (size_t i = 0; i < sizeof(big) - 1; ++i)
+        big[i] = i % 97 == 0 ? '"' : (char)('a' + i % 26);
+    big[sizeof(big) - 1] = '\0';
+    v = json_string(big);
+    char *want = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    assert_int_equal(ax_json_encode(v, &b), 0);
+    assert_string_equal(b.base, want);
+    free(want);
+    json_decref(v);
+
+    /* nothing to encode, or too deep: an error, and the buffer as it was */
+    ax_buf_reset(&b);
+    ax_buf_puts(&b, "kept");
+    assert_int_equal(ax_json_encode(NULL, &b), AX_EINVAL);
+    json_t *deep = json_array(), *inner = deep;
+    for (int d = 0; d < 2100; ++d) {
+        json_t *next = json_array();
+        json_array_append_new(inner, next);
+        inner = next;
+    }
+    assert_int_equal(ax_json_encode(deep, &b), AX_EINVAL);
+    assert_string_equal(b.base, "kept");
+    assert_int_equal(b.len, 4);
+    json_decref(deep);
+    ax_buf_dispose(&b);
+}
+
 static void test_random_alnum(void **state)
 {
     (void)state;
@@ -134,8 +214,11 @@ int main(void)
         return 1;
     vectors = test_load_vectors();
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_base64_vectors),         cmocka_unit_test(test_base64_padded_and_bad),
-        cmocka_unit_test(test_canonical_json_vectors), cmocka_unit_test(test_canonical_json_escapes_and_numbers),
+        cmocka_unit_test(test_base64_vectors),
+        cmocka_unit_test(test_base64_padded_and_bad),
+        cmocka_unit_test(test_canonical_json_vectors),
+        cmocka_unit_test(test_canonical_json_escapes_and_numbers),
+        cmocka_unit_test(test_compact_json_matches_jansson),
         cmocka_unit_test(test_random_alnum),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
