@@ -116,6 +116,10 @@ int ax_cs_public_rooms_post(ax_req_t *r);
 
 /* server/cs/sync.c -- /sync */
 int ax_cs_sync(ax_req_t *r);
+/** Frees what /sync keeps per HTTP thread (its shared timelines); on the thread, as it ends. */
+void ax_cs_sync_thread_free(void);
+/** Timelines written out once and kept for other readers, and answers that used one (since start). */
+void ax_cs_sync_shared_stats(uint64_t *kept, uint64_t *used);
 
 /* server/cs/presence.c -- presence */
 int ax_cs_presence_get(ax_req_t *r);

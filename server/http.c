@@ -15,6 +15,7 @@
  */
 #include "server/server.h"
 #include "server/http_internal.h"
+#include "server/handlers.h"
 #include "common/json.h"
 
 #include <arpa/inet.h>
@@ -1490,6 +1491,7 @@ static void *thread_main(void *arg)
     if (t->clean)
         thread_dispose_loop(t);
     ax_db_event_cache_free();
+    ax_cs_sync_thread_free();
     return NULL;
 }
 

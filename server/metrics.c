@@ -177,6 +177,14 @@ static void write_writer(ax_server_t *srv, ax_buf_t *b)
     header(b, "axon_notifications_staged", "gauge",
            "Notifications written but not yet moved into their users' lists (moved in batches).");
     ax_buf_printf(b, "axon_notifications_staged %llu\n", (unsigned long long)ax_db_notif_staged(srv->db));
+    uint64_t kept, used;
+    ax_cs_sync_shared_stats(&kept, &used);
+    header(b, "axon_sync_timelines_kept_total", "counter",
+           "New timelines of /sync answers written out once and kept for the room's other woken members.");
+    ax_buf_printf(b, "axon_sync_timelines_kept_total %llu\n", (unsigned long long)kept);
+    header(b, "axon_sync_timelines_shared_total", "counter",
+           "/sync answers that copied a kept timeline instead of loading and writing out its events.");
+    ax_buf_printf(b, "axon_sync_timelines_shared_total %llu\n", (unsigned long long)used);
     if (srv->search != NULL) {
         header(b, "axon_search_index_position", "gauge",
                "Stream position up to which the full-text index is complete (search reads the timeline after it).");

@@ -21,6 +21,7 @@
 #include "server/changes.h"
 #include "server/typing.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,7 +46,8 @@ typedef struct st_sync_t {
     uint64_t typing_now;
     ax_txn_t *txn;
     uint64_t now_ms;
-    bool ack_to_device; /* to-device messages up to 'since' wait to be deleted */
+    bool ack_to_device;  /* to-device messages up to 'since' wait to be deleted */
+    bool share_timeline; /* on an HTTP thread: may use and fill its shared timelines */
 } sync_t;
 
 /* ---- tokens ---- */
@@ -415,16 +417,134 @@ static void add_unread_counts(sync_t *s, json_t *room, const char *room_id)
         json_object_set_new(room, "unread_thread_notifications", threads);
 }
 
+/* ---- the shared timeline ---- */
+
+/*
+ * A room's new events as every member who has been in it since the token
+ * sees them.  A commit into a busy room wakes all its members' long-polls
+ * at once, most of them on the same token (the previous commit woke them
+ * together): each would load, format and write out the same events.  The
+ * first one writes them out here, on its HTTP thread, and the others copy
+ * the text.  Only for readers whose view cannot differ: joined since before
+ * the token (unsigned.membership is "join" throughout and every event is
+ * visible), no ignored users, no filter that picks events or fields, the
+ * client format; and only timelines where no event holds anything of the
+ * reader's own: the reader's transaction_id (the reader sent none of them),
+ * aggregations (a thread summary says whether the reader took part), a
+ * redaction's membership.  unsigned.age is as old as the entry, which is
+ * used SHARED_TL_MAX_AGE_MS at most.
+ */
+#define SHARED_TL_SLOTS      8
+#define SHARED_TL_MAX_AGE_MS 200
+#define SHARED_TL_MAX_BYTES  (256 * 1024)
+
+typedef struct st_shared_tl_t {
+    char *room_id; /* NULL: an empty slot */
+    uint64_t since, upto;
+    int limit;
+    uint64_t made_ms;
+    ax_buf_t events; /* the timeline's "events", a JSON array */
+    json_t *senders; /* {user_id: true} of those events */
+    uint64_t first;  /* position of the oldest */
+    bool limited, has_member_event;
+} shared_tl_t;
+
+static _Thread_local shared_tl_t shared_tl[SHARED_TL_SLOTS];
+static _Thread_local unsigned shared_tl_next;
+static atomic_ullong shared_tl_kept, shared_tl_used; /* for /metrics */
+/* a light run's response, written on the HTTP thread (see run()) */
+static _Thread_local ax_buf_t body_buf, join_buf;
+
+static void shared_tl_clear(shared_tl_t *e)
+{
+    free(e->room_id);
+    e->room_id = NULL;
+    ax_buf_dispose(&e->events);
+    json_decref(e->senders);
+    e->senders = NULL;
+}
+
+void ax_cs_sync_thread_free(void)
+{
+    for (size_t i = 0; i < SHARED_TL_SLOTS; ++i)
+        shared_tl_clear(&shared_tl[i]);
+    ax_buf_dispose(&body_buf);
+    ax_buf_dispose(&join_buf);
+}
+
+void ax_cs_sync_shared_stats(uint64_t *kept, uint64_t *used)
+{
+    *kept = atomic_load_explicit(&shared_tl_kept, memory_order_relaxed);
+    *used = atomic_load_explicit(&shared_tl_used, memory_order_relaxed);
+}
+
+static shared_tl_t *shared_tl_find(sync_t *s, const char *room_id, uint64_t upto, int limit)
+{
+    for (size_t i = 0; i < SHARED_TL_SLOTS; ++i) {
+        shared_tl_t *e = &shared_tl[i];
+        if (e->room_id != NULL && e->upto == upto && e->since == s->since && e->limit == limit &&
+            s->now_ms - e->made_ms <= SHARED_TL_MAX_AGE_MS && strcmp(e->room_id, room_id) == 0 &&
+            json_object_get(e->senders, s->user_id) == NULL) {
+            atomic_fetch_add_explicit(&shared_tl_used, 1, memory_order_relaxed);
+            return e;
+        }
+    }
+    return NULL;
+}
+
+/* Whether 'timeline' (client events, oldest first) reads the same for every reader allowed to share it. */
+static bool shareable(const json_t *timeline, const json_t *senders, const char *reader)
+{
+    if (json_object_get(senders, reader) != NULL)
+        return false;
+    size_t i;
+    json_t *ev;
+    json_array_foreach(timeline, i, ev)
+    {
+        json_t *uns = json_object_get(ev, "unsigned");
+        if (json_object_get(uns, "transaction_id") != NULL || json_object_get(uns, "m.relations") != NULL ||
+            json_object_get(uns, "redacted_because") != NULL)
+            return false;
+    }
+    return true;
+}
+
+/* Keeps 'timeline' for the next readers; the entry, or NULL when it is not kept. */
+static shared_tl_t *shared_tl_put(sync_t *s, const char *room_id, uint64_t upto, int limit, const tl_t *t,
+                                  const json_t *timeline, const json_t *senders, uint64_t first, bool has_member)
+{
+    shared_tl_t *e = &shared_tl[shared_tl_next++ % SHARED_TL_SLOTS];
+    shared_tl_clear(e);
+    if (ax_json_encode(timeline, &e->events) != 0 || e->events.len > SHARED_TL_MAX_BYTES) {
+        ax_buf_dispose(&e->events);
+        return NULL;
+    }
+    e->room_id = ax_strdup(room_id);
+    e->since = s->since;
+    e->upto = upto;
+    e->limit = limit;
+    e->made_ms = s->now_ms;
+    e->senders = json_deep_copy(senders);
+    e->first = first;
+    e->limited = t->limited;
+    e->has_member_event = has_member;
+    atomic_fetch_add_explicit(&shared_tl_kept, 1, memory_order_relaxed);
+    return e;
+}
+
 /*
  * Builds the JoinedRoom / LeftRoom object of 'room_id' for positions up to
  * 'upto' (the leave for left rooms).  'fresh': the client has not seen the
  * room yet (initial sync, a new join): the timeline may reach back before
  * the token and the state is complete.  With full_state the state is
  * complete too, but the timeline still starts at the token.  Returns NULL
- * when there is nothing to say about the room.
+ * when there is nothing to say about the room.  With 'events_text' (a
+ * joined room written out as text at once), the timeline's events may come
+ * as JSON text, shared with other readers (see above): then '*events_text'
+ * is set and the timeline object has no "events".
  */
 static json_t *room_section(sync_t *s, const char *room_id, uint64_t upto, bool fresh, json_t *room_account_data,
-                            bool joined)
+                            bool joined, const ax_buf_t **events_text)
 {
     bool whole_state = fresh || s->full_state;
     const json_t *tf = room_filter(s, "timeline");
@@ -435,10 +555,14 @@ static json_t *room_section(sync_t *s, const char *room_id, uint64_t upto, bool 
               .limit = ax_filter_limit(tf, DEFAULT_TIMELINE_LIMIT),
               .load = timeline_needs_events(s, tf),
               .events = json_array()};
-    ax_db_timeline_scan(s->txn, room_id, upto, true, timeline_cb, &t);
+    bool may_share = events_text != NULL && s->share_timeline && joined && !fresh && !t.load && client_format(s) &&
+                     json_object_get(s->filter, "event_fields") == NULL;
+    shared_tl_t *shared = may_share ? shared_tl_find(s, room_id, upto, t.limit) : NULL;
+    if (shared == NULL)
+        ax_db_timeline_scan(s->txn, room_id, upto, true, timeline_cb, &t);
 
     json_t *ephemeral = joined ? ephemeral_events(s, room_id, fresh) : json_array();
-    if (!whole_state && t.n == 0 && json_array_size(ephemeral) == 0 && room_account_data == NULL) {
+    if (!whole_state && shared == NULL && t.n == 0 && json_array_size(ephemeral) == 0 && room_account_data == NULL) {
         json_decref(t.events);
         json_decref(ephemeral);
         free(t.positions);
@@ -448,17 +572,29 @@ static json_t *room_section(sync_t *s, const char *room_id, uint64_t upto, bool 
     /* the timeline, oldest first */
     json_t *timeline = json_array();
     json_t *senders = json_object();
-    json_object_set_new(senders, s->user_id, json_true());
-    for (size_t i = t.n; i-- > 0;) {
-        json_t *ev = timeline_event(s, json_array_get(t.events, i));
-        if (ev == NULL)
-            continue;
-        const char *sender = json_string_value(json_object_get(ev, "sender"));
-        if (sender != NULL)
-            json_object_set_new(senders, sender, json_true());
-        json_array_append_new(timeline, ev);
+    uint64_t first;
+    bool has_member;
+    if (shared != NULL) {
+        json_object_update(senders, shared->senders);
+        first = shared->first;
+        t.limited = shared->limited;
+        has_member = shared->has_member_event;
+    } else {
+        for (size_t i = t.n; i-- > 0;) {
+            json_t *ev = timeline_event(s, json_array_get(t.events, i));
+            if (ev == NULL)
+                continue;
+            const char *sender = json_string_value(json_object_get(ev, "sender"));
+            if (sender != NULL)
+                json_object_set_new(senders, sender, json_true());
+            json_array_append_new(timeline, ev);
+        }
+        first = t.n != 0 ? t.positions[t.n - 1] : upto + 1;
+        has_member = has_member_event(timeline);
+        if (may_share && t.n != 0 && shareable(timeline, senders, s->user_id))
+            shared = shared_tl_put(s, room_id, upto, t.limit, &t, timeline, senders, first, has_member);
     }
-    uint64_t first = t.n != 0 ? t.positions[t.n - 1] : upto + 1;
+    json_object_set_new(senders, s->user_id, json_true());
 
     /* state between the token (or nothing) and the start of the timeline: when the state group
      * did not change, there is none, and no map is loaded (a message in a big room stays cheap) */
@@ -478,13 +614,21 @@ static json_t *room_section(sync_t *s, const char *room_id, uint64_t upto, bool 
 
     char prev_batch[32];
     snprintf(prev_batch, sizeof(prev_batch), "t%llu", (unsigned long long)(first - 1));
-    json_t *room = json_pack("{s:{s:o}, s:{s:o, s:b, s:s}}", "state", "events", state, "timeline", "events", timeline,
-                             "limited", t.limited, "prev_batch", prev_batch);
+    json_t *room;
+    if (shared != NULL) {
+        json_decref(timeline);
+        *events_text = &shared->events;
+        room = json_pack("{s:{s:o}, s:{s:b, s:s}}", "state", "events", state, "timeline", "limited", t.limited,
+                         "prev_batch", prev_batch);
+    } else {
+        room = json_pack("{s:{s:o}, s:{s:o, s:b, s:s}}", "state", "events", state, "timeline", "events", timeline,
+                         "limited", t.limited, "prev_batch", prev_batch);
+    }
     if (joined) {
         json_object_set_new(room, "ephemeral", json_pack("{s:o}", "events", ephemeral));
         /* the summary counts every member: only when it can have changed (spec: clients keep
          * the last one they were given) */
-        if (whole_state || has_member_event(timeline) || has_member_event(state))
+        if (whole_state || has_member || has_member_event(state))
             json_object_set_new(room, "summary", room_summary(s, room_id));
         add_unread_counts(s, room, room_id);
     } else {
@@ -587,6 +731,37 @@ static void dump_key(ax_buf_t *b, const char *key, bool first)
     ax_buf_putc(b, ':');
 }
 
+/* Appends the room object 'room' from room_section(), with the timeline's 'events' text in place when given. */
+static int dump_room(ax_buf_t *b, const json_t *room, const ax_buf_t *events)
+{
+    if (events == NULL)
+        return ax_json_encode(room, b);
+    const char *key, *tkey;
+    json_t *v, *tv;
+    int rc = 0;
+    bool first = true;
+    ax_buf_putc(b, '{');
+    json_object_foreach((json_t *)room, key, v)
+    {
+        dump_key(b, key, first);
+        first = false;
+        if (strcmp(key, "timeline") != 0) {
+            rc |= ax_json_encode(v, b);
+            continue;
+        }
+        ax_buf_puts(b, "{\"events\":");
+        ax_buf_append(b, events->base, events->len);
+        json_object_foreach(v, tkey, tv)
+        {
+            dump_key(b, tkey, false);
+            rc |= ax_json_encode(tv, b);
+        }
+        ax_buf_putc(b, '}');
+    }
+    ax_buf_putc(b, '}');
+    return rc;
+}
+
 static int room_cb(void *arg, const char *room_id, json_t *m)
 {
     rooms_t *rs = arg;
@@ -604,12 +779,13 @@ static int room_cb(void *arg, const char *room_id, json_t *m)
 
     if (strcmp(membership, "join") == 0) {
         bool fresh = s->since == 0 || changed;
-        json_t *room = room_section(s, room_id, s->upto, fresh, rad, true);
+        const ax_buf_t *events_text = NULL;
+        json_t *room = room_section(s, room_id, s->upto, fresh, rad, true, rs->join_text ? &events_text : NULL);
         if (room != NULL && rs->join_text != NULL) {
             /* written out at once: the response never holds every room's tree (an initial sync
              * of 500 rooms is megabytes of small allocations), and the HTTP thread only copies */
             dump_key(rs->join_text, room_id, rs->joined == 0);
-            if (ax_json_encode(room, rs->join_text) != 0)
+            if (dump_room(rs->join_text, room, events_text) != 0)
                 rs->failed = true;
             rs->joined++;
             json_decref(room);
@@ -639,7 +815,7 @@ static int room_cb(void *arg, const char *room_id, json_t *m)
         bool include_leave = json_is_true(json_object_get(room_filter_obj, "include_leave"));
         if ((s->since == 0 && include_leave) || (changed && s->since != 0) || (s->full_state && include_leave)) {
             /* the room as it was up to the leave, kick or ban */
-            json_t *room = room_section(s, room_id, mpos, s->since == 0, rad, false);
+            json_t *room = room_section(s, room_id, mpos, s->since == 0, rad, false, NULL);
             if (room == NULL && changed) {
                 /* a room this server never had (a declined invite from another server): the leave alone */
                 json_t *ev = load_event(s, event_id, false);
@@ -960,19 +1136,31 @@ static void run(ax_req_t *r, bool timed_out)
         j->s.device_id = j->device_id = s->device_id ? ax_strdup(s->device_id) : NULL;
         j->s.filter = j->filter = s->filter ? json_deep_copy(s->filter) : NULL;
         j->s.set_presence = NULL;
+        j->s.share_timeline = false; /* the shared timelines are the HTTP threads' */
         j->timed_out = timed_out;
         ax_req_work(r, job_run, job_done, j, job_free);
         return;
     }
-    json_t *out = build(s, NULL);
+    /* written out room by room as on a worker, into the thread's buffers */
+    s->share_timeline = true;
+    ax_buf_reset(&join_buf);
+    json_t *out = build(s, &join_buf);
     if (out == NULL) {
         ax_reply_error(r, AX_M_INTERNAL, "Database unavailable");
         return;
     }
-    if (park(r, s, has_news(out), s->upto, s->ack_to_device, timed_out))
-        json_decref(out);
-    else
-        ax_reply_json_new(r, 200, out);
+    if (!park(r, s, has_news(out), s->upto, s->ack_to_device, timed_out)) {
+        ax_buf_reset(&body_buf);
+        if (dump_response(&body_buf, out, &join_buf) == 0)
+            ax_reply_raw(r, 200, "application/json", body_buf.base, body_buf.len);
+        else
+            ax_reply_error(r, AX_M_INTERNAL, "Cannot write the response");
+    }
+    json_decref(out);
+    if (body_buf.cap > 1 << 20 || join_buf.cap > 1 << 20) { /* do not keep a huge buffer per thread */
+        ax_buf_dispose(&body_buf);
+        ax_buf_dispose(&join_buf);
+    }
 }
 
 /* GET /_matrix/client/v3/sync */

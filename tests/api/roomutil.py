@@ -65,7 +65,7 @@ class RoomTestCase(AxonTestCase):
         self.assertEqual(r.status, expect, r)
         return r
 
-    def sync(self, token, since=None, timeout=0, filter_=None, spec=True, **params):
+    def sync(self, token, since=None, timeout=0, filter_=None, spec=True, conn=None, **params):
         # presence is tested on its own; elsewhere it would only add noise to what a sync returns
         qs = {"timeout": str(timeout), "set_presence": params.pop("set_presence", "offline")}
         if since:
@@ -73,7 +73,7 @@ class RoomTestCase(AxonTestCase):
         if filter_ is not None:
             qs["filter"] = filter_ if isinstance(filter_, str) else json.dumps(filter_)
         qs.update(params)
-        r = self.req("GET", V3 + "/sync?" + urllib.parse.urlencode(qs), token=token)
+        r = self.req("GET", V3 + "/sync?" + urllib.parse.urlencode(qs), token=token, conn=conn)
         self.assertEqual(r.status, 200, r)
         if spec:
             self.assertSpec("GET", V3 + "/sync", r)

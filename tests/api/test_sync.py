@@ -646,5 +646,108 @@ class ManyRooms(RoomTestCase):
         self.assertNotIn("join", s3["rooms"])
 
 
+class SharedTimeline(RoomTestCase):
+    """A commit wakes a room's members on the same token: the first writes the new events out and
+    the others copy them (sync.c, "the shared timeline"), but only readers whose view is the same."""
+
+    def same_events(self, a, b):
+        strip = lambda evs: [dict(e, unsigned={k: v for k, v in e.get("unsigned", {}).items() if k != "age"})
+                             for e in evs]
+        self.assertEqual(strip(a), strip(b))
+
+    def test_readers_with_the_same_view_share_and_others_do_not(self):
+        aid, at = self.user()
+        bid, bt = self.user()
+        cid, ct = self.user()
+        did, dt = self.user()
+        eid, et = self.user()
+        room = self.create_room(at, preset="public_chat")
+        for t in (bt, ct, dt):
+            self.join(t, room)
+        self.req("PUT", V3 + "/user/%s/account_data/m.ignored_user_list" % q(did), token=dt,
+                 body={"ignored_users": {aid: {}}})
+        since = self.sync(bt)["next_batch"]
+        r = self.req("PUT", V3 + "/rooms/%s/send/m.room.message/shared-1" % q(room), token=at,
+                     body={"msgtype": "m.text", "body": "to all of you"})
+        self.assertEqual(r.status, 200, r)
+        m1 = r.json["event_id"]
+        self.join(et, room)
+        conn = self.server.connect()  # one connection: one HTTP thread, whose kept timelines these are
+        try:
+            kept0 = self.metric("axon_sync_timelines_kept_total")
+            used0 = self.metric("axon_sync_timelines_shared_total")
+            b = self.sync(bt, since=since, conn=conn)
+            c = self.sync(ct, since=since, conn=conn)
+            self.assertEqual(self.metric("axon_sync_timelines_kept_total"), kept0 + 1)
+            self.assertEqual(self.metric("axon_sync_timelines_shared_total"), used0 + 1)
+            tb, tc = self.timeline(b, room), self.timeline(c, room)
+            self.assertEqual([e["event_id"] for e in tb][:1], [m1])
+            self.assertEqual(tb[-1]["type"], "m.room.member")  # E's join
+            self.same_events(tb, tc)
+            for e in tc:
+                self.assertEqual(e["unsigned"]["membership"], "join")
+                self.assertNotIn("transaction_id", e["unsigned"])
+                self.assertIsInstance(e["unsigned"]["age"], int)
+                self.assertNotIn("room_id", e)
+            for s in (b, c):
+                jr = s["rooms"]["join"][room]
+                self.assertFalse(jr["timeline"]["limited"])
+                self.assertRegex(jr["timeline"]["prev_batch"], r"^t\d+$")
+                self.assertEqual(jr["summary"]["m.joined_member_count"], 5)  # a member event in the timeline
+                self.assertIn("unread_notifications", jr)
+            # the sender reads its own transaction_id: its own answer, not the kept one
+            a = self.sync(at, since=since, conn=conn)
+            self.assertEqual(self.timeline(a, room)[0]["unsigned"].get("transaction_id"), "shared-1")
+            # who ignores the sender does not see the message
+            d = self.sync(dt, since=since, conn=conn)
+            self.assertNotIn(m1, [e["event_id"] for e in self.timeline(d, room)])
+            # who joined after the token sees the room whole, and the message from before their join
+            e = self.sync(et, since=since, conn=conn)
+            got = {ev["event_id"]: ev for ev in self.timeline(e, room)}
+            self.assertEqual(got[m1]["unsigned"]["membership"], "leave")
+            whole = e["rooms"]["join"][room]["state"]["events"] + self.timeline(e, room)
+            self.assertIn("m.room.create", [ev["type"] for ev in whole])
+            self.assertEqual(self.metric("axon_sync_timelines_shared_total"), used0 + 1)
+            # a filter that picks events or fields: its own answer
+            f = self.sync(ct, since=since, conn=conn, spec=False,  # event_fields trims what the schema requires
+                          filter_={"event_fields": ["type", "content.body"]})
+            self.assertEqual(self.timeline(f, room)[0], {"type": "m.room.message", "content": {"body": "to all of you"}})
+            self.assertEqual(self.metric("axon_sync_timelines_shared_total"), used0 + 1)
+        finally:
+            conn.close()
+
+    def test_aggregations_are_never_shared(self):
+        """A thread root in the window carries the reader's own current_user_participated."""
+        aid, at = self.user()
+        bid, bt = self.user()
+        cid, ct = self.user()
+        room = self.create_room(at, preset="public_chat")
+        self.join(bt, room)
+        self.join(ct, room)
+        since = self.sync(at)["next_batch"]
+        root = self.send(bt, room, {"msgtype": "m.text", "body": "root"})
+        self.send(ct, room, {"msgtype": "m.text", "body": "reply",
+                             "m.relates_to": {"rel_type": "m.thread", "event_id": root}})
+        conn = self.server.connect()
+        try:
+            kept0 = self.metric("axon_sync_timelines_kept_total")
+            for token, participated in ((at, False), (bt, True), (ct, True)):
+                s = self.sync(token, since=since, conn=conn)
+                thread = self.timeline(s, room)[0]["unsigned"]["m.relations"]["m.thread"]
+                self.assertEqual(thread["count"], 1)
+                self.assertEqual(thread["current_user_participated"], participated)
+            self.assertEqual(self.metric("axon_sync_timelines_kept_total"), kept0)
+            # a message after them, read by a member who sent none of it: kept and shared
+            since = s["next_batch"]
+            self.send(bt, room)
+            used0 = self.metric("axon_sync_timelines_shared_total")
+            x = self.sync(at, since=since, conn=conn)
+            y = self.sync(ct, since=since, conn=conn)
+            self.same_events(self.timeline(x, room), self.timeline(y, room))
+            self.assertEqual(self.metric("axon_sync_timelines_shared_total"), used0 + 1)
+        finally:
+            conn.close()
+
+
 if __name__ == "__main__":
     main()
