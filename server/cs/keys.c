@@ -727,10 +727,23 @@ static void dl_add_room(void *arg, const char *room_id)
     ax_strmap_put(arg, room_id, (void *)1);
 }
 
+static int dl_any_cb(void *arg, uint64_t pos, const char *user_id, const char *membership)
+{
+    (void)pos, (void)user_id, (void)membership;
+    *(bool *)arg = true;
+    return 1;
+}
+
 static void dl_visit_room(void *arg, const char *room_id, void *value)
 {
     (void)value;
     dl_t *d = arg;
+    /* most rooms of the window only had messages: the user's membership record is read (and
+     * parsed) only for a room whose members changed, where dl_room_cb has something to do */
+    bool any = false;
+    ax_db_member_changes(d->txn, room_id, d->from, d->to, dl_any_cb, &any);
+    if (!any)
+        return;
     json_t *m = NULL;
     if (ax_db_membership_get(d->txn, room_id, d->self, &m) != 0)
         return; /* never the user's room */
