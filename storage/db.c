@@ -169,9 +169,11 @@ static int migrate_search_index(ax_txn_t *txn)
 /* 4 -> 5: notifications are staged in posuser_notif (new and empty): nothing to convert, but an older
  * axon must not open a database whose newest notifications it cannot see */
 
+/* 5 -> 6: the stage's keys start with a bucket: what schema 5 left staged moves into the lists now */
+
 /* migrations[i] upgrades a database at version i+1 to i+2. */
 static int (*const migrations[])(ax_txn_t *txn) = {migrate_member_changes, migrate_thread_summaries,
-                                                   migrate_search_index, NULL};
+                                                   migrate_search_index, NULL, ax_db_notif_move_unbucketed};
 
 typedef struct st_schema_arg_t {
     char *err;

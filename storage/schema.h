@@ -14,7 +14,9 @@
 #ifndef AX_STORAGE_SCHEMA_H
 #define AX_STORAGE_SCHEMA_H
 
-#define AX_SCHEMA_VERSION 5 /* 2: roomid_pos_member; 3: thread summaries; 4: search index; 5: posuser_notif */
+#define AX_SCHEMA_VERSION                                                                                              \
+    6 /* 2: roomid_pos_member; 3: thread summaries; 4: search index; 5: posuser_notif;                                 \
+       * 6: posuser_notif in buckets */
 
 /*
  * meta                  key = str name; value = per name: "schema_version" -> be64,
@@ -91,8 +93,9 @@
  *                       be32 notification_count | be32 highlight_count
  * userpos_notif         key = user_id 0x00 be64 pos of the event; value = u8 flags (1 = highlight) |
  *                       be64 ts | room_id 0x00 thread 0x00 actions json      (GET /notifications)
- * posuser_notif         key = be64 pos user_id; value = as userpos_notif's  (notifications not yet moved
- *                       into userpos_notif, oldest first: storage/push.c)
+ * posuser_notif         key = u8 bucket (ax_db_notif_bucket of the user) be64 pos user_id; value = as
+ *                       userpos_notif's  (notifications not yet moved into userpos_notif, oldest first,
+ *                       a bucket at a time: storage/push.c)
  * userapppushkey_pusher key = user_id 0x00 app_id 0x00 pushkey; value = json pusher {kind, app_id,
  *                       pushkey, app_display_name, device_display_name, profile_tag?, lang, data,
  *                       device_id?, pushkey_ts (seconds)}

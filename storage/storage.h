@@ -448,12 +448,18 @@ int ax_db_notif_put(ax_txn_t *txn, const char *user_id, uint64_t pos, const ax_n
  * stay staged, which readers see all the same, only more slowly.
  */
 void ax_db_notif_attach(ax_db_t *db, ax_writer_t *w);
+/** The stage is split by user in this many buckets; a move takes one. */
+#define AX_NOTIF_BUCKETS 8
+/** The bucket of 'user_id's staged notifications. */
+unsigned ax_db_notif_bucket(const char *user_id);
 /**
- * Moves up to 'max' staged notifications, the oldest, into their users'
- * lists: what the task above does.  '*moved' gets how many, '*drained'
- * whether none are left staged.
+ * Moves up to 'max' staged notifications of 'bucket', the oldest, into
+ * their users' lists: what the task above does, a bucket per step in turn.
+ * '*moved' gets how many, '*drained' whether no bucket has any left.
  */
-int ax_db_notif_move(ax_txn_t *txn, size_t max, size_t *moved, bool *drained);
+int ax_db_notif_move(ax_txn_t *txn, unsigned bucket, size_t max, size_t *moved, bool *drained);
+/** Schema 5 -> 6: moves every entry of the stage as schema 5 keyed it (no bucket) into the lists. */
+int ax_db_notif_move_unbucketed(ax_txn_t *txn);
 /** About how many notifications are staged (any thread). */
 uint64_t ax_db_notif_staged(ax_db_t *db);
 /**

@@ -11,6 +11,7 @@
 #include "core/events.h"
 #include "core/push.h"
 #include "core/rooms.h"
+#include "storage/storage_internal.h"
 
 #include <sodium.h>
 
@@ -406,7 +407,7 @@ static int notif_apply(ax_txn_t *txn, void *arg)
     if (j->op == 2) {
         size_t moved;
         bool drained;
-        int rc = ax_db_notif_move(txn, 5, &moved, &drained);
+        int rc = ax_db_notif_move(txn, ax_db_notif_bucket(j->user), 5, &moved, &drained);
         j->next = moved | (drained ? 0x100 : 0);
         return rc;
     }
@@ -437,7 +438,7 @@ static void test_notification_pruning(void **state)
     assert_int_equal(run_write(f, notif_apply, &p), 0);
     assert_int_equal(notifications(f, CAROL), 8);
     /* moved in batches, the oldest first; the list and the stage read as one all along */
-    notif_job_t m = {.op = 2};
+    notif_job_t m = {.user = CAROL, .op = 2};
     assert_int_equal(run_write(f, notif_apply, &m), 0);
     assert_int_equal(m.next, 5);
     char buf[64];
@@ -468,6 +469,105 @@ static void test_notification_pruning(void **state)
     assert_int_equal(p.next, 0);
 }
 
+/* A user of a bucket other than 'other's (or the same with 'same'), as "@uN:a.test" in 'out'. */
+static const char *user_in_bucket(const char *other, bool same, char *out, size_t cap)
+{
+    for (int i = 0;; ++i) {
+        snprintf(out, cap, "@u%d:a.test", i);
+        if ((ax_db_notif_bucket(out) == ax_db_notif_bucket(other)) == same && strcmp(out, other) != 0)
+            return out;
+    }
+}
+
+/* The stage moves a bucket (an eighth of the users) at a time; every user reads list and stage as one. */
+static void test_notification_buckets(void **state)
+{
+    fixture_t *f = *state;
+    char other[64], near[64], buf[64];
+    user_in_bucket(CAROL, false, other, sizeof(other));
+    user_in_bucket(CAROL, true, near, sizeof(near));
+    const char *users[] = {CAROL, other, near};
+    for (uint64_t pos = 1; pos <= 9; ++pos) {
+        notif_job_t j = {users[(pos - 1) % 3], pos, 1000 + pos, false, 0, 0, 0, 0};
+        assert_int_equal(run_write(f, notif_apply, &j), 0);
+    }
+    /* other's bucket: its three, nobody else's */
+    notif_job_t m = {.user = other, .op = 2};
+    assert_int_equal(run_write(f, notif_apply, &m), 0);
+    assert_int_equal(m.next, 3);
+    assert_string_equal(positions(f, other, UINT64_MAX, true, buf), "8,5,2");
+    assert_string_equal(positions(f, CAROL, UINT64_MAX, true, buf), "7,4,1");
+    assert_string_equal(positions(f, near, 0, false, buf), "3,6,9");
+    /* a newer one of other's is staged again: read after the listed ones, both ways */
+    notif_job_t j = {other, 10, 2000, true, 0, 0, 0, 0};
+    assert_int_equal(run_write(f, notif_apply, &j), 0);
+    assert_string_equal(positions(f, other, UINT64_MAX, true, buf), "10,8,5,2");
+    assert_string_equal(positions(f, other, 6, false, buf), "8,10");
+    assert_string_equal(positions(f, other, 9, true, buf), "8,5,2");
+    /* carol's bucket takes near's too (the same bucket), at most 5 of them, the oldest */
+    m.user = CAROL;
+    assert_int_equal(run_write(f, notif_apply, &m), 0);
+    assert_int_equal(m.next, 5);
+    assert_string_equal(positions(f, CAROL, UINT64_MAX, true, buf), "7,4,1");
+    assert_string_equal(positions(f, near, UINT64_MAX, true, buf), "9,6,3");
+    assert_int_equal(run_write(f, notif_apply, &m), 0);
+    assert_int_equal(m.next, 1); /* near's 9; other's 10 is still staged */
+    m.user = other;
+    assert_int_equal(run_write(f, notif_apply, &m), 0);
+    assert_int_equal(m.next, 1 | 0x100);
+    assert_int_equal(notifications(f, CAROL), 3);
+    assert_int_equal(notifications(f, other), 4);
+    assert_int_equal(notifications(f, near), 3);
+    assert_string_equal(positions(f, other, UINT64_MAX, true, buf), "10,8,5,2");
+}
+
+/* Schema 5 staged entries without a bucket: the migration to 6 moves them into the lists. */
+static int stage_unbucketed(ax_txn_t *txn, void *arg)
+{
+    (void)arg;
+    static const char *const users[] = {CAROL, ALICE, CAROL};
+    for (uint64_t pos = 1; pos <= 3; ++pos) {
+        uint8_t key[64], val[64];
+        size_t ulen = strlen(users[pos - 1]);
+        for (int i = 0; i < 8; ++i)
+            key[i] = (uint8_t)(pos >> (56 - 8 * i));
+        memcpy(key + 8, users[pos - 1], ulen);
+        memset(val, 0, 9);
+        memcpy(val + 9, "!r:a.test\0\0[\"notify\"]", 22);
+        int rc = ax_kv_put(txn, AX_DBI_posuser_notif, key, 8 + ulen, val, 31, 0);
+        if (rc != 0)
+            return rc;
+    }
+    return ax_db_meta_put_u64(txn, "schema_version", 5);
+}
+
+static void test_notification_stage_migration(void **state)
+{
+    fixture_t *f = *state;
+    assert_int_equal(run_write(f, stage_unbucketed, NULL), 0);
+    ax_writer_stop(f->writer);
+    ax_writer_free(f->writer);
+    ax_db_close(f->db);
+    char err[256];
+    ax_db_options_t o = {.path = f->dir, .map_size = 64 << 20, .sync = false};
+    assert_int_equal(ax_db_open(&o, &f->db, err, sizeof(err)), 0);
+    f->writer = ax_writer_new(f->db);
+    assert_int_equal(ax_writer_start(f->writer), 0);
+    char buf[64];
+    assert_string_equal(positions(f, CAROL, UINT64_MAX, true, buf), "3,1");
+    assert_string_equal(positions(f, ALICE, 0, false, buf), "2");
+    ax_txn_t *t;
+    uint64_t version;
+    assert_int_equal(ax_db_read_begin(f->db, &t), 0);
+    assert_int_equal(ax_db_meta_get_u64(t, "schema_version", &version), 0);
+    ax_db_read_end(t);
+    assert_int_equal(version, AX_SCHEMA_VERSION);
+    /* nothing left staged: a move finds the stage empty */
+    notif_job_t m = {.user = CAROL, .op = 2};
+    assert_int_equal(run_write(f, notif_apply, &m), 0);
+    assert_int_equal(m.next, 0 | 0x100);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -477,6 +577,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rollback_forgets_cached_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rule_change_is_seen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_notification_pruning, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_notification_buckets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_notification_stage_migration, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
