@@ -171,9 +171,12 @@ static int migrate_search_index(ax_txn_t *txn)
 
 /* 5 -> 6: the stage's keys start with a bucket: what schema 5 left staged moves into the lists now */
 
+/* 6 -> 7: new event records carry their state group (older ones keep it in eventid_stategroup, which
+ * is still read for them): nothing to convert, but an older axon would not find the new ones' groups */
+
 /* migrations[i] upgrades a database at version i+1 to i+2. */
-static int (*const migrations[])(ax_txn_t *txn) = {migrate_member_changes, migrate_thread_summaries,
-                                                   migrate_search_index, NULL, ax_db_notif_move_unbucketed};
+static int (*const migrations[])(ax_txn_t *txn) = {
+    migrate_member_changes, migrate_thread_summaries, migrate_search_index, NULL, ax_db_notif_move_unbucketed, NULL};
 
 typedef struct st_schema_arg_t {
     char *err;

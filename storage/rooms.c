@@ -26,23 +26,60 @@ static bool copy_part(char *out, size_t cap, const void *p, size_t n)
 
 /* ---- events ---- */
 
+/*
+ * An event record: be64 pos | u8 flags | [be64 state group, when flags has
+ * EVENT_F_GROUP] | room_id NUL | JSON.  The state group after the event
+ * lives in the record since schema 7: in a table of its own (still read for
+ * older records, eventid_stategroup) it put every message on a random leaf
+ * page of its own, one more page for each commit to write.
+ */
+#define EVENT_F_GROUP 0x80 /* storage's own: never in ax_event_rec_t.flags */
+
+static int event_record(const void *v, size_t vlen, ax_event_rec_t *out, uint64_t *group)
+{
+    const uint8_t *p = v;
+    size_t head = vlen > 9 && (p[8] & EVENT_F_GROUP) != 0 ? 17 : 9;
+    const uint8_t *nul = vlen > head ? memchr(p + head, 0, vlen - head) : NULL;
+    if (nul == NULL)
+        return AX_EIO;
+    out->pos = ax_be64_get(p);
+    out->flags = p[8] & ~EVENT_F_GROUP;
+    out->room_id = (const char *)p + head;
+    out->json = (const char *)nul + 1;
+    out->json_len = vlen - (size_t)(nul + 1 - p);
+    *group = head == 17 ? ax_be64_get(p + 9) : 0;
+    return 0;
+}
+
+/* Writes the record of 'event_id' from its parts ('group' 0: none). */
+static int event_record_put(ax_txn_t *txn, const char *event_id, uint64_t pos, unsigned flags, uint64_t group,
+                            const char *room_id, const char *json, size_t json_len, const json_t *event)
+{
+    ax_buf_t b = AX_BUF_INIT;
+    uint8_t head[17];
+    ax_be64_put(head, pos);
+    head[8] = (uint8_t)((flags & ~EVENT_F_GROUP) | (group != 0 ? EVENT_F_GROUP : 0));
+    ax_be64_put(head + 9, group);
+    ax_buf_append(&b, head, group != 0 ? 17 : 9);
+    ax_buf_append(&b, room_id, strlen(room_id) + 1);
+    int rc = 0;
+    if (event != NULL)
+        rc = ax_json_encode(event, &b);
+    else
+        ax_buf_append(&b, json, json_len);
+    if (rc == 0)
+        rc = ax_kv_put(txn, AX_DBI_eventid_event, event_id, strlen(event_id), b.base, b.len, 0);
+    ax_buf_dispose(&b);
+    return rc;
+}
+
 int ax_db_event_get_raw(ax_txn_t *txn, const char *event_id, ax_event_rec_t *out)
 {
     const void *v;
     size_t vlen;
+    uint64_t group;
     int rc = ax_kv_get(txn, AX_DBI_eventid_event, event_id, strlen(event_id), &v, &vlen);
-    if (rc != 0)
-        return rc;
-    const uint8_t *p = v;
-    const uint8_t *nul = vlen > 9 ? memchr(p + 9, 0, vlen - 9) : NULL;
-    if (nul == NULL)
-        return AX_EIO;
-    out->pos = ax_be64_get(p);
-    out->flags = p[8];
-    out->room_id = (const char *)p + 9;
-    out->json = (const char *)nul + 1;
-    out->json_len = vlen - (size_t)(nul + 1 - p);
-    return 0;
+    return rc != 0 ? rc : event_record(v, vlen, out, &group);
 }
 
 /*
@@ -322,17 +359,15 @@ int ax_db_event_put(ax_txn_t *txn, const char *event_id, const char *room_id, ui
 {
     if (txn->events != NULL)
         json_decref(ax_strmap_del(txn->events, event_id)); /* a redaction: the kept copy is stale */
-    ax_buf_t b = AX_BUF_INIT;
-    uint8_t head[9];
-    ax_be64_put(head, pos);
-    head[8] = (uint8_t)flags;
-    ax_buf_append(&b, head, sizeof(head));
-    ax_buf_append(&b, room_id, strlen(room_id) + 1);
-    int rc = ax_json_encode(event, &b);
-    if (rc == 0)
-        rc = ax_kv_put(txn, AX_DBI_eventid_event, event_id, strlen(event_id), b.base, b.len, 0);
-    ax_buf_dispose(&b);
-    return rc;
+    /* a rewrite (a redaction, an outlier joining the timeline) keeps the state group */
+    const void *v;
+    size_t vlen;
+    ax_event_rec_t old;
+    uint64_t group = 0;
+    if (ax_kv_get(txn, AX_DBI_eventid_event, event_id, strlen(event_id), &v, &vlen) != 0 ||
+        event_record(v, vlen, &old, &group) != 0)
+        group = 0;
+    return event_record_put(txn, event_id, pos, flags, group, room_id, NULL, 0, event);
 }
 
 /* ---- timelines ---- */
@@ -685,9 +720,28 @@ int ax_db_stategroup_new(ax_txn_t *txn, uint64_t prev, const json_t *delta, uint
 
 int ax_db_event_stategroup_put(ax_txn_t *txn, const char *event_id, uint64_t group)
 {
-    uint8_t v[8];
-    ax_be64_put(v, group);
-    return ax_kv_put(txn, AX_DBI_eventid_stategroup, event_id, strlen(event_id), v, 8, 0);
+    const void *v;
+    size_t vlen;
+    ax_event_rec_t r;
+    uint64_t had;
+    if (group != 0 && ax_kv_get(txn, AX_DBI_eventid_event, event_id, strlen(event_id), &v, &vlen) == 0 &&
+        event_record(v, vlen, &r, &had) == 0) {
+        /* the record was just written in this transaction: its page is dirty already.  Copy the
+         * parts out first, as the put may move them */
+        if (had == group)
+            return 0;
+        char room_id[256];
+        if (!copy_part(room_id, sizeof(room_id), r.room_id, strlen(r.room_id)))
+            return AX_ETOOBIG;
+        char *json = ax_malloc(r.json_len + 1);
+        memcpy(json, r.json, r.json_len);
+        int rc = event_record_put(txn, event_id, r.pos, r.flags, group, room_id, json, r.json_len, NULL);
+        free(json);
+        return rc; /* an older record's entry in the table, if any, is never read again */
+    }
+    uint8_t gv[8]; /* no record (yet): the table */
+    ax_be64_put(gv, group);
+    return ax_kv_put(txn, AX_DBI_eventid_stategroup, event_id, strlen(event_id), gv, 8, 0);
 }
 
 static ax_key_t room_pos_key(const char *room_id, uint64_t pos)
@@ -728,6 +782,10 @@ int ax_db_event_stategroup_get(ax_txn_t *txn, const char *event_id, uint64_t *gr
 {
     const void *v;
     size_t vlen;
+    ax_event_rec_t r;
+    if (ax_kv_get(txn, AX_DBI_eventid_event, event_id, strlen(event_id), &v, &vlen) == 0 &&
+        event_record(v, vlen, &r, group) == 0 && *group != 0)
+        return 0;
     int rc = ax_kv_get(txn, AX_DBI_eventid_stategroup, event_id, strlen(event_id), &v, &vlen);
     if (rc != 0)
         return rc;

@@ -14,9 +14,9 @@
 #ifndef AX_STORAGE_SCHEMA_H
 #define AX_STORAGE_SCHEMA_H
 
-#define AX_SCHEMA_VERSION                                                                                              \
-    6 /* 2: roomid_pos_member; 3: thread summaries; 4: search index; 5: posuser_notif;                                 \
-       * 6: posuser_notif in buckets */
+/* 2: roomid_pos_member; 3: thread summaries; 4: search index; 5: posuser_notif; 6: posuser_notif in
+ * buckets; 7: the state group in the event record */
+#define AX_SCHEMA_VERSION 7
 
 /*
  * meta                  key = str name; value = per name: "schema_version" -> be64,
@@ -38,9 +38,10 @@
  *                       completed, expiry_time|null}
  *
  * Rooms and events (storage/rooms.c).  "pos" is the stream position the writer gave the event.
- * eventid_event         key = event_id; value = be64 pos (0: outlier) | u8 flags (AX_EVENT_F_*) |
- *                       room_id 0x00 | event json (the PDU; its "unsigned" holds server-local data:
- *                       prev_content, replaces_state, redacted_because, io.axon.txn {device, txn_id})
+ * eventid_event         key = event_id; value = be64 pos (0: outlier) | u8 flags (AX_EVENT_F_*, and 0x80:
+ *                       a group follows) | [be64 group of the state after the event] | room_id 0x00 |
+ *                       event json (the PDU; its "unsigned" holds server-local data: prev_content,
+ *                       replaces_state, redacted_because, io.axon.txn {device, txn_id})
  * roomid_pos_eventid    key = room_id 0x00 be64 pos; value = event_id           (a room's timeline)
  * pos_roomevent         key = be64 pos; value = room_id 0x00 event_id           (every timeline, in order)
  * roomid_room           key = room_id; value = json {room_version, creators[], created_ts, last_pos,
@@ -49,7 +50,8 @@
  * roomid_extremity      key = room_id 0x00 event_id; value = ""                 (forward extremities)
  * stategroup_state      key = be64 group; value = json {prev: group (0: full snapshot), chain: n,
  *                       delta: {type: {state_key: event_id | null}}}
- * eventid_stategroup    key = event_id; value = be64 group of the state after the event (its DAG state)
+ * eventid_stategroup    key = event_id; value = be64 group of the state after the event (its DAG state):
+ *                       records written before schema 7 only (later ones carry it in eventid_event)
  * roomdepth_backfill    key = room_id 0x00 be64 depth event_id; value = ""  (history older than this server's
  *                       first event of the room, fetched from other servers: outliers shown by /messages)
  * roompos_stategroup    key = room_id 0x00 be64 pos; value = be64 group of the room's current state

@@ -182,6 +182,7 @@ enum {
     AX_EVENT_F_REJECTED = 4,    /* failed auth; kept so it is not fetched again */
     AX_EVENT_F_SOFT_FAILED = 8, /* allowed by its auth events but not by current state */
     AX_EVENT_F_REDACTED = 16,   /* stored in redacted form */
+    /* 0x80 is storage's own (the record carries its state group) and never shows here */
 };
 
 /** An event record: the JSON is borrowed from the transaction (copy or parse it before the txn ends). */

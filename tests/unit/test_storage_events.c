@@ -2,7 +2,8 @@
  * test_storage_events.c -- reading stored events: ax_db_event_get_keys()
  * skips the members a reader does not want without parsing them, and must
  * give exactly what a whole parse gives for the members it keeps, whatever
- * the strings, nesting, scalars and whitespace of the record.
+ * the strings, nesting, scalars and whitespace of the record.  And the
+ * state group kept in the record's head since schema 7.
  */
 #include "testutil.h"
 
@@ -161,6 +162,71 @@ static void test_broken_and_missing(void **state)
     ax_db_read_end(t);
 }
 
+/* ---- the state group in the record (schema 7) ---- */
+
+static int group_steps(ax_txn_t *txn, void *arg)
+{
+    int step = *(int *)arg;
+    json_t *ev = json_pack("{s:s, s:s, s:{s:s}}", "type", "m.room.message", "sender", "@a:x", "content", "body", "hi");
+    int rc = 0;
+    if (step == 0) { /* a new event, then its group: into the record */
+        rc = ax_db_event_put(txn, "$new", "!r:x", 11, AX_EVENT_F_STATE, ev);
+        if (rc == 0)
+            rc = ax_db_event_stategroup_put(txn, "$new", 42);
+    } else if (step == 1) { /* rewritten (a redaction): the group stays */
+        rc = ax_db_event_put(txn, "$new", "!r:x", 11, AX_EVENT_F_STATE | AX_EVENT_F_REDACTED, ev);
+    } else if (step == 2) { /* a record from before schema 7: its group in the table */
+        raw_t r = {"$old", "{\"type\":\"m.room.message\"}"};
+        uint8_t v[8];
+        ax_be64_put(v, 9);
+        rc = put_raw(txn, &r);
+        if (rc == 0)
+            rc = ax_kv_put(txn, AX_DBI_eventid_stategroup, "$old", 4, v, 8, 0);
+    } else { /* a group before its record: the table */
+        rc = ax_db_event_stategroup_put(txn, "$later", 5);
+    }
+    json_decref(ev);
+    return rc;
+}
+
+static uint64_t group_of(const char *event_id)
+{
+    ax_txn_t *t;
+    uint64_t g = 0;
+    assert_int_equal(ax_db_read_begin(db, &t), 0);
+    if (ax_db_event_stategroup_get(t, event_id, &g) != 0)
+        g = 0;
+    ax_db_read_end(t);
+    return g;
+}
+
+static void test_state_group_in_the_record(void **state)
+{
+    (void)state;
+    for (int step = 0; step < 4; ++step)
+        assert_int_equal(ax_db_write_direct(db, group_steps, &step), 0);
+    assert_int_equal(group_of("$new"), 42);
+    assert_int_equal(group_of("$old"), 9);
+    assert_int_equal(group_of("$later"), 5);
+    assert_int_equal(group_of("$none"), 0);
+    ax_txn_t *t;
+    assert_int_equal(ax_db_read_begin(db, &t), 0);
+    /* the record reads as before: the flag is storage's own, the JSON whole */
+    ax_event_rec_t rec;
+    json_t *ev = NULL;
+    assert_int_equal(ax_db_event_get(t, "$new", &ev, &rec), 0);
+    assert_int_equal(rec.pos, 11);
+    assert_int_equal(rec.flags, AX_EVENT_F_STATE | AX_EVENT_F_REDACTED);
+    assert_string_equal(rec.room_id, "!r:x");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(ev, "content"), "body")), "hi");
+    json_decref(ev);
+    /* and nothing of it went into the table */
+    const void *v;
+    size_t vlen;
+    assert_int_equal(ax_kv_get(t, AX_DBI_eventid_stategroup, "$new", 4, &v, &vlen), AX_ENOTFOUND);
+    ax_db_read_end(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -169,6 +235,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_whitespace, setup, teardown),
         cmocka_unit_test_setup_teardown(test_escaped_key_is_parsed_whole, setup, teardown),
         cmocka_unit_test_setup_teardown(test_broken_and_missing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_state_group_in_the_record, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
