@@ -10,7 +10,7 @@
 static char tomb_marker;
 #define TOMB (&tomb_marker)
 
-static uint64_t hash_str(const char *s)
+uint64_t ax_str_hash(const char *s)
 {
     uint64_t h = 1469598103934665603ULL;
     for (; *s; ++s)
@@ -52,13 +52,13 @@ static void grow(ax_strmap_t *m)
 
 void *ax_strmap_get(const ax_strmap_t *m, const char *key)
 {
-    ax_strmap_entry_t *e = find(m, key, hash_str(key));
+    ax_strmap_entry_t *e = find(m, key, ax_str_hash(key));
     return e ? e->value : NULL;
 }
 
 void *ax_strmap_put(ax_strmap_t *m, const char *key, void *value)
 {
-    uint64_t h = hash_str(key);
+    uint64_t h = ax_str_hash(key);
     ax_strmap_entry_t *e = find(m, key, h);
     if (e != NULL) {
         void *old = e->value;
@@ -81,7 +81,7 @@ void *ax_strmap_put(ax_strmap_t *m, const char *key, void *value)
 
 void *ax_strmap_del(ax_strmap_t *m, const char *key)
 {
-    ax_strmap_entry_t *e = find(m, key, hash_str(key));
+    ax_strmap_entry_t *e = find(m, key, ax_str_hash(key));
     if (e == NULL)
         return NULL;
     void *v = e->value;

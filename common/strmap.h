@@ -27,6 +27,12 @@ typedef struct st_ax_strmap_t {
         NULL, 0, 0, 0                                                                                                  \
     }
 
+/**
+ * The maps' hash of 'key' (64-bit FNV-1a).  Stable across versions: storage
+ * keys use it (the notification stage's buckets), so it must never change.
+ */
+uint64_t ax_str_hash(const char *key);
+
 /** The value stored for 'key', or NULL. */
 void *ax_strmap_get(const ax_strmap_t *m, const char *key);
 /** Stores 'value' for 'key' (replacing any); returns the previous value or NULL. */

@@ -8,6 +8,7 @@
  * which tells the writer-side caches of core/push.c to reload.
  */
 #include "storage/storage_internal.h"
+#include "common/strmap.h"
 
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -153,10 +154,7 @@ static void notif_value(ax_key_t *v, const ax_notif_t *n)
 
 unsigned ax_db_notif_bucket(const char *user_id)
 {
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (const unsigned char *p = (const unsigned char *)user_id; *p != '\0'; ++p)
-        h = (h ^ *p) * 16777619u;
-    return h % AX_NOTIF_BUCKETS;
+    return (unsigned)(ax_str_hash(user_id) % AX_NOTIF_BUCKETS);
 }
 
 int ax_db_notif_put(ax_txn_t *txn, const char *user_id, uint64_t pos, const ax_notif_t *n)
@@ -331,8 +329,8 @@ int ax_db_notif_move(ax_txn_t *txn, unsigned bucket, size_t max, size_t *moved, 
     if (rc == 0)
         rc = move_rows(txn, &st, 1);
     bool any = false;
-    if (rc == 0)
-        rc = ax_kv_scan(txn, AX_DBI_posuser_notif, NULL, 0, NULL, 0, any_row, &any) < 0 ? AX_EIO : 0;
+    if (rc == 0 && (rc = ax_kv_scan(txn, AX_DBI_posuser_notif, NULL, 0, NULL, 0, any_row, &any)) > 0)
+        rc = 0;
     *moved = st.n;
     *drained = !any;
     ax_buf_dispose(&st.rows);

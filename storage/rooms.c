@@ -126,10 +126,7 @@ void ax_db_event_cache_free(void)
 
 static event_cache_slot_t *event_cache_slot(const char *event_id)
 {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (const unsigned char *p = (const unsigned char *)event_id; *p != '\0'; ++p)
-        h = (h ^ *p) * 1099511628211ULL;
-    return &event_cache[h & (event_cache_slots - 1)];
+    return &event_cache[ax_str_hash(event_id) & (event_cache_slots - 1)];
 }
 
 /* Skips blanks (JSON whitespace). */
@@ -726,18 +723,12 @@ int ax_db_event_stategroup_put(ax_txn_t *txn, const char *event_id, uint64_t gro
     uint64_t had;
     if (group != 0 && ax_kv_get(txn, AX_DBI_eventid_event, event_id, strlen(event_id), &v, &vlen) == 0 &&
         event_record(v, vlen, &r, &had) == 0) {
-        /* the record was just written in this transaction: its page is dirty already.  Copy the
-         * parts out first, as the put may move them */
+        /* the record was just written in this transaction: its page is dirty already.  Its parts
+         * are copied into the new record before the put, so reading them in place is safe; an
+         * older record's entry in the table, if any, is never read again */
         if (had == group)
             return 0;
-        char room_id[256];
-        if (!copy_part(room_id, sizeof(room_id), r.room_id, strlen(r.room_id)))
-            return AX_ETOOBIG;
-        char *json = ax_malloc(r.json_len + 1);
-        memcpy(json, r.json, r.json_len);
-        int rc = event_record_put(txn, event_id, r.pos, r.flags, group, room_id, json, r.json_len, NULL);
-        free(json);
-        return rc; /* an older record's entry in the table, if any, is never read again */
+        return event_record_put(txn, event_id, r.pos, r.flags, group, r.room_id, r.json, r.json_len, NULL);
     }
     uint8_t gv[8]; /* no record (yet): the table */
     ax_be64_put(gv, group);
